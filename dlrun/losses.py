@@ -1,0 +1,123 @@
+"""Losses keyed by config name, built on Optax, with the output size each one needs.
+
+Every loss maps (model outputs, targets) to one value per example. For classification the
+targets are int class ids: cross-entropy reads them directly, the binary losses need two
+classes and one output unit, and the regression losses (mse, mae, huber) compare the outputs
+with one-hot targets, as the lessons do when they fit classes by least squares.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlrun.config import ConfigError
+
+# Keeps log() finite when a probability reaches exactly 0 or 1 in float32.
+PROBABILITY_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class Loss:
+    fn: Callable  # (outputs [n, d], targets, hyper) -> [n]
+    tasks: tuple  # the tasks it makes sense for
+    binary_only: bool = False  # one output unit: needs exactly two classes
+
+
+def _as_targets(outputs, targets):
+    """Regression targets as they are; class ids as one-hot rows of the outputs' width."""
+    if jnp.issubdtype(targets.dtype, jnp.integer):
+        return jax.nn.one_hot(targets, outputs.shape[-1])
+    return targets
+
+
+def softmax_cross_entropy(outputs, targets, hyper):
+    return optax.softmax_cross_entropy_with_integer_labels(outputs, targets)
+
+
+def binary_cross_entropy(outputs, targets, hyper):
+    """BCE on probabilities p = sigmoid(z): the textbook formula, clipped, less stable than logits."""
+    p = jnp.clip(jax.nn.sigmoid(outputs[:, 0]), PROBABILITY_EPS, 1 - PROBABILITY_EPS)
+    y = targets.astype(p.dtype)
+    return -(y * jnp.log(p) + (1 - y) * jnp.log1p(-p))
+
+
+def binary_cross_entropy_with_logits(outputs, targets, hyper):
+    return optax.sigmoid_binary_cross_entropy(outputs[:, 0], targets.astype(outputs.dtype))
+
+
+def mse(outputs, targets, hyper):
+    return jnp.mean(optax.squared_error(outputs, _as_targets(outputs, targets)), axis=-1)
+
+
+def mae(outputs, targets, hyper):
+    return jnp.mean(jnp.abs(outputs - _as_targets(outputs, targets)), axis=-1)
+
+
+def msle(outputs, targets, hyper):
+    # As Keras: predictions below zero are clipped so log1p stays defined.
+    log_pred = jnp.log1p(jnp.maximum(outputs, 0.0))
+    return jnp.mean((log_pred - jnp.log1p(targets)) ** 2, axis=-1)
+
+
+def huber(outputs, targets, hyper):
+    errors = optax.huber_loss(outputs, _as_targets(outputs, targets), delta=hyper["huber_delta"])
+    return jnp.mean(errors, axis=-1)
+
+
+BOTH = ("classification", "regression")
+LOSSES = {
+    "softmax_cross_entropy": Loss(softmax_cross_entropy, ("classification",)),
+    "binary_cross_entropy": Loss(binary_cross_entropy, ("classification",), binary_only=True),
+    "binary_cross_entropy_with_logits": Loss(
+        binary_cross_entropy_with_logits, ("classification",), binary_only=True
+    ),
+    "mse": Loss(mse, BOTH),
+    "mae": Loss(mae, BOTH),
+    "msle": Loss(msle, ("regression",)),
+    "huber": Loss(huber, BOTH),
+}
+DEFAULT_LOSS = {"classification": "softmax_cross_entropy", "regression": "mse"}
+
+
+def resolve_loss(name: str, spec) -> str:
+    """Return the loss name, resolving `auto` to the task's default."""
+    return DEFAULT_LOSS[spec.task] if name == "auto" else name
+
+
+def check_compatible(name: str, spec, target_scaling: str = "none") -> None:
+    """Raise ConfigError when the loss cannot apply to the data set."""
+    loss = LOSSES[name]
+    if spec.task not in loss.tasks:
+        raise ConfigError(
+            f"loss '{name}' does not fit {spec.task} data '{spec.name}' "
+            f"(choose from: {', '.join(n for n, l in LOSSES.items() if spec.task in l.tasks)})"
+        )
+    if loss.binary_only and spec.num_classes != 2:
+        raise ConfigError(
+            f"loss '{name}' needs 2 classes but data '{spec.name}' has {spec.num_classes} "
+            "(use softmax_cross_entropy)"
+        )
+    if name == "msle" and (not spec.targets_nonnegative or target_scaling != "none"):
+        raise ConfigError(
+            f"loss 'msle' needs non-negative targets: data '{spec.name}' has negative ones "
+            "(for rosenbrock set data.target_scaling=none)"
+        )
+
+
+def output_units(name: str, spec) -> int:
+    """Return the width of the model's last layer for this loss and data set."""
+    if LOSSES[name].binary_only:
+        return 1
+    return spec.num_classes if spec.task == "classification" else 1
+
+
+def predict_classes(name: str, outputs):
+    """Return predicted class ids from the outputs (one logit for the binary losses)."""
+    if LOSSES[name].binary_only:
+        return (outputs[:, 0] > 0).astype(jnp.int32)
+    return jnp.argmax(outputs, axis=-1)
