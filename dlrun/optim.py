@@ -99,6 +99,6 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
 def injected_hyperparams(opt_state) -> dict:
     """Return the injected hyperparameters (arrays) found in an optimizer state from make_optimizer."""
     for part in opt_state:
-        if isinstance(part, optax.InjectHyperparamsState):
+        if hasattr(part, "hyperparams"):  # InjectHyperparamsState or its stateful variant
             return part.hyperparams
     raise ValueError("optimizer state holds no injected hyperparameters")

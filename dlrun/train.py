@@ -1,0 +1,200 @@
+"""The compiled training step, epoch and evaluation: pure functions, no I/O.
+
+`train_step(state, batch) -> (state, metrics)` is one update; `train_epoch` is a `lax.scan` of it
+over shuffled mini-batches gathered by index from arrays already on the device, with the metrics
+reduced on the device, so a whole epoch is one call and one fetch. Everything a sweep may vary
+without changing shapes (optimizer hyperparameters, L2, dropout rate, noise, the random key)
+lives in the state, so a group of trials is `jax.vmap` over this same code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from dlrun import losses
+from dlrun.models import layer_of
+
+
+class TrainState(flax.struct.PyTreeNode):
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    hparams: dict  # l2, dropout, noise_std: traced so that a sweep can vmap over them
+
+
+@dataclass(frozen=True)
+class Program:
+    """The static half of a run: everything that fixes the compiled program's shape."""
+
+    model: nn.Module
+    optimizer: optax.GradientTransformation
+    loss_name: str
+    task: str
+    input_shape: tuple
+    batch_size: int
+    steps_per_epoch: int
+    x_offset: float = 0.0
+    x_scale: float = 1.0
+    huber_delta: float = 1.0
+    augment_shift: int = 0
+    use_noise: bool = False
+
+
+def create_state(program: Program, key: jax.Array, hparams: dict) -> TrainState:
+    """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters."""
+    dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
+    variables = program.model.init({"params": key, "dropout": key}, dummy, train=False)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=program.optimizer.init(params),
+        hparams={name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()},
+    )
+
+
+def prepare_inputs(program: Program, x):
+    """Scale raw inputs (uint8 images stay uint8 on the device until here)."""
+    return (x.astype(jnp.float32) - program.x_offset) * program.x_scale
+
+
+def augment(program: Program, x, key, noise_std):
+    """Random translations by up to `augment_shift` pixels and additive gaussian noise."""
+    shift_key, noise_key = jax.random.split(key)
+    if program.augment_shift:
+        s = program.augment_shift
+        padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+        offsets = jax.random.randint(shift_key, (x.shape[0], 2), 0, 2 * s + 1)
+        crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), x.shape[1:])
+        x = jax.vmap(crop)(padded, offsets)
+    if program.use_noise:
+        x = x + noise_std * jax.random.normal(noise_key, x.shape)
+    return x
+
+
+def l2_penalty(params):
+    """Return sum(w^2) over weight matrices and kernels (biases, slopes and BN scales excluded)."""
+    leaves = jax.tree_util.tree_leaves(params)
+    return sum(jnp.sum(jnp.square(w)) for w in leaves if w.ndim >= 2)
+
+
+def _forward(program, params, batch_stats, x, train, dropout_rate, key):
+    variables = {"params": params, "batch_stats": batch_stats}
+    mutable = ["stats", "batch_stats"] if train else ["stats"]
+    outputs, updates = program.model.apply(
+        variables, x, train=train, dropout_rate=dropout_rate, rngs={"dropout": key}, mutable=mutable
+    )
+    return outputs, updates
+
+
+def batch_metrics(program: Program, outputs, y):
+    """Return per-example loss values and correctness (NaN correctness for regression)."""
+    per_example = losses.LOSSES[program.loss_name].fn(outputs, y, {"huber_delta": program.huber_delta})
+    if program.task == "classification":
+        correct = (losses.predict_classes(program.loss_name, outputs) == y).astype(jnp.float32)
+    else:
+        correct = jnp.full(per_example.shape, jnp.nan)
+    return per_example, correct
+
+
+def layer_grad_norms(grads) -> dict:
+    """Return the L2 norm of the gradient of each layer, in the network's order."""
+    squares: dict = {}
+    for module, tree in grads.items():
+        total = sum(jnp.sum(jnp.square(g)) for g in jax.tree_util.tree_leaves(tree))
+        squares[layer_of(module)] = squares.get(layer_of(module), 0.0) + total
+    return {layer: jnp.sqrt(value) for layer, value in squares.items()}
+
+
+def train_step(program: Program, state: TrainState, x, y, key):
+    """One update on one mini-batch. Returns the new state and this step's metrics."""
+    augment_key, dropout_key = jax.random.split(key)
+    x = augment(program, prepare_inputs(program, x), augment_key, state.hparams["noise_std"])
+
+    def objective(params):
+        outputs, updates = _forward(program, params, state.batch_stats, x, True,
+                                    state.hparams["dropout"], dropout_key)
+        per_example, correct = batch_metrics(program, outputs, y)
+        data_loss = jnp.mean(per_example)
+        return data_loss + state.hparams["l2"] * l2_penalty(params), (data_loss, correct, updates)
+
+    grads, (data_loss, correct, updates) = jax.grad(objective, has_aux=True)(state.params)
+    step_updates, opt_state = program.optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, step_updates),
+        batch_stats=updates.get("batch_stats", state.batch_stats),
+        opt_state=opt_state,
+    )
+    layer_norms = layer_grad_norms(grads)
+    metrics = {
+        "loss": data_loss,
+        "accuracy": jnp.mean(correct),
+        "grad_norm": jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values())),
+        "layer_grad_norms": layer_norms,
+        # sow() stores a tuple per name; each layer sows once per call
+        "stats": {name: sown[0] for name, sown in updates.get("stats", {}).items()},
+    }
+    return new_state, metrics
+
+
+def _reduce_epoch(metrics):
+    """Reduce per-step metrics: means, except 'ever active' which is an OR over steps."""
+    stats = metrics.pop("stats")
+    reduced = jax.tree_util.tree_map(lambda v: jnp.mean(v, axis=0), metrics)
+    active = [jnp.any(v, axis=0) for k, v in stats.items() if k.endswith("_active")]
+    saturated = [jnp.mean(v) for k, v in stats.items() if k.endswith("_saturated")]
+    units = sum(a.size for a in active)
+    reduced["dead_fraction"] = (
+        sum(jnp.sum(~a) for a in active) / units if units else jnp.float32(jnp.nan)
+    )
+    reduced["saturated_fraction"] = (
+        jnp.mean(jnp.stack(saturated)) if saturated else jnp.float32(jnp.nan)
+    )
+    return reduced
+
+
+def train_epoch(program: Program, state: TrainState, x, y, key):
+    """One epoch: shuffle, then scan `train_step` over `steps_per_epoch` full mini-batches.
+
+    The last partial batch is dropped so every step has the same shape (one compiled program).
+    Returns the new state and the epoch's metrics, reduced on the device.
+    """
+    order_key, steps_key = jax.random.split(key)
+    used = program.steps_per_epoch * program.batch_size
+    order = jax.random.permutation(order_key, x.shape[0])[:used]
+    batches = order.reshape(program.steps_per_epoch, program.batch_size)
+    step_keys = jax.random.split(steps_key, program.steps_per_epoch)
+
+    def body(carry, inputs):
+        indices, step_key = inputs
+        return train_step(program, carry, x[indices], y[indices], step_key)
+
+    state, metrics = jax.lax.scan(body, state, (batches, step_keys))
+    return state, _reduce_epoch(metrics)
+
+
+def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
+    """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples)."""
+
+    def body(totals, inputs):
+        x, y, valid = inputs
+        outputs, _ = _forward(program, params, batch_stats, prepare_inputs(program, x), False,
+                              0.0, jax.random.PRNGKey(0))
+        per_example, correct = batch_metrics(program, outputs, y)
+        loss_sum = jnp.sum(jnp.where(valid, per_example, 0.0))
+        correct_sum = jnp.sum(jnp.where(valid, correct, 0.0))
+        return (totals[0] + loss_sum, totals[1] + correct_sum), None
+
+    (loss_sum, correct_sum), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
+    count = jnp.sum(mask)
+    return {"loss": loss_sum / count, "accuracy": correct_sum / count}

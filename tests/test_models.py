@@ -1,0 +1,103 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dlrun import models
+from dlrun.config import ConfigError, compose_config
+from dlrun.data import describe
+
+
+def build(*overrides):
+    cfg = compose_config(list(overrides))
+    spec = describe(cfg.data)
+    model = models.build_model(cfg, spec)
+    x = jnp.zeros((2, *spec.input_shape))
+    variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x)
+    return model, variables, x
+
+
+def dense(n_in, n_out):
+    return n_in * n_out + n_out
+
+
+def conv(k, c_in, c_out):
+    return k * k * c_in * c_out + c_out
+
+
+def test_lenet5_parameter_count():
+    _, variables, _ = build("model=lenet")
+    expected = conv(5, 1, 6) + conv(5, 6, 16) + dense(16 * 5 * 5, 120) + dense(120, 84) + dense(84, 10)
+    assert expected == 61706
+    assert models.count_params(variables["params"]) == expected
+
+
+def test_lenet5_layer_shapes():
+    model, variables, x = build("model=lenet")
+    params = variables["params"]
+    assert params["conv1"]["kernel"].shape == (5, 5, 1, 6)
+    assert params["conv2"]["kernel"].shape == (5, 5, 6, 16)
+    assert params["fc1"]["kernel"].shape == (400, 120)
+    assert model.apply(variables, x).shape == (2, 10)
+
+
+def test_mlp_parameter_counts():
+    _, variables, _ = build("model=mlp")
+    assert models.count_params(variables["params"]) == dense(784, 512) + dense(512, 256) + dense(256, 10)
+    _, variables, _ = build("model=mlp", "model.hidden=[]")  # logistic regression
+    assert models.count_params(variables["params"]) == dense(784, 10)
+
+
+def test_maxout_and_prelu_add_their_parameters():
+    _, variables, _ = build("data=xor", "model.hidden=[4]", "activation=maxout", "maxout_pieces=3")
+    assert models.count_params(variables["params"]) == dense(2, 12) + dense(4, 2)
+    _, variables, _ = build("data=xor", "model.hidden=[4,4]", "activation=prelu")
+    assert models.count_params(variables["params"]) == dense(2, 4) + dense(4, 4) + dense(4, 2) + 2
+
+
+def test_binary_loss_gets_one_output_unit():
+    model, variables, x = build("data=xor", "loss=binary_cross_entropy_with_logits", "model.hidden=[8]")
+    assert model.apply(variables, x).shape == (2, 1)
+
+
+def test_dropout_is_active_in_training_only_and_keeps_the_mean():
+    model, variables, _ = build("data=xor", "model.hidden=[2000]", "model.dropout=0.5", "activation=identity",
+                                "init=constant", "init_scale=0.01")
+    x = jnp.ones((1, 2))
+    rngs = {"dropout": jax.random.PRNGKey(3)}
+    evaluated = model.apply(variables, x, train=False, mutable=["stats"])[0]
+    trained = model.apply(variables, x, train=True, dropout_rate=0.5, rngs=rngs, mutable=["stats"])[0]
+    assert not np.allclose(evaluated, trained)
+    np.testing.assert_allclose(trained, evaluated, rtol=0.1)  # inverted dropout preserves the mean
+
+
+def test_batch_norm_tracks_statistics():
+    model, variables, _ = build("data=xor", "model.hidden=[8]", "model.batch_norm=true")
+    assert "hidden1_bn" in variables["batch_stats"]
+    x = jax.random.normal(jax.random.PRNGKey(0), (64, 2)) * 3 + 1
+    _, updates = model.apply(variables, x, train=True, mutable=["batch_stats", "stats"])
+    mean = updates["batch_stats"]["hidden1_bn"]["mean"]
+    assert not np.allclose(mean, variables["batch_stats"]["hidden1_bn"]["mean"])
+
+
+def test_model_gradient_matches_finite_differences():
+    with jax.enable_x64(True):
+        model, variables, _ = build("data=xor", "model.hidden=[5,4]", "activation=tanh")
+        params = jax.tree_util.tree_map(lambda p: p.astype(jnp.float64), variables["params"])
+        x = jax.random.normal(jax.random.PRNGKey(0), (8, 2), jnp.float64)
+
+        def loss(p):
+            out = model.apply({"params": p}, x, mutable=["stats"])[0]
+            return jnp.sum(out**2)
+
+        grad = jax.grad(loss)(params)["hidden1"]["kernel"][1, 2]
+        eps = 1e-6
+        bump = lambda d: jax.tree_util.tree_map_with_path(
+            lambda path, v: v.at[1, 2].add(d) if "hidden1" in str(path) and "kernel" in str(path) else v, params)
+        numeric = (loss(bump(eps)) - loss(bump(-eps))) / (2 * eps)
+        assert float(grad) == pytest.approx(float(numeric), rel=1e-6)
+
+
+def test_lenet_refuses_vectors():
+    with pytest.raises(ConfigError, match="lenet"):
+        compose_config(["model=lenet", "data=moons"])
