@@ -27,7 +27,8 @@ def dlrun_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float
 
     cfg = compose_config([f"model={model}", f"batch_size={batch_size}"])
     dataset = data.load(cfg.data)
-    program, hparams = run.build_program(cfg, dataset)
+    program = run.build_program([cfg], dataset)
+    hparams = run.trial_hparams(cfg)
     state = train.create_state(program, jax.random.PRNGKey(0), hparams)
     x, y = jax.device_put((dataset.x_train, dataset.y_train))
     epoch = jax.jit(functools.partial(train.train_epoch, program), donate_argnums=0)

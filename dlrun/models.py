@@ -173,6 +173,14 @@ def build_model(cfg, spec) -> nn.Module:
     return MODELS[cfg.model.name](cfg, spec, outputs, common)
 
 
+def param_count(cfg, spec) -> int:
+    """Return the model's number of parameters without initialising or compiling anything."""
+    dummy = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
+    key = jax.random.PRNGKey(0)
+    shapes = jax.eval_shape(lambda x: build_model(cfg, spec).init({"params": key}, x), dummy)
+    return count_params(shapes["params"])
+
+
 def count_params(params) -> int:
     """Return the number of scalar parameters in a pytree."""
     return sum(leaf.size for leaf in jax.tree_util.tree_leaves(params))

@@ -10,9 +10,9 @@ from rich.table import Table
 
 
 class EpochProgress:
-    """A rich progress bar over epochs showing the latest losses and accuracies."""
+    """A rich progress bar over the epochs of one run, showing its latest losses and accuracies."""
 
-    def __init__(self, console: Console, description: str, total_epochs: int, start: int = 0):
+    def __init__(self, console: Console, description: str):
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -20,10 +20,8 @@ class EpochProgress:
             TextColumn("{task.fields[metrics]}"),
             TimeElapsedColumn(),
             console=console,
-            transient=False,
         )
-        self.task = self.progress.add_task(description, total=total_epochs, completed=start,
-                                           metrics="compiling...")
+        self.description = description
 
     def __enter__(self):
         self.progress.start()
@@ -32,11 +30,18 @@ class EpochProgress:
     def __exit__(self, *exc):
         self.progress.stop()
 
-    def update(self, row: dict) -> None:
+    def start(self, total_epochs: int, completed: int) -> None:
+        self.task = self.progress.add_task(self.description, total=total_epochs, completed=completed,
+                                           metrics="compiled, training...")
+
+    def update(self, epoch: int, rows: list) -> None:
+        row = next((row for row in rows if row is not None), None)
+        if row is None:
+            return
         text = f"loss {row['train_loss']:.4f} val {row['val_loss']:.4f}"
         if not math.isnan(row.get("val_accuracy", math.nan)):
             text += f" acc {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%}"
-        self.progress.update(self.task, completed=row["epoch"], metrics=text)
+        self.progress.update(self.task, completed=epoch, metrics=text)
 
 
 def summary_table(summary: dict, run_dir) -> Table:

@@ -1,8 +1,13 @@
-"""One training run from a validated config to a results folder (see dlrun/results.py).
+"""Train a group of trials that share one program shape, each into its own run folder.
 
-The host loop around the compiled epoch: it fetches the metrics once per epoch, evaluates the
-validation set, writes the curves and checkpoints, stops early, on divergence or on a signal,
-and finally evaluates the test set once.
+`dlrun train` is a group of one; `dlrun sweep` hands groups of many here. A group is the
+self-contained unit of work: its inputs are configs and output folders, its outputs are the
+trial folders (dlrun/results.py), so another engine can run groups elsewhere unchanged.
+
+For a group of several trials the compiled epoch is `vmap`ped over a leading trial axis of the
+whole training state; the host loop fetches the metrics once per epoch, evaluates validation,
+writes curves and checkpoints, and freezes trials that diverge or stop early while the others
+go on. A signal stops every live trial after the current epoch, status `interrupted`.
 """
 
 from __future__ import annotations
@@ -11,56 +16,37 @@ import math
 import signal
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from contextlib import contextmanager, nullcontext
 from functools import partial
 from pathlib import Path
 
-import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
 
-from dlrun import __version__, data, losses, models, optim, results
+from dlrun import data, losses, models, optim
 from dlrun.backend import enable_compilation_cache
-from dlrun.config import to_yaml
 from dlrun.progress import EpochProgress, summary_table
-from dlrun.train import Program, TrainState, create_state, evaluate, train_epoch
+from dlrun.train import Program, create_state, evaluate, train_epoch
+from dlrun.trial import Trial, epoch_key, epoch_row, init_key
 
 
 class RunFailed(Exception):
-    """Training raised; the run folder records status `failed` and the traceback."""
+    """Training raised; every trial folder records status `failed` and the traceback."""
 
 
-@dataclass
-class Tracker:
-    """Best-epoch bookkeeping for early stopping and the best checkpoint."""
+def build_program(cfgs: list, dataset: data.Dataset) -> Program:
+    """Return the static program shared by a group (taken from its first config).
 
-    metric: str
-    min_delta: float
-    best_value: float = math.nan
-    best_epoch: int = 0
-    bad_epochs: int = 0
-
-    def update(self, epoch: int, value: float) -> bool:
-        """Record an epoch's value; return True when it is the new best."""
-        sign = 1.0 if self.metric == "val_loss" else -1.0
-        improved = math.isnan(self.best_value) or sign * (self.best_value - value) > self.min_delta
-        if improved and math.isfinite(value):
-            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-
-def build_program(cfg, dataset: data.Dataset) -> tuple[Program, dict]:
-    """Return the static program of a run and its traced hyperparameters."""
-    spec = dataset.spec
+    Dropout and noise are compiled in when any trial uses them; a rate of 0 then is a no-op.
+    """
+    cfg, spec = cfgs[0], dataset.spec
     steps_per_epoch = spec.n_train // cfg.batch_size
-    program = Program(
-        model=models.build_model(cfg, spec),
+    uses_dropout = any(c.model.dropout > 0 for c in cfgs)
+    model = models.build_model(cfg, spec).clone(use_dropout=uses_dropout)
+    return Program(
+        model=model,
         optimizer=optim.make_optimizer(cfg, steps_per_epoch),
         loss_name=losses.resolve_loss(cfg.loss, spec),
         task=spec.task,
@@ -71,10 +57,14 @@ def build_program(cfg, dataset: data.Dataset) -> tuple[Program, dict]:
         x_scale=float(dataset.x_scale),
         huber_delta=float(cfg.huber_delta),
         augment_shift=int(cfg.augment.shift) if len(spec.input_shape) == 3 else 0,
-        use_noise=cfg.augment.noise_std > 0,
+        use_noise=any(c.augment.noise_std > 0 for c in cfgs),
+        mask_updates=len(cfgs) > 1,
     )
-    hparams = {"l2": cfg.optim.l2, "dropout": cfg.model.dropout, "noise_std": cfg.augment.noise_std}
-    return program, hparams
+
+
+def trial_hparams(cfg) -> dict:
+    """The per-trial numbers a group carries in its state (the optimizer's are injected apart)."""
+    return {"l2": cfg.optim.l2, "dropout": cfg.model.dropout, "noise_std": cfg.augment.noise_std}
 
 
 def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -89,6 +79,34 @@ def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
     return jax.device_put((shape(x), shape(y), mask.reshape(count, batch_size)))
 
 
+def stack(trees: list):
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def take(tree, index: int):
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+def compiled_functions(program: Program, batched: bool):
+    """Return jitted (epoch, evaluate) over states with a leading trial axis.
+
+    A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
+    pays nothing for vmap; a larger group vmaps the state and shares the data.
+    """
+    epoch = partial(train_epoch, program)
+    assess = partial(evaluate, program)
+    if batched:
+        epoch = jax.vmap(epoch, in_axes=(0, None, None, 0))
+        assess = jax.vmap(assess, in_axes=(0, 0, None, None, None))
+    else:
+        one_epoch, one_assess = epoch, assess
+        expand = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
+        epoch = lambda state, x, y, keys: expand(one_epoch(take(state, 0), x, y, keys[0]))
+        assess = lambda params, stats, *batches: expand(
+            one_assess(take(params, 0), take(stats, 0), *batches))
+    return jax.jit(epoch, donate_argnums=0), jax.jit(assess)
+
+
 def compile_timed(fn, *args):
     """Compile `fn` ahead of time for these arguments; return the executable and the seconds taken."""
     start = time.perf_counter()
@@ -100,7 +118,8 @@ def compile_timed(fn, *args):
 def stop_requests():
     """Turn the first SIGINT/SIGTERM into a request to stop after the current epoch.
 
-    A second signal interrupts at once (KeyboardInterrupt). The folder stays readable either way.
+    A second signal interrupts at once (KeyboardInterrupt). Outside the main thread (a worker
+    of a parallel sweep handles signals in its parent) nothing is installed.
     """
     requested: dict = {"signal": None}
 
@@ -109,7 +128,10 @@ def stop_requests():
             raise KeyboardInterrupt
         requested["signal"] = signum
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        previous = {}
     try:
         yield requested
     finally:
@@ -117,211 +139,172 @@ def stop_requests():
             signal.signal(sig, old)
 
 
-def epoch_row(epoch: int, metrics: dict, val: dict, lr: float, seconds: float) -> dict:
-    """Flatten one epoch's fetched metrics into a metrics.csv row."""
-    row = {
-        "epoch": epoch,
-        "train_loss": float(metrics["loss"]),
-        "train_accuracy": float(metrics["accuracy"]),
-        "val_loss": float(val["loss"]),
-        "val_accuracy": float(val["accuracy"]),
-        "lr": lr,
-        "epoch_time_s": seconds,
-        "grad_norm": float(metrics["grad_norm"]),
-    }
-    for layer, norm in metrics["layer_grad_norms"].items():
-        row[f"grad_norm_{layer}"] = float(norm)
-    row["dead_fraction"] = float(metrics["dead_fraction"])
-    row["saturated_fraction"] = float(metrics["saturated_fraction"])
-    return row
+class GroupRun:
+    """One group's trials, their stacked state, the data on the device and the compiled code."""
+
+    def __init__(self, cfgs: list, run_dirs: list, dataset: data.Dataset):
+        self.dataset = dataset
+        self.program = build_program(cfgs, dataset)
+        self.trials = [Trial.create(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
+        steps = self.program.steps_per_epoch
+        self.states = [create_state(self.program, init_key(cfg), trial_hparams(cfg),
+                                    optim.make_optimizer(cfg, steps)) for cfg in cfgs]
+        self.x, self.y = jax.device_put((dataset.x_train, dataset.y_train))
+        eval_size = cfgs[0].eval_batch_size
+        self.val = eval_batches(dataset.x_val, dataset.y_val, eval_size)
+        self.test = eval_batches(dataset.x_test, dataset.y_test, eval_size)
+        self.compile_s = 0.0
+
+    def begin(self, resume: bool) -> int:
+        """Write each trial's start (or restore its checkpoint); return the first epoch to run."""
+        params = models.count_params(self.states[0].params)
+        if not resume:
+            for trial in self.trials:
+                trial.start(self.dataset.spec, params, len(self.trials))
+            self.state = stack(self.states)
+            return 1
+        restored = [trial.restore_last(state) for trial, state in zip(self.trials, self.states)]
+        epochs = {epoch for _, epoch in restored}
+        if len(epochs) != 1:
+            raise RunFailed(f"trials of one group stopped at different epochs {sorted(epochs)}")
+        self.state = jax.device_put(stack([state for state, _ in restored]))
+        return epochs.pop() + 1
+
+    def compile(self) -> None:
+        batched = len(self.trials) > 1
+        epoch_fn, assess_fn = compiled_functions(self.program, batched)
+        keys = self.epoch_keys(1)
+        self.epoch_fn, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y, keys)
+        self.assess_val, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
+                                               *self.val)
+        self.assess_fn = assess_fn
+        self.compile_s = epoch_s + val_s
+
+    def epoch_keys(self, epoch: int):
+        return jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials])
+
+    def run_epoch(self, epoch: int) -> list:
+        """Train every trial one epoch; return the rows of the live trials (None for the others)."""
+        steps = self.program.steps_per_epoch
+        start = time.perf_counter()
+        was_active = np.asarray(jax.device_get(self.state.active))
+        self.state, metrics = self.epoch_fn(self.state, self.x, self.y, self.epoch_keys(epoch))
+        val = self.assess_val(self.state.params, self.state.batch_stats, *self.val)
+        metrics, val, active = jax.device_get((metrics, val, self.state.active))
+        seconds = time.perf_counter() - start
+        rows = []
+        for index, trial in enumerate(self.trials):
+            if not trial.live:
+                rows.append(None)
+                continue
+            row = epoch_row(epoch, take(metrics, index), take(val, index),
+                            trial.lr_at((epoch - 1) * steps, steps), seconds)
+            finite = math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
+            row["_frozen"] = not finite or (was_active[index] and not active[index])
+            rows.append(row)
+        return rows
+
+    def record(self, epoch: int, rows: list) -> None:
+        """Write curves and checkpoints; freeze trials that diverged or stopped early."""
+        host_state = jax.device_get(self.state)
+        active = np.asarray(host_state.active).copy()
+        for index, (trial, row) in enumerate(zip(self.trials, rows)):
+            if row is None:
+                continue
+            trial_state = take(host_state, index)
+            if row.pop("_frozen"):
+                trial.record_divergence(row)
+                active[index] = False
+                continue
+            variables = {"params": trial_state.params, "batch_stats": trial_state.batch_stats}
+            if trial.record(epoch, row, variables):
+                trial.status = "completed"
+                active[index] = False
+            trial.save_last(epoch, trial_state)
+        self.state = self.state.replace(active=jnp.asarray(active))
+
+    def finish(self) -> list[dict]:
+        """Evaluate the test set once per trial (best or final parameters); write summaries."""
+        try:
+            host_state = jax.device_get(self.state)
+        except RuntimeError:  # a second Ctrl-C can land while the state's buffers are donated
+            return self._summaries(None)
+        variables = []
+        for index, trial in enumerate(self.trials):
+            if trial.uses_best():
+                variables.append(trial.best_variables)
+            else:
+                variables.append({"params": take(host_state.params, index),
+                                  "batch_stats": take(host_state.batch_stats, index)})
+        stacked = jax.device_put(stack(variables))
+        test = jax.device_get(self.assess_fn(stacked["params"], stacked["batch_stats"], *self.test))
+        return self._summaries(test)
+
+    def _summaries(self, test) -> list[dict]:
+        summaries = []
+        for index, trial in enumerate(self.trials):
+            evaluated = test is not None and trial.status != "diverged" and trial.rows
+            summaries.append(trial.finish(take(test, index) if evaluated else None,
+                                          self.program.task, self.compile_s))
+        return summaries
+
+    def fail(self, error: BaseException) -> None:
+        text = traceback.format_exc()
+        for trial in self.trials:
+            trial.run_dir.mkdir(parents=True, exist_ok=True)
+            (trial.run_dir / "error.txt").write_text(text)
+            trial.summary["error"] = f"{type(error).__name__}: {error}"
+            trial.status = "failed"
+            trial.finish(None, self.program.task, self.compile_s)
 
 
-@dataclass
-class Session:
-    """What one run holds while it trains."""
+def run_group(cfgs: list, run_dirs: list, *, resume: bool = False, progress=None) -> list[dict]:
+    """Train the trials of one group into their folders; return their summaries.
 
-    cfg: object
-    run_dir: Path
-    program: Program
-    dataset: data.Dataset
-    state: TrainState
-    tracker: Tracker
-    rows: list = field(default_factory=list)
-    summary: dict = field(default_factory=dict)
-    best_variables: dict | None = None
-
-
-def _checkpoint_template(state: TrainState) -> dict:
-    return {"state": state, "epoch": 0, "best_value": 0.0, "best_epoch": 0, "bad_epochs": 0}
-
-
-def save_last(session: Session, epoch: int) -> None:
-    tracker = session.tracker
-    payload = {"state": session.state, "epoch": epoch, "best_value": tracker.best_value,
-               "best_epoch": tracker.best_epoch, "bad_epochs": tracker.bad_epochs}
-    results.atomic_write_bytes(session.run_dir / results.LAST_CHECKPOINT,
-                               flax.serialization.to_bytes(payload))
-
-
-def restore_last(session: Session) -> int:
-    """Load the last epoch checkpoint into the session; return the epoch it ended."""
-    raw = (session.run_dir / results.LAST_CHECKPOINT).read_bytes()
-    payload = flax.serialization.from_bytes(_checkpoint_template(session.state), raw)
-    session.state = jax.device_put(payload["state"])
-    epoch = int(payload["epoch"])
-    tracker = session.tracker
-    tracker.best_value, tracker.best_epoch = float(payload["best_value"]), int(payload["best_epoch"])
-    tracker.bad_epochs = int(payload["bad_epochs"])
-    session.rows = results.read_metrics(session.run_dir).iloc[:epoch].to_dict("records")
-    best_file = session.run_dir / results.BEST_CHECKPOINT
-    if best_file.exists():
-        template = {"params": session.state.params, "batch_stats": session.state.batch_stats}
-        session.best_variables = flax.serialization.from_bytes(template, best_file.read_bytes())
-    return epoch
-
-
-def _new_session(cfg, run_dir: Path, dataset: data.Dataset) -> Session:
-    program, hparams = build_program(cfg, dataset)
-    keys = jax.random.split(jax.random.PRNGKey(cfg.seed))
-    state = create_state(program, keys[0], hparams)
-    tracker = Tracker(cfg.early_stopping.metric, cfg.early_stopping.min_delta)
-    return Session(cfg, Path(run_dir), program, dataset, state, tracker)
-
-
-def epoch_key(cfg, epoch: int) -> jax.Array:
-    """The key of an epoch depends only on the seed and the epoch: a resumed run repeats it."""
-    return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.seed))[1], epoch)
-
-
-def _finish(session: Session, status: str, eval_test, started: float, compile_s: float) -> dict:
-    """Evaluate the test set (unless diverged), write summary.json and return it."""
-    cfg, tracker, state = session.cfg, session.tracker, session.state
-    summary = dict(session.summary)
-    use_best = cfg.early_stopping.patience > 0 and cfg.early_stopping.restore_best
-    variables = session.best_variables if use_best and session.best_variables else {
-        "params": state.params, "batch_stats": state.batch_stats}
-    test = {"loss": math.nan, "accuracy": math.nan}
-    if status != "diverged" and eval_test is not None and session.rows:
-        test = jax.device_get(eval_test(variables["params"], variables["batch_stats"]))
-    best = session.rows[tracker.best_epoch - 1] if tracker.best_epoch else {}
-    summary.update(
-        status=status,
-        epochs_run=len(session.rows),
-        best_epoch=tracker.best_epoch or None,
-        best_val_loss=best.get("val_loss"),
-        best_val_accuracy=best.get("val_accuracy"),
-        final_train_loss=session.rows[-1]["train_loss"] if session.rows else None,
-        final_val_loss=session.rows[-1]["val_loss"] if session.rows else None,
-        test_loss=float(test["loss"]),
-        test_accuracy=float(test["accuracy"]) if session.program.task == "classification" else None,
-        test_params="best" if use_best and session.best_variables else "final",
-        train_time_s=sum(row["epoch_time_s"] for row in session.rows),
-        compile_time_s=compile_s,
-        wall_time_s=time.perf_counter() - started,
-        finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    results.write_summary(session.run_dir, summary)
-    return summary
-
-
-def _start_summary(session: Session) -> dict:
-    spec = session.dataset.spec
-    return {
-        "status": "running",
-        "task": spec.task,
-        "model": session.cfg.model.name,
-        "data": spec.name,
-        "params": models.count_params(session.state.params),
-        "n_train": spec.n_train, "n_val": spec.n_val, "n_test": spec.n_test,
-        "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "backend": jax.default_backend(),
-        "device": str(jax.devices()[0].device_kind),
-        "dlrun_version": __version__,
-        "jax_version": jax.__version__,
-    }
-
-
-def _end_epoch(session: Session, epoch: int, row: dict) -> bool:
-    """Record an epoch; return True when early stopping says to stop."""
-    session.rows.append(row)
-    results.write_metrics(session.run_dir, session.rows)
-    if session.tracker.update(epoch, row[session.tracker.metric]):
-        variables = {"params": session.state.params, "batch_stats": session.state.batch_stats}
-        session.best_variables = jax.device_get(variables)
-        results.atomic_write_bytes(session.run_dir / results.BEST_CHECKPOINT,
-                                   flax.serialization.to_bytes(session.best_variables))
-    save_last(session, epoch)
-    patience = session.cfg.early_stopping.patience
-    return patience > 0 and session.tracker.bad_epochs >= patience
+    `progress`, if given, is told `start(total_epochs, first_epoch)` and `update(epoch, rows)`.
+    Raises RunFailed after recording status `failed` in every folder if training raises.
+    """
+    enable_compilation_cache()
+    group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data))
+    try:
+        first_epoch = group.begin(resume)
+        group.compile()
+        epochs = cfgs[0].epochs
+        with stop_requests() as requested, progress or nullcontext():
+            if progress:
+                progress.start(epochs, first_epoch - 1)
+            for epoch in range(first_epoch, epochs + 1):
+                rows = group.run_epoch(epoch)
+                group.record(epoch, rows)
+                if progress:
+                    progress.update(epoch, rows)
+                if requested["signal"] is not None:
+                    raise KeyboardInterrupt
+                if not any(trial.live for trial in group.trials):
+                    break
+        for trial in group.trials:
+            trial.status = "completed" if trial.live else trial.status
+    except KeyboardInterrupt:
+        for trial in group.trials:
+            trial.status = "interrupted" if trial.live else trial.status
+    except RunFailed:
+        raise
+    except Exception as error:
+        group.fail(error)
+        where = group.trials[0].run_dir
+        raise RunFailed(f"{type(error).__name__}: {error} (traceback in {where}/error.txt)") from error
+    return group.finish()
 
 
 def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
                        console: Console | None = None) -> dict:
-    """Train `cfg` into `run_dir` (or continue the run there); return the summary it wrote.
-
-    Raises RunFailed after recording status `failed` if training itself raises.
-    """
+    """Train one config into `run_dir` (or continue the run there); return its summary."""
     console = console or Console(stderr=True)
-    started = time.perf_counter()
-    enable_compilation_cache()
-    dataset = data.load(cfg.data)
-    session = _new_session(cfg, run_dir, dataset)
-    first_epoch = restore_last(session) + 1 if resume else 1
-    session.summary = results.read_summary(run_dir) if resume else _start_summary(session)
-    session.summary["status"] = "running"
-    if not resume:
-        results.atomic_write_text(session.run_dir / results.CONFIG_FILE, to_yaml(cfg))
-    results.write_summary(run_dir, session.summary)
-    console.print(f"[bold]{cfg.model.name}[/] on [bold]{dataset.spec.name}[/]: "
-                  f"{session.summary['params']:,} parameters, {dataset.spec.n_train:,} training "
+    spec = data.describe(cfg.data)
+    console.print(f"[bold]{cfg.model.name}[/] on [bold]{spec.name}[/]: "
+                  f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
                   f"examples, {jax.default_backend()} backend -> {run_dir}")
-    status, eval_test, compile_s = "failed", None, 0.0
-    try:
-        status, eval_test, compile_s = _loop(session, first_epoch, console)
-    except KeyboardInterrupt:
-        status = "interrupted"
-    except Exception as error:
-        (session.run_dir / "error.txt").write_text(traceback.format_exc())
-        session.summary["error"] = f"{type(error).__name__}: {error}"
-        _finish(session, "failed", None, started, compile_s)
-        raise RunFailed(f"{type(error).__name__}: {error} (traceback in {run_dir}/error.txt)") from error
-    summary = _finish(session, status, eval_test, started, compile_s)
+    (summary,) = run_group([cfg], [run_dir], resume=resume,
+                           progress=EpochProgress(console, cfg.model.name))
     console.print(summary_table(summary, run_dir))
     return summary
-
-
-def _loop(session: Session, first_epoch: int, console: Console):
-    """Compile, then train epoch by epoch. Returns (status, test evaluator, compile seconds)."""
-    cfg, program, dataset = session.cfg, session.program, session.dataset
-    x, y = jax.device_put((dataset.x_train, dataset.y_train))
-    val = eval_batches(dataset.x_val, dataset.y_val, cfg.eval_batch_size)
-    test = eval_batches(dataset.x_test, dataset.y_test, cfg.eval_batch_size)
-    epoch_fn, compile_s = compile_timed(
-        jax.jit(partial(train_epoch, program), donate_argnums=0), session.state, x, y,
-        epoch_key(cfg, 1))
-    eval_jit = jax.jit(partial(evaluate, program))
-    eval_val, val_s = compile_timed(eval_jit, session.state.params, session.state.batch_stats, *val)
-    eval_test = partial(eval_jit, x_batches=test[0], y_batches=test[1], mask=test[2])
-    schedule = optim.make_schedule(cfg, program.steps_per_epoch)
-    base_lr = optim.effective_lr(cfg)
-    with stop_requests() as requested, EpochProgress(console, cfg.model.name, cfg.epochs,
-                                                     first_epoch - 1) as bar:
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            lr = base_lr * float(schedule((epoch - 1) * program.steps_per_epoch))
-            tick = time.perf_counter()
-            session.state, metrics = epoch_fn(session.state, x, y, epoch_key(cfg, epoch))
-            metrics = jax.device_get(metrics)
-            val_metrics = jax.device_get(eval_val(session.state.params, session.state.batch_stats, *val))
-            row = epoch_row(epoch, metrics, val_metrics, lr, time.perf_counter() - tick)
-            if not (math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])):
-                session.rows.append(row)
-                results.write_metrics(session.run_dir, session.rows)
-                return "diverged", eval_test, compile_s + val_s
-            stop = _end_epoch(session, epoch, row)
-            bar.update(row)
-            if requested["signal"] is not None:
-                return "interrupted", eval_test, compile_s + val_s
-            if stop:
-                session.summary["early_stopped"] = True
-                break
-    return "completed", eval_test, compile_s + val_s

@@ -28,6 +28,7 @@ class TrainState(flax.struct.PyTreeNode):
     batch_stats: Any
     opt_state: Any
     hparams: dict  # l2, dropout, noise_std: traced so that a sweep can vmap over them
+    active: jax.Array  # False once a trial diverged or stopped early: its updates are masked
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,18 @@ class Program:
     huber_delta: float = 1.0
     augment_shift: int = 0
     use_noise: bool = False
+    # In a group of trials a step that yields a non-finite loss or gradient freezes that trial,
+    # so its siblings go on; a run alone just ends as diverged, without the per-step select.
+    mask_updates: bool = False
 
 
-def create_state(program: Program, key: jax.Array, hparams: dict) -> TrainState:
-    """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters."""
+def create_state(program: Program, key: jax.Array, hparams: dict,
+                 optimizer: optax.GradientTransformation | None = None) -> TrainState:
+    """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters.
+
+    `optimizer` (same structure as the program's, other hyperparameter values) lets each trial
+    of a group start with its own injected lr, momentum, etc.
+    """
     dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
     variables = program.model.init({"params": key, "dropout": key}, dummy, train=False)
     params = variables["params"]
@@ -57,8 +66,9 @@ def create_state(program: Program, key: jax.Array, hparams: dict) -> TrainState:
         step=jnp.zeros((), jnp.int32),
         params=params,
         batch_stats=variables.get("batch_stats", {}),
-        opt_state=program.optimizer.init(params),
+        opt_state=(optimizer or program.optimizer).init(params),
         hparams={name: jnp.asarray(value, jnp.float32) for name, value in hparams.items()},
+        active=jnp.asarray(True),
     )
 
 
@@ -136,10 +146,15 @@ def train_step(program: Program, state: TrainState, x, y, key):
         opt_state=opt_state,
     )
     layer_norms = layer_grad_norms(grads)
+    grad_norm = jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values()))
+    if program.mask_updates:
+        keep = state.active & jnp.isfinite(data_loss) & jnp.isfinite(grad_norm)
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old), new_state, state)
+        new_state = new_state.replace(active=keep)
     metrics = {
         "loss": data_loss,
         "accuracy": jnp.mean(correct),
-        "grad_norm": jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values())),
+        "grad_norm": grad_norm,
         "layer_grad_norms": layer_norms,
         # sow() stores a tuple per name; each layer sows once per call
         "stats": {name: sown[0] for name, sown in updates.get("stats", {}).items()},

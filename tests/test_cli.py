@@ -43,7 +43,7 @@ def test_train_mlp_on_an_mnist_subset_writes_the_run_folder(tmp_path):
 @needs_mnist
 def test_train_lenet_on_an_mnist_subset(tmp_path):
     out = tmp_path / "lenet"
-    result = dlrun("train", "model=lenet", *SMALL_MNIST, "--out", str(out))
+    result = dlrun("train", "model=lenet", *SMALL_MNIST, "epochs=4", "--out", str(out))
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["params"] == 61706 and summary["test_accuracy"] > 0.8

@@ -1,0 +1,179 @@
+"""Host-side bookkeeping of one trial: its curves, best epoch, checkpoints and summary.
+
+A trial is one config trained into one run folder (dlrun/results.py), alone (`dlrun train`) or
+as one row of a vectorised group (`dlrun sweep`); either way it leaves the same files.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import flax.serialization
+import jax
+
+from dlrun import __version__, optim, results
+from dlrun.config import to_yaml
+
+
+@dataclass
+class Tracker:
+    """Best-epoch bookkeeping for early stopping and the best checkpoint."""
+
+    metric: str
+    min_delta: float
+    best_value: float = math.nan
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, epoch: int, value: float) -> bool:
+        """Record an epoch's value; return True when it is the new best."""
+        sign = 1.0 if self.metric == "val_loss" else -1.0
+        improved = math.isnan(self.best_value) or sign * (self.best_value - value) > self.min_delta
+        if improved and math.isfinite(value):
+            self.best_value, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+def epoch_row(epoch: int, metrics: dict, val: dict, lr: float, seconds: float) -> dict:
+    """Flatten one epoch's fetched metrics into a metrics.csv row."""
+    row = {
+        "epoch": epoch,
+        "train_loss": float(metrics["loss"]),
+        "train_accuracy": float(metrics["accuracy"]),
+        "val_loss": float(val["loss"]),
+        "val_accuracy": float(val["accuracy"]),
+        "lr": lr,
+        "epoch_time_s": seconds,
+        "grad_norm": float(metrics["grad_norm"]),
+    }
+    for layer, norm in metrics["layer_grad_norms"].items():
+        row[f"grad_norm_{layer}"] = float(norm)
+    row["dead_fraction"] = float(metrics["dead_fraction"])
+    row["saturated_fraction"] = float(metrics["saturated_fraction"])
+    return row
+
+
+def epoch_key(cfg, epoch: int) -> jax.Array:
+    """The key of an epoch depends only on the seed and the epoch: a resumed run repeats it."""
+    return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.seed))[1], epoch)
+
+
+def init_key(cfg) -> jax.Array:
+    return jax.random.split(jax.random.PRNGKey(cfg.seed))[0]
+
+
+@dataclass
+class Trial:
+    cfg: object
+    run_dir: Path
+    tracker: Tracker
+    rows: list = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+    best_variables: dict | None = None
+    status: str = "running"  # becomes completed | diverged | failed | interrupted
+    started: float = field(default_factory=time.perf_counter)
+
+    @classmethod
+    def create(cls, cfg, run_dir) -> "Trial":
+        tracker = Tracker(cfg.early_stopping.metric, cfg.early_stopping.min_delta)
+        return cls(cfg, Path(run_dir), tracker)
+
+    @property
+    def live(self) -> bool:
+        return self.status == "running"
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        schedule = optim.make_schedule(self.cfg, steps_per_epoch)
+        return optim.effective_lr(self.cfg) * float(schedule(step))
+
+    def start(self, spec, params: int, group_size: int) -> None:
+        """Write config.yaml and a `running` summary.json."""
+        results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
+        self.summary = {
+            "status": "running", "task": spec.task, "model": self.cfg.model.name, "data": spec.name,
+            "params": params, "n_train": spec.n_train, "n_val": spec.n_val, "n_test": spec.n_test,
+            "group_size": group_size,
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
+            "dlrun_version": __version__, "jax_version": jax.__version__,
+        }
+        results.write_summary(self.run_dir, self.summary)
+
+    def record(self, epoch: int, row: dict, variables: dict) -> bool:
+        """Append an epoch, keep the best checkpoint; return True when early stopping says stop."""
+        self.rows.append(row)
+        results.write_metrics(self.run_dir, self.rows)
+        if self.tracker.update(epoch, row[self.tracker.metric]):
+            self.best_variables = variables
+            results.atomic_write_bytes(self.run_dir / results.BEST_CHECKPOINT,
+                                       flax.serialization.to_bytes(variables))
+        patience = self.cfg.early_stopping.patience
+        if patience > 0 and self.tracker.bad_epochs >= patience:
+            self.summary["early_stopped"] = True
+            return True
+        return False
+
+    def record_divergence(self, row: dict) -> None:
+        self.rows.append(row)
+        results.write_metrics(self.run_dir, self.rows)
+        self.status = "diverged"
+
+    def save_last(self, epoch: int, state) -> None:
+        tracker = self.tracker
+        payload = {"state": state, "epoch": epoch, "best_value": tracker.best_value,
+                   "best_epoch": tracker.best_epoch, "bad_epochs": tracker.bad_epochs}
+        results.atomic_write_bytes(self.run_dir / results.LAST_CHECKPOINT,
+                                   flax.serialization.to_bytes(payload))
+
+    def restore_last(self, template_state):
+        """Load the last epoch checkpoint; return (state, epoch it ended)."""
+        template = {"state": template_state, "epoch": 0, "best_value": 0.0, "best_epoch": 0,
+                    "bad_epochs": 0}
+        payload = flax.serialization.from_bytes(
+            template, (self.run_dir / results.LAST_CHECKPOINT).read_bytes())
+        epoch = int(payload["epoch"])
+        self.tracker.best_value = float(payload["best_value"])
+        self.tracker.best_epoch = int(payload["best_epoch"])
+        self.tracker.bad_epochs = int(payload["bad_epochs"])
+        self.rows = results.read_metrics(self.run_dir).iloc[:epoch].to_dict("records")
+        self.summary = results.read_summary(self.run_dir)
+        self.summary["status"] = "running"
+        best_file = self.run_dir / results.BEST_CHECKPOINT
+        if best_file.exists():
+            variables = {"params": template_state.params, "batch_stats": template_state.batch_stats}
+            self.best_variables = flax.serialization.from_bytes(variables, best_file.read_bytes())
+        return payload["state"], epoch
+
+    def uses_best(self) -> bool:
+        stopping = self.cfg.early_stopping
+        return stopping.patience > 0 and stopping.restore_best and self.best_variables is not None
+
+    def finish(self, test: dict | None, task: str, compile_s: float) -> dict:
+        """Write the final summary.json (test metrics None when not evaluated) and return it."""
+        best = self.rows[self.tracker.best_epoch - 1] if self.tracker.best_epoch else {}
+        last = self.rows[-1] if self.rows else {}
+        test = test or {"loss": math.nan, "accuracy": math.nan}
+        self.summary.update(
+            status=self.status,
+            epochs_run=len(self.rows),
+            best_epoch=self.tracker.best_epoch or None,
+            best_val_loss=best.get("val_loss"),
+            best_val_accuracy=best.get("val_accuracy"),
+            final_train_loss=last.get("train_loss"),
+            final_val_loss=last.get("val_loss"),
+            test_loss=float(test["loss"]),
+            test_accuracy=float(test["accuracy"]) if task == "classification" else None,
+            test_params="best" if self.uses_best() else "final",
+            train_time_s=sum(row["epoch_time_s"] for row in self.rows),
+            compile_time_s=compile_s,
+            wall_time_s=time.perf_counter() - self.started,
+            finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        results.write_summary(self.run_dir, self.summary)
+        return self.summary
