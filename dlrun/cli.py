@@ -75,6 +75,73 @@ def train(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
+@app.command()
+@user_errors
+def sweep(
+    overrides: Optional[List[str]] = typer.Argument(None, help="Hydra overrides and sweeps, e.g. "
+                                                    "lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",
+                                                    show_default=False),
+    trials: Optional[int] = typer.Option(None, "--trials", help="Random search: draw this many "
+                                         "trials (needed for interval())."),
+    search_seed: int = typer.Option(0, "--search-seed", help="Seed of the random draws."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (trials, groups, cost) "
+                                 "and exit."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder; running the same sweep "
+                                       "again there skips finished trials."),
+    max_group: Optional[int] = typer.Option(None, "--max-group", help="At most this many trials "
+                                            "in one vectorised group (default: what fits memory)."),
+    jobs: int = typer.Option(1, "--jobs", help="Run independent groups in this many worker "
+                             "processes (CPU)."),
+    name: str = typer.Option("sweep", "--name", help="Name for the default folder "
+                             "runs/sweeps/<name>/<timestamp>/."),
+) -> None:
+    """Train many trials; those that share a program shape train together, vectorised."""
+    from dlrun import executor, results
+    from dlrun.sweep import make_plan
+
+    if max_group is not None and max_group < 1:
+        raise ConfigError(f"--max-group must be >= 1, got {max_group}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group)
+    if max_group is None:
+        limit = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
+        plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=limit)
+        max_group = limit
+    stdout = Console()
+    stdout.print(plan_table(plan))
+    if dry_run:
+        return
+    out = out or results.default_run_dir(name, Path("runs") / "sweeps")
+    executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
+    index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
+    stdout.print(executor.best_table(index, plan))
+    stdout.print(f"sweep folder: {out}  (index: {out / executor.INDEX_FILE})")
+    if (index.status == "interrupted").any() or (index.status == "pending").any():
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def plan_table(plan) -> Table:
+    """The plan as a table: one row per group, with what it costs."""
+    table = Table(title=f"{len(plan.trials)} trials ({plan.mode}) in {len(plan.groups)} groups "
+                        f"= {len(plan.groups)} compiled programs")
+    for column in ("group", "trials", "model", "data", "batch", "act", "optim", "epochs",
+                   "updates"):
+        table.add_column(column, no_wrap=True)
+    from dlrun.data import describe
+
+    for group in plan.groups:
+        cfg, shape = group.trials[0].cfg, group.shape
+        steps = describe(cfg.data).n_train // cfg.batch_size
+        table.add_row(group.id, str(group.size), shape["model"], shape["data"],
+                      str(shape["batch_size"]), shape["activation"], shape["optim"],
+                      str(shape["epochs"]), f"{group.size * cfg.epochs * steps:,}")
+    varied = ", ".join(plan.space) or "nothing"
+    table.caption = (f"varied: {varied}; cost: {sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)}"
+                     " trial-epochs (updates = trials x epochs x steps)")
+    return table
+
+
 def _resume_config(run_dir: Path, overrides: list[str]):
     from omegaconf import OmegaConf
 

@@ -1,0 +1,282 @@
+"""Run a sweep plan: one folder per trial under the sweep folder, groups run one by one (or in
+parallel worker processes on a CPU), finished trials skipped when the same sweep runs again.
+
+    <sweep>/sweep.yaml     the command, the space and the plan (which trials share a program)
+    <sweep>/trials.csv     the index: one row per trial with its status and headline numbers
+    <sweep>/trial-NNN/     a run folder exactly as `dlrun train` writes it (dlrun/results.py)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from datetime import datetime, timezone
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import yaml
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from dlrun import results
+from dlrun.config import Config, ConfigError
+from dlrun.sweep import Plan, group_trials
+
+SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
+FINAL_STATUSES = ("completed", "diverged")  # a re-run would only repeat these
+# Share of device (or host) memory a group may plan to use; the rest is XLA's working space.
+MEMORY_SHARE = 0.5
+
+
+def trial_dir(out: Path, trial) -> Path:
+    return Path(out) / trial.id
+
+
+def trial_status(run_dir: Path) -> str:
+    """Return a trial folder's status, `pending` when it never started, `corrupt` if unreadable."""
+    if not (run_dir / results.SUMMARY_FILE).exists():
+        return "pending"
+    try:
+        return results.read_summary(run_dir).get("status", "corrupt")
+    except (ValueError, OSError):
+        return "corrupt"
+
+
+def prepare_folder(out: Path, plan: Plan, command: str) -> None:
+    """Write sweep.yaml, or check that the sweep already in `out` is this same plan."""
+    described = plan.to_dict()
+    existing = Path(out) / SWEEP_FILE
+    if existing.exists():
+        previous = yaml.safe_load(existing.read_text())
+        if previous.get("plan", {}).get("trials") != described["trials"]:
+            raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
+                              "use another folder")
+        return
+    record = {"command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "plan": described}
+    results.atomic_write_text(existing, yaml.safe_dump(record, sort_keys=False))
+
+
+def write_index(out: Path, plan: Plan) -> pd.DataFrame:
+    """Rebuild trials.csv from the trial folders (their summaries are the truth) and return it."""
+    group_of = {trial.id: group.id for group in plan.groups for trial in group.trials}
+    rows = []
+    for trial in plan.trials:
+        run_dir = trial_dir(out, trial)
+        row = {"trial": trial.id, "group": group_of.get(trial.id, ""), **trial.params,
+               "status": trial_status(run_dir)}
+        if row["status"] not in ("pending", "corrupt"):
+            summary = results.read_summary(run_dir)
+            for key in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
+                        "test_loss", "test_accuracy", "train_time_s"):
+                row[key] = summary.get(key)
+        row["folder"] = trial.id
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    results.atomic_write_text(Path(out) / INDEX_FILE, frame.to_csv(index=False))
+    return frame
+
+
+def auto_max_group(cfg) -> int:
+    """Return how many trials of this config fit in MEMORY_SHARE of the device's memory."""
+    import jax
+
+    from dlrun import data, models
+
+    spec = data.describe(cfg.data)
+    params = models.param_count(cfg, spec)
+    inputs = 1
+    for side in spec.input_shape:
+        inputs *= side
+    # parameters, gradients, two optimizer moments, update, best copy; activations and patches
+    per_trial = 4 * (6 * params + 3 * cfg.batch_size * inputs * (30 if cfg.model.name == "lenet" else 4))
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        budget = stats["bytes_limit"]
+    else:
+        budget = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, int(MEMORY_SHARE * budget // per_trial))
+
+
+def _can_resume(run_dirs: list[Path]) -> bool:
+    """A group continues from its checkpoints when every trial stopped at the same epoch."""
+    epochs = set()
+    for run_dir in run_dirs:
+        if trial_status(run_dir) != "interrupted" or not (run_dir / results.LAST_CHECKPOINT).exists():
+            return False
+        epochs.add(results.read_summary(run_dir).get("epochs_run"))
+    return len(epochs) == 1 and epochs != {0}
+
+
+def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, progress=None):
+    """Run one group from plain data (picklable, so a worker process or another machine can run
+    it); return (summaries, None) or (None, error message)."""
+    from dlrun.run import RunFailed, run_group
+
+    schema = OmegaConf.structured(Config)
+    cfgs = [OmegaConf.merge(schema, container) for container in containers]
+    try:
+        return run_group(cfgs, run_dirs, resume=resume, progress=progress), None
+    except RunFailed as error:
+        return None, str(error)
+
+
+def _worker_setup(threads: int) -> None:
+    """Give each worker its share of the cores before it imports JAX."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if threads == 1:
+        flags += " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}".strip()
+
+
+class SweepProgress:
+    """Trials and epochs bars over a whole sweep; hands run_group an adapter per group."""
+
+    def __init__(self, console: Console, total_trials: int, done: int):
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
+                                 TimeElapsedColumn(), console=console)
+        self.trials = self.progress.add_task("trials", total=total_trials, completed=done, note="")
+        self.epochs = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def trials_done(self, count: int, note: str = "") -> None:
+        self.progress.update(self.trials, advance=count, note=note)
+
+    def group(self, group_id: str, size: int):
+        sweep = self
+
+        class GroupAdapter:
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                pass
+
+            def start(self, total_epochs, completed):
+                if sweep.epochs is not None:
+                    sweep.progress.remove_task(sweep.epochs)
+                sweep.epochs = sweep.progress.add_task(f"{group_id} ({size} trials) epochs",
+                                                       total=total_epochs, completed=completed,
+                                                       note="compiled, training...")
+
+            def update(self, epoch, rows):
+                live = [row for row in rows if row is not None]
+                note = f"{len(live)} live"
+                if live:
+                    note += f", best val loss {min(row['val_loss'] for row in live):.4f}"
+                sweep.progress.update(sweep.epochs, completed=epoch, note=note)
+
+        return GroupAdapter()
+
+
+def _jobs_for(plan: Plan, out: Path, max_group: int | None) -> list:
+    """Regroup the trials still to run; return (group, run dirs, resume?) per group."""
+    pending = [t for t in plan.trials if trial_status(trial_dir(out, t)) not in FINAL_STATUSES]
+    jobs = []
+    for group in group_trials(pending, max_group):
+        run_dirs = [trial_dir(out, trial) for trial in group.trials]
+        resume = _can_resume(run_dirs)
+        if not resume:
+            for run_dir in run_dirs:  # an unfinished trial that cannot continue starts afresh
+                shutil.rmtree(run_dir, ignore_errors=True)
+        jobs.append((group, run_dirs, resume))
+    return jobs
+
+
+def _containers(group) -> list[dict]:
+    return [OmegaConf.to_container(trial.cfg, resolve=True) for trial in group.trials]
+
+
+def run_plan(plan: Plan, out: Path, *, jobs: int = 1, max_group: int | None = None,
+             console: Console | None = None) -> pd.DataFrame:
+    """Train every unfinished trial of the plan into `out`; return the refreshed index.
+
+    One failing group does not stop the others; a signal stops after the current epoch and
+    leaves the unfinished trials `interrupted` (the same command then continues them).
+    """
+    console = console or Console(stderr=True)
+    work = _jobs_for(plan, Path(out), max_group)
+    done = len(plan.trials) - sum(len(group.trials) for group, _, _ in work)
+    if done:
+        console.print(f"{done} of {len(plan.trials)} trials already finished in {out}: skipped")
+    with SweepProgress(console, len(plan.trials), done) as progress:
+        if jobs > 1 and len(work) > 1:
+            _run_parallel(work, jobs, progress, console)
+        else:
+            _run_sequential(work, progress, console)
+    return write_index(out, plan)
+
+
+def _report(group, summaries, error, progress, console) -> bool:
+    """Advance the bars; return True when the group was interrupted."""
+    if error:
+        console.print(f"[red]group {group.id} failed:[/] {error}", highlight=False)
+    statuses = [summary["status"] for summary in summaries or []]
+    progress.trials_done(len(group.trials), f"{group.id}: " + ", ".join(
+        f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) if statuses else "failed")
+    return "interrupted" in statuses
+
+
+def _run_sequential(work, progress, console) -> None:
+    for group, run_dirs, resume in work:
+        summaries, error = run_group_job(_containers(group), [str(d) for d in run_dirs], resume,
+                                         progress.group(group.id, group.size))
+        if _report(group, summaries, error, progress, console):
+            break
+
+
+def _run_parallel(work, jobs: int, progress, console) -> None:
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context = get_context("spawn")  # a fresh interpreter: JAX must not be forked after init
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_worker_setup,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(run_group_job, _containers(group), [str(d) for d in dirs], resume):
+                   group for group, dirs, resume in work}
+        try:
+            for future in as_completed(futures):
+                summaries, error = future.result()
+                if _report(futures[future], summaries, error, progress, console):
+                    for other in futures:
+                        other.cancel()
+        except KeyboardInterrupt:
+            for other in futures:
+                other.cancel()
+            raise
+
+
+def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:
+    """Return the best trials by validation accuracy (or loss for regression) as a rich table."""
+    finished = index[index.status.isin(FINAL_STATUSES + ("interrupted",))].copy()
+    classification = "best_val_accuracy" in finished and finished.best_val_accuracy.notna().any()
+    key = "best_val_accuracy" if classification else "best_val_loss"
+    finished = finished.sort_values(key, ascending=not classification).head(top)
+    table = Table(title=f"best {min(top, len(finished))} of {len(index)} trials (by {key})")
+    columns = ["trial", *plan.space, "status", "epochs_run", "best_val_loss", "best_val_accuracy",
+               "test_accuracy"]
+    columns = [c for c in columns if c in finished]
+    short = {"epochs_run": "epochs", "best_val_loss": "val loss", "best_val_accuracy": "val acc",
+             "test_accuracy": "test acc"}
+    for column in columns:
+        table.add_column(short.get(column, column), no_wrap=column in ("trial", "status"),
+                         justify="left" if column in ("trial", "status") else "right")
+    for _, row in finished.iterrows():
+        cells = []
+        for column in columns:
+            value = row[column]
+            if isinstance(value, float):
+                value = "" if pd.isna(value) else (f"{value:.2%}" if "accuracy" in column else f"{value:.4g}")
+            cells.append(str(value))
+        table.add_row(*cells)
+    return table
