@@ -12,13 +12,14 @@ import itertools
 import json
 import math
 import random
+import typing
 from dataclasses import dataclass, field
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
-from dlrun.config import ConfigError, compose_config, group_options, validate, with_values
+from dlrun.config import Config, ConfigError, compose_config, group_options, validate, with_values
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
 # `linear` (any key tagged `log` is drawn log-uniformly too).
@@ -131,9 +132,20 @@ def _draw(key: str, override, rng: random.Random) -> str:
         value = math.exp(rng.uniform(math.log(low), math.log(high)))
     else:
         value = rng.uniform(low, high)
-    if isinstance(low, int) and isinstance(high, int):
+    if _is_integer_key(key):
         return str(int(round(value)))
     return repr(float(f"{value:.6g}"))
+
+
+def _is_integer_key(key: str) -> bool:
+    """Whether the schema types `key` as an integer (Hydra's interval() always yields floats)."""
+    schema = Config
+    for part in key.split("."):
+        hints = typing.get_type_hints(schema)
+        if part not in hints:
+            return False
+        schema = hints[part]
+    return schema is int or typing.get_args(schema)[:1] == (int,)
 
 
 def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:

@@ -1,0 +1,137 @@
+"""Running sweeps: vectorised groups match lone runs, isolate failures, resume after Ctrl-C."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from dlrun import executor, results, run
+from dlrun.cli import app
+from dlrun.config import compose_config
+from dlrun.sweep import make_plan
+
+MOONS = ["data=moons", "model.hidden=[16]", "epochs=6", "schedule=constant"]
+CURVES = ["train_loss", "val_loss", "val_accuracy"]
+
+
+def sweep(tmp_path, overrides, **options):
+    plan = make_plan(overrides, **options)
+    out = tmp_path / "sweep"
+    executor.prepare_folder(out, plan, "test")
+    return plan, out, executor.run_plan(plan, out)
+
+
+def alone(tmp_path, overrides, name="alone"):
+    summary = run.train_and_evaluate(compose_config(overrides), tmp_path / name)
+    return summary, results.read_metrics(tmp_path / name)
+
+
+def test_a_trial_in_a_group_matches_the_same_config_trained_alone(tmp_path):
+    plan, out, index = sweep(tmp_path, [*MOONS, "lr=0.003,0.03", "seed=0,1", "model.dropout=0,0.1"])
+    assert len(plan.groups) == 1 and len(plan.trials) == 8
+    trial = next(t for t in plan.trials if t.params == {"lr": "0.03", "seed": "1", "model.dropout": "0.1"})
+    summary, metrics = alone(tmp_path, trial.overrides)
+    grouped = results.read_metrics(out / trial.id)
+    pd.testing.assert_frame_equal(grouped[CURVES], metrics[CURVES], rtol=1e-4, atol=1e-5)
+    grouped_summary = results.read_summary(out / trial.id)
+    assert abs(grouped_summary["test_accuracy"] - summary["test_accuracy"]) <= 0.003
+    assert grouped_summary["group_size"] == 8
+    for name in ("config.yaml", "metrics.csv", "summary.json", "checkpoints/best.msgpack"):
+        assert (out / trial.id / name).exists()
+
+
+def test_a_diverging_trial_is_frozen_while_its_siblings_go_on(tmp_path):
+    overrides = [*MOONS, "optim=sgd", "loss=mse", "lr=1e5,0.05"]
+    plan, out, index = sweep(tmp_path, overrides)
+    statuses = dict(zip(index.lr.astype(str), index.status))
+    assert statuses == {"100000.0": "diverged", "0.05": "completed"}
+    healthy = next(t for t in plan.trials if t.params["lr"] == "0.05")
+    _, metrics = alone(tmp_path, healthy.overrides)
+    pd.testing.assert_frame_equal(results.read_metrics(out / healthy.id)[CURVES], metrics[CURVES],
+                                  rtol=1e-4, atol=1e-5)
+
+
+def test_early_stopping_works_per_trial_inside_a_group(tmp_path):
+    overrides = ["data=spirals", "data.n_samples=300", "data.val_size=100", "data.noise=0.3",
+                 "model.hidden=[128,128]", "batch_size=16", "epochs=40", "early_stopping.patience=3",
+                 "lr=0.02,0.0001"]
+    plan, out, index = sweep(tmp_path, overrides)
+    runs = {t.params["lr"]: results.read_summary(out / t.id) for t in plan.trials}
+    assert runs["0.02"].get("early_stopped") and runs["0.02"]["epochs_run"] < 40
+    assert runs["0.0001"]["epochs_run"] > runs["0.02"]["epochs_run"]
+
+
+def test_a_failing_group_does_not_stop_the_others(tmp_path, monkeypatch):
+    plan = make_plan([*MOONS, "batch_size=32,64"])
+    original = run.GroupRun.compile
+
+    def broken_for_batch_32(self):
+        if self.program.batch_size == 32:
+            raise RuntimeError("simulated compiler crash")
+        original(self)
+
+    monkeypatch.setattr(run.GroupRun, "compile", broken_for_batch_32)
+    out = tmp_path / "sweep"
+    index = executor.run_plan(plan, out)
+    assert sorted(index.status) == ["completed", "failed"]
+    failed = index[index.status == "failed"].trial.iloc[0]
+    assert "simulated compiler crash" in (out / failed / "error.txt").read_text()
+
+
+def test_rerunning_a_sweep_skips_finished_trials(tmp_path):
+    plan, out, _ = sweep(tmp_path, [*MOONS, "lr=0.01,0.02"])
+    stamps = [(out / t.id / "summary.json").stat().st_mtime_ns for t in plan.trials]
+    index = executor.run_plan(plan, out)
+    assert list(index.status) == ["completed", "completed"]
+    assert [(out / t.id / "summary.json").stat().st_mtime_ns for t in plan.trials] == stamps
+
+
+def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
+    from dlrun.config import ConfigError
+
+    plan, out, _ = sweep(tmp_path, [*MOONS, "epochs=1", "lr=0.01,0.02"])
+    with pytest.raises(ConfigError, match="holds a different sweep"):
+        executor.prepare_folder(out, make_plan([*MOONS, "lr=0.5,0.6"]), "other")
+
+
+def test_cli_sweep_dry_run_shows_the_groups():
+    result = CliRunner().invoke(app, ["sweep", *MOONS, "lr=0.1,0.01", "batch_size=32,64", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "4 trials (grid) in 2 groups" in result.output
+
+
+def test_cli_sweep_bad_spec_exits_2(tmp_path):
+    result = CliRunner().invoke(app, ["sweep", "lr=interval(0.1,1)", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--trials" in result.output
+    assert not (tmp_path / "s").exists()
+
+
+def test_ctrl_c_then_the_same_command_finishes_the_sweep(tmp_path):
+    """The real command: interrupted in its first group, re-run, every trial ends completed."""
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "dlrun", "sweep", "data=moons", "data.n_samples=20000",
+               "model.hidden=[64,64]", "batch_size=16,32", "lr=0.01,0.001", "epochs=8", "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "COLUMNS": "120"})
+    deadline = time.time() + 180
+    while not list(out.glob("trial-*/metrics.csv")) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=180)
+    assert process.returncode == 130, output
+    assert "Traceback" not in output
+    index = pd.read_csv(out / "trials.csv")
+    assert set(index.status) <= {"interrupted", "pending"} and "interrupted" in set(index.status)
+    interrupted = index[index.status == "interrupted"].trial.iloc[0]
+    assert json.loads((out / interrupted / "summary.json").read_text())["epochs_run"] < 8
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    index = pd.read_csv(out / "trials.csv")
+    assert list(index.status) == ["completed"] * 4
+    assert list(pd.read_csv(out / interrupted / "metrics.csv").epoch) == list(range(1, 9))
