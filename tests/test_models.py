@@ -101,3 +101,24 @@ def test_model_gradient_matches_finite_differences():
 def test_lenet_refuses_vectors():
     with pytest.raises(ConfigError, match="lenet"):
         compose_config(["model=lenet", "data=moons"])
+
+
+@pytest.mark.parametrize("extra", [[], ["model.batch_norm=true"], ["activation=maxout"],
+                                   ["model.pooling=avg", "activation=tanh"]])
+def test_lenet_lowerings_agree_in_outputs_and_gradients(extra):
+    """The batch-last CPU layout is an implementation detail: same parameters, same function."""
+    x = jax.random.normal(jax.random.PRNGKey(5), (4, 28, 28, 1))
+    results = {}
+    for lowering in ("xla", "batch_last"):
+        model, variables, _ = build("model=lenet", f"model.conv_lowering={lowering}", *extra)
+
+        def loss(params):
+            out, _ = model.apply({**variables, "params": params}, x, train=True,
+                                 mutable=["stats", "batch_stats"])
+            return jnp.sum(out**2)
+
+        results[lowering] = (loss(variables["params"]), jax.grad(loss)(variables["params"]))
+    np.testing.assert_allclose(results["xla"][0], results["batch_last"][0], rtol=1e-4)
+    for a, b in zip(jax.tree_util.tree_leaves(results["xla"][1]),
+                    jax.tree_util.tree_leaves(results["batch_last"][1])):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-4 * float(np.abs(b).max()))
