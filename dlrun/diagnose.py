@@ -1,0 +1,451 @@
+"""Label how one run's training went from its per-epoch metrics, with the numbers behind the label.
+
+Pure pandas/numpy over one run's `metrics.csv` (one row per epoch) and `summary.json`; no JAX, so
+reports and notebooks can import it cheaply. Every threshold lives in `Thresholds`, with its reason.
+
+`label_run` checks one rule per label and returns the first that fires, in this precedence order:
+
+1. diverged                     a broken run: no other reading of its curves means anything.
+2. insufficient_data            fewer than 2 epochs (or no train loss): nothing else can be judged.
+3. no_learning                  nothing was learned, so there is no fit to call over/under.
+4. unstable                     the train curve is unreliable; fixing the optimiser comes first.
+5. unrepresentative_validation  the val curve is noise; the val-based rules below would read noise.
+6. overfitting                  val turned up / levelled off while train kept falling.
+7. still_improving              both curves still falling: too early to call under- or good fit.
+8. underfitting                 train loss stays high once it has stopped falling.
+9. good_fit                     none of the above.
+
+Flags (`gradient_and_unit_flags`) are independent of the label and read the last few epochs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+LABELS = ("diverged", "no_learning", "underfitting", "still_improving", "overfitting", "unstable",
+          "unrepresentative_validation", "good_fit", "insufficient_data")
+FLAGS = ("vanishing_gradients", "exploding_gradients", "dead_units", "saturated_units")
+
+ADVICE: dict[str, str] = {
+    "diverged": "lower the lr or momentum, add warmup or a schedule, clip gradients",
+    "no_learning": "check for symmetric or zero init and dead units; the lr may be far too small",
+    "underfitting": "add capacity (wider/deeper), train for more steps, raise the lr, reduce regularisation",
+    "still_improving": "train longer: both losses were still falling at the end",
+    "overfitting": "add L2 or dropout, stop early, augment the data, get more data or use a smaller model",
+    "unstable": "lower the lr or momentum, add a schedule or warmup, clip gradients",
+    "unrepresentative_validation": "use a larger or better shuffled validation split",
+    "good_fit": "nothing to fix; compare the test accuracy with other runs",
+    "insufficient_data": "run at least 2 epochs (with train and val losses recorded) before judging",
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every number the rules compare against, each with the reason for its value."""
+
+    # diverged: 10x its own best; no noisy-but-healthy run climbs back an order of magnitude.
+    diverge_over_min: float = 10.0
+    # diverged: 3x its first epoch is far worse than the untrained net, so the weights blew up.
+    diverge_over_first: float = 3.0
+    # no_learning: under 5% from first epoch to best; epoch-to-epoch noise alone moves a loss a few %.
+    no_learning_drop: float = 0.05
+    # no_learning: accuracy within 0.1 of chance is chance. Chance is 1/num_classes, else 0.5 (binary,
+    # the highest chance any classifier has), so with classes unknown "near chance" means < 0.6.
+    chance_margin: float = 0.1
+    # unstable: an epoch-average train loss rising 5% is a real rise (batch noise is averaged away).
+    oscillation_rise: float = 0.05
+    # unstable: one or two such rises follow an lr step or a bad shuffle; three is a pattern.
+    oscillation_count: int = 3
+    # unstable: a final train loss 20% above its best means the optimiser has lost ground.
+    unstable_rise: float = 0.2
+    # unrepresentative_validation: train and val see the same model, so val jitter 3x the train's
+    # comes from the split.
+    val_noise_ratio: float = 3.0
+    # ...and at least 0.1 (about +-7% per epoch), so ordinary val wobble next to a perfectly smooth
+    # train curve (jitter ~0) is not called noise.
+    val_noise_floor: float = 0.1
+    # Jitter is a spread of differences of changes: 5 epochs give the fewest (3) worth a std.
+    noise_min_epochs: int = 5
+    # unrepresentative_validation: val 3x train while both still fall is a gap no fit explains yet.
+    val_gap_ratio: float = 3.0
+    # overfitting: final val 10% above its minimum is beyond the wobble of a healthy val curve.
+    overfit_rise: float = 0.1
+    # overfitting: train loss halved since the val minimum, val no better: memorising, not learning.
+    overfit_train_drop: float = 0.5
+    # "At the end" = the last 3 epochs: enough to average out a blip, few enough to mean the end.
+    window: int = 3
+    # still_improving: 5% over those 3 epochs (~1.7%/epoch) means more epochs would visibly pay off.
+    improving_drop: float = 0.05
+    # underfitting: the data sets here (MNIST-like) reach > 0.97 train accuracy with any adequate net.
+    underfit_accuracy: float = 0.9
+    # underfitting: targets are standardised (predicting the mean gives ~1): above 0.1 is < 90% explained.
+    underfit_loss: float = 0.1
+    # vanishing_gradients: a first layer getting 1000x less gradient than the last barely learns.
+    vanishing_ratio: float = 1e-3
+    # exploding_gradients: a global norm over 1000 gives steps that wreck weights of O(1) scale...
+    exploding_norm: float = 1e3
+    # ...as does growth of 100x since epoch 1: healthy norms shrink or stay put as the loss falls.
+    exploding_growth: float = 100.0
+    # dead_units: over 30% of units never active in an epoch wastes a third of the capacity.
+    dead_fraction: float = 0.3
+    # saturated_units: over half the bounded outputs at a bound leaves most gradients through them ~0.
+    saturated_fraction: float = 0.5
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Thresholds:
+        """Return DEFAULT_THRESHOLDS with `values` replaced; ValueError on an unknown name or bad value."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        converted = {}
+        for name, value in values.items():
+            if name not in fields:
+                raise ValueError(f"unknown threshold {name!r}; valid names: {', '.join(fields)}")
+            kind = int if fields[name].type in ("int", int) else float
+            try:
+                converted[name] = kind(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"threshold {name!r} must be a number, got {value!r}") from None
+        return dataclasses.replace(cls(), **converted)
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A label with its evidence and advice, plus the independent gradient/unit flags."""
+
+    label: str
+    evidence: str
+    advice: str
+    flags: tuple[str, ...] = ()
+    flag_evidence: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The columns the rules read, as float arrays (None when the column is missing)."""
+
+    train: np.ndarray | None
+    val: np.ndarray | None
+    train_acc: np.ndarray | None
+    val_acc: np.ndarray | None
+    task: str
+    status: str
+    num_classes: int | None
+    test_accuracy: float | None
+
+    @property
+    def epochs(self) -> int:
+        return 0 if self.train is None else len(self.train)
+
+
+def _column(metrics: pd.DataFrame, name: str, keep_all_nan: bool = False) -> np.ndarray | None:
+    """Return a column as floats (unparseable cells NaN), or None if absent or all NaN.
+
+    An all-NaN column usually carries nothing (accuracy for regression, dead_fraction unknown);
+    an all-NaN train loss is kept (`keep_all_nan`) because it means the run diverged at once.
+    """
+    if name not in metrics.columns:
+        return None
+    values = pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
+    if keep_all_nan:
+        return values
+    return None if len(values) == 0 or np.isnan(values).all() else values
+
+
+def _is_number(value) -> bool:
+    """True for a finite int/float (summary.json writes NaN for a test set that was not run)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read(metrics: pd.DataFrame | None, summary: dict | None) -> _Run:
+    """Gather what the rules read from the frame and summary, tolerating either being absent."""
+    summary = summary or {}
+    metrics = metrics if metrics is not None else pd.DataFrame()
+    train_acc = _column(metrics, "train_accuracy")
+    # Without a task in the summary, any recorded accuracy means classification.
+    task = summary.get("task") or ("classification" if train_acc is not None else "regression")
+    num_classes = summary.get("num_classes")
+    test_accuracy = summary.get("test_accuracy")
+    return _Run(
+        train=_column(metrics, "train_loss", keep_all_nan=True),
+        val=_column(metrics, "val_loss"),
+        train_acc=train_acc,
+        val_acc=_column(metrics, "val_accuracy"),
+        task=str(task),
+        status=str(summary.get("status", "")),
+        num_classes=int(num_classes) if _is_number(num_classes) and num_classes > 1 else None,
+        test_accuracy=float(test_accuracy) if _is_number(test_accuracy) else None,
+    )
+
+
+def _pct(fraction: float) -> str:
+    return f"{round(fraction * 100) or 0:+d}%"  # `or 0` turns a rounded -0 into +0
+
+
+def _drop(values: np.ndarray, start: int) -> float:
+    """Relative fall from values[start] to the last value (positive when the loss went down)."""
+    return (values[start] - values[-1]) / abs(values[start]) if values[start] else 0.0
+
+
+def _recent_drop(values: np.ndarray, window: int) -> float:
+    """Relative fall over the last `window` epoch-to-epoch steps (fewer if the run is shorter)."""
+    return _drop(values, max(0, len(values) - 1 - window))
+
+
+def _jitter(values: np.ndarray) -> float:
+    """Std of the change in the relative epoch-to-epoch change: noise with a smooth trend removed.
+
+    The plain std of relative changes counts a smooth turn (a U-shaped val curve) as noise;
+    differencing once more leaves ~0 for any smooth curve and keeps alternating noise.
+    """
+    relative = values[1:] / values[:-1] - 1.0
+    return float(np.std(np.diff(relative)))
+
+
+def _diverged(run: _Run, t: Thresholds) -> str | None:
+    """Non-finite loss anywhere, status diverged, or a train loss that exploded from its min or start."""
+    for name, values in (("train", run.train), ("val", run.val)):
+        bad = np.flatnonzero(~np.isfinite(values)) if values is not None else []
+        if len(bad):
+            return f"{name} loss {values[bad[0]]} at epoch {bad[0] + 1} of {len(values)}"
+    if run.status == "diverged":
+        return f"status diverged after {run.epochs} epoch(s)"
+    if run.epochs < 2:
+        return None
+    train, low = run.train, int(np.argmin(run.train))
+    if train[-1] > t.diverge_over_min * train[low] and train[low] > 0:
+        return (f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[low]:.0f}x "
+                f"its minimum {train[low]:.3g} at epoch {low + 1}")
+    if train[0] > 0 and train[-1] > t.diverge_over_first * train[0]:
+        return (f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[0]:.1f}x "
+                f"its first value {train[0]:.3g}")
+    return None
+
+
+def _no_learning(run: _Run, t: Thresholds) -> str | None:
+    """Train loss never fell a few % below its start (and, for classification, accuracy near chance)."""
+    train = run.train
+    best = float(np.min(train))
+    drop = (train[0] - best) / abs(train[0]) if train[0] else 0.0
+    if drop >= t.no_learning_drop:
+        return None
+    evidence = (f"train loss {train[0]:.3g} at epoch 1, best {best:.3g} ({_pct(-drop)}) "
+                f"over {len(train)} epochs")
+    if run.task != "classification":
+        # A regression loss that settled low within epoch 1 did learn; only a high flat loss did not.
+        return evidence if best > t.underfit_loss else None
+    if run.train_acc is None:
+        return evidence + " (train accuracy not recorded)"
+    chance = 1.0 / run.num_classes if run.num_classes else 0.5
+    top = float(np.nanmax(run.train_acc))
+    if top >= chance + t.chance_margin:
+        return None  # learned within the first epoch, then flat: not a failure to learn
+    source = f"{run.num_classes} classes" if run.num_classes else "classes unknown, assumed <= 0.5"
+    return evidence + f"; train accuracy at most {top:.3f} vs chance {chance:.3g} ({source})"
+
+
+def _unstable(run: _Run, t: Thresholds) -> str | None:
+    """Train loss oscillates (repeated rises) or ends well above its own minimum."""
+    train = run.train
+    relative = train[1:] / train[:-1] - 1.0
+    rises = np.flatnonzero(relative > t.oscillation_rise)
+    if len(rises) >= t.oscillation_count:
+        worst = rises[np.argmax(relative[rises])]
+        return (f"train loss rose more than {t.oscillation_rise:.0%} between epochs {len(rises)} times "
+                f"(largest {_pct(relative[worst])} at epoch {worst + 2})")
+    low = int(np.argmin(train))
+    if train[-1] > (1 + t.unstable_rise) * train[low]:
+        return (f"train loss lowest {train[low]:.3g} at epoch {low + 1}, "
+                f"{_pct(train[-1] / train[low] - 1)} by epoch {len(train)}")
+    return None
+
+
+def _unrepresentative_validation(run: _Run, t: Thresholds) -> str | None:
+    """Val loss far noisier than train loss, or far above it while both still fall."""
+    train, val = run.train, run.val
+    if val is None:
+        return None
+    if len(val) >= t.noise_min_epochs and np.all(val > 0) and np.all(train > 0):
+        val_jitter, train_jitter = _jitter(val), _jitter(train)
+        if val_jitter > max(t.val_noise_ratio * train_jitter, t.val_noise_floor):
+            ratio = f"{val_jitter / train_jitter:.0f}x" if train_jitter > 0 else "train ~0"
+            return (f"val loss jitter {val_jitter:.0%} vs train {train_jitter:.1%} ({ratio}; std of the "
+                    f"change in relative epoch-to-epoch change) over {len(val)} epochs")
+    train_drop, val_drop = _recent_drop(train, t.window), _recent_drop(val, t.window)
+    both_falling = min(train_drop, val_drop) > t.improving_drop
+    if both_falling and train[-1] > 0 and val[-1] > t.val_gap_ratio * train[-1]:
+        return (f"val loss {val[-1]:.3g} = {val[-1] / train[-1]:.1f}x train loss {train[-1]:.3g} "
+                f"at epoch {len(val)} while both still fall ({_pct(-train_drop)} train, "
+                f"{_pct(-val_drop)} val over the last {t.window} epochs)")
+    return None
+
+
+def _overfitting(run: _Run, t: Thresholds) -> str | None:
+    """Val loss rose from its minimum, or stalled while train loss kept falling a lot."""
+    train, val = run.train, run.val
+    if val is None:
+        return None
+    low = int(np.argmin(val))
+    if low == len(val) - 1:
+        return None  # val still at its best at the end
+    rise = val[-1] / val[low] - 1.0
+    train_drop = _drop(train, low)
+    turned_up = rise > t.overfit_rise and train_drop > 0
+    stalled = train_drop > t.overfit_train_drop
+    if not (turned_up or stalled):
+        return None
+    stall = "" if turned_up else f" (no new low for {len(val) - 1 - low} epochs)"
+    return (f"val loss lowest {val[low]:.3g} at epoch {low + 1}, {_pct(rise)} by epoch {len(val)}"
+            f"{stall} while train loss fell {train_drop:.0%}")
+
+
+def _still_improving(run: _Run, t: Thresholds) -> str | None:
+    """Both losses (train alone if val is missing) fell by more than `improving_drop` lately."""
+    train_drop = _recent_drop(run.train, t.window)
+    if train_drop <= t.improving_drop:
+        return None
+    steps = min(t.window, run.epochs - 1)
+    evidence = f"over the last {steps} epochs train loss fell {train_drop:.0%} (to {run.train[-1]:.3g})"
+    if run.val is None:
+        return evidence
+    val_drop = _recent_drop(run.val, t.window)
+    if val_drop <= t.improving_drop:
+        return None
+    return evidence + f" and val loss {val_drop:.0%} (to {run.val[-1]:.3g})"
+
+
+def _underfitting(run: _Run, t: Thresholds) -> str | None:
+    """Train accuracy (classification) stays below target, or train loss stays high."""
+    flat = f"{_pct(-_recent_drop(run.train, t.window))} over the last {t.window} epochs"
+    if run.task == "classification" and run.train_acc is not None:
+        accuracy = float(run.train_acc[-1])
+        if accuracy < t.underfit_accuracy:
+            return (f"final train accuracy {accuracy:.3f} < {t.underfit_accuracy:g} "
+                    f"(train loss {run.train[-1]:.3g}, {flat})")
+        return None
+    # Regression targets are standardised, so the loss itself says how much is left unexplained;
+    # classification without accuracy falls back to the same loss level.
+    if run.train[-1] > t.underfit_loss:
+        return f"final train loss {run.train[-1]:.3g} > {t.underfit_loss:g} ({flat})"
+    return None
+
+
+def _good_fit(run: _Run) -> str:
+    """Describe the final state of a run no rule objected to."""
+    parts = [f"train loss {run.train[-1]:.3g}"]
+    if run.val is not None:
+        low = int(np.nanargmin(run.val))
+        parts.append(f"val loss {run.val[-1]:.3g} (lowest {run.val[low]:.3g} at epoch {low + 1} "
+                     f"of {len(run.val)})")
+    accuracies = [(name, values[-1]) for name, values in (("train", run.train_acc), ("val", run.val_acc))
+                  if values is not None and math.isfinite(values[-1])]
+    if run.test_accuracy is not None:
+        accuracies.append(("test", run.test_accuracy))
+    if accuracies:
+        parts.append("accuracy " + ", ".join(f"{name} {value:.3f}" for name, value in accuracies))
+    return "; ".join(parts)
+
+
+# Checked in this order after diverged/insufficient_data; see the module docstring for why.
+_RULES = (
+    ("no_learning", _no_learning),
+    ("unstable", _unstable),
+    ("unrepresentative_validation", _unrepresentative_validation),
+    ("overfitting", _overfitting),
+    ("still_improving", _still_improving),
+    ("underfitting", _underfitting),
+)
+
+
+def label_run(metrics: pd.DataFrame | None, summary: dict | None = None,
+              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[str, str]:
+    """Return (label, evidence): the first rule that fires, in the module's precedence order."""
+    run = _read(metrics, summary)
+    # Zeros or negative losses from foreign folders make ratios inf/NaN; the rules then simply
+    # do not fire, which is the right outcome, so numpy's warnings are noise here.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _first_label(run, metrics, thresholds)
+
+
+def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
+    """Steps 1-9 of the module docstring's precedence order."""
+    evidence = _diverged(run, thresholds)
+    if evidence:
+        return "diverged", evidence
+    if run.train is None:
+        columns = ", ".join(map(str, getattr(metrics, "columns", []))) or "none"
+        return "insufficient_data", f"no train_loss column (columns: {columns})"
+    if run.epochs < 2:
+        return "insufficient_data", f"{run.epochs} epoch(s) recorded; need at least 2"
+    # Missing val loss skips the val-based rules; say so rather than let good_fit look checked.
+    note = "" if run.val is not None else "; no val_loss, so overfitting and validation not checked"
+    for label, rule in _RULES:
+        evidence = rule(run, thresholds)
+        if evidence:
+            return label, evidence + note
+    return "good_fit", _good_fit(run) + note
+
+
+def _recent(metrics: pd.DataFrame, name: str, window: int) -> float | None:
+    """Median of a column's last `window` finite values (robust to one odd epoch), or None."""
+    values = _column(metrics, name)
+    if values is None:
+        return None
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite[-window:])) if len(finite) else None
+
+
+def _gradient_flags(metrics: pd.DataFrame, t: Thresholds) -> dict[str, str]:
+    """vanishing_gradients from the per-layer norms, exploding_gradients from the global norm."""
+    flags = {}
+    layers = [c for c in metrics.columns if str(c).startswith("grad_norm_")]
+    if len(layers) >= 2:  # column order is network order: first layer first
+        first, last = _recent(metrics, layers[0], t.window), _recent(metrics, layers[-1], t.window)
+        if first is not None and last and first / last < t.vanishing_ratio:
+            flags["vanishing_gradients"] = (f"{layers[0]} {first:.3g} vs {layers[-1]} {last:.3g} "
+                                            f"(ratio {first / last:.1e}, median of last {t.window} epochs)")
+    norms = _column(metrics, "grad_norm")
+    if norms is None:
+        return flags
+    if np.isinf(norms).any():
+        epoch = int(np.flatnonzero(np.isinf(norms))[0]) + 1
+        flags["exploding_gradients"] = f"grad_norm infinite at epoch {epoch}"
+        return flags
+    finite = norms[np.isfinite(norms)]
+    recent = float(np.median(finite[-t.window:])) if len(finite) else None
+    if recent is not None and recent > t.exploding_norm:
+        flags["exploding_gradients"] = f"grad_norm {recent:.3g} (median of last {t.window} epochs)"
+    elif recent is not None and finite[0] > 0 and recent / finite[0] > t.exploding_growth:
+        flags["exploding_gradients"] = (f"grad_norm grew {recent / finite[0]:.0f}x: {finite[0]:.3g} "
+                                        f"at first to {recent:.3g} (median of last {t.window} epochs)")
+    return flags
+
+
+def gradient_and_unit_flags(metrics: pd.DataFrame | None,
+                            thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, str]:
+    """Return {flag: evidence} for each of FLAGS that fires, read from the last few epochs."""
+    if metrics is None or len(metrics) == 0:
+        return {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        flags = _gradient_flags(metrics, thresholds)
+    for flag, column, limit in (("dead_units", "dead_fraction", thresholds.dead_fraction),
+                                ("saturated_units", "saturated_fraction", thresholds.saturated_fraction)):
+        share = _recent(metrics, column, thresholds.window)
+        if share is not None and share > limit:
+            flags[flag] = f"{column} {share:.2f} > {limit:g} (median of last {thresholds.window} epochs)"
+    return {flag: flags[flag] for flag in FLAGS if flag in flags}
+
+
+def diagnose(metrics: pd.DataFrame | None, summary: dict | None = None,
+             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
+    """Return the run's Diagnosis: label, evidence and advice, plus the independent flags."""
+    label, evidence = label_run(metrics, summary, thresholds)
+    flag_evidence = gradient_and_unit_flags(metrics, thresholds)
+    return Diagnosis(label=label, evidence=evidence, advice=ADVICE[label],
+                     flags=tuple(flag_evidence), flag_evidence=flag_evidence)
