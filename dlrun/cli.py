@@ -121,6 +121,85 @@ def sweep(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
+@app.command()
+@user_errors
+def report(
+    paths: Optional[List[Path]] = typer.Argument(None, help="Run or sweep folders (default: the "
+                                                 "latest sweep, else runs/).", show_default=False),
+    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (accuracies "
+                                       "descending, losses ascending)."),
+    top: Optional[int] = typer.Option(None, "--top", help="Show only the first N rows."),
+    where: Optional[str] = typer.Option(None, "--filter", help="A pandas expression, e.g. "
+                                        "'best_val_accuracy > 0.9 and status == \"completed\"'."),
+    group: Optional[str] = typer.Option(None, "--group-by", help="Mean and std over the runs "
+                                        "sharing this column (e.g. seeds per lr)."),
+    fmt: str = typer.Option("table", "--format", help="table, csv, markdown, json, html or latex."),
+    plot: bool = typer.Option(False, "--plot", help="Also draw learning curves and sensitivity "
+                              "plots (PNG; inlined into the HTML report)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file "
+                                          "instead of standard output."),
+    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a diagnosis "
+                                                  "threshold, e.g. --threshold overfit_rise=0.2."),
+) -> None:
+    """Compare runs in a table that diagnoses under- and overfitting, with plots."""
+    from dlrun import diagnose, plots, render
+    from dlrun.report import build_report, group_by, select
+
+    if fmt not in render.FORMATS:
+        raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
+    thresholds = _thresholds(threshold or [], diagnose)
+    targets = paths or [_latest_runs_folder()]
+    built = build_report(targets, thresholds)
+    for warning in built.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    if built.rows.empty:
+        raise ConfigError(f"no runs found in {', '.join(map(str, targets))}")
+    try:
+        frame = select(built, where=where, sort=sort, top=top)
+        shown = group_by(frame, group) if group else frame
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    images = []
+    if plot:
+        folder = (output.parent if output else Path(targets[0])) / "report"
+        images = plots.write_plots(frame, built.varying, folder)
+        console.print(f"{len(images)} plots in {folder}")
+    if fmt == "table":
+        shared = ", ".join(render.header_lines(built.constant))
+        Console().print(f"[dim]same in every run: {shared}[/]", highlight=False)
+        text_table = render.terminal_table(shown, built.varying, f"{len(shown)} runs from "
+                                           f"{', '.join(map(str, targets))}")
+        Console(width=200 if output else None, file=open(output, "w") if output else None).print(text_table)
+        return
+    text = (render.html_page(shown, built.constant, images) if fmt == "html"
+            else render.render_text(shown, fmt, built.constant))
+    if output:
+        from dlrun.results import atomic_write_text
+
+        atomic_write_text(output, text)
+    else:
+        sys.stdout.write(text)
+
+
+def _thresholds(pairs: list[str], diagnose):
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--threshold '{pair}' must look like name=value")
+        values[key] = value
+    try:
+        return diagnose.Thresholds.from_dict(values) if values else diagnose.DEFAULT_THRESHOLDS
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _latest_runs_folder() -> Path:
+    """The most recent sweep folder under runs/sweeps/, else runs/ itself."""
+    sweeps = sorted(Path("runs/sweeps").glob("*/*"), key=lambda p: p.stat().st_mtime)
+    return sweeps[-1] if sweeps else Path("runs")
+
+
 def plan_table(plan) -> Table:
     """The plan as a table: one row per group, with what it costs."""
     table = Table(title=f"{len(plan.trials)} trials ({plan.mode}) in {len(plan.groups)} groups "

@@ -152,7 +152,11 @@ def _column(metrics: pd.DataFrame, name: str, keep_all_nan: bool = False) -> np.
     """
     if name not in metrics.columns:
         return None
-    values = pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
+    column = metrics[name]
+    if pd.api.types.is_numeric_dtype(column):  # the usual case; to_numeric is 10x slower
+        values = column.to_numpy(dtype=float)
+    else:
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     if keep_all_nan:
         return values
     return None if len(values) == 0 or np.isnan(values).all() else values

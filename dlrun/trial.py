@@ -14,6 +14,7 @@ from pathlib import Path
 
 import flax.serialization
 import jax
+from omegaconf import OmegaConf
 
 from dlrun import __version__, optim, results
 from dlrun.config import to_yaml
@@ -102,6 +103,8 @@ class Trial:
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
             "dlrun_version": __version__, "jax_version": jax.__version__,
+            # the resolved config again, so that a report over thousands of runs reads JSON only
+            "config": OmegaConf.to_container(self.cfg, resolve=True),
         }
         results.write_summary(self.run_dir, self.summary)
 

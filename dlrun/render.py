@@ -1,0 +1,126 @@
+"""Turn report rows into what a person reads: a terminal table, CSV, Markdown, JSON, HTML, LaTeX.
+
+The terminal table shows the columns that matter at a glance; every other format carries every
+column (JSON: one object per run, `flags` a list, plus the run's folder).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+from rich.table import Table
+
+FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
+# The advice is printed once per diagnosis under the table, so rows stay one line wide.
+TERMINAL_COLUMNS = ["status", "epochs_run", "best_val_loss", "best_val_accuracy", "test_accuracy",
+                    "gap", "diagnosis"]
+SHORT = {"epochs_run": "epochs", "best_epoch": "best ep", "best_val_loss": "val loss",
+         "best_val_accuracy": "val acc", "test_accuracy": "test acc", "time_s": "time s"}
+
+
+def _cell(column: str, value) -> str:
+    if isinstance(value, list):
+        return ", ".join(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if "accuracy" in column:
+            return f"{value:.1%}"
+        if column == "gap":
+            return f"{value:+.3g}"
+        return f"{value:.3g}"
+    return str(value)
+
+
+def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
+    """A rich table: run, the varying hyperparameters, headline numbers, diagnosis, advice."""
+    if "runs" in frame:
+        return grouped_table(frame, title)
+    columns = ["run", *varying, *[c for c in TERMINAL_COLUMNS if c in frame]]
+    table = Table(title=title, show_lines=False)
+    for column in columns:
+        table.add_column(SHORT.get(column, column), overflow="ellipsis", no_wrap=True,
+                         justify="left" if column in ("run", "status", "diagnosis") else "right")
+    for _, row in frame.iterrows():
+        table.add_row(*(_cell(column, row[column]) for column in columns))
+    if "advice" in frame and "diagnosis" in frame:
+        advice = frame.drop_duplicates("diagnosis").set_index("diagnosis")["advice"]
+        table.caption = "\n".join(f"{label}: {text}" for label, text in advice.items())
+        table.caption_justify = "left"
+    return table
+
+
+def grouped_table(frame: pd.DataFrame, title: str) -> Table:
+    """Mean +- std per group (e.g. over seeds), one row per value of the grouping column."""
+    key = frame.columns[0]
+    metrics = [c[:-5] for c in frame.columns if c.endswith("_mean")]
+    table = Table(title=title)
+    for column in (key, "runs", *(SHORT.get(m, m) for m in metrics), "diagnosis"):
+        table.add_column(column, no_wrap=True, justify="left" if column in (key, "diagnosis") else "right")
+    for _, row in frame.iterrows():
+        cells = [str(row[key]), str(row["runs"])]
+        for metric in metrics:
+            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+            text = _cell(metric, float(mean))
+            cells.append(text if pd.isna(std) else f"{text} ± {_cell(metric, float(std)).lstrip('+')}")
+        table.add_row(*cells, str(row["diagnosis"]))
+    return table
+
+
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    if "flags" in out:
+        out["flags"] = out["flags"].map(lambda flags: ";".join(flags) if isinstance(flags, list) else flags)
+    return out
+
+
+def to_json(frame: pd.DataFrame) -> str:
+    records = []
+    for record in frame.to_dict("records"):
+        records.append({key: (None if isinstance(value, float) and math.isnan(value) else value)
+                        for key, value in record.items()})
+    return json.dumps(records, indent=2, default=str) + "\n"
+
+
+def header_lines(constant: dict) -> list[str]:
+    """The hyperparameters shared by every run, printed once above the table."""
+    return [f"{key}={value}" for key, value in constant.items()]
+
+
+def render_text(frame: pd.DataFrame, fmt: str, constant: dict) -> str:
+    """Return the rows as csv, markdown, json, html (table only) or latex text."""
+    if fmt == "csv":
+        return _plain(frame).to_csv(index=False)
+    if fmt == "json":
+        return to_json(frame)
+    if fmt == "markdown":
+        shared = "".join(f"- `{line}`\n" for line in header_lines(constant))
+        return (shared + "\n" if shared else "") + _plain(frame).to_markdown(index=False) + "\n"
+    if fmt == "latex":
+        return _plain(frame).to_latex(index=False, float_format="%.4g", na_rep="")
+    if fmt == "html":
+        return html_page(frame, constant, [])
+    raise ValueError(f"unknown format '{fmt}' (choose from: {', '.join(FORMATS)})")
+
+
+def html_page(frame: pd.DataFrame, constant: dict, images: list[Path], title: str = "dlrun report") -> str:
+    """One self-contained HTML file: the shared settings, the table, the plots inlined as PNG."""
+    shared = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in header_lines(constant))
+    figures = "".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(Path(p).read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}'
+        f"</figcaption></figure>" for p in images)
+    table = _plain(frame).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}",
+                                  classes="runs", border=0)
+    style = ("body{font-family:sans-serif;margin:2em}table.runs{border-collapse:collapse;font-size:13px}"
+             "table.runs td,table.runs th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
+             "img{max-width:100%}figure{display:inline-block;margin:1em}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+            f"<h2>Shared settings</h2><ul>{shared}</ul><h2>Runs</h2>{table}"
+            f"{'<h2>Plots</h2>' + figures if figures else ''}</body></html>\n")
