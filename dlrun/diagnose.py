@@ -63,6 +63,9 @@ class Thresholds:
     oscillation_count: int = 3
     # unstable: a final train loss 20% above its best means the optimiser has lost ground.
     unstable_rise: float = 0.2
+    # unstable, overfitting: rises smaller than 2% of the first epoch's loss are noise at the loss
+    # floor (a loss bouncing between 0.005 and 0.008 is +60%, yet the fit is done), not a trend.
+    loss_floor_fraction: float = 0.02
     # unrepresentative_validation: train and val see the same model, so val jitter 3x the train's
     # comes from the split.
     val_noise_ratio: float = 3.0
@@ -258,13 +261,14 @@ def _unstable(run: _Run, t: Thresholds) -> str | None:
     """Train loss oscillates (repeated rises) or ends well above its own minimum."""
     train = run.train
     relative = train[1:] / train[:-1] - 1.0
-    rises = np.flatnonzero(relative > t.oscillation_rise)
+    floor = t.loss_floor_fraction * abs(train[0])
+    rises = np.flatnonzero((relative > t.oscillation_rise) & (np.diff(train) > floor))
     if len(rises) >= t.oscillation_count:
         worst = rises[np.argmax(relative[rises])]
         return (f"train loss rose more than {t.oscillation_rise:.0%} between epochs {len(rises)} times "
                 f"(largest {_pct(relative[worst])} at epoch {worst + 2})")
     low = int(np.argmin(train))
-    if train[-1] > (1 + t.unstable_rise) * train[low]:
+    if train[-1] > (1 + t.unstable_rise) * train[low] and train[-1] - train[low] > floor:
         return (f"train loss lowest {train[low]:.3g} at epoch {low + 1}, "
                 f"{_pct(train[-1] / train[low] - 1)} by epoch {len(train)}")
     return None
@@ -300,7 +304,8 @@ def _overfitting(run: _Run, t: Thresholds) -> str | None:
         return None  # val still at its best at the end
     rise = val[-1] / val[low] - 1.0
     train_drop = _drop(train, low)
-    turned_up = rise > t.overfit_rise and train_drop > 0
+    above_floor = val[-1] - val[low] > t.loss_floor_fraction * abs(val[0])
+    turned_up = rise > t.overfit_rise and train_drop > 0 and above_floor
     stalled = train_drop > t.overfit_train_drop
     if not (turned_up or stalled):
         return None

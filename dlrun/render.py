@@ -42,6 +42,9 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
     if "runs" in frame:
         return grouped_table(frame, title)
     columns = ["run", *varying, *[c for c in TERMINAL_COLUMNS if c in frame]]
+    if "status" in frame and (frame["status"] == "completed").all():
+        columns.remove("status")  # the title says so; the width goes to the numbers
+        title += ", all completed"
     table = Table(title=title, show_lines=False)
     for column in columns:
         table.add_column(SHORT.get(column, column), overflow="ellipsis", no_wrap=True,

@@ -218,8 +218,8 @@ def test_task_is_inferred_from_accuracy_when_the_summary_has_none():
 
 
 def test_unstable_takes_precedence_over_overfitting():
-    wobble = 1 + 0.1 * np.where(np.arange(N) % 2, 1, -1)
-    frame = run_frame(decay(2.0, 0.01, tau=3) * wobble, u_shaped(6, 0.071, 0.2))
+    wobble = 1 + 0.1 * np.where(np.arange(N) % 2, 1, -1)  # +-10% of a loss that stays well above 0
+    frame = run_frame(decay(2.0, 0.3, tau=3) * wobble, u_shaped(6, 0.071, 0.2))
     assert label_run(frame, CLASSIFICATION)[0] == "unstable"
 
 
@@ -428,3 +428,15 @@ def test_module_imports_no_jax():
                 if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert imported <= {"__future__", "dataclasses", "math", "numpy", "pandas"}
+
+
+def test_bouncing_at_the_loss_floor_is_not_unstable():
+    """Adam at a constant lr near zero loss: +60% rises of a loss of 0.005 are noise, not instability."""
+    train = [0.6, 0.2, 0.08, 0.03, 0.012, 0.006, 0.009, 0.005, 0.008, 0.006, 0.009, 0.006]
+    val = [0.55, 0.2, 0.09, 0.04, 0.02, 0.015, 0.014, 0.013, 0.0135, 0.013, 0.0132, 0.013]
+    frame = pd.DataFrame({"epoch": range(1, 13), "train_loss": train, "val_loss": val,
+                          "train_accuracy": 0.99, "val_accuracy": 0.99})
+    label, evidence = label_run(frame, {"status": "completed", "task": "classification"})
+    assert label != "unstable", evidence
+    tight = dataclasses.replace(DEFAULT_THRESHOLDS, loss_floor_fraction=0.0)
+    assert label_run(frame, {"status": "completed"}, tight)[0] == "unstable"
