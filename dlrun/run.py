@@ -12,6 +12,7 @@ go on. A signal stops every live trial after the current epoch, status `interrup
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import signal
 import time
@@ -147,13 +148,20 @@ class GroupRun:
         self.program = build_program(cfgs, dataset)
         self.trials = [Trial.create(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
         steps = self.program.steps_per_epoch
-        self.states = [create_state(self.program, init_key(cfg), trial_hparams(cfg),
+        # each trial draws its parameters with its own init scheme: the model's initialisers are
+        # attributes, so initialise through a copy of the program holding that trial's model
+        self.states = [create_state(self._initialiser(cfg), init_key(cfg), trial_hparams(cfg),
                                     optim.make_optimizer(cfg, steps)) for cfg in cfgs]
         self.x, self.y = jax.device_put((dataset.x_train, dataset.y_train))
         eval_size = cfgs[0].eval_batch_size
         self.val = eval_batches(dataset.x_val, dataset.y_val, eval_size)
         self.test = eval_batches(dataset.x_test, dataset.y_test, eval_size)
         self.compile_s = 0.0
+
+    def _initialiser(self, cfg) -> Program:
+        model = models.build_model(cfg, self.dataset.spec).clone(
+            use_dropout=self.program.model.use_dropout)
+        return dataclasses.replace(self.program, model=model)
 
     def begin(self, resume: bool) -> int:
         """Write each trial's start (or restore its checkpoint); return the first epoch to run."""

@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
+from dlrun import experiments
 from dlrun.config import Config, ConfigError, compose_config, group_options, validate, with_values
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
@@ -199,7 +200,7 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     """
     parser = OverridesParser.create()
     groups = {key: value for key, value in values.items() if key in CONFIG_GROUPS}
-    cache_key = tuple(sorted(groups.items()))
+    cache_key = (tuple(fixed), tuple(sorted(groups.items())))
     if cache_key not in composed:
         group_overrides = [f"{key}={value}" for key, value in groups.items()]
         composed[cache_key] = compose_config([*fixed, *group_overrides], check=False)
@@ -210,18 +211,35 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     return cfg
 
 
+def parser_for(key: str, names) -> object:
+    """A parsed comma-list sweep over `names`, as Hydra's parser would give for `key=a,b,c`."""
+    return OverridesParser.create().parse_override(f"{key}={','.join(names)}")
+
+
 def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,
               max_group: int | None = None) -> Plan:
     """Expand, compose and validate every trial, then group them. Raises ConfigError."""
+    overrides, variants = experiments.resolve(overrides)
     fixed, swept = parse_space(overrides)
+    chosen = [o.partition("=")[2] for o in fixed if o.startswith(f"{experiments.VARIANT_KEY}=")]
+    fixed = [o for o in fixed if not o.startswith(f"{experiments.VARIANT_KEY}=")]
+    if chosen:  # `variant=dropout` alone runs that one variant
+        swept[experiments.VARIANT_KEY] = parser_for(experiments.VARIANT_KEY, chosen)
+    if variants:
+        swept.setdefault(experiments.VARIANT_KEY, parser_for(experiments.VARIANT_KEY, variants))
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     draws = expand(swept, trials, seed)
     planned, composed = [], {}
     for index, values in enumerate(draws):
-        trial_overrides = [*fixed, *(f"{key}={value}" for key, value in values.items())]
+        variant = variants.get(values.get(experiments.VARIANT_KEY), [])
+        if values.get(experiments.VARIANT_KEY) is not None and values[experiments.VARIANT_KEY] not in variants:
+            raise ConfigError(f"unknown variant '{values[experiments.VARIANT_KEY]}' "
+                              f"(choose from: {', '.join(variants) or 'none in this study'})")
+        settings = {k: v for k, v in values.items() if k != experiments.VARIANT_KEY}
+        trial_overrides = [*fixed, *variant, *(f"{key}={value}" for key, value in settings.items())]
         try:
-            cfg = _compose_trial(fixed, values, composed)
+            cfg = _compose_trial([*fixed, *variant], settings, composed)
         except ConfigError as error:
             where = f" (trial {index}: {', '.join(f'{k}={v}' for k, v in values.items())})"
             raise ConfigError(f"{error}{where if values else ''}") from None

@@ -33,15 +33,17 @@ def alone(tmp_path, overrides, name="alone"):
 
 
 def test_a_trial_in_a_group_matches_the_same_config_trained_alone(tmp_path):
-    plan, out, index = sweep(tmp_path, [*MOONS, "lr=0.003,0.03", "seed=0,1", "model.dropout=0,0.1"])
-    assert len(plan.groups) == 1 and len(plan.trials) == 8
-    trial = next(t for t in plan.trials if t.params == {"lr": "0.03", "seed": "1", "model.dropout": "0.1"})
+    plan, out, index = sweep(tmp_path, [*MOONS, "lr=0.003,0.03", "seed=0,1", "model.dropout=0,0.1",
+                                        "init=he_normal,glorot_uniform"])
+    assert len(plan.groups) == 1 and len(plan.trials) == 16
+    trial = next(t for t in plan.trials if t.params == {
+        "lr": "0.03", "seed": "1", "model.dropout": "0.1", "init": "glorot_uniform"})
     summary, metrics = alone(tmp_path, trial.overrides)
     grouped = results.read_metrics(out / trial.id)
     pd.testing.assert_frame_equal(grouped[CURVES], metrics[CURVES], rtol=1e-4, atol=1e-5)
     grouped_summary = results.read_summary(out / trial.id)
     assert abs(grouped_summary["test_accuracy"] - summary["test_accuracy"]) <= 0.003
-    assert grouped_summary["group_size"] == 8
+    assert grouped_summary["group_size"] == 16
     for name in ("config.yaml", "metrics.csv", "summary.json", "checkpoints/best.msgpack"):
         assert (out / trial.id / name).exists()
 

@@ -1,0 +1,73 @@
+"""Ready-made studies: `experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
+
+A study file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
+key), optionally named variants (alternatives that set several keys at once, such as "L2" vs
+"dropout"), and the command and conclusion in its opening comment. Overrides given on the
+command line after `experiment=...` win, so a study runs smaller with e.g. `epochs=2`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from dlrun.config import ConfigError
+
+VARIANT_KEY = "variant"
+
+
+@dataclass
+class Experiment:
+    name: str
+    overrides: list
+    sweep: dict
+    variants: dict = field(default_factory=dict)  # variant name -> its overrides
+    summary: str = ""  # the first comment line after the command: what it shows
+
+
+def experiments_dir() -> Path:
+    configured = os.environ.get("DLRUN_EXPERIMENTS_DIR")
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "experiments"
+
+
+def list_experiments() -> list[str]:
+    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+
+
+def load_experiment(name: str) -> Experiment:
+    """Read one study file. Raises ConfigError for an unknown name or a malformed file."""
+    path = experiments_dir() / f"{name}.yaml"
+    if not path.exists():
+        raise ConfigError(f"unknown experiment '{name}' (choose from: {', '.join(list_experiments())})")
+    text = path.read_text()
+    data = yaml.safe_load(text) or {}
+    unknown = set(data) - {"overrides", "sweep", "variants"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (valid: overrides, sweep, variants)")
+    comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
+    shows = next((c[len("Shows:"):].strip() for c in comments if c.startswith("Shows:")), "")
+    variants = {str(k): [str(o) for o in v] for k, v in (data.get("variants") or {}).items()}
+    sweep = {str(k): str(v) for k, v in (data.get("sweep") or {}).items()}
+    return Experiment(name, [str(o) for o in data.get("overrides") or []], sweep, variants, shows)
+
+
+def resolve(overrides: list[str]) -> tuple[list[str], dict]:
+    """Replace `experiment=NAME` by the study's overrides and sweep (command-line keys win).
+
+    Returns the override list and the study's variants ({} when no study is named).
+    """
+    named = [o for o in overrides if o.startswith("experiment=")]
+    if not named:
+        return list(overrides), {}
+    if len(named) > 1:
+        raise ConfigError(f"one experiment at a time, got {', '.join(named)}")
+    study = load_experiment(named[0].partition("=")[2])
+    rest = [o for o in overrides if o not in named]
+    given = {o.partition("=")[0].lstrip("+~") for o in rest}
+    swept = [f"{key}={value}" for key, value in study.sweep.items() if key not in given]
+    if study.variants and VARIANT_KEY not in given:
+        swept.append(f"{VARIANT_KEY}={','.join(study.variants)}")
+    return [*study.overrides, *swept, *rest], study.variants
