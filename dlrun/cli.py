@@ -140,6 +140,8 @@ def report(
                                           "instead of standard output."),
     threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a diagnosis "
                                                   "threshold, e.g. --threshold overfit_rise=0.2."),
+    ensemble: bool = typer.Option(False, "--ensemble", help="Also vote: runs that differ only in "
+                                  "their seed form an ensemble (mean-probability and majority)."),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from dlrun import diagnose, plots, render
@@ -164,9 +166,11 @@ def report(
         folder = (output.parent if output else Path(targets[0])) / "report"
         images = plots.write_plots(frame, built.varying, folder)
         console.print(f"{len(images)} plots in {folder}")
+    if ensemble:
+        _print_ensembles(frame, built.varying, fmt)
     if fmt == "table":
-        shared = ", ".join(render.header_lines(built.constant))
-        Console().print(f"[dim]same in every run: {shared}[/]", highlight=False)
+        shared = ", ".join(render.header_lines(_non_default(built.constant)))
+        Console().print(f"[dim]same in every run (defaults left out): {shared or '-'}[/]", highlight=False)
         text_table = render.terminal_table(shown, built.varying, f"{len(shown)} runs from "
                                            f"{', '.join(map(str, targets))}")
         Console(width=200 if output else None, file=open(output, "w") if output else None).print(text_table)
@@ -179,6 +183,35 @@ def report(
         atomic_write_text(output, text)
     else:
         sys.stdout.write(text)
+
+
+def _print_ensembles(frame, varying, fmt) -> None:
+    """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
+    from dlrun.ensemble import ensembles
+
+    votes = ensembles(frame, varying)
+    if votes.empty:
+        console.print("[yellow]warning:[/] no ensembles: need 2+ runs that differ only in seed, "
+                      "with test_predictions.npz")
+        return
+    table = Table(title="ensembles (test accuracy)")
+    for column in votes.columns:
+        table.add_column(column, justify="right")
+    for _, row in votes.iterrows():
+        table.add_row(*(str(int(v)) if column == "members" else
+                        f"{v:.2%}" if isinstance(v, float) else str(v) for column, v in row.items()))
+    (Console() if fmt == "table" else console).print(table)
+
+
+def _non_default(constant: dict) -> dict:
+    """The shared settings that differ from the schema's defaults: the ones worth reading."""
+    from omegaconf import OmegaConf
+
+    from dlrun.config import Config
+    from dlrun.report import flatten
+
+    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
+    return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
 
 
 def _thresholds(pairs: list[str], diagnose):
@@ -262,12 +295,21 @@ def list_choices() -> None:
         ("activation", "activation=", list(activations.ACTIVATIONS)),
         ("loss", "loss=", ["auto", *losses.LOSSES]),
     ]
+    from dlrun.experiments import list_experiments, load_experiment
+
+    rows.append(("study", "dlrun sweep experiment=", list_experiments()))
     table = Table(title="dlrun choices")
     for column in ("what", "set with", "choices"):
         table.add_column(column)
     for what, how, choices in rows:
         table.add_row(what, how, ", ".join(choices))
     Console().print(table)
+    studies = Table(title="studies in experiments/ (dlrun sweep experiment=NAME)")
+    studies.add_column("study", no_wrap=True)
+    studies.add_column("shows")
+    for name in list_experiments():
+        studies.add_row(name, load_experiment(name).summary)
+    Console().print(studies)
 
 
 def main() -> None:

@@ -52,6 +52,10 @@ class Thresholds:
     diverge_over_min: float = 10.0
     # diverged: 3x its first epoch is far worse than the untrained net, so the weights blew up.
     diverge_over_first: float = 3.0
+    # diverged: an epoch-mean loss above 100 means the weights blew up, even if the net then dies
+    # at a constant output: an untrained classifier starts near ln(K) (2.3 for 10 classes) and a
+    # regression on standardised targets near 1, so 100 is far beyond any start.
+    exploding_loss: float = 100.0
     # no_learning: under 5% from first epoch to best; epoch-to-epoch noise alone moves a loss a few %.
     no_learning_drop: float = 0.05
     # no_learning: accuracy within 0.1 of chance is chance. Chance is 1/num_classes, else 0.5 (binary,
@@ -223,6 +227,11 @@ def _diverged(run: _Run, t: Thresholds) -> str | None:
             return f"{name} loss {values[bad[0]]} at epoch {bad[0] + 1} of {len(values)}"
     if run.status == "diverged":
         return f"status diverged after {run.epochs} epoch(s)"
+    for name, values in (("train", run.train), ("val", run.val)):
+        if values is not None and len(values) and np.max(values) > t.exploding_loss:
+            worst = int(np.argmax(values))
+            return (f"{name} loss {values[worst]:.3g} at epoch {worst + 1} "
+                    f"(> {t.exploding_loss:g}: the weights blew up)")
     if run.epochs < 2:
         return None
     train, low = run.train, int(np.argmin(run.train))
@@ -305,7 +314,8 @@ def _overfitting(run: _Run, t: Thresholds) -> str | None:
     rise = val[-1] / val[low] - 1.0
     train_drop = _drop(train, low)
     above_floor = val[-1] - val[low] > t.loss_floor_fraction * abs(val[0])
-    turned_up = rise > t.overfit_rise and train_drop > 0 and above_floor
+    # "while train loss keeps falling": by more than epoch noise, else it is not a fit going stale
+    turned_up = rise > t.overfit_rise and train_drop > t.improving_drop and above_floor
     stalled = train_drop > t.overfit_train_drop
     if not (turned_up or stalled):
         return None

@@ -47,11 +47,26 @@ def load_experiment(name: str) -> Experiment:
     unknown = set(data) - {"overrides", "sweep", "variants"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (valid: overrides, sweep, variants)")
-    comments = [line.lstrip("# ").strip() for line in text.splitlines() if line.startswith("#")]
-    shows = next((c[len("Shows:"):].strip() for c in comments if c.startswith("Shows:")), "")
+    shows = _paragraph(text, "Shows:")
     variants = {str(k): [str(o) for o in v] for k, v in (data.get("variants") or {}).items()}
     sweep = {str(k): str(v) for k, v in (data.get("sweep") or {}).items()}
     return Experiment(name, [str(o) for o in data.get("overrides") or []], sweep, variants, shows)
+
+
+def _paragraph(text: str, heading: str) -> str:
+    """The comment paragraph that starts with `heading` (continued by indented comment lines)."""
+    lines, taking = [], False
+    for line in text.splitlines():
+        body = line[1:] if line.startswith("#") else None
+        if body is None:
+            break
+        if body.strip().startswith(heading):
+            taking, body = True, body.strip()[len(heading):]
+        elif taking and not body.startswith("   "):
+            break
+        if taking:
+            lines.append(body.strip())
+    return " ".join(lines)
 
 
 def resolve(overrides: list[str]) -> tuple[list[str], dict]:

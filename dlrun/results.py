@@ -5,6 +5,7 @@
     <run>/summary.json       status, best epoch, test metrics, sizes, times
     <run>/checkpoints/best.msgpack   parameters of the best epoch
     <run>/checkpoints/last.msgpack   the whole training state after the last finished epoch
+    <run>/test_predictions.npz       classification: test-set class probabilities and labels
 
 Every file is written to a temporary sibling and renamed over the target, so a reader (or a
 crash) never sees half a file.
@@ -23,6 +24,7 @@ import pandas as pd
 
 STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "summary.json"
+PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilities and labels
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
 

@@ -13,6 +13,7 @@ go on. A signal stops every live trial after the current epoch, status `interrup
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import signal
 import time
@@ -26,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
 
-from dlrun import data, losses, models, optim
+from dlrun import data, losses, models, optim, results
 from dlrun.backend import enable_compilation_cache
 from dlrun.progress import EpochProgress, summary_table
-from dlrun.train import Program, create_state, evaluate, train_epoch
+from dlrun.train import Program, create_state, evaluate, predict, train_epoch
 from dlrun.trial import Trial, epoch_key, epoch_row, init_key
 
 
@@ -246,7 +247,23 @@ class GroupRun:
                                   "batch_stats": take(host_state.batch_stats, index)})
         stacked = jax.device_put(stack(variables))
         test = jax.device_get(self.assess_fn(stacked["params"], stacked["batch_stats"], *self.test))
+        if self.program.task == "classification":
+            self._save_predictions(stacked)
         return self._summaries(test)
+
+    def _save_predictions(self, stacked) -> None:
+        """Keep each trial's test-set probabilities, so that runs can vote (report --ensemble)."""
+        predict_fn = jax.jit(jax.vmap(partial(predict, self.program), in_axes=(0, 0, None)))
+        probabilities = np.asarray(predict_fn(stacked["params"], stacked["batch_stats"], self.test[0]))
+        count = len(self.dataset.y_test)
+        for index, trial in enumerate(self.trials):
+            if trial.status == "diverged" or not trial.rows:
+                continue
+            per_example = probabilities[index].reshape(-1, probabilities.shape[-1])[:count]
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, probabilities=per_example.astype(np.float32),
+                                labels=np.asarray(self.dataset.y_test))
+            results.atomic_write_bytes(trial.run_dir / results.PREDICTIONS_FILE, buffer.getvalue())
 
     def _summaries(self, test) -> list[dict]:
         summaries = []

@@ -213,3 +213,17 @@ def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
     (loss_sum, correct_sum), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
     count = jnp.sum(mask)
     return {"loss": loss_sum / count, "accuracy": correct_sum / count}
+
+
+def predict(program: Program, params, batch_stats, x_batches):
+    """Return class probabilities [batches, batch, classes] for pre-batched inputs (for votes)."""
+
+    def body(_, x):
+        outputs, _ = _forward(program, params, batch_stats, prepare_inputs(program, x), False,
+                              0.0, jax.random.PRNGKey(0))
+        if losses.LOSSES[program.loss_name].binary_only:  # one logit: p(class 1)
+            p = jax.nn.sigmoid(outputs[:, 0])
+            return None, jnp.stack([1 - p, p], axis=-1)
+        return None, jax.nn.softmax(outputs, axis=-1)
+
+    return jax.lax.scan(body, None, x_batches)[1]

@@ -1,0 +1,147 @@
+"""Every study in experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
+
+import pandas as pd
+import pytest
+
+from conftest import needs_mnist
+from dlrun import executor, experiments
+from dlrun.config import ConfigError
+from dlrun.ensemble import ensembles
+from dlrun.report import build_report
+from dlrun.sweep import make_plan
+
+
+@pytest.mark.parametrize("name", experiments.list_experiments())
+def test_every_study_plans_and_says_what_it_shows(name):
+    plan = make_plan([f"experiment={name}"])
+    assert len(plan.trials) >= 2
+    assert len(experiments.load_experiment(name).summary) > 40
+
+
+def test_there_are_the_ten_studies_of_the_lessons():
+    assert set(experiments.list_experiments()) == {
+        "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
+        "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble"}
+
+
+def test_command_line_overrides_win_and_variants_expand():
+    plan = make_plan(["experiment=regularisation", "epochs=3", "variant=none,dropout"])
+    assert {t.cfg.epochs for t in plan.trials} == {3}
+    assert [t.params["variant"] for t in plan.trials] == ["none", "dropout"]
+    assert plan.trials[1].cfg.model.dropout == 0.5
+
+
+def test_unknown_study_lists_the_choices():
+    with pytest.raises(ConfigError, match="unknown experiment 'nope' \\(choose from: activations"):
+        make_plan(["experiment=nope"])
+
+
+def run_study(tmp_path, name, *extra):
+    plan = make_plan([f"experiment={name}", *extra])
+    out = tmp_path / name
+    executor.prepare_folder(out, plan, name)
+    executor.run_plan(plan, out)
+    built = build_report([out])
+    swept = list(plan.trials[0].params)
+    params = pd.DataFrame([{"run": t.id, **t.params} for t in plan.trials])
+    rows = built.rows.drop(columns=[c for c in swept if c in built.rows]).merge(params, on="run")
+    return rows.set_index(swept if len(swept) > 1 else swept[0]), built
+
+
+@pytest.mark.slow
+def test_nonlinear_data_a_line_cannot_separate_but_an_mlp_can(tmp_path):
+    rows, _ = run_study(tmp_path, "nonlinear_data")
+    for (data, hidden), row in rows.iterrows():
+        if hidden == "[]":
+            assert row.test_accuracy < 0.75, (data, row.test_accuracy)
+        else:
+            assert row.test_accuracy > 0.9, (data, row.test_accuracy)
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_init_zeros_and_constant_do_not_learn_variance_preserving_ones_do(tmp_path):
+    rows, _ = run_study(tmp_path, "init", "data.subset=5000", "epochs=4")
+    acc = rows.test_accuracy
+    assert acc["zeros"] < 0.2 and acc["constant"] < 0.2
+    # std 1 blows the activations up: diverged, or far behind
+    assert rows.diagnosis["normal"] == "diverged" or acc["normal"] < acc["he_normal"] - 0.2
+    for scheme in ("lecun_normal", "glorot_uniform", "he_normal"):
+        assert acc[scheme] > 0.85
+    assert rows.diagnosis["zeros"] == "no_learning"
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_activations_sigmoid_gradients_vanish_relu_trains(tmp_path):
+    rows, built = run_study(tmp_path, "activations", "data.subset=5000", "epochs=3")
+    ratio = {}
+    for activation, row in rows.iterrows():
+        metrics = pd.read_csv(f"{row.folder}/metrics.csv").iloc[-1]
+        ratio[activation] = metrics.grad_norm_hidden1 / metrics.grad_norm_output
+    assert ratio["sigmoid"] < 0.1 * ratio["relu"]
+    assert rows.test_accuracy["sigmoid"] < 0.3 and rows.test_accuracy["relu"] > 0.8
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_learning_rate_too_low_underfits_too_high_diverges(tmp_path):
+    rows, _ = run_study(tmp_path, "learning_rate", "data.subset=5000", "epochs=3")
+    rows.index = rows.index.astype(float)  # the swept values as typed: '1e-5' -> 1e-05
+    assert rows.diagnosis[10.0] == "diverged"
+    assert rows.test_accuracy[1e-5] < 0.3
+    assert rows.test_accuracy.idxmax() in (1e-2, 1e-1, 1.0)
+    assert rows.test_accuracy.max() > 0.85
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_batch_size_must_be_adapted_with_the_lr(tmp_path):
+    rows, _ = run_study(tmp_path, "batch_size_lr", "data.subset=5000", "epochs=3")
+    acc = {(batch, scaling): row.test_accuracy for (batch, scaling), row in rows.iterrows()}
+    assert acc[("1024", "none")] < acc[("16", "none")] - 0.05  # the naive conclusion
+    assert acc[("1024", "linear")] > acc[("1024", "none")] + 0.05  # the right one
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_optimizers_momentum_and_adaptive_beat_plain_sgd(tmp_path):
+    rows, _ = run_study(tmp_path, "optimizers", "data.subset=5000", "epochs=3")
+    acc = rows.test_accuracy
+    for name in ("momentum", "nesterov", "adam", "adamw", "rmsprop"):
+        assert acc[name] > acc["sgd"], name
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_regularisation_big_mlp_overfits_and_remedies_help(tmp_path):
+    rows, _ = run_study(tmp_path, "regularisation")
+    assert rows.diagnosis["none"] == "overfitting"
+    assert max(rows.test_accuracy["dropout"], rows.test_accuracy["augmentation"]) > rows.test_accuracy["none"]
+    assert rows.gap["dropout"] < rows.gap["none"]
+
+
+@pytest.mark.slow
+def test_depth_beats_width_at_an_equal_weight_budget(tmp_path):
+    rows, _ = run_study(tmp_path, "depth_vs_width")
+    loss = rows.reset_index().groupby("model.hidden").test_loss.mean()
+    assert loss["[15,14,14]"] < loss["[125]"] and loss["[20,20]"] < loss["[125]"]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_lenet_beats_the_mlp_with_fewer_weights(tmp_path):
+    rows, _ = run_study(tmp_path, "mlp_vs_cnn", "data.subset=5000", "epochs=4")
+    summaries = {name: pd.read_json(f"{row.folder}/summary.json", typ="series") for name, row in rows.iterrows()}
+    assert summaries["lenet"]["params"] < summaries["mlp"]["params"] / 5
+    assert rows.test_accuracy["lenet"] > rows.test_accuracy["mlp"]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_an_ensemble_of_seeds_votes_better_than_its_average_member(tmp_path):
+    rows, built = run_study(tmp_path, "ensemble", "epochs=3")
+    votes = ensembles(built.rows, built.varying)
+    assert len(votes) == 1 and votes.members.iloc[0] == 5
+    assert votes.mean_probability_vote.iloc[0] > votes.member_mean.iloc[0]
+    assert votes.majority_vote.iloc[0] >= votes.member_mean.iloc[0]
