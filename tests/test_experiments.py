@@ -116,9 +116,10 @@ def test_optimizers_momentum_and_adaptive_beat_plain_sgd(tmp_path):
 @needs_mnist
 def test_regularisation_big_mlp_overfits_and_remedies_help(tmp_path):
     rows, _ = run_study(tmp_path, "regularisation")
-    assert rows.diagnosis["none"] == "overfitting"
-    assert max(rows.test_accuracy["dropout"], rows.test_accuracy["augmentation"]) > rows.test_accuracy["none"]
-    assert rows.gap["dropout"] < rows.gap["none"]
+    assert rows.diagnosis["none"] == "overfitting" and rows.gap["none"] > 0.05
+    assert rows.gap["augmentation"] < rows.gap["none"] / 1.5  # more (shifted) data narrows the gap
+    assert rows.test_accuracy["augmentation"] > rows.test_accuracy["none"]
+    assert rows.epochs_run["early_stopping"] < 40 / 2  # same accuracy class, a fraction of the cost
 
 
 @pytest.mark.slow
