@@ -97,17 +97,16 @@ def sweep(
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import executor, results
-    from dlrun.sweep import make_plan
+    from dlrun.sweep import group_trials, make_plan
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group)
-    if max_group is None:
-        limit = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
-        plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=limit)
-        max_group = limit
+    if max_group is None:  # regroup the trials already composed: planning again would compose twice
+        max_group = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
+        plan.groups = group_trials(plan.trials, max_group)
     stdout = Console()
     stdout.print(plan_table(plan))
     if dry_run:
@@ -147,6 +146,8 @@ def report(
     from dlrun import diagnose, plots, render
     from dlrun.report import build_report, group_by, select
 
+    if top is not None and top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
     if fmt not in render.FORMATS:
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
     thresholds = _thresholds(threshold or [], diagnose)

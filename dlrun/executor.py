@@ -19,10 +19,10 @@ import pandas as pd
 import yaml
 from omegaconf import OmegaConf
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from dlrun import results
+from dlrun.progress import SweepProgress
 from dlrun.config import Config, ConfigError
 from dlrun.sweep import Plan, group_trials
 
@@ -132,53 +132,6 @@ def _worker_setup(threads: int) -> None:
     if threads == 1:
         flags += " --xla_cpu_multi_thread_eigen=false"
     os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}".strip()
-
-
-class SweepProgress:
-    """Trials and epochs bars over a whole sweep; hands run_group an adapter per group."""
-
-    def __init__(self, console: Console, total_trials: int, done: int):
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TextColumn("{task.fields[note]}"),
-                                 TimeElapsedColumn(), console=console)
-        self.trials = self.progress.add_task("trials", total=total_trials, completed=done, note="")
-        self.epochs = None
-
-    def __enter__(self):
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def trials_done(self, count: int, note: str = "") -> None:
-        self.progress.update(self.trials, advance=count, note=note)
-
-    def group(self, group_id: str, size: int):
-        sweep = self
-
-        class GroupAdapter:
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                pass
-
-            def start(self, total_epochs, completed):
-                if sweep.epochs is not None:
-                    sweep.progress.remove_task(sweep.epochs)
-                sweep.epochs = sweep.progress.add_task(f"{group_id} ({size} trials) epochs",
-                                                       total=total_epochs, completed=completed,
-                                                       note="compiled, training...")
-
-            def update(self, epoch, rows):
-                live = [row for row in rows if row is not None]
-                note = f"{len(live)} live"
-                if live:
-                    note += f", best val loss {min(row['val_loss'] for row in live):.4f}"
-                sweep.progress.update(sweep.epochs, completed=epoch, note=note)
-
-        return GroupAdapter()
 
 
 def _jobs_for(plan: Plan, out: Path, max_group: int | None) -> list:
