@@ -61,10 +61,14 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
 def grouped_table(frame: pd.DataFrame, title: str) -> Table:
     """Mean +- std per group (e.g. over seeds), one row per value of the grouping column."""
     key = frame.columns[0]
-    metrics = [c[:-5] for c in frame.columns if c.endswith("_mean")]
+    # the headline numbers only: the other formats carry every mean and std
+    metrics = [m for m in ("best_val_loss", "best_val_accuracy", "test_accuracy", "gap")
+               if f"{m}_mean" in frame]
     table = Table(title=title)
     for column in (key, "runs", *(SHORT.get(m, m) for m in metrics), "diagnosis"):
-        table.add_column(column, no_wrap=True, justify="left" if column in (key, "diagnosis") else "right")
+        widest = max((len(str(v)) for v in frame[key]), default=0) if column == key else 0
+        table.add_column(column, no_wrap=True, min_width=max(len(column), widest),
+                         justify="left" if column in (key, "diagnosis") else "right")
     for _, row in frame.iterrows():
         cells = [str(row[key]), str(row["runs"])]
         for metric in metrics:

@@ -212,8 +212,9 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
 
 
 def parser_for(key: str, names) -> object:
-    """A parsed comma-list sweep over `names`, as Hydra's parser would give for `key=a,b,c`."""
-    return OverridesParser.create().parse_override(f"{key}={','.join(names)}")
+    """A parsed sweep over `names`, as Hydra's parser gives for `key=choice(a,b,c)`."""
+    # choice() stays a sweep with a single name too (`a` alone would parse as a plain value)
+    return OverridesParser.create().parse_override(f"{key}=choice({','.join(names)})")
 
 
 def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,

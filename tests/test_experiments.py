@@ -31,6 +31,13 @@ def test_command_line_overrides_win_and_variants_expand():
     assert plan.trials[1].cfg.model.dropout == 0.5
 
 
+def test_one_variant_alone_runs_and_an_unknown_one_is_refused():
+    plan = make_plan(["experiment=regularisation", "variant=dropout"])
+    assert [t.params["variant"] for t in plan.trials] == ["dropout"]
+    with pytest.raises(ConfigError, match="unknown variant 'foo' \\(choose from: none, l2"):
+        make_plan(["experiment=regularisation", "variant=foo"])
+
+
 def test_unknown_study_lists_the_choices():
     with pytest.raises(ConfigError, match="unknown experiment 'nope' \\(choose from: activations"):
         make_plan(["experiment=nope"])

@@ -114,6 +114,7 @@ def test_bad_report_options_exit_2(tmp_path):
     for args, fragment in ((["--format", "pdf"], "unknown --format 'pdf'"),
                            (["--sort", "colour"], "unknown --sort column 'colour'"),
                            (["--filter", "("], "bad --filter"),
-                           (["--threshold", "overfit_rice=0.2"], "overfit_rice")):
+                           (["--threshold", "overfit_rice=0.2"], "overfit_rice"),
+                           (["--top", "0"], "--top must be >= 1, got 0")):
         result = dlrun("report", tmp_path, *args)
         assert result.exit_code == 2 and fragment in result.output, result.output
