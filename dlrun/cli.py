@@ -256,8 +256,6 @@ def plan_table(plan) -> Table:
 
 
 def _resume_config(run_dir: Path, overrides: list[str]):
-    from omegaconf import OmegaConf
-
     from dlrun import results
     from dlrun.config import load_run_config, validate
 
@@ -269,7 +267,6 @@ def _resume_config(run_dir: Path, overrides: list[str]):
     except Exception as error:
         raise ConfigError(f"bad override for --resume: {str(error).splitlines()[0]}") from None
     validate(cfg)
-    OmegaConf.set_readonly(cfg, False)
     return cfg
 
 
