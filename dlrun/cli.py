@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dlrun.config import ConfigError, compose_config, group_options, to_yaml
+from dlrun.interrupt import STOP, Interrupted, handling_signals
 
 app = typer.Typer(
     add_completion=False,
@@ -38,10 +40,14 @@ def user_errors(command):
         from dlrun.data import DataError
 
         try:
+            STOP.check()  # a Ctrl-C while the command was starting up
             return command(*args, **kwargs)
         except (ConfigError, DataError) as error:
             console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (Interrupted, KeyboardInterrupt):
+            console.print("[yellow]interrupted[/]", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 
@@ -55,21 +61,33 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder "
                                           "from its last finished epoch."),
 ) -> None:
-    """Train one model and write its results folder."""
-    from dlrun import results
+    """Train one model and write its results folder.
+
+    Run again with the same --out, it continues an unfinished run there (--resume DIR too).
+    """
+    from dlrun import resume as resuming, results
     from dlrun.run import RunFailed, train_and_evaluate
 
     if resume is not None:
-        cfg, run_dir = _resume_config(resume, overrides or []), resume
+        if out is not None and Path(out) != Path(resume):
+            raise ConfigError(f"--resume {resume} continues the run in its own folder; drop "
+                              f"--out {out} (or copy the folder there first)")
+        start = resuming.for_resume(resume, overrides or [])
     else:
         cfg = compose_config(overrides or [])
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
-        if (run_dir / results.SUMMARY_FILE).exists():
-            raise ConfigError(f"--out {run_dir} already holds a run (use --resume {run_dir})")
+        start = resuming.for_out(run_dir, cfg)
+    if start.note:
+        console.print(start.note, highlight=False, soft_wrap=True)
+    if start.mode == "done":
+        return
+    keep = resuming.kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
     try:
-        summary = train_and_evaluate(cfg, run_dir, resume=resume is not None)
+        with keep:
+            summary = train_and_evaluate(start.cfg, start.run_dir, resume=start.mode == "continue")
     except RunFailed as error:
-        console.print(f"[red]run failed:[/] {error}", highlight=False, soft_wrap=True)
+        left = f"; {start.run_dir} is left as it was" if start.mode == "continue" else ""
+        console.print(f"[red]run failed:[/] {error}{left}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
     if summary["status"] == "interrupted":
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -111,6 +129,7 @@ def sweep(
     stdout.print(plan_table(plan))
     if dry_run:
         return
+    STOP.check()  # stopped while composing: nothing written yet
     out = out or results.default_run_dir(name, Path("runs") / "sweeps")
     executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
     index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
@@ -255,21 +274,6 @@ def plan_table(plan) -> Table:
     return table
 
 
-def _resume_config(run_dir: Path, overrides: list[str]):
-    from dlrun import results
-    from dlrun.config import load_run_config, validate
-
-    if not (run_dir / results.LAST_CHECKPOINT).exists():
-        raise ConfigError(f"--resume {run_dir}: no epoch checkpoint there to resume from")
-    cfg = load_run_config(run_dir / results.CONFIG_FILE)
-    try:
-        cfg.merge_with_dotlist(overrides)  # e.g. `epochs=20` to train a finished run further
-    except Exception as error:
-        raise ConfigError(f"bad override for --resume: {str(error).splitlines()[0]}") from None
-    validate(cfg)
-    return cfg
-
-
 @config_app.command("show")
 @user_errors
 def config_show(
@@ -311,4 +315,5 @@ def list_choices() -> None:
 
 
 def main() -> None:
-    app()
+    with handling_signals():
+        app()

@@ -70,6 +70,9 @@ class ScheduleConfig:
     decay_epochs: float = 1.0  # step: drop every this many epochs
     gamma: float = 0.1  # step / exponential: multiplier per drop / per epoch
     end_factor: float = 0.0  # cosine, warmup_cosine: final lr as a fraction of lr
+    # Epochs at which the schedule starts again over the epochs that follow (a warm restart):
+    # `--resume DIR epochs=N` adds one when it extends a run, so config.yaml says how it ran.
+    restarts: List[int] = field(default_factory=list)
 
 
 @dataclass

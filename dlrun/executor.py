@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from multiprocessing import get_context
 from pathlib import Path
@@ -24,6 +25,7 @@ from rich.table import Table
 from dlrun import results
 from dlrun.progress import SweepProgress
 from dlrun.config import Config, ConfigError
+from dlrun.interrupt import STOP
 from dlrun.sweep import Plan, group_trials
 
 SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
@@ -103,14 +105,19 @@ def auto_max_group(cfg) -> int:
     return max(1, int(MEMORY_SHARE * budget // per_trial))
 
 
-def _can_resume(run_dirs: list[Path]) -> bool:
-    """A group continues from its checkpoints when every trial stopped at the same epoch."""
-    epochs = set()
-    for run_dir in run_dirs:
-        if trial_status(run_dir) != "interrupted" or not (run_dir / results.LAST_CHECKPOINT).exists():
-            return False
-        epochs.add(results.read_summary(run_dir).get("epochs_run"))
-    return len(epochs) == 1 and epochs != {0}
+def resumable_epoch(run_dir: Path) -> int:
+    """The epoch an unfinished trial can continue from (0: it starts afresh).
+
+    Any unfinished status counts: `running` is what kill -9 leaves behind.
+    """
+    if trial_status(run_dir) in ("pending", "corrupt", *FINAL_STATUSES):
+        return 0
+    if not (run_dir / results.CONFIG_FILE).exists():
+        return 0
+    try:
+        return results.finished_epoch(run_dir)
+    except ValueError:
+        return 0
 
 
 def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, progress=None):
@@ -127,7 +134,13 @@ def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, pro
 
 
 def _worker_setup(threads: int) -> None:
-    """Give each worker its share of the cores before it imports JAX."""
+    """Give each worker its share of the cores before it imports JAX.
+
+    A worker stops only when the parent says so (SIGTERM): Ctrl-C reaches the whole process
+    group, and a worker taking it as well would count the parent's word as a second signal.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    STOP.install(signals=(signal.SIGTERM,))
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
         flags += " --xla_cpu_multi_thread_eigen=false"
@@ -135,16 +148,24 @@ def _worker_setup(threads: int) -> None:
 
 
 def _jobs_for(plan: Plan, out: Path, max_group: int | None) -> list:
-    """Regroup the trials still to run; return (group, run dirs, resume?) per group."""
-    pending = [t for t in plan.trials if trial_status(trial_dir(out, t)) not in FINAL_STATUSES]
+    """Regroup the trials still to run; return (group, run dirs, resume?) per group.
+
+    Unfinished trials that stopped at the same epoch continue together from their checkpoints
+    (a kill can land between two trials' writes, leaving them an epoch apart).
+    """
+    by_epoch: dict[int, list] = {}
+    for trial in plan.trials:
+        if trial_status(trial_dir(out, trial)) not in FINAL_STATUSES:
+            by_epoch.setdefault(resumable_epoch(trial_dir(out, trial)), []).append(trial)
     jobs = []
-    for group in group_trials(pending, max_group):
-        run_dirs = [trial_dir(out, trial) for trial in group.trials]
-        resume = _can_resume(run_dirs)
-        if not resume:
-            for run_dir in run_dirs:  # an unfinished trial that cannot continue starts afresh
-                shutil.rmtree(run_dir, ignore_errors=True)
-        jobs.append((group, run_dirs, resume))
+    for epoch, trials in sorted(by_epoch.items(), reverse=True):
+        for group in group_trials(trials, max_group):
+            run_dirs = [trial_dir(out, trial) for trial in group.trials]
+            if not epoch:
+                for run_dir in run_dirs:  # an unfinished trial that cannot continue starts afresh
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            group.id = f"g{len(jobs):03d}"
+            jobs.append((group, run_dirs, epoch > 0))
     return jobs
 
 
@@ -184,6 +205,8 @@ def _report(group, summaries, error, progress, console) -> bool:
 
 def _run_sequential(work, progress, console) -> None:
     for group, run_dirs, resume in work:
+        if STOP.requested:
+            break
         summaries, error = run_group_job(_containers(group), [str(d) for d in run_dirs], resume,
                                          progress.group(group.id, group.size))
         if _report(group, summaries, error, progress, console):
@@ -197,16 +220,30 @@ def _run_parallel(work, jobs: int, progress, console) -> None:
                              initargs=(threads,)) as pool:
         futures = {pool.submit(run_group_job, _containers(group), [str(d) for d in dirs], resume):
                    group for group, dirs, resume in work}
+        waiting, told = set(futures), 0
         try:
-            for future in as_completed(futures):
-                summaries, error = future.result()
-                if _report(futures[future], summaries, error, progress, console):
-                    for other in futures:
-                        other.cancel()
-        except KeyboardInterrupt:
-            for other in futures:
-                other.cancel()
+            while waiting:
+                done, waiting = wait(waiting, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if not future.cancelled():
+                        summaries, error = future.result()
+                        _report(futures[future], summaries, error, progress, console)
+                if STOP.requested and not told:
+                    told = _tell_workers_to_stop(pool, futures)
+        except KeyboardInterrupt:  # a second Ctrl-C: the workers stop at once too
+            _tell_workers_to_stop(pool, futures)
             raise
+
+
+def _tell_workers_to_stop(pool, futures) -> int:
+    """Cancel the groups not started; ask the running ones to stop after their epoch."""
+    for future in futures:
+        future.cancel()
+    # ProcessPoolExecutor has no public way to signal its workers; its process table is stable
+    for process in list(getattr(pool, "_processes", {}).values()):
+        if process.is_alive():
+            os.kill(process.pid, signal.SIGTERM)
+    return 1
 
 
 def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:

@@ -59,14 +59,25 @@ SCHEDULES = {
 }
 
 
+def segments(cfg) -> list[tuple[int, int]]:
+    """The (first, end) epochs of each stretch the schedule runs over: one, unless restarted."""
+    bounds = [0, *cfg.schedule.restarts, cfg.epochs]
+    return list(zip(bounds, bounds[1:]))
+
+
 def check_schedule(cfg) -> None:
     """Raise ConfigError for schedule settings that cannot work with this run's length."""
     schedule = cfg.schedule
     if schedule.name in ("step", "exponential") and not 0 < schedule.gamma <= 1:
         raise ConfigError(f"schedule.gamma must be in (0, 1], got {schedule.gamma}")
-    if schedule.name == "warmup_cosine" and schedule.warmup_epochs >= cfg.epochs:
+    restarts = list(schedule.restarts)
+    if restarts != sorted(set(restarts)) or any(not 0 < epoch < cfg.epochs for epoch in restarts):
+        raise ConfigError(f"schedule.restarts must be increasing epochs between 0 and epochs "
+                          f"{cfg.epochs}, got {restarts}")
+    shortest = min(end - first for first, end in segments(cfg))
+    if schedule.name == "warmup_cosine" and schedule.warmup_epochs >= shortest:
         raise ConfigError(
-            f"schedule.warmup_epochs {schedule.warmup_epochs} must be below epochs {cfg.epochs}"
+            f"schedule.warmup_epochs {schedule.warmup_epochs} must be below epochs {shortest}"
         )
     if not 0 <= schedule.end_factor <= 1:
         raise ConfigError(f"schedule.end_factor must be in [0, 1], got {schedule.end_factor}")
@@ -80,8 +91,16 @@ def effective_lr(cfg) -> float:
 
 
 def make_schedule(cfg, steps_per_epoch: int):
-    """Return the lr multiplier as a function of the step count."""
-    return SCHEDULES[cfg.schedule.name](cfg.schedule, steps_per_epoch, steps_per_epoch * cfg.epochs)
+    """Return the lr multiplier as a function of the step count.
+
+    After a restart (schedule.restarts) the schedule runs afresh over the remaining epochs.
+    """
+    build = SCHEDULES[cfg.schedule.name]
+    pieces = [build(cfg.schedule, steps_per_epoch, (end - first) * steps_per_epoch)
+              for first, end in segments(cfg)]
+    if len(pieces) == 1:
+        return pieces[0]
+    return optax.join_schedules(pieces, [epoch * steps_per_epoch for epoch in cfg.schedule.restarts])
 
 
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:

@@ -76,6 +76,40 @@ def read_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(Path(run_dir) / METRICS_FILE)
 
 
+def finished_epoch(run_dir: Path) -> int:
+    """Return the epoch that the last-epoch checkpoint ends, 0 when there is none.
+
+    Raises ValueError when the checkpoint cannot be read (truncated, foreign).
+    """
+    path = Path(run_dir) / LAST_CHECKPOINT
+    if not path.exists():
+        return 0
+    import flax.serialization  # only resuming needs it; the report never imports flax
+
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        return int(payload["epoch"])
+    except Exception as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__})") from None
+
+
+def snapshot(run_dir: Path) -> dict[Path, bytes]:
+    """Every file of a run folder and its bytes, to put back if a resume fails."""
+    run_dir = Path(run_dir)
+    return {path.relative_to(run_dir): path.read_bytes() for path in run_dir.rglob("*")
+            if path.is_file()}
+
+
+def restore(run_dir: Path, files: dict[Path, bytes]) -> None:
+    """Put a run folder back exactly as `snapshot` found it (files added since are removed)."""
+    run_dir = Path(run_dir)
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.relative_to(run_dir) not in files:
+            path.unlink()
+    for relative, data in files.items():
+        atomic_write_bytes(run_dir / relative, data)
+
+
 def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
     """Return `runs/<name>/<timestamp>/`, unique even for runs started in the same second."""
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")

@@ -15,10 +15,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
-import signal
 import time
 import traceback
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from rich.console import Console
 
 from dlrun import data, losses, models, optim, results
 from dlrun.backend import enable_compilation_cache
+from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.progress import EpochProgress, summary_table
 from dlrun.train import Program, create_state, evaluate, predict, train_epoch
 from dlrun.trial import Trial, epoch_key, epoch_row, init_key
@@ -116,31 +116,6 @@ def compile_timed(fn, *args):
     return compiled, time.perf_counter() - start
 
 
-@contextmanager
-def stop_requests():
-    """Turn the first SIGINT/SIGTERM into a request to stop after the current epoch.
-
-    A second signal interrupts at once (KeyboardInterrupt). Outside the main thread (a worker
-    of a parallel sweep handles signals in its parent) nothing is installed.
-    """
-    requested: dict = {"signal": None}
-
-    def handler(signum, frame):
-        if requested["signal"] is not None:
-            raise KeyboardInterrupt
-        requested["signal"] = signum
-
-    try:
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
-        previous = {}
-    try:
-        yield requested
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 class GroupRun:
     """One group's trials, their stacked state, the data on the device and the compiled code."""
 
@@ -158,6 +133,8 @@ class GroupRun:
         self.val = eval_batches(dataset.x_val, dataset.y_val, eval_size)
         self.test = eval_batches(dataset.x_test, dataset.y_test, eval_size)
         self.compile_s = 0.0
+        self.begun = False  # whether any trial folder was written
+        self.assess_fn = None  # set once compiled
 
     def _initialiser(self, cfg) -> Program:
         model = models.build_model(cfg, self.dataset.spec).clone(
@@ -168,6 +145,7 @@ class GroupRun:
         """Write each trial's start (or restore its checkpoint); return the first epoch to run."""
         params = models.count_params(self.states[0].params)
         if not resume:
+            self.begun = True
             for trial in self.trials:
                 trial.start(self.dataset.spec, params, len(self.trials))
             self.state = stack(self.states)
@@ -176,6 +154,9 @@ class GroupRun:
         epochs = {epoch for _, epoch in restored}
         if len(epochs) != 1:
             raise RunFailed(f"trials of one group stopped at different epochs {sorted(epochs)}")
+        self.begun = True
+        for trial, (_, epoch) in zip(self.trials, restored):
+            trial.mark_resumed(epoch)
         self.state = jax.device_put(stack([state for state, _ in restored]))
         return epochs.pop() + 1
 
@@ -233,11 +214,25 @@ class GroupRun:
         self.state = self.state.replace(active=jnp.asarray(active))
 
     def finish(self) -> list[dict]:
-        """Evaluate the test set once per trial (best or final parameters); write summaries."""
+        """Evaluate the test set once per trial (best or final parameters); write summaries.
+
+        Nothing is written for a group stopped before its folders were; a group stopped before
+        it compiled, or stopped again while testing, is summarised without test metrics.
+        """
+        if not self.begun:
+            return [{"status": trial.status, "epochs_run": 0} for trial in self.trials]
+        try:
+            test = self._test() if self.assess_fn is not None else None
+        except KeyboardInterrupt:
+            test = None
+        with STOP.critical():
+            return self._summaries(test)
+
+    def _test(self):
         try:
             host_state = jax.device_get(self.state)
         except RuntimeError:  # a second Ctrl-C can land while the state's buffers are donated
-            return self._summaries(None)
+            return None
         variables = []
         for index, trial in enumerate(self.trials):
             if trial.uses_best():
@@ -249,7 +244,7 @@ class GroupRun:
         test = jax.device_get(self.assess_fn(stacked["params"], stacked["batch_stats"], *self.test))
         if self.program.task == "classification":
             self._save_predictions(stacked)
-        return self._summaries(test)
+        return test
 
     def _save_predictions(self, stacked) -> None:
         """Keep each trial's test-set probabilities, so that runs can vote (report --ensemble)."""
@@ -287,38 +282,55 @@ def run_group(cfgs: list, run_dirs: list, *, resume: bool = False, progress=None
     """Train the trials of one group into their folders; return their summaries.
 
     `progress`, if given, is told `start(total_epochs, first_epoch)` and `update(epoch, rows)`.
-    Raises RunFailed after recording status `failed` in every folder if training raises.
+    A stop request (dlrun/interrupt.py) ends every live trial as `interrupted` at the next safe
+    point; one before the folders were written writes nothing. Raises RunFailed after recording
+    status `failed` in every folder if training raises.
     """
     enable_compilation_cache()
-    group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data))
-    try:
+    with handling_signals() as stop:
+        try:
+            stop.check()
+            group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data))
+        except Interrupted:
+            return [{"status": "interrupted", "epochs_run": 0} for _ in cfgs]
+        try:
+            _train(group, resume, progress, stop)
+        except (KeyboardInterrupt, Interrupted):
+            for trial in group.trials:
+                trial.status = "interrupted" if trial.live else trial.status
+        except RunFailed:
+            raise
+        except Exception as error:
+            group.fail(error)
+            where = group.trials[0].run_dir
+            raise RunFailed(f"{type(error).__name__}: {error} (traceback in {where}/error.txt)") from error
+        return group.finish()
+
+
+def _train(group: GroupRun, resume: bool, progress, stop) -> None:
+    """Begin (or restore), compile, then run epochs until done or stopped at a safe point."""
+    stop.check()
+    with stop.critical():
         first_epoch = group.begin(resume)
+    stop.check()
+    with stop.critical():  # interrupting XLA's compiler from Python can crash the process
         group.compile()
-        epochs = cfgs[0].epochs
-        with stop_requests() as requested, progress or nullcontext():
-            if progress:
-                progress.start(epochs, first_epoch - 1)
-            for epoch in range(first_epoch, epochs + 1):
-                rows = group.run_epoch(epoch)
+    stop.check()
+    epochs = group.trials[0].cfg.epochs
+    with progress or nullcontext():
+        if progress:
+            progress.start(epochs, first_epoch - 1)
+        for epoch in range(first_epoch, epochs + 1):
+            rows = group.run_epoch(epoch)
+            with stop.critical():  # every trial's files of one epoch, or none
                 group.record(epoch, rows)
-                if progress:
-                    progress.update(epoch, rows)
-                if requested["signal"] is not None:
-                    raise KeyboardInterrupt
-                if not any(trial.live for trial in group.trials):
-                    break
-        for trial in group.trials:
-            trial.status = "completed" if trial.live else trial.status
-    except KeyboardInterrupt:
-        for trial in group.trials:
-            trial.status = "interrupted" if trial.live else trial.status
-    except RunFailed:
-        raise
-    except Exception as error:
-        group.fail(error)
-        where = group.trials[0].run_dir
-        raise RunFailed(f"{type(error).__name__}: {error} (traceback in {where}/error.txt)") from error
-    return group.finish()
+            if progress:
+                progress.update(epoch, rows)
+            stop.check()
+            if not any(trial.live for trial in group.trials):
+                break
+    for trial in group.trials:
+        trial.status = "completed" if trial.live else trial.status
 
 
 def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
@@ -331,5 +343,8 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
                   f"examples, {jax.default_backend()} backend -> {run_dir}")
     (summary,) = run_group([cfg], [run_dir], resume=resume,
                            progress=EpochProgress(console, cfg.model.name))
-    console.print(summary_table(summary, run_dir))
+    if (Path(run_dir) / results.SUMMARY_FILE).exists():
+        console.print(summary_table(summary, run_dir))
+    else:
+        console.print(f"{summary['status']} before the run started: nothing written")
     return summary

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from dlrun import __version__, optim, results
 from dlrun.config import to_yaml
+from dlrun.resume import changed_values
 
 
 @dataclass
@@ -146,12 +147,24 @@ class Trial:
         self.tracker.bad_epochs = int(payload["bad_epochs"])
         self.rows = results.read_metrics(self.run_dir).iloc[:epoch].to_dict("records")
         self.summary = results.read_summary(self.run_dir)
-        self.summary["status"] = "running"
         best_file = self.run_dir / results.BEST_CHECKPOINT
         if best_file.exists():
             variables = {"params": template_state.params, "batch_stats": template_state.batch_stats}
             self.best_variables = flax.serialization.from_bytes(variables, best_file.read_bytes())
         return payload["state"], epoch
+
+    def mark_resumed(self, epoch: int) -> None:
+        """Record the config it goes on with and the resume in the folder; status `running`."""
+        before = self.summary.get("config") or {}
+        after = OmegaConf.to_container(self.cfg, resolve=True)
+        self.summary.update(status="running", config=after)
+        self.summary.setdefault("resumes", []).append({
+            "from_epoch": epoch, "epochs": int(self.cfg.epochs),
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "changed": {key: list(pair) for key, pair in changed_values(before, after).items()},
+        })
+        results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
+        results.write_summary(self.run_dir, self.summary)
 
     def uses_best(self) -> bool:
         stopping = self.cfg.early_stopping
