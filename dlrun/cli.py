@@ -306,7 +306,7 @@ def list_choices() -> None:
     for what, how, choices in rows:
         table.add_row(what, how, ", ".join(choices))
     Console().print(table)
-    studies = Table(title="studies in experiments/ (dlrun sweep experiment=NAME)")
+    studies = Table(title="studies in dlrun/experiments/ (dlrun sweep experiment=NAME)")
     studies.add_column("study", no_wrap=True)
     studies.add_column("shows")
     for name in list_experiments():

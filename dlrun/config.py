@@ -1,4 +1,4 @@
-"""Config schema, composition from `conf/` with Hydra, and complete validation.
+"""Config schema, composition from `dlrun/conf/` with Hydra, and complete validation.
 
 Every key a user can set is declared here, typed, so Hydra/OmegaConf refuse an unknown key or a
 value of the wrong type while composing; `validate` then checks names against the registries and
@@ -130,9 +130,11 @@ def _register_schemas() -> None:
 
 
 def conf_dir() -> Path:
-    """Return the folder of YAML config groups (`$DLRUN_CONF_DIR` or the repository's `conf/`)."""
+    """Return the folder of YAML config groups (`$DLRUN_CONF_DIR` or the package's `dlrun/conf/`)."""
     configured = os.environ.get("DLRUN_CONF_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "conf"
+    # Inside the package so that a wheel carries it; Hydra needs a real folder, which both a
+    # wheel install and an editable one give.
+    return Path(configured) if configured else Path(__file__).resolve().parent / "conf"
 
 
 def group_options(group: str) -> list[str]:

@@ -1,4 +1,4 @@
-"""Ready-made studies: `experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
+"""Ready-made studies: `dlrun/experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
 
 A study file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
 key), optionally named variants (alternatives that set several keys at once, such as "L2" vs
@@ -30,7 +30,7 @@ class Experiment:
 
 def experiments_dir() -> Path:
     configured = os.environ.get("DLRUN_EXPERIMENTS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "experiments"
+    return Path(configured) if configured else Path(__file__).resolve().parent / "experiments"
 
 
 def list_experiments() -> list[str]:

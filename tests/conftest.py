@@ -4,9 +4,35 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+# Float32 tolerances, in one place. A test compares float32 results that another CPU (another
+# SIMD width, FMA or not, another XLA tiling) may round differently; it must still fail on a wrong
+# result (a wrong kernel, an off-by-one pixel, a wrong scale), which is off by far more than these.
+FLOAT32_EPS = float(np.finfo(np.float32).eps)  # 1.19e-7, twice the unit roundoff
+# A result of a few correctly rounded elementwise operations (+ - * / sqrt), each off by half an eps.
+FLOAT32_RTOL = 4 * FLOAT32_EPS
+# A result through exp/log/tanh/log1p: XLA's are polynomial approximations a few ulp off, with
+# vector code that differs between instruction sets, and the arithmetic around them (cancellation,
+# squaring) can amplify that up to ~10x.
+FLOAT32_MATH_RTOL = 1e-5
+
+
+def float32_atol(magnitude, terms: int) -> float:
+    """Absolute tolerance for float32 sums of `terms` terms, added in any order.
+
+    `magnitude` is the sum of the terms' absolute values (the same computation on |inputs|), or an
+    upper bound such as the largest input for a mean. Whatever the order, each term takes part in at
+    most terms-1 roundings of half an eps, so the error is at most terms * eps/2 * magnitude
+    (Higham, Accuracy and Stability of Numerical Algorithms, 4.2); this allows twice that. It is an
+    absolute floor because the bound holds however much the terms cancel: a mean near zero can be
+    off by many times its own eps.
+    """
+    return terms * FLOAT32_EPS * float(np.max(np.abs(magnitude)))
+
 
 # Implicit broadcasting between arrays of different rank hides shape bugs; make it an error.
 jax.config.update("jax_numpy_rank_promotion", "raise")

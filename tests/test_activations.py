@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from types import SimpleNamespace
 
+from conftest import FLOAT32_MATH_RTOL
 from dlrun import activations
 
 X = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
@@ -22,7 +23,7 @@ CFG = SimpleNamespace(activation_slope=0.1, maxout_pieces=2)
 ])
 def test_values(name, expected):
     fn = activations.ACTIVATIONS[name](CFG)
-    np.testing.assert_allclose(fn(X), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fn(X), expected, rtol=FLOAT32_MATH_RTOL, atol=1e-6)
 
 
 def test_sigmoid_derivative_never_exceeds_a_quarter():

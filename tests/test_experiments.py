@@ -1,4 +1,4 @@
-"""Every study in experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
+"""Every study in dlrun/experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
 
 import pandas as pd
 import pytest

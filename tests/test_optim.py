@@ -4,6 +4,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import FLOAT32_RTOL
 from dlrun import optim
 from dlrun.config import ConfigError, compose_config
 
@@ -17,7 +18,9 @@ def one_update(overrides, grads, params):
 
 def test_sgd_step_is_w_minus_lr_grad():
     w, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25])
-    np.testing.assert_allclose(one_update(["optim=sgd", "lr=0.1"], g, w), [0.95, -2.025])
+    # Two roundings (lr * g, then w - that), or one where the CPU fuses them: either way a few eps.
+    np.testing.assert_allclose(one_update(["optim=sgd", "lr=0.1"], g, w), [0.95, -2.025],
+                               rtol=FLOAT32_RTOL)
 
 
 def test_adam_first_step_moves_each_weight_by_lr():
@@ -29,7 +32,7 @@ def test_adam_first_step_moves_each_weight_by_lr():
 def test_clipping_bounds_the_update():
     w, g = jnp.zeros(2), jnp.array([30.0, 40.0])  # norm 50, clipped to 1
     np.testing.assert_allclose(one_update(["optim=sgd", "lr=1", "optim.clip_norm=1"], g, w), [-0.6, -0.8],
-                               rtol=1e-6)
+                               rtol=FLOAT32_RTOL)
 
 
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))

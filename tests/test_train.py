@@ -8,7 +8,7 @@ import pytest
 
 from dlrun import data, results, run, train
 from dlrun.config import compose_config
-from conftest import needs_mnist
+from conftest import FLOAT32_RTOL, needs_mnist
 
 
 def session(*overrides):
@@ -59,7 +59,7 @@ def test_linear_model_fails_xor_while_an_mlp_solves_it():
 def test_l2_penalty_gradient_is_two_lambda_w():
     w = {"layer": {"kernel": jnp.array([[1.0, -2.0]]), "bias": jnp.array([5.0])}}
     grads = jax.grad(lambda p: 0.1 * train.l2_penalty(p))(w)
-    np.testing.assert_allclose(grads["layer"]["kernel"], [[0.2, -0.4]])
+    np.testing.assert_allclose(grads["layer"]["kernel"], [[0.2, -0.4]], rtol=FLOAT32_RTOL)
     np.testing.assert_allclose(grads["layer"]["bias"], [0.0])  # biases are not penalised
 
 
