@@ -180,12 +180,8 @@ def report(
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_ensembles(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
-        shared = escape(", ".join(render.header_lines(_non_default(built.constant))) or "-")
-        runs = plural(len(frame), "run")
-        title = (f"{plural(len(shown), 'group')} of {runs}" if group else runs) + \
-            f" from {', '.join(map(str, targets))}"
-        parts = [f"[dim]same in every run (defaults left out): {shared}[/]",
-                 render.terminal_table(shown, built.varying, title)]
+        title = render.report_title(len(frame), len(shown) if group else None, targets)
+        parts = render.table_parts(shown, built.varying, _non_default(built.constant), title)
         if not output:
             for part in parts:
                 Console().print(part, highlight=False)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dlrun.ensemble import ACCURACIES
+from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
 # The advice is printed once per diagnosis under the table, so rows stay one line wide.
@@ -61,6 +63,18 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
         table.caption = "\n".join(f"{label}: {text}" for label, text in advice.items())
         table.caption_justify = "left"
     return table
+
+
+def report_title(runs: int, groups: int | None, folders: list) -> str:
+    """'1 run from runs/x', or with --group-by '2 groups of 6 runs from runs/x'."""
+    counted = plural(runs, "run") if groups is None else f"{plural(groups, 'group')} of {plural(runs, 'run')}"
+    return f"{counted} from {', '.join(map(str, folders))}"
+
+
+def table_parts(frame: pd.DataFrame, varying: list, shared: dict, title: str) -> list:
+    """What `report --format table` prints: the shared settings in one line, then the table."""
+    line = escape(", ".join(header_lines(shared)) or "-")  # [relu] is text, not rich markup
+    return [f"[dim]same in every run (defaults left out): {line}[/]", terminal_table(frame, varying, title)]
 
 
 def grouped_table(frame: pd.DataFrame, title: str) -> Table:

@@ -75,3 +75,13 @@ def test_check_writable_accepts_new_paths_and_refuses_files_and_folders_in_the_w
                                   (tmp_path / "file", True, "it is a file")):
         with pytest.raises(ValueError, match=message):
             render.check_writable(path, folder=folder)
+
+
+def test_report_title_counts_in_words():
+    assert render.report_title(1, None, ["runs/x"]) == "1 run from runs/x"
+    assert render.report_title(6, 2, ["a", "b"]) == "2 groups of 6 runs from a, b"
+
+
+def test_shared_settings_in_brackets_are_printed_not_read_as_markup():
+    text = render.plain_text(render.table_parts(FRAME, ["lr"], {"model.acts": "[relu, tanh]"}, "2 runs"))
+    assert text.startswith("same in every run (defaults left out): model.acts=[relu, tanh]")
