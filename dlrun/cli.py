@@ -162,8 +162,11 @@ def report(
                                   "their seed form an ensemble (mean-probability and majority)."),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
+    from rich.markup import escape
+
     from dlrun import diagnose, plots, render
-    from dlrun.report import build_report, group_by, select
+    from dlrun.report import PLOTS_FOLDER, build_report, group_by, select
+    from dlrun.text import plural
 
     if top is not None and top < 1:
         raise ConfigError(f"--top must be >= 1, got {top}")
@@ -171,9 +174,17 @@ def report(
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
     thresholds = _thresholds(threshold or [], diagnose)
     targets = paths or [_latest_runs_folder()]
+    plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
+    try:  # before reading 2,000 runs, not after
+        if output:
+            render.check_writable(output)
+        if plot:
+            render.check_writable(plot_folder, folder=True)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     built = build_report(targets, thresholds)
     for warning in built.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     if built.rows.empty:
         raise ConfigError(f"no runs found in {', '.join(map(str, targets))}")
     try:
@@ -183,20 +194,21 @@ def report(
         raise ConfigError(str(error)) from None
     images = []
     if plot:
-        folder = (output.parent if output else Path(targets[0])) / "report"
-        images = plots.write_plots(frame, built.varying, folder)
-        console.print(f"{len(images)} plots in {folder}")
-    if ensemble:
-        _print_ensembles(frame, built.varying, fmt)
+        images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
+        console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
+    if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
+        _print_ensembles(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
-        shared = ", ".join(render.header_lines(_non_default(built.constant)))
-        Console().print(f"[dim]same in every run (defaults left out): {shared or '-'}[/]", highlight=False)
-        text_table = render.terminal_table(shown, built.varying, f"{len(shown)} runs from "
-                                           f"{', '.join(map(str, targets))}")
-        Console(width=200 if output else None, file=open(output, "w") if output else None).print(text_table)
-        return
-    text = (render.html_page(shown, built.constant, images) if fmt == "html"
-            else render.render_text(shown, fmt, built.constant))
+        title = render.report_title(len(frame), len(shown) if group else None, targets)
+        parts = render.table_parts(shown, built.varying, _non_default(built.constant), title)
+        if not output:
+            for part in parts:
+                Console().print(part, highlight=False)
+            return
+        text = render.plain_text(parts)
+    else:
+        text = (render.html_page(shown, built.constant, images) if fmt == "html"
+                else render.render_text(shown, fmt, built.constant))
     if output:
         from dlrun.results import atomic_write_text
 
@@ -208,19 +220,14 @@ def report(
 def _print_ensembles(frame, varying, fmt) -> None:
     """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
     from dlrun.ensemble import ensembles
+    from dlrun.render import ensemble_table
 
     votes = ensembles(frame, varying)
     if votes.empty:
         console.print("[yellow]warning:[/] no ensembles: need 2+ runs that differ only in seed, "
                       "with test_predictions.npz")
         return
-    table = Table(title="ensembles (test accuracy)")
-    for column in votes.columns:
-        table.add_column(column, justify="right")
-    for _, row in votes.iterrows():
-        table.add_row(*(str(int(v)) if column == "members" else
-                        f"{v:.2%}" if isinstance(v, float) else str(v) for column, v in row.items()))
-    (Console() if fmt == "table" else console).print(table)
+    (Console() if fmt == "table" else console).print(ensemble_table(votes))
 
 
 def _non_default(constant: dict) -> dict:

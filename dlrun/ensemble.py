@@ -6,12 +6,17 @@ probabilities (`test_predictions.npz`, written for every classification run).
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from dlrun import results
+
+# The columns of `vote` that are accuracies (fractions); the others are counts and settings.
+ACCURACIES = ("member_mean", "member_best", "member_worst", "mean_probability_vote", "majority_vote")
 
 
 def vote(probabilities: np.ndarray, labels: np.ndarray) -> dict:
@@ -53,5 +58,5 @@ def _load(folder: Path):
     try:
         with np.load(folder / results.PREDICTIONS_FILE) as saved:
             return saved["probabilities"], saved["labels"]
-    except (OSError, KeyError, ValueError):
-        return None
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        return None  # a missing or damaged file: the run does not vote

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -12,15 +13,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from dlrun import results  # noqa: E402
+
 # A numeric hyperparameter spanning more than this ratio is shown on a log axis (lr, L2, eps).
 LOG_AXIS_SPAN = 50.0
 
 
 def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the figure as a PNG atomically, so an interrupted report leaves no half image."""
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
+    results.atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -106,31 +111,31 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
-def write_plots(frame: pd.DataFrame, varying: list, folder: Path) -> list[Path]:
+def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) -> list[Path]:
     """Draw the report's figures into `folder`; return their paths.
 
-    Per run (the first MAX_RUN_PLOTS rows): train vs validation curves. Over the runs: curves
-    coloured by the first varying hyperparameter, and each numeric varying hyperparameter
-    against the best validation metric.
+    `curves` maps a row's `folder` to its metrics (Report.curves: only what the report could
+    read, so a damaged run is left out rather than read again). Per run (the first
+    MAX_RUN_PLOTS rows): train vs validation curves. Over the runs: curves coloured by the first
+    varying hyperparameter, and each numeric varying hyperparameter against the best
+    validation metric.
     """
-    curves, written = {}, []
-    for _, row in frame.iterrows():
-        try:
-            curves[row["run"]] = pd.read_csv(Path(row["folder"]) / "metrics.csv")
-        except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
-            continue  # the report already warned about this folder
+    by_run = {row["run"]: curves[row["folder"]] for _, row in frame.iterrows() if row["folder"] in curves}
+    written = []
     for _, row in frame.head(MAX_RUN_PLOTS).iterrows():
-        if row["run"] in curves and "epoch" in curves[row["run"]]:
+        if row["run"] in by_run and "epoch" in by_run[row["run"]]:
             title = f"{row['run']}: {row['diagnosis']}"
-            written.append(run_curves(curves[row["run"]], row["best_epoch"], title,
+            written.append(run_curves(by_run[row["run"]], row["best_epoch"], title,
                                       folder / f"curves_{_safe_name(row['run'])}.png"))
     usable = [key for key in varying if frame[key].nunique() > 1]
-    if usable and len(curves) > 1:
-        shown = frame[frame["run"].isin(curves)]
-        written.append(sweep_curves({r: curves[r] for r in shown["run"]}, shown[usable[0]],
+    # runs whose setting is unknown (an unreadable config) have no colour to be drawn in
+    shown = frame[frame["run"].isin(by_run) & frame[usable[0]].notna()] if usable else frame.head(0)
+    if len(shown) > 1:
+        written.append(sweep_curves({r: by_run[r] for r in shown["run"]}, shown[usable[0]],
                                     usable[0], folder / "sweep_curves.png"))
     metric = "best_val_accuracy" if frame["best_val_accuracy"].notna().any() else "best_val_loss"
     for key in usable:
-        if _is_numeric(frame[key]) and key != "seed":  # a seed is not a knob to tune
-            written.append(sensitivity(frame, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
+        known = frame[frame[key].notna()]
+        if key != "seed" and _is_numeric(known[key]):  # a seed is not a knob to tune
+            written.append(sensitivity(known, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
     return written

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from dlrun.ensemble import ACCURACIES
+from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
 # The advice is printed once per diagnosis under the table, so rows stay one line wide.
@@ -42,7 +49,7 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
     if "runs" in frame:
         return grouped_table(frame, title)
     columns = ["run", *varying, *[c for c in TERMINAL_COLUMNS if c in frame]]
-    if "status" in frame and (frame["status"] == "completed").all():
+    if len(frame) and "status" in frame and (frame["status"] == "completed").all():
         columns.remove("status")  # the title says so; the width goes to the numbers
         title += ", all completed"
     table = Table(title=title, show_lines=False)
@@ -56,6 +63,18 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
         table.caption = "\n".join(f"{label}: {text}" for label, text in advice.items())
         table.caption_justify = "left"
     return table
+
+
+def report_title(runs: int, groups: int | None, folders: list) -> str:
+    """'1 run from runs/x', or with --group-by '2 groups of 6 runs from runs/x'."""
+    counted = plural(runs, "run") if groups is None else f"{plural(groups, 'group')} of {plural(runs, 'run')}"
+    return f"{counted} from {', '.join(map(str, folders))}"
+
+
+def table_parts(frame: pd.DataFrame, varying: list, shared: dict, title: str) -> list:
+    """What `report --format table` prints: the shared settings in one line, then the table."""
+    line = escape(", ".join(header_lines(shared)) or "-")  # [relu] is text, not rich markup
+    return [f"[dim]same in every run (defaults left out): {line}[/]", terminal_table(frame, varying, title)]
 
 
 def grouped_table(frame: pd.DataFrame, title: str) -> Table:
@@ -77,6 +96,43 @@ def grouped_table(frame: pd.DataFrame, title: str) -> Table:
             cells.append(text if pd.isna(std) else f"{text} ± {_cell(metric, float(std)).lstrip('+')}")
         table.add_row(*cells, str(row["diagnosis"]))
     return table
+
+
+def ensemble_table(votes: pd.DataFrame) -> Table:
+    """The votes, one row per ensemble: its settings as in the report, accuracies as percentages."""
+    table = Table(title="ensembles (test accuracy)")
+    for column in votes.columns:
+        table.add_column(column, justify="right")
+    for _, row in votes.iterrows():
+        table.add_row(*(f"{value:.2%}" if column in ACCURACIES else
+                        str(int(value)) if column == "members" else _cell(column, value)
+                        for column, value in row.items()))
+    return table
+
+
+def plain_text(parts: list, width: int = 200) -> str:
+    """What rich would print of `parts` (markup, tables), as text without colour for a file;
+    wide, so that a file's columns are not cut to a terminal's width."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width)  # a StringIO is no terminal: no colour codes
+    for part in parts:
+        console.print(part, highlight=False)
+    return buffer.getvalue()
+
+
+def check_writable(path: Path, folder: bool = False) -> None:
+    """Raise ValueError, in one line, unless `path` (a file, or a `folder`) can be written: the
+    nearest existing folder on its way must be a writable folder."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise ValueError(f"cannot write {path}: it is {'a file' if folder else 'a folder'}")
+    nearest = path if folder else path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ValueError(f"cannot write {path}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {path}: {nearest} is not writable")
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:

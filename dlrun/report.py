@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,38 +26,82 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as YamlLoader
 
 RUN_FILES = (results.SUMMARY_FILE, results.METRICS_FILE, results.CONFIG_FILE)
+# `report --plot` draws into this folder beside the runs: PNGs, not a foreign folder to warn about.
+PLOTS_FOLDER = "report"
 # Config keys that say how a run was bookkept, not what was trained: never columns.
 IGNORED_KEYS = frozenset({"name", "eval_batch_size"})
 HEADLINE = ["status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
             "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "gap",
             "time_s", "diagnosis", "flags", "advice", "evidence"]
+# A checkpoint stores every parameter in at least 2 bytes (bfloat16, the narrowest float JAX
+# trains in), so a smaller file was cut short. Only sizes are checked: loading 2,000 runs'
+# weights would make the report take minutes.
+MIN_CHECKPOINT_BYTES_PER_PARAM = 2
+# The label of a run whose metrics.csv is missing or unreadable: its curves are unknown, not short.
+NO_CURVES = "no_curves"
+NO_CURVES_ADVICE = "the diagnosis reads the curves in metrics.csv: see the warning about this run"
+CORRUPT_SUMMARY = {"status": "corrupt"}
+_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number",
+               bool: "true or false", type(None): "null"}
 
 
 @dataclass
 class Report:
-    """The rows (a DataFrame), which hyperparameters vary, the constant ones, and warnings."""
+    """The rows (a DataFrame), which hyperparameters vary, the constant ones, warnings, the
+    curves that were read (metrics.csv as a DataFrame, keyed by the row's `folder`) and the
+    folders whose settings are unknown (their config was unreadable)."""
 
     rows: pd.DataFrame
     varying: list
     constant: dict
     warnings: list = field(default_factory=list)
+    curves: dict = field(default_factory=dict)
+    unknown_settings: set = field(default_factory=set)
+
+
+@dataclass
+class _RunFiles:
+    """What could be read of one run folder; None where a file was missing or unreadable."""
+
+    config: dict | None
+    summary: dict
+    metrics: pd.DataFrame | None
+    metrics_problem: str = ""
 
 
 def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
-    """Return run folders under `paths` (a folder holding any run file) and warnings."""
+    """Return run folders under `paths` (a folder holding any run file) and warnings, one for
+    each path without runs and each foreign folder found beside the runs."""
     found, warnings = [], []
-    for path in paths:
-        path = Path(path)
+    for path in map(Path, paths):
         if not path.exists():
             warnings.append(f"{path}: no such folder")
             continue
-        candidates = {p.parent for name in RUN_FILES for p in path.rglob(name)}
-        if any((path / name).exists() for name in RUN_FILES):
-            candidates.add(path)
-        if not candidates:
+        runs, foreign = _scan(path)
+        if not runs:
             warnings.append(f"{path}: no run folders here (no summary.json, metrics.csv or config.yaml)")
-        found.extend(sorted(candidates))
+        warnings.extend(f"{folder}: not a run folder (no summary.json, metrics.csv or config.yaml), "
+                        "skipped" for folder in (foreign if runs else []))
+        found.extend(runs)
     return list(dict.fromkeys(found)), warnings
+
+
+def _scan(root: Path) -> tuple[list[Path], list[Path]]:
+    """Run folders under `root`, and foreign ones: folders holding files that are neither a run,
+    inside a run (checkpoints/) nor above one (a sweep folder)."""
+    runs, others = [], []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]  # .git, caches
+        here = Path(folder)
+        if any(name in files for name in RUN_FILES):
+            runs.append(here)
+        elif files and here.name != PLOTS_FOLDER:
+            others.append(here)
+    run_set = set(runs)
+    above = {parent for run in runs for parent in run.parents}
+    foreign = [folder for folder in others
+               if folder not in above and not run_set.intersection(folder.parents)]
+    return sorted(runs), sorted(foreign)
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
@@ -71,29 +116,42 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict:
-    """The run's config: from summary.json when it carries it (JSON is ~20x quicker), else YAML."""
+def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
+    """The run's config, or None when unreadable: from summary.json when it carries it (JSON is
+    ~20x quicker to parse), else config.yaml."""
+    path = run_dir / results.CONFIG_FILE
     if isinstance(summary.get("config"), dict):
+        if not path.is_file() or path.stat().st_size == 0:  # a stat, not a parse: stays quick
+            warnings.append(f"{run_dir}: config.yaml is missing or empty (the config is read "
+                            "from summary.json)")
         return flatten(summary["config"])
     try:
-        return flatten(yaml.load((run_dir / results.CONFIG_FILE).read_text(), Loader=YamlLoader) or {})
+        tree = yaml.load(path.read_text(), Loader=YamlLoader)
     except FileNotFoundError:
-        warnings.append(f"{run_dir}: no config.yaml")
-    except (yaml.YAMLError, AttributeError, UnicodeDecodeError):
-        warnings.append(f"{run_dir}: config.yaml is not readable YAML")
-    return {}
+        problem = "no config.yaml, and summary.json carries no config"
+    except (yaml.YAMLError, UnicodeDecodeError):
+        problem = "config.yaml is not readable YAML"
+    except OSError as error:
+        problem = f"config.yaml cannot be read ({error.strerror})"
+    else:
+        if isinstance(tree, dict):
+            return flatten(tree)
+        problem = "config.yaml is empty" if tree is None else "config.yaml is not a mapping of settings"
+    warnings.append(f"{run_dir}: {problem}; its settings are unknown")
+    return None
 
 
 def read_metrics(path: Path) -> pd.DataFrame:
     """Read a metrics.csv with the csv module: for these small files pandas' parser costs ~2 ms
-    of setup, 2,000 runs 4 s. Cells that are not numbers become NaN. Raises ValueError if ragged."""
+    of setup, 2,000 runs 4 s. Cells that are not numbers become NaN. Raises ValueError if ragged,
+    UnicodeDecodeError (a ValueError) if not text."""
     with open(path, newline="") as stream:
         rows = list(csv.reader(stream))
     if not rows:
         return pd.DataFrame()
     header, body = rows[0], rows[1:]
     if any(len(row) != len(header) for row in body):
-        raise ValueError(f"{path}: rows of unequal length")
+        raise ValueError("rows of unequal length")
 
     def number(text: str) -> float:
         try:
@@ -106,25 +164,75 @@ def read_metrics(path: Path) -> pd.DataFrame:
                          for name, values in zip(header, columns)})
 
 
-def _read(run_dir: Path, warnings: list) -> tuple[dict, dict, pd.DataFrame]:
-    """Read one folder's config, summary and metrics; anything unreadable becomes a warning."""
-    summary, metrics = {}, pd.DataFrame()
-    try:
-        summary = json.loads((run_dir / results.SUMMARY_FILE).read_text())
-        summary = summary if isinstance(summary, dict) else {}
-    except FileNotFoundError:
-        warnings.append(f"{run_dir}: no summary.json (partial run)")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        warnings.append(f"{run_dir}: summary.json is corrupt")
-        summary = {"status": "corrupt"}
-    config = _read_config(run_dir, summary, warnings)
+def _read_metrics(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
+    """The run's curves, or None and what is wrong with its metrics.csv."""
     try:
         metrics = read_metrics(run_dir / results.METRICS_FILE)
     except FileNotFoundError:
-        pass
-    except (ValueError, csv.Error, UnicodeDecodeError):
-        warnings.append(f"{run_dir}: metrics.csv is corrupt")
-    return config, summary, metrics
+        return None, "no metrics.csv"
+    except UnicodeDecodeError:  # before ValueError, of which it is one
+        return None, "metrics.csv is not text (binary data)"
+    except (ValueError, csv.Error) as error:
+        return None, f"metrics.csv is corrupt ({error})"
+    except OSError as error:
+        return None, f"metrics.csv cannot be read ({error.strerror})"
+    return (metrics, "") if len(metrics.columns) else (None, "metrics.csv is empty")
+
+
+def _parse_summary(data: bytes) -> tuple[dict | None, str]:
+    """A summary, or None and what is wrong with it."""
+    if not data.strip():
+        return None, "is empty"
+    try:
+        summary = json.loads(data)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+        return None, "is corrupt (not JSON)"
+    if not isinstance(summary, dict):
+        return None, f"is corrupt: it holds {_JSON_TYPES.get(type(summary), 'a value')}, not an object"
+    if not isinstance(summary.get("status", ""), str):
+        return None, f"is corrupt: its status is {summary['status']!r}, not a word"
+    return summary, ""
+
+
+def _read_summary(run_dir: Path, warnings: list) -> dict:
+    """The run's summary; {} when absent and CORRUPT_SUMMARY when unreadable, with a warning."""
+    try:
+        summary, problem = _parse_summary((run_dir / results.SUMMARY_FILE).read_bytes())
+    except FileNotFoundError:
+        warnings.append(f"{run_dir}: no summary.json (partial run)")
+        return {}
+    except OSError as error:
+        summary, problem = None, f"cannot be read ({error.strerror})"
+    if summary is None:
+        warnings.append(f"{run_dir}: summary.json {problem}")
+        return dict(CORRUPT_SUMMARY)
+    return summary
+
+
+def _check_checkpoints(run_dir: Path, summary: dict, warnings: list) -> None:
+    """Warn about a checkpoint too small to hold the run's parameters (see the constant)."""
+    params = summary.get("params")
+    known = isinstance(params, int) and not isinstance(params, bool) and params > 0
+    least = params * MIN_CHECKPOINT_BYTES_PER_PARAM if known else 1
+    for name in (results.BEST_CHECKPOINT, results.LAST_CHECKPOINT):
+        try:
+            size = (run_dir / name).stat().st_size
+        except OSError:
+            continue  # absent: the run may have stopped before its first checkpoint
+        if size < least:
+            needed = f" for {params} parameters" if known else ""
+            warnings.append(f"{run_dir}: {name.as_posix()} is truncated ({size} bytes{needed})")
+
+
+def _read(run_dir: Path, warnings: list) -> _RunFiles:
+    """Read one folder's summary, config and metrics; anything unreadable becomes a warning."""
+    summary = _read_summary(run_dir, warnings)
+    config = _read_config(run_dir, summary, warnings)
+    metrics, problem = _read_metrics(run_dir)
+    if problem:
+        warnings.append(f"{run_dir}: {problem}")
+    _check_checkpoints(run_dir, summary, warnings)
+    return _RunFiles(config, summary, metrics, problem)
 
 
 def _number(value) -> float:
@@ -134,16 +242,18 @@ def _number(value) -> float:
         return math.nan
 
 
-def run_row(run_dir: Path, config: dict, summary: dict, metrics: pd.DataFrame,
-            thresholds: diagnose.Thresholds) -> dict:
-    """One report row: headline numbers from the summary and curves, and the diagnosis."""
-    last = metrics.iloc[-1] if len(metrics) else pd.Series(dtype=float)
+def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
+            thresholds: diagnose.Thresholds, metrics_problem: str = "") -> dict:
+    """One report row: headline numbers from the summary and curves, and the diagnosis. Without
+    curves (`metrics` None), what the summary knows is shown and the label is NO_CURVES."""
+    curves = metrics if metrics is not None else pd.DataFrame()
+    last = curves.iloc[-1] if len(curves) else pd.Series(dtype=float)
     row = {name: _number(last.get(name)) for name in
            ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
     for name in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy", "test_loss",
                  "test_accuracy"):
         row[name] = _number(summary.get(name))
-    if math.isnan(row["epochs_run"]):
+    if math.isnan(row["epochs_run"]) and metrics is not None:
         row["epochs_run"] = float(len(metrics))
     classification = summary.get("task", "classification") == "classification"
     row["gap"] = (row["train_accuracy"] - row["val_accuracy"] if classification
@@ -151,8 +261,11 @@ def run_row(run_dir: Path, config: dict, summary: dict, metrics: pd.DataFrame,
     row["time_s"] = _number(summary.get("train_time_s"))
     row["status"] = summary.get("status", "unknown")
     diagnosis = diagnose.diagnose(metrics, summary, thresholds)
-    row.update(diagnosis=diagnosis.label, flags=list(diagnosis.flags), advice=diagnosis.advice,
-               evidence=diagnosis.evidence, folder=str(run_dir))
+    label, evidence, advice = diagnosis.label, diagnosis.evidence, diagnosis.advice
+    if metrics is None and label == "insufficient_data":  # unknown curves are not short ones
+        label, evidence, advice = NO_CURVES, metrics_problem or "no curves", NO_CURVES_ADVICE
+    row.update(diagnosis=label, flags=list(diagnosis.flags), advice=advice, evidence=evidence,
+               folder=str(run_dir))
     return row
 
 
@@ -160,18 +273,33 @@ def build_report(paths: list[Path], thresholds: diagnose.Thresholds = diagnose.D
                  ) -> Report:
     """Collect every run under `paths` into a Report (rows in folder order)."""
     run_dirs, warnings = find_runs(paths)
-    rows, configs = [], []
+    rows, configs, curves = [], [], {}
     for run_dir in run_dirs:
-        config, summary, metrics = _read(run_dir, warnings)
-        rows.append(run_row(run_dir, config, summary, metrics, thresholds))
-        configs.append({k: v for k, v in config.items() if k not in IGNORED_KEYS})
-    params = pd.DataFrame(configs)
-    varying = [c for c in params.columns if params[c].astype(str).nunique(dropna=False) > 1]
-    constant = {c: params[c].iloc[0] for c in params.columns if c not in varying} if len(params) else {}
-    frame = pd.concat([params[varying].reset_index(drop=True),
-                       pd.DataFrame(rows, columns=[*HEADLINE, "test_loss", "folder"])], axis=1)
+        run = _read(run_dir, warnings)
+        rows.append(run_row(run_dir, run.summary, run.metrics, thresholds, run.metrics_problem))
+        configs.append(None if run.config is None else
+                       {k: v for k, v in run.config.items() if k not in IGNORED_KEYS})
+        if run.metrics is not None:
+            curves[str(run_dir)] = run.metrics
+    varying, constant, params = _split_settings(configs)
+    frame = pd.concat([params, pd.DataFrame(rows, columns=[*HEADLINE, "test_loss", "folder"])], axis=1)
     frame.insert(0, "run", _short_names(run_dirs))
-    return Report(frame, varying, constant, warnings)
+    unknown = {str(run_dir) for run_dir, config in zip(run_dirs, configs) if config is None}
+    return Report(frame, varying, constant, warnings, curves, unknown)
+
+
+def _split_settings(configs: list[dict | None]) -> tuple[list, dict, pd.DataFrame]:
+    """(varying keys, constant settings, the varying columns with one row per run), judged over
+    the runs whose config was read (not None): a run whose settings are unknown must not make
+    every setting of the others look varied. Its cells stay blank."""
+    read = [i for i, config in enumerate(configs) if config is not None]
+    params = pd.DataFrame([configs[i] for i in read], index=read)
+    varying = [c for c in params.columns if params[c].astype(str).nunique(dropna=False) > 1]
+    constant = {c: params[c].iloc[0] for c in params.columns if c not in varying} if read else {}
+    shown = params[varying]
+    if len(read) < len(configs):  # object dtype keeps integers integers beside the blanks
+        shown = shown.astype(object).reindex(range(len(configs)))
+    return varying, constant, shown.reset_index(drop=True)
 
 
 def _short_names(run_dirs: list[Path]) -> list[str]:

@@ -29,12 +29,30 @@ BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
 
 
+def _umask() -> int:
+    """The process's umask. Linux shows it in /proc without changing it; elsewhere it can only
+    be read by setting it, briefly, which another thread creating a file could observe."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and an atomic rename."""
+    """Write `data` to `path` through a temporary file in the same folder and an atomic rename.
+
+    The file gets the mode a plain open() would give (0666 less the umask), not mkstemp's 0600,
+    so that the people the user shares results with can read them."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
             stream.flush()

@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import stat
 
 import pytest
 
@@ -41,3 +43,15 @@ def test_default_run_dirs_never_collide(tmp_path):
     first.mkdir(parents=True)
     second = results.default_run_dir("mlp-mnist", tmp_path)
     assert second != first and second.parent == first.parent
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_follow_the_users_umask_so_others_can_read_results(tmp_path, umask, mode):
+    saved = os.umask(umask)
+    try:
+        results.write_summary(tmp_path, {"status": "completed"})
+        results.atomic_write_bytes(tmp_path / "checkpoints" / "best.msgpack", b"\x00")
+    finally:
+        os.umask(saved)
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "checkpoints" / "best.msgpack").stat().st_mode) == mode
