@@ -22,14 +22,13 @@ import numpy as np
 
 
 def dlrun_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float]:
-    from dlrun import data, run, train
+    from dlrun import data, hparams, run, train
     from dlrun.config import compose_config
 
     cfg = compose_config([f"model={model}", f"batch_size={batch_size}"])
     dataset = data.load(cfg.data)
     program = run.build_program([cfg], dataset)
-    hparams = run.trial_hparams(cfg)
-    state = train.create_state(program, jax.random.PRNGKey(0), hparams)
+    state = train.create_state(program, jax.random.PRNGKey(0), hparams.state_hparams(cfg))
     x, y = jax.device_put((dataset.x_train, dataset.y_train))
     epoch = jax.jit(functools.partial(train.train_epoch, program), donate_argnums=0)
     state, metrics = epoch(state, x, y, jax.random.PRNGKey(0))  # compile + warm up

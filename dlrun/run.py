@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
 
-from dlrun import data, losses, models, optim, results
+from dlrun import data, hparams, losses, models, optim, results
 from dlrun.backend import enable_compilation_cache
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.progress import EpochProgress, summary_table
@@ -45,11 +45,12 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
     """
     cfg, spec = cfgs[0], dataset.spec
     steps_per_epoch = spec.n_train // cfg.batch_size
-    uses_dropout = any(c.model.dropout > 0 for c in cfgs)
-    model = models.build_model(cfg, spec).clone(use_dropout=uses_dropout)
+    flags = hparams.compiled_flags(cfgs)
+    model = models.build_model(cfg, spec).clone(use_dropout=flags["use_dropout"])
     return Program(
         model=model,
         optimizer=optim.make_optimizer(cfg, steps_per_epoch),
+        schedule=optim.make_schedule(cfg, steps_per_epoch),
         loss_name=losses.resolve_loss(cfg.loss, spec),
         task=spec.task,
         input_shape=tuple(spec.input_shape),
@@ -59,14 +60,9 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
         x_scale=float(dataset.x_scale),
         huber_delta=float(cfg.huber_delta),
         augment_shift=int(cfg.augment.shift) if len(spec.input_shape) == 3 else 0,
-        use_noise=any(c.augment.noise_std > 0 for c in cfgs),
+        use_noise=flags["use_noise"],
         mask_updates=len(cfgs) > 1,
     )
-
-
-def trial_hparams(cfg) -> dict:
-    """The per-trial numbers a group carries in its state (the optimizer's are injected apart)."""
-    return {"l2": cfg.optim.l2, "dropout": cfg.model.dropout, "noise_std": cfg.augment.noise_std}
 
 
 def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
@@ -126,7 +122,7 @@ class GroupRun:
         steps = self.program.steps_per_epoch
         # each trial draws its parameters with its own init scheme: the model's initialisers are
         # attributes, so initialise through a copy of the program holding that trial's model
-        self.states = [create_state(self._initialiser(cfg), init_key(cfg), trial_hparams(cfg),
+        self.states = [create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
                                     optim.make_optimizer(cfg, steps)) for cfg in cfgs]
         self.x, self.y = jax.device_put((dataset.x_train, dataset.y_train))
         eval_size = cfgs[0].eval_batch_size
@@ -175,7 +171,6 @@ class GroupRun:
 
     def run_epoch(self, epoch: int) -> list:
         """Train every trial one epoch; return the rows of the live trials (None for the others)."""
-        steps = self.program.steps_per_epoch
         start = time.perf_counter()
         was_active = np.asarray(jax.device_get(self.state.active))
         self.state, metrics = self.epoch_fn(self.state, self.x, self.y, self.epoch_keys(epoch))
@@ -187,8 +182,7 @@ class GroupRun:
             if not trial.live:
                 rows.append(None)
                 continue
-            row = epoch_row(epoch, take(metrics, index), take(val, index),
-                            trial.lr_at((epoch - 1) * steps, steps), seconds)
+            row = epoch_row(epoch, take(metrics, index), take(val, index), seconds)
             finite = math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
             row["_frozen"] = not finite or (was_active[index] and not active[index])
             rows.append(row)

@@ -21,19 +21,11 @@ from omegaconf import OmegaConf
 
 from dlrun import experiments
 from dlrun.config import Config, ConfigError, compose_config, group_options, validate, with_values
+from dlrun.hparams import TRIAL_KEYS
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
 # `linear` (any key tagged `log` is drawn log-uniformly too).
 LOG_SCALE_KEYS = frozenset({"lr", "optim.weight_decay", "optim.l2", "optim.eps", "init_scale"})
-
-# Keys that differ between the trials of one group: each lives in the training state or only
-# in how that state is initialised, so the compiled program is the same for every value.
-TRIAL_KEYS = frozenset({
-    "lr", "seed", "name", "init", "init_scale", "bias_init", "bias_scale",
-    "optim.momentum", "optim.b1", "optim.b2", "optim.eps", "optim.decay", "optim.weight_decay",
-    "optim.l2", "optim.lr_scaling", "optim.base_batch_size", "model.dropout", "augment.noise_std",
-    "early_stopping",
-})
 
 CONFIG_GROUPS = ("model", "data", "optim", "schedule")
 

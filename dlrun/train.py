@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlrun import losses
+from dlrun import losses, optim
 from dlrun.models import layer_of
 
 
@@ -47,6 +47,7 @@ class Program:
     huber_delta: float = 1.0
     augment_shift: int = 0
     use_noise: bool = False
+    schedule: Any = None  # step -> lr multiplier (the optimizer's); the metrics report the lr
     # In a group of trials a step that yields a non-finite loss or gradient freezes that trial,
     # so its siblings go on; a run alone just ends as diverged, without the per-step select.
     mask_updates: bool = False
@@ -194,8 +195,15 @@ def train_epoch(program: Program, state: TrainState, x, y, key):
         indices, step_key = inputs
         return train_step(program, carry, x[indices], y[indices], step_key)
 
+    lr = epoch_lr(program, state)
     state, metrics = jax.lax.scan(body, state, (batches, step_keys))
-    return state, _reduce_epoch(metrics)
+    return state, {**_reduce_epoch(metrics), "lr": lr}
+
+
+def epoch_lr(program: Program, state: TrainState):
+    """The lr of the epoch's first step, read from the state: its injected lr times the schedule."""
+    injected = optim.injected_hyperparams(state.opt_state)["learning_rate"]
+    return injected * (program.schedule(state.step) if program.schedule else 1.0)
 
 
 def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):

@@ -16,7 +16,7 @@ import flax.serialization
 import jax
 from omegaconf import OmegaConf
 
-from dlrun import __version__, optim, results
+from dlrun import __version__, results
 from dlrun.config import to_yaml
 from dlrun.resume import changed_values
 
@@ -42,7 +42,7 @@ class Tracker:
         return False
 
 
-def epoch_row(epoch: int, metrics: dict, val: dict, lr: float, seconds: float) -> dict:
+def epoch_row(epoch: int, metrics: dict, val: dict, seconds: float) -> dict:
     """Flatten one epoch's fetched metrics into a metrics.csv row."""
     row = {
         "epoch": epoch,
@@ -50,7 +50,7 @@ def epoch_row(epoch: int, metrics: dict, val: dict, lr: float, seconds: float) -
         "train_accuracy": float(metrics["accuracy"]),
         "val_loss": float(val["loss"]),
         "val_accuracy": float(val["accuracy"]),
-        "lr": lr,
+        "lr": float(metrics["lr"]),
         "epoch_time_s": seconds,
         "grad_norm": float(metrics["grad_norm"]),
     }
@@ -89,10 +89,6 @@ class Trial:
     @property
     def live(self) -> bool:
         return self.status == "running"
-
-    def lr_at(self, step: int, steps_per_epoch: int) -> float:
-        schedule = optim.make_schedule(self.cfg, steps_per_epoch)
-        return optim.effective_lr(self.cfg) * float(schedule(step))
 
     def start(self, spec, params: int, group_size: int) -> None:
         """Write config.yaml and a `running` summary.json."""

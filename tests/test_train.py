@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun import data, results, run, train
+from dlrun import data, hparams, results, run, train
 from dlrun.config import compose_config
 from conftest import FLOAT32_RTOL, needs_mnist
 
@@ -15,8 +15,7 @@ def session(*overrides):
     cfg = compose_config(list(overrides))
     dataset = data.load(cfg.data)
     program = run.build_program([cfg], dataset)
-    hparams = run.trial_hparams(cfg)
-    state = train.create_state(program, jax.random.PRNGKey(cfg.seed), hparams)
+    state = train.create_state(program, jax.random.PRNGKey(cfg.seed), hparams.state_hparams(cfg))
     return cfg, dataset, program, state
 
 
