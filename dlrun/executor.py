@@ -120,7 +120,7 @@ def resumable_epoch(run_dir: Path) -> int:
         return 0
 
 
-def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, progress=None):
+def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, callbacks=()):
     """Run one group from plain data (picklable, so a worker process or another machine can run
     it); return (summaries, None) or (None, error message)."""
     from dlrun.run import RunFailed, run_group
@@ -128,7 +128,7 @@ def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, pro
     schema = OmegaConf.structured(Config)
     cfgs = [OmegaConf.merge(schema, container) for container in containers]
     try:
-        return run_group(cfgs, run_dirs, resume=resume, progress=progress), None
+        return run_group(cfgs, run_dirs, resume=resume, callbacks=callbacks), None
     except RunFailed as error:
         return None, str(error)
 
@@ -208,7 +208,7 @@ def _run_sequential(work, progress, console) -> None:
         if STOP.requested:
             break
         summaries, error = run_group_job(_containers(group), [str(d) for d in run_dirs], resume,
-                                         progress.group(group.id, group.size))
+                                         [progress.group(group.id, group.size)])
         if _report(group, summaries, error, progress, console):
             break
 

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from dlrun.callbacks import EpochCallback
+
 
 def progress_bar(console: Console, field: str) -> Progress:
     """A bar with its count, a free-text task field (latest numbers, notes) and elapsed time."""
@@ -15,25 +17,19 @@ def progress_bar(console: Console, field: str) -> Progress:
                     TextColumn(f"{{task.fields[{field}]}}"), TimeElapsedColumn(), console=console)
 
 
-class EpochProgress:
+class EpochProgress(EpochCallback):
     """A rich progress bar over the epochs of one run, showing its latest losses and accuracies."""
 
     def __init__(self, console: Console, description: str):
         self.progress = progress_bar(console, "metrics")
         self.description = description
 
-    def __enter__(self):
+    def on_start(self, group, first_epoch: int) -> None:
         self.progress.start()
-        return self
+        self.task = self.progress.add_task(self.description, total=group.epochs,
+                                           completed=first_epoch - 1, metrics="compiled, training...")
 
-    def __exit__(self, *exc):
-        self.progress.stop()
-
-    def start(self, total_epochs: int, completed: int) -> None:
-        self.task = self.progress.add_task(self.description, total=total_epochs, completed=completed,
-                                           metrics="compiled, training...")
-
-    def update(self, epoch: int, rows: list) -> None:
+    def on_epoch(self, group, epoch: int, rows: list) -> None:
         row = next((row for row in rows if row is not None), None)
         if row is None:
             return
@@ -42,9 +38,12 @@ class EpochProgress:
             text += f" acc {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%}"
         self.progress.update(self.task, completed=epoch, metrics=text)
 
+    def on_end(self, group) -> None:
+        self.progress.stop()
+
 
 class SweepProgress:
-    """Trials and epochs bars over a whole sweep; hands run_group an adapter per group."""
+    """Trials and epochs bars over a whole sweep; `group()` gives the callback of one group."""
 
     def __init__(self, console: Console, total_trials: int, done: int):
         self.progress = progress_bar(console, "note")
@@ -61,31 +60,29 @@ class SweepProgress:
     def trials_done(self, count: int, note: str = "") -> None:
         self.progress.update(self.trials, advance=count, note=note)
 
-    def group(self, group_id: str, size: int):
-        sweep = self
+    def group(self, group_id: str, size: int) -> EpochCallback:
+        return GroupEpochs(self, f"{group_id} ({size} trials) epochs")
 
-        class GroupAdapter:
-            def __enter__(self):
-                return self
 
-            def __exit__(self, *exc):
-                pass
+class GroupEpochs(EpochCallback):
+    """The epochs bar of the group running now, with its live trials and best validation loss."""
 
-            def start(self, total_epochs, completed):
-                if sweep.epochs is not None:
-                    sweep.progress.remove_task(sweep.epochs)
-                sweep.epochs = sweep.progress.add_task(f"{group_id} ({size} trials) epochs",
-                                                       total=total_epochs, completed=completed,
-                                                       note="compiled, training...")
+    def __init__(self, sweep: SweepProgress, description: str):
+        self.sweep, self.description = sweep, description
 
-            def update(self, epoch, rows):
-                live = [row for row in rows if row is not None]
-                note = f"{len(live)} live"
-                if live:
-                    note += f", best val loss {min(row['val_loss'] for row in live):.4f}"
-                sweep.progress.update(sweep.epochs, completed=epoch, note=note)
+    def on_start(self, group, first_epoch: int) -> None:
+        progress = self.sweep.progress
+        if self.sweep.epochs is not None:
+            progress.remove_task(self.sweep.epochs)
+        self.sweep.epochs = progress.add_task(self.description, total=group.epochs,
+                                              completed=first_epoch - 1, note="compiled, training...")
 
-        return GroupAdapter()
+    def on_epoch(self, group, epoch: int, rows: list) -> None:
+        live = [row for row in rows if row is not None]
+        note = f"{len(live)} live"
+        if live:
+            note += f", best val loss {min(row['val_loss'] for row in live):.4f}"
+        self.sweep.progress.update(self.sweep.epochs, completed=epoch, note=note)
 
 
 def summary_table(summary: dict, run_dir) -> Table:

@@ -17,7 +17,6 @@ import io
 import math
 import time
 import traceback
-from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from rich.console import Console
 
 from dlrun import data, hparams, losses, models, optim, results
 from dlrun.backend import enable_compilation_cache
+from dlrun.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.progress import EpochProgress, summary_table
 from dlrun.train import Program, create_state, evaluate, predict, train_epoch
@@ -129,6 +129,7 @@ class GroupRun:
         self.val = eval_batches(dataset.x_val, dataset.y_val, eval_size)
         self.test = eval_batches(dataset.x_test, dataset.y_test, eval_size)
         self.compile_s = 0.0
+        self.epochs = int(cfgs[0].epochs)
         self.begun = False  # whether any trial folder was written
         self.assess_fn = None  # set once compiled
 
@@ -189,23 +190,28 @@ class GroupRun:
         return rows
 
     def record(self, epoch: int, rows: list) -> None:
-        """Write curves and checkpoints; freeze trials that diverged or stopped early."""
+        """Write curves and checkpoints; a trial whose step went non-finite is `diverged`."""
         host_state = jax.device_get(self.state)
-        active = np.asarray(host_state.active).copy()
         for index, (trial, row) in enumerate(zip(self.trials, rows)):
             if row is None:
                 continue
             trial_state = take(host_state, index)
             if row.pop("_frozen"):
                 trial.record_divergence(row)
-                active[index] = False
                 continue
             variables = {"params": trial_state.params, "batch_stats": trial_state.batch_stats}
-            if trial.record(epoch, row, variables):
-                trial.status = "completed"
-                active[index] = False
+            trial.record(epoch, row, variables)
             trial.save_last(epoch, trial_state)
-        self.state = self.state.replace(active=jnp.asarray(active))
+
+    def stop_trial(self, index: int, status: str, **summary) -> None:
+        """End one trial (early stopping, pruning): it is frozen from the next epoch on."""
+        trial = self.trials[index]
+        trial.status = status
+        trial.summary.update(summary)
+
+    def mask_stopped(self) -> None:
+        """Freeze every trial that no longer trains: its updates are masked on the device."""
+        self.state = self.state.replace(active=jnp.asarray([trial.live for trial in self.trials]))
 
     def finish(self) -> list[dict]:
         """Evaluate the test set once per trial (best or final parameters); write summaries.
@@ -272,10 +278,11 @@ class GroupRun:
             trial.finish(None, self.program.task, self.compile_s)
 
 
-def run_group(cfgs: list, run_dirs: list, *, resume: bool = False, progress=None) -> list[dict]:
+def run_group(cfgs: list, run_dirs: list, *, resume: bool = False,
+              callbacks: tuple = ()) -> list[dict]:
     """Train the trials of one group into their folders; return their summaries.
 
-    `progress`, if given, is told `start(total_epochs, first_epoch)` and `update(epoch, rows)`.
+    `callbacks` (dlrun/callbacks.py) hook into the epoch loop; early stopping always does.
     A stop request (dlrun/interrupt.py) ends every live trial as `interrupted` at the next safe
     point; one before the folders were written writes nothing. Raises RunFailed after recording
     status `failed` in every folder if training raises.
@@ -288,7 +295,7 @@ def run_group(cfgs: list, run_dirs: list, *, resume: bool = False, progress=None
         except Interrupted:
             return [{"status": "interrupted", "epochs_run": 0} for _ in cfgs]
         try:
-            _train(group, resume, progress, stop)
+            _train(group, resume, [EarlyStopping(), *callbacks], stop)
         except (KeyboardInterrupt, Interrupted):
             for trial in group.trials:
                 trial.status = "interrupted" if trial.live else trial.status
@@ -301,7 +308,7 @@ def run_group(cfgs: list, run_dirs: list, *, resume: bool = False, progress=None
         return group.finish()
 
 
-def _train(group: GroupRun, resume: bool, progress, stop) -> None:
+def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
     """Begin (or restore), compile, then run epochs until done or stopped at a safe point."""
     stop.check()
     with stop.critical():
@@ -310,19 +317,22 @@ def _train(group: GroupRun, resume: bool, progress, stop) -> None:
     with stop.critical():  # interrupting XLA's compiler from Python can crash the process
         group.compile()
     stop.check()
-    epochs = group.trials[0].cfg.epochs
-    with progress or nullcontext():
-        if progress:
-            progress.start(epochs, first_epoch - 1)
-        for epoch in range(first_epoch, epochs + 1):
+    for callback in callbacks:
+        callback.on_start(group, first_epoch)
+    try:
+        for epoch in range(first_epoch, group.epochs + 1):
             rows = group.run_epoch(epoch)
             with stop.critical():  # every trial's files of one epoch, or none
                 group.record(epoch, rows)
-            if progress:
-                progress.update(epoch, rows)
+            for callback in callbacks:
+                callback.on_epoch(group, epoch, rows)
+            group.mask_stopped()
             stop.check()
             if not any(trial.live for trial in group.trials):
                 break
+    finally:
+        for callback in callbacks:
+            callback.on_end(group)
     for trial in group.trials:
         trial.status = "completed" if trial.live else trial.status
 
@@ -336,7 +346,7 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
                   f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
                   f"examples, {jax.default_backend()} backend -> {run_dir}")
     (summary,) = run_group([cfg], [run_dir], resume=resume,
-                           progress=EpochProgress(console, cfg.model.name))
+                           callbacks=[EpochProgress(console, cfg.model.name)])
     if (Path(run_dir) / results.SUMMARY_FILE).exists():
         console.print(summary_table(summary, run_dir))
     else:

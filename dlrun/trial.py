@@ -105,19 +105,14 @@ class Trial:
         }
         results.write_summary(self.run_dir, self.summary)
 
-    def record(self, epoch: int, row: dict, variables: dict) -> bool:
-        """Append an epoch, keep the best checkpoint; return True when early stopping says stop."""
+    def record(self, epoch: int, row: dict, variables: dict) -> None:
+        """Append an epoch; keep the best checkpoint."""
         self.rows.append(row)
         results.write_metrics(self.run_dir, self.rows)
         if self.tracker.update(epoch, row[self.tracker.metric]):
             self.best_variables = variables
             results.atomic_write_bytes(self.run_dir / results.BEST_CHECKPOINT,
                                        flax.serialization.to_bytes(variables))
-        patience = self.cfg.early_stopping.patience
-        if patience > 0 and self.tracker.bad_epochs >= patience:
-            self.summary["early_stopped"] = True
-            return True
-        return False
 
     def record_divergence(self, row: dict) -> None:
         self.rows.append(row)

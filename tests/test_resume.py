@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun import results, run
+from dlrun.callbacks import EpochCallback
 from dlrun.cli import app
 from dlrun.config import compose_config
 from dlrun.interrupt import STOP
@@ -127,22 +128,13 @@ def test_resume_with_another_out_is_refused(completed, tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
-class StopAfter:
-    """A progress hook that asks the group to stop after an epoch, as Ctrl-C would."""
+class StopAfter(EpochCallback):
+    """Asks the group to stop after an epoch, as Ctrl-C would."""
 
     def __init__(self, epoch: int):
         self.epoch = epoch
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def start(self, total, done):
-        pass
-
-    def update(self, done, rows):
+    def on_epoch(self, group, done, rows):
         if done == self.epoch:
             STOP.signum = signal.SIGINT
 
@@ -150,7 +142,7 @@ class StopAfter:
 def test_an_interrupted_run_continues_with_the_same_command(tmp_path):
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert dlrun("train", *RUN, "epochs=5", "--out", straight).exit_code == 0
-    (summary,) = run.run_group([compose_config([*RUN, "epochs=5"])], [cut], progress=StopAfter(3))
+    (summary,) = run.run_group([compose_config([*RUN, "epochs=5"])], [cut], callbacks=[StopAfter(3)])
     assert summary["status"] == "interrupted" and summary["epochs_run"] == 3
     result = dlrun("train", *RUN, "epochs=5", "--out", cut)
     assert result.exit_code == 0 and "continuing the interrupted run" in result.output
