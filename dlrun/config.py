@@ -17,6 +17,7 @@ from typing import List, Optional
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -137,10 +138,70 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
+# Keys that only `dlrun sweep` reads (dlrun/experiments.py): elsewhere they are no config key.
+SWEEP_ONLY_KEYS = ("experiment", "variant")
+HOW_TO_WRITE = "write key=value, e.g. lr=0.01 or model.hidden=[64,32]"
+
+
+def parse_overrides(overrides) -> list:
+    """Parse overrides with Hydra's grammar and return them (hydra Override objects).
+
+    Raises ConfigError saying how to write one that does not parse, has no key, or deletes a
+    key (`~lr`): every key has a default, so deleting one would only leave a hole (None).
+    """
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        if "=" not in text and not text.startswith("~"):
+            raise ConfigError(f"'{text}' has no '=': {HOW_TO_WRITE}")
+        try:
+            override = parser.parse_override(text)
+        except Exception as error:  # Hydra's parser raises HydraException with ANTLR's wording
+            reason = re.sub(r" expecting \{.*\}", "", str(error).splitlines()[0])
+            raise ConfigError(f"cannot parse '{text}' ({reason}): {HOW_TO_WRITE}") from None
+        if not override.key_or_group:
+            raise ConfigError(f"'{text}' has no key before '=': {HOW_TO_WRITE}")
+        if override.is_delete():
+            raise ConfigError(f"'{text}' deletes a key, which dlrun does not support (every key "
+                              f"has a default): set it instead, e.g. {_example(override.key_or_group)}")
+        parsed.append(override)
+    return parsed
+
+
+def _group_default(group: str) -> str:
+    """The option `conf/config.yaml` picks for a group when none is given."""
+    for entry in OmegaConf.load(conf_dir() / "config.yaml").defaults:
+        if OmegaConf.is_dict(entry) and group in entry:
+            return entry[group]
+    return group_options(group)[0]
+
+
+def _example(key: str) -> str:
+    """An override that sets `key` to its default (a group to its default option)."""
+    if key in GROUP_SCHEMAS:
+        return f"{key}={_group_default(key)} (choose from: {', '.join(group_options(key))})"
+    default = OmegaConf.select(OmegaConf.structured(Config), key, default="?")
+    if OmegaConf.is_config(default):
+        return "lr=0.001"
+    return f"{key}={'null' if default is None else default}"
+
+
+def _check_single_run(overrides) -> None:
+    """Refuse what only `dlrun sweep` understands: swept values and study keys."""
+    for override in parse_overrides(overrides):
+        if override.is_sweep_override():
+            raise ConfigError(f"'{override.input_line}' is a sweep (several values): run it "
+                              f"with `dlrun sweep {override.input_line}`")
+        if override.key_or_group in SWEEP_ONLY_KEYS:
+            raise ConfigError(f"'{override.input_line}' names a study: run it with "
+                              f"`dlrun sweep {override.input_line}`")
+
+
 def compose_config(overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> DictConfig:
     """Compose `conf/config.yaml` with Hydra overrides and return it (validated unless `check`
     is False). Raises ConfigError with a one-line message for any problem.
     """
+    _check_single_run(overrides)
     _register_schemas()
     GlobalHydra.instance().clear()
     try:

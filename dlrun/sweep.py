@@ -20,7 +20,8 @@ from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
 from dlrun import experiments
-from dlrun.config import Config, ConfigError, compose_config, group_options, validate, with_values
+from dlrun.config import (Config, ConfigError, compose_config, group_options, parse_overrides,
+                          validate, with_values)
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
 # `linear` (any key tagged `log` is drawn log-uniformly too).
@@ -98,17 +99,12 @@ def parse_space(overrides: list[str]) -> tuple[list[str], dict]:
 
     Returns (fixed override strings, {key: parsed Override}). Raises ConfigError on bad syntax.
     """
-    parser = OverridesParser.create()
     fixed, swept = [], {}
-    for text in overrides:
-        try:
-            override = parser.parse_override(text)
-        except Exception as error:
-            raise ConfigError(f"cannot parse '{text}': {str(error).splitlines()[0]}") from None
+    for override in parse_overrides(overrides):
         if override.is_sweep_override():
             swept[override.get_key_element()] = override
         else:
-            fixed.append(text)
+            fixed.append(override.input_line)
     return fixed, swept
 
 
