@@ -8,6 +8,7 @@ ranges, all before any data is loaded or anything compiles.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -271,6 +272,23 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be {bound}, got {value}")
 
 
+def _leaves(node, prefix: str = ""):
+    """Yield (dotted key, value) for every plain value of a config container."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _check_finite(cfg: DictConfig) -> None:
+    """OmegaConf reads `nan` and `inf` as floats; no key means anything by them."""
+    for key, value in _leaves(OmegaConf.to_container(cfg)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number: give a finite value, "
+                              f"e.g. {_example(key)}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every name against its registry and every number against its range.
 
@@ -283,6 +301,7 @@ def validate(cfg: DictConfig) -> None:
         OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg))
     except Exception as error:
         raise ConfigError(explain_compose_error(error, [])) from None
+    _check_finite(cfg)
     _choose("model", cfg.model.name, models.MODELS)
     _choose("optimizer", cfg.optim.name, optim.OPTIMIZERS)
     _choose("schedule", cfg.schedule.name, optim.SCHEDULES)
@@ -294,7 +313,7 @@ def validate(cfg: DictConfig) -> None:
     _choose("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear", "sqrt"))
     _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
     for name in ("lr", "batch_size", "epochs", "eval_batch_size", "optim.base_batch_size",
-                 "maxout_pieces", "schedule.decay_epochs"):
+                 "maxout_pieces", "schedule.decay_epochs", "data.val_size"):
         _positive(name, OmegaConf.select(cfg, name))
     for name in ("optim.weight_decay", "optim.l2", "optim.clip_norm", "optim.eps",
                  "early_stopping.patience", "early_stopping.min_delta", "augment.shift",
