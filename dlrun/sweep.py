@@ -111,7 +111,18 @@ def parse_space(overrides: list[str]) -> tuple[list[str], dict]:
 def _discrete_values(key: str, override) -> list[str]:
     if isinstance(override.value(), Glob):
         return _glob_choices(key, override.value())
-    return list(override.sweep_string_iterator())
+    values = list(override.sweep_string_iterator())
+    if not values:  # e.g. range(5,1): Hydra's range() counts up unless given a negative step
+        raise ConfigError(f"{override.input_line} is empty: give at least one value, e.g. "
+                          f"{key}=range(1,5) or {key}=1,2,3")
+    return values
+
+
+def _check_interval(key: str, override) -> None:
+    low, high = override.value().start, override.value().end
+    if not low < high:
+        raise ConfigError(f"{override.input_line}: an interval's start must be below its end, "
+                          f"e.g. {key}=interval({min(low, high):g},{max(low, high):g})")
 
 
 def _is_log(key: str, override) -> bool:
@@ -148,8 +159,13 @@ def _is_integer_key(key: str) -> bool:
 def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:
     """Return one {key: value text} per trial: the grid, or `trials` seeded random draws."""
     if not swept:
+        if trials is not None:  # every draw would be the same config: N copies of one run
+            raise ConfigError(f"--trials {trials} needs a swept key to draw, such as "
+                              "lr='interval(1e-4,1e-1)'; for repeats write seed='range(N)'")
         return [{}]
     intervals = [key for key, override in swept.items() if override.is_interval_sweep()]
+    for key in intervals:
+        _check_interval(key, swept[key])
     if trials is None:
         if intervals:
             raise ConfigError(f"interval() for '{intervals[0]}' is random search: add --trials N")
