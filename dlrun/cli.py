@@ -62,10 +62,11 @@ def train(
     if resume is not None:
         cfg, run_dir = _resume_config(resume, overrides or []), resume
     else:
+        from dlrun.executor import check_run_folder
+
         cfg = compose_config(overrides or [])
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
-        if (run_dir / results.SUMMARY_FILE).exists():
-            raise ConfigError(f"--out {run_dir} already holds a run (use --resume {run_dir})")
+        check_run_folder(run_dir)
     try:
         summary = train_and_evaluate(cfg, run_dir, resume=resume is not None)
     except RunFailed as error:
@@ -103,16 +104,19 @@ def sweep(
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
+        executor.check_sweep_folder(out)
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group)
     if max_group is None:  # regroup the trials already composed: planning again would compose twice
         max_group = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
         plan.groups = group_trials(plan.trials, max_group)
+    if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
+        out = out or results.default_run_dir(name, Path("runs") / "sweeps")
+        executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
     stdout = Console()
     stdout.print(plan_table(plan))
     if dry_run:
         return
-    out = out or results.default_run_dir(name, Path("runs") / "sweeps")
-    executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
     index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
     stdout.print(executor.best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / executor.INDEX_FILE})")
