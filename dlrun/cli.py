@@ -315,4 +315,36 @@ def list_choices() -> None:
 
 
 def main() -> None:
-    app()
+    """Run the app; a usage error (unknown option, extra argument) is one line, exit 2."""
+    try:  # Typer vendors click since 0.2x; before, it used click itself
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    try:
+        code = app(standalone_mode=False)
+    except getattr(exceptions, "NoArgsIsHelpError", ()) as error:
+        error.show()  # `dlrun` alone: the help, as before
+        code = error.exit_code
+    except exceptions.ClickException as error:
+        # Typer's default draws a multi-line box; one line reads like every other refusal
+        console.print(f"[red]error:[/] {error.format_message()}{_given(error, sys.argv[1:])} "
+                      f"(see {_help_hint(error)})", highlight=False, soft_wrap=True)
+        code = error.exit_code
+    sys.exit(code or 0)
+
+
+def _given(error, argv: list[str]) -> str:
+    """`, got 'abc'` for a bad option value: Typer's message names the option, not the value."""
+    options = getattr(getattr(error, "param", None), "opts", None) or []
+    for index, arg in enumerate(argv):
+        for option in options:
+            if arg == option and index + 1 < len(argv):
+                return f", got '{argv[index + 1]}'"
+            if arg.startswith(f"{option}="):
+                return f", got '{arg.partition('=')[2]}'"
+    return ""
+
+
+def _help_hint(error) -> str:
+    context = getattr(error, "ctx", None)
+    return f"'{context.command_path} --help'" if context else "'dlrun --help'"
