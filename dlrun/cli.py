@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dlrun.config import ConfigError, compose_config, group_options, to_yaml
+from dlrun.text import plural
 
 app = typer.Typer(
     add_completion=False,
@@ -240,8 +241,9 @@ def _latest_runs_folder() -> Path:
 
 def plan_table(plan) -> Table:
     """The plan as a table: one row per group, with what it costs."""
-    table = Table(title=f"{len(plan.trials)} trials ({plan.mode}) in {len(plan.groups)} groups "
-                        f"= {len(plan.groups)} compiled programs")
+    groups = len(plan.groups)
+    table = Table(title=f"{plural(len(plan.trials), 'trial')} ({plan.mode}) in "
+                        f"{plural(groups, 'group')} = {plural(groups, 'compiled program')}")
     for column in ("group", "trials", "model", "data", "batch", "act", "optim", "epochs",
                    "updates"):
         table.add_column(column, no_wrap=True)
@@ -254,8 +256,9 @@ def plan_table(plan) -> Table:
                       str(shape["batch_size"]), shape["activation"], shape["optim"],
                       str(shape["epochs"]), f"{group.size * cfg.epochs * steps:,}")
     varied = ", ".join(plan.space) or "nothing"
-    table.caption = (f"varied: {varied}; cost: {sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)}"
-                     " trial-epochs (updates = trials x epochs x steps)")
+    cost = sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)
+    table.caption = (f"varied: {varied}; cost: {plural(cost, 'trial-epoch')}"
+                     " (updates = trials x epochs x steps)")
     return table
 
 
