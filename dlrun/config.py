@@ -165,8 +165,17 @@ def parse_overrides(overrides) -> list:
         if override.is_delete():
             raise ConfigError(f"'{text}' deletes a key, which dlrun does not support (every key "
                               f"has a default): set it instead, e.g. {_example(override.key_or_group)}")
+        if override.is_add() and _is_known(override.key_or_group):
+            raise ConfigError(f"'{text}' adds a key that exists already: set it with {text[1:]}")
         parsed.append(override)
     return parsed
+
+
+def _is_known(key: str) -> bool:
+    """Whether `key` is a config group or a key of the schema."""
+    missing = object()
+    return key in GROUP_SCHEMAS or OmegaConf.select(
+        OmegaConf.structured(Config), key, default=missing) is not missing
 
 
 def _group_default(group: str) -> str:
