@@ -155,6 +155,8 @@ def report(
         raise ConfigError(f"--top must be >= 1, got {top}")
     if fmt not in render.FORMATS:
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
+    if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
+        raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
     thresholds = _thresholds(threshold or [], diagnose)
     targets = paths or [_latest_runs_folder()]
     built = build_report(targets, thresholds)
