@@ -261,7 +261,8 @@ def explain_compose_error(error: Exception, overrides) -> str:
         except Exception:
             valid = "see `dlrun config show`"
         return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
-    bad_value = re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)", text)
+    bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
+                          r"is not a valid) (\w+)", text)
     if bad_value:
         key = re.search(r"full_key: ([\w.\[\]]+)", text)
         where = f"{key.group(1)}=" if key else ""
