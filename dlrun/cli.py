@@ -17,6 +17,7 @@ from rich.table import Table
 
 from dlrun.config import ConfigError, compose_config, group_options, to_yaml
 from dlrun.interrupt import STOP, Interrupted, handling_signals
+from dlrun.text import plural
 
 app = typer.Typer(
     add_completion=False,
@@ -74,8 +75,11 @@ def train(
                               f"--out {out} (or copy the folder there first)")
         start = resuming.for_resume(resume, overrides or [])
     else:
+        from dlrun.executor import check_run_folder
+
         cfg = compose_config(overrides or [])
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
+        check_run_folder(run_dir)
         start = resuming.for_out(run_dir, cfg)
     if start.note:
         console.print(start.note, highlight=False, soft_wrap=True)
@@ -121,17 +125,20 @@ def sweep(
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
+        executor.check_sweep_folder(out)
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group)
     if max_group is None:  # regroup the trials already composed: planning again would compose twice
         max_group = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
         plan.groups = group_trials(plan.trials, max_group)
+    if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
+        out = out or results.default_run_dir(name, Path("runs") / "sweeps")
+        executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
     stdout = Console()
     stdout.print(plan_table(plan))
     if dry_run:
         return
-    STOP.check()  # stopped while composing: nothing written yet
-    out = out or results.default_run_dir(name, Path("runs") / "sweeps")
-    executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
+    STOP.check()  # stopped while composing: nothing but sweep.yaml written yet
     index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
     stdout.print(executor.best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / executor.INDEX_FILE})")
@@ -172,6 +179,8 @@ def report(
         raise ConfigError(f"--top must be >= 1, got {top}")
     if fmt not in render.FORMATS:
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
+    if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
+        raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
     thresholds = _thresholds(threshold or [], diagnose)
     targets = paths or [_latest_runs_folder()]
     plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
@@ -262,8 +271,9 @@ def _latest_runs_folder() -> Path:
 
 def plan_table(plan) -> Table:
     """The plan as a table: one row per group, with what it costs."""
-    table = Table(title=f"{len(plan.trials)} trials ({plan.mode}) in {len(plan.groups)} groups "
-                        f"= {len(plan.groups)} compiled programs")
+    groups = len(plan.groups)
+    table = Table(title=f"{plural(len(plan.trials), 'trial')} ({plan.mode}) in "
+                        f"{plural(groups, 'group')} = {plural(groups, 'compiled program')}")
     for column in ("group", "trials", "model", "data", "batch", "act", "optim", "epochs",
                    "updates"):
         table.add_column(column, no_wrap=True)
@@ -276,8 +286,9 @@ def plan_table(plan) -> Table:
                       str(shape["batch_size"]), shape["activation"], shape["optim"],
                       str(shape["epochs"]), f"{group.size * cfg.epochs * steps:,}")
     varied = ", ".join(plan.space) or "nothing"
-    table.caption = (f"varied: {varied}; cost: {sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)}"
-                     " trial-epochs (updates = trials x epochs x steps)")
+    cost = sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)
+    table.caption = (f"varied: {varied}; cost: {plural(cost, 'trial-epoch')}"
+                     " (updates = trials x epochs x steps)")
     return table
 
 
@@ -322,5 +333,37 @@ def list_choices() -> None:
 
 
 def main() -> None:
-    with handling_signals():
-        app()
+    """Run the app; a usage error (unknown option, extra argument) is one line, exit 2."""
+    try:  # Typer vendors click since 0.2x; before, it used click itself
+        from typer._click import exceptions
+    except ImportError:
+        from click import exceptions
+    try:
+        with handling_signals():
+            code = app(standalone_mode=False)
+    except getattr(exceptions, "NoArgsIsHelpError", ()) as error:
+        error.show()  # `dlrun` alone: the help, as before
+        code = error.exit_code
+    except exceptions.ClickException as error:
+        # Typer's default draws a multi-line box; one line reads like every other refusal
+        console.print(f"[red]error:[/] {error.format_message()}{_given(error, sys.argv[1:])} "
+                      f"(see {_help_hint(error)})", highlight=False, soft_wrap=True)
+        code = error.exit_code
+    sys.exit(code or 0)
+
+
+def _given(error, argv: list[str]) -> str:
+    """`, got 'abc'` for a bad option value: Typer's message names the option, not the value."""
+    options = getattr(getattr(error, "param", None), "opts", None) or []
+    for index, arg in enumerate(argv):
+        for option in options:
+            if arg == option and index + 1 < len(argv):
+                return f", got '{argv[index + 1]}'"
+            if arg.startswith(f"{option}="):
+                return f", got '{arg.partition('=')[2]}'"
+    return ""
+
+
+def _help_hint(error) -> str:
+    context = getattr(error, "ctx", None)
+    return f"'{context.command_path} --help'" if context else "'dlrun --help'"

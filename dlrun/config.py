@@ -8,6 +8,7 @@ ranges, all before any data is loaded or anything compiles.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import List, Optional
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -142,10 +144,79 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
 
 
+# Keys that only `dlrun sweep` reads (dlrun/experiments.py): elsewhere they are no config key.
+SWEEP_ONLY_KEYS = ("experiment", "variant")
+HOW_TO_WRITE = "write key=value, e.g. lr=0.01 or model.hidden=[64,32]"
+
+
+def parse_overrides(overrides) -> list:
+    """Parse overrides with Hydra's grammar and return them (hydra Override objects).
+
+    Raises ConfigError saying how to write one that does not parse, has no key, or deletes a
+    key (`~lr`): every key has a default, so deleting one would only leave a hole (None).
+    """
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        if "=" not in text and not text.startswith("~"):
+            raise ConfigError(f"'{text}' has no '=': {HOW_TO_WRITE}")
+        try:
+            override = parser.parse_override(text)
+        except Exception as error:  # Hydra's parser raises HydraException with ANTLR's wording
+            reason = re.sub(r" expecting \{.*\}", "", str(error).splitlines()[0])
+            raise ConfigError(f"cannot parse '{text}' ({reason}): {HOW_TO_WRITE}") from None
+        if not override.key_or_group:
+            raise ConfigError(f"'{text}' has no key before '=': {HOW_TO_WRITE}")
+        if override.is_delete():
+            raise ConfigError(f"'{text}' deletes a key, which dlrun does not support (every key "
+                              f"has a default): set it instead, e.g. {_example(override.key_or_group)}")
+        if override.is_add() and _is_known(override.key_or_group):
+            raise ConfigError(f"'{text}' adds a key that exists already: set it with {text[1:]}")
+        parsed.append(override)
+    return parsed
+
+
+def _is_known(key: str) -> bool:
+    """Whether `key` is a config group or a key of the schema."""
+    missing = object()
+    return key in GROUP_SCHEMAS or OmegaConf.select(
+        OmegaConf.structured(Config), key, default=missing) is not missing
+
+
+def _group_default(group: str) -> str:
+    """The option `conf/config.yaml` picks for a group when none is given."""
+    for entry in OmegaConf.load(conf_dir() / "config.yaml").defaults:
+        if OmegaConf.is_dict(entry) and group in entry:
+            return entry[group]
+    return group_options(group)[0]
+
+
+def _example(key: str) -> str:
+    """An override that sets `key` to its default (a group to its default option)."""
+    if key in GROUP_SCHEMAS:
+        return f"{key}={_group_default(key)} (choose from: {', '.join(group_options(key))})"
+    default = OmegaConf.select(OmegaConf.structured(Config), key, default="?")
+    if OmegaConf.is_config(default):
+        return "lr=0.001"
+    return f"{key}={'null' if default is None else default}"
+
+
+def _check_single_run(overrides) -> None:
+    """Refuse what only `dlrun sweep` understands: swept values and study keys."""
+    for override in parse_overrides(overrides):
+        if override.is_sweep_override():
+            raise ConfigError(f"'{override.input_line}' is a sweep (several values): run it "
+                              f"with `dlrun sweep {override.input_line}`")
+        if override.key_or_group in SWEEP_ONLY_KEYS:
+            raise ConfigError(f"'{override.input_line}' names a study: run it with "
+                              f"`dlrun sweep {override.input_line}`")
+
+
 def compose_config(overrides: list[str] | tuple[str, ...] = (), check: bool = True) -> DictConfig:
     """Compose `conf/config.yaml` with Hydra overrides and return it (validated unless `check`
     is False). Raises ConfigError with a one-line message for any problem.
     """
+    _check_single_run(overrides)
     _register_schemas()
     GlobalHydra.instance().clear()
     try:
@@ -195,7 +266,8 @@ def explain_compose_error(error: Exception, overrides) -> str:
         except Exception:
             valid = "see `dlrun config show`"
         return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
-    bad_value = re.search(r"Value '([^']*)' of type '\w+' could not be converted to (\w+)", text)
+    bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
+                          r"is not a valid) (\w+)", text)
     if bad_value:
         key = re.search(r"full_key: ([\w.\[\]]+)", text)
         where = f"{key.group(1)}=" if key else ""
@@ -215,6 +287,23 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
         raise ConfigError(f"{name} must be {bound}, got {value}")
 
 
+def _leaves(node, prefix: str = ""):
+    """Yield (dotted key, value) for every plain value of a config container."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _check_finite(cfg: DictConfig) -> None:
+    """OmegaConf reads `nan` and `inf` as floats; no key means anything by them."""
+    for key, value in _leaves(OmegaConf.to_container(cfg)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}={value} is not a finite number: give a finite value, "
+                              f"e.g. {_example(key)}")
+
+
 def validate(cfg: DictConfig) -> None:
     """Check every name against its registry and every number against its range.
 
@@ -227,6 +316,7 @@ def validate(cfg: DictConfig) -> None:
         OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg))
     except Exception as error:
         raise ConfigError(explain_compose_error(error, [])) from None
+    _check_finite(cfg)
     _choose("model", cfg.model.name, models.MODELS)
     _choose("optimizer", cfg.optim.name, optim.OPTIMIZERS)
     _choose("schedule", cfg.schedule.name, optim.SCHEDULES)
@@ -238,7 +328,7 @@ def validate(cfg: DictConfig) -> None:
     _choose("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear", "sqrt"))
     _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
     for name in ("lr", "batch_size", "epochs", "eval_batch_size", "optim.base_batch_size",
-                 "maxout_pieces", "schedule.decay_epochs"):
+                 "maxout_pieces", "schedule.decay_epochs", "data.val_size"):
         _positive(name, OmegaConf.select(cfg, name))
     for name in ("optim.weight_decay", "optim.l2", "optim.clip_norm", "optim.eps",
                  "early_stopping.patience", "early_stopping.min_delta", "augment.shift",

@@ -48,13 +48,88 @@ def trial_status(run_dir: Path) -> str:
         return "corrupt"
 
 
+def _nearest_existing(path: Path) -> Path:
+    """The path itself or its closest ancestor that exists (what a mkdir -p would write into)."""
+    for part in (path, *path.parents):
+        try:
+            part.stat()
+            return part
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            raise ConfigError(f"--out {path}: cannot read {part} ({error.strerror})") from None
+    return Path(".")
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output folder that could not be created or written, before any data loads:
+    otherwise the run would fail only after loading and compiling."""
+    out = Path(out)
+    existing = _nearest_existing(out)
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable; give a folder you can write to")
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse a `dlrun train --out` that cannot be written or holds a sweep (a run already
+    there is for dlrun/resume.py to judge: the same command again continues it)."""
+    check_writable(out)
+    if (Path(out) / SWEEP_FILE).exists():
+        raise ConfigError(f"--out {out} holds a sweep ({SWEEP_FILE}); give a new folder for a run")
+
+
+def check_sweep_folder(out: Path) -> None:
+    """Refuse a `dlrun sweep --out` that holds a training run or an unreadable sweep record."""
+    check_writable(out)
+    if (Path(out) / results.SUMMARY_FILE).exists() and not (Path(out) / SWEEP_FILE).exists():
+        raise ConfigError(f"--out {out} holds a training run ({results.SUMMARY_FILE}), not a "
+                          "sweep; give a new folder for the sweep")
+    read_sweep_record(out)
+
+
+def read_sweep_record(out: Path) -> dict | None:
+    """Return the sweep.yaml in `out` (None when there is none). Raises ConfigError if it is
+    not a sweep record: overwriting it could destroy a sweep's only description."""
+    path = Path(out) / SWEEP_FILE
+    if not path.exists():
+        return None
+    try:
+        record = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        record = error
+    if not isinstance(record, dict) or not isinstance(record.get("plan"), dict):
+        raise ConfigError(f"{path} is empty or not a sweep record; remove it or give another --out")
+    return record
+
+
+def check_data(plan: Plan) -> None:
+    """Load each data set of the plan once: a missing or corrupt file is refused here, before
+    the sweep folder is written (MNIST's arrays stay cached, so the groups reuse them)."""
+    from dlrun import data
+
+    seen = set()
+    for trial in plan.trials:
+        key = yaml.safe_dump(OmegaConf.to_container(trial.cfg.data, resolve=True))
+        if key not in seen:
+            seen.add(key)
+            data.load(trial.cfg.data)
+
+
 def prepare_folder(out: Path, plan: Plan, command: str) -> None:
-    """Write sweep.yaml, or check that the sweep already in `out` is this same plan."""
+    """Write sweep.yaml, or check that the sweep already in `out` is this same plan.
+
+    Checks first that `out` is writable and that the plan's data loads, so that a sweep
+    refused here leaves no folder behind.
+    """
+    check_writable(out)
+    check_data(plan)
     described = plan.to_dict()
     existing = Path(out) / SWEEP_FILE
-    if existing.exists():
-        previous = yaml.safe_load(existing.read_text())
-        if previous.get("plan", {}).get("trials") != described["trials"]:
+    previous = read_sweep_record(out)
+    if previous is not None:
+        if previous["plan"].get("trials") != described["trials"]:
             raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
                               "use another folder")
         return

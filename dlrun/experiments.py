@@ -75,14 +75,25 @@ def resolve(overrides: list[str]) -> tuple[list[str], dict]:
     Returns the override list and the study's variants ({} when no study is named).
     """
     named = [o for o in overrides if o.startswith("experiment=")]
+    chosen = [o for o in overrides if o.startswith(f"{VARIANT_KEY}=")]
     if not named:
+        if chosen:
+            raise ConfigError(_no_variants(chosen[0], "no experiment= is given"))
         return list(overrides), {}
     if len(named) > 1:
         raise ConfigError(f"one experiment at a time, got {', '.join(named)}")
     study = load_experiment(named[0].partition("=")[2])
+    if chosen and not study.variants:
+        raise ConfigError(_no_variants(chosen[0], f"{named[0]} has none"))
     rest = [o for o in overrides if o not in named]
     given = {o.partition("=")[0].lstrip("+~") for o in rest}
     swept = [f"{key}={value}" for key, value in study.sweep.items() if key not in given]
     if study.variants and VARIANT_KEY not in given:
         swept.append(f"{VARIANT_KEY}={','.join(study.variants)}")
     return [*study.overrides, *swept, *rest], study.variants
+
+
+def _no_variants(override: str, why: str) -> str:
+    studies = [name for name in list_experiments() if load_experiment(name).variants]
+    return (f"'{override}' picks a variant of a study, but {why} (studies with variants: "
+            f"{', '.join(f'experiment={name}' for name in studies) or 'none'})")

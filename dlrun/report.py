@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -322,13 +323,22 @@ def select(report: Report, *, where: str | None = None, sort: str | None = None,
         try:
             frame = frame.query(where, engine="python")
         except Exception as error:
-            raise ValueError(f"bad --filter '{where}': {error}") from None
+            raise ValueError(f"bad --filter '{where}': {error}{_filter_hint(where, frame)}") from None
     if sort:
         if sort not in frame.columns:
             raise ValueError(f"unknown --sort column '{sort}' (choose from: {', '.join(frame.columns)})")
         frame = frame.sort_values(sort, ascending="loss" in sort or sort in ("gap", "time_s"),
                                   na_position="last")
     return frame.head(top) if top else frame
+
+
+def _filter_hint(where: str, frame: pd.DataFrame) -> str:
+    """How to fix a filter: pandas reads `optim.lr` as attribute lr of a variable optim."""
+    unquoted = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", "", where)
+    dotted = re.search(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", unquoted)
+    if dotted:
+        return f"; wrap dotted column names in backticks, e.g. `{dotted.group()}` > 0.1"
+    return f" (columns: {', '.join(frame.columns)})"
 
 
 def group_by(frame: pd.DataFrame, key: str) -> pd.DataFrame:

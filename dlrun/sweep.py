@@ -20,7 +20,8 @@ from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
 from dlrun import experiments
-from dlrun.config import Config, ConfigError, compose_config, group_options, validate, with_values
+from dlrun.config import (Config, ConfigError, compose_config, group_options, parse_overrides,
+                          validate, with_values)
 from dlrun.hparams import TRIAL_KEYS
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
@@ -90,24 +91,30 @@ def parse_space(overrides: list[str]) -> tuple[list[str], dict]:
 
     Returns (fixed override strings, {key: parsed Override}). Raises ConfigError on bad syntax.
     """
-    parser = OverridesParser.create()
     fixed, swept = [], {}
-    for text in overrides:
-        try:
-            override = parser.parse_override(text)
-        except Exception as error:
-            raise ConfigError(f"cannot parse '{text}': {str(error).splitlines()[0]}") from None
+    for override in parse_overrides(overrides):
         if override.is_sweep_override():
             swept[override.get_key_element()] = override
         else:
-            fixed.append(text)
+            fixed.append(override.input_line)
     return fixed, swept
 
 
 def _discrete_values(key: str, override) -> list[str]:
     if isinstance(override.value(), Glob):
         return _glob_choices(key, override.value())
-    return list(override.sweep_string_iterator())
+    values = list(override.sweep_string_iterator())
+    if not values:  # e.g. range(5,1): Hydra's range() counts up unless given a negative step
+        raise ConfigError(f"{override.input_line} is empty: give at least one value, e.g. "
+                          f"{key}=range(1,5) or {key}=1,2,3")
+    return values
+
+
+def _check_interval(key: str, override) -> None:
+    low, high = override.value().start, override.value().end
+    if not low < high:
+        raise ConfigError(f"{override.input_line}: an interval's start must be below its end, "
+                          f"e.g. {key}=interval({min(low, high):g},{max(low, high):g})")
 
 
 def _is_log(key: str, override) -> bool:
@@ -144,8 +151,13 @@ def _is_integer_key(key: str) -> bool:
 def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:
     """Return one {key: value text} per trial: the grid, or `trials` seeded random draws."""
     if not swept:
+        if trials is not None:  # every draw would be the same config: N copies of one run
+            raise ConfigError(f"--trials {trials} needs a swept key to draw, such as "
+                              "lr='interval(1e-4,1e-1)'; for repeats write seed='range(N)'")
         return [{}]
     intervals = [key for key, override in swept.items() if override.is_interval_sweep()]
+    for key in intervals:
+        _check_interval(key, swept[key])
     if trials is None:
         if intervals:
             raise ConfigError(f"interval() for '{intervals[0]}' is random search: add --trials N")

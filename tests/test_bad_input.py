@@ -1,0 +1,228 @@
+"""Every bad input the CLI can be given: one `error:` line, exit code 2, no traceback, and
+nothing written. Each case runs the real command (`python -m dlrun`) in a fresh folder, so the
+guard covers argument parsing, the `user_errors` wrapper and `main()` too.
+
+Each case is refused before any training: a subprocess costs only the imports (~2-3 s).
+"""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SHARED_DATA
+
+TRAIN = ["train", "data=xor"]
+SWEEP = ["sweep", "data=xor"]
+
+
+def a_file(tmp):
+    (tmp / "afile").write_text("not a folder")
+
+
+def a_locked_folder(tmp):
+    """A place no one may write into. Root writes through any mode bits, so for root the
+    'folder' is a file: creating anything under it fails for every user."""
+    if os.geteuid() == 0:
+        (tmp / "locked").write_text("")
+    else:
+        (tmp / "locked").mkdir(mode=0o500)
+
+
+def a_train_run(tmp):
+    """The files `dlrun report` reads from a run folder, enough for one row without warnings."""
+    (tmp / "run").mkdir()
+    (tmp / "run" / "config.yaml").write_text("lr: 0.001\n")
+    (tmp / "run" / "summary.json").write_text(json.dumps({"status": "completed"}))
+    (tmp / "run" / "metrics.csv").write_text("epoch,train_loss,val_loss\n1,0.5,0.6\n")
+
+
+def a_sweep_file(text):
+    def setup(tmp):
+        (tmp / "sweep").mkdir()
+        (tmp / "sweep" / "sweep.yaml").write_text(text)
+    return setup
+
+
+def corrupt_mnist(tmp):
+    """Truncated gzip files where MNIST is looked up (as a broken download leaves them)."""
+    (tmp / "data" / "mnist").mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        whole = gzip.compress(bytes(range(256)) * 64)
+        (tmp / "data" / "mnist" / name).write_bytes(whole[:len(whole) // 2])
+
+
+def case(case_id, args, *fragments, setup=None, env=None):
+    return pytest.param(args, fragments, setup, env or {}, id=case_id)
+
+
+CASES = [
+    # train: the output folder, checked before any data loads
+    case("train-out-is-a-file", [*TRAIN, "--out", "afile"], "--out afile", "afile is a file",
+         setup=a_file),
+    case("train-out-under-a-file", [*TRAIN, "--out", "afile/run"], "afile is a file", setup=a_file),
+    case("train-out-unwritable", [*TRAIN, "--out", "locked/run"], "--out locked/run", "locked",
+         setup=a_locked_folder),
+    case("train-out-holds-a-run", [*TRAIN, "--out", "run"], "already holds a run", "--resume run",
+         setup=a_train_run),
+    case("train-out-holds-a-sweep", [*TRAIN, "--out", "sweep"], "--out sweep holds a sweep",
+         setup=a_sweep_file("command: x\nplan: {trials: []}\n")),
+    # train: override syntax
+    case("train-double-equals", [*TRAIN, "lr==1"], "cannot parse 'lr==1'", "write key=value"),
+    case("train-no-key", [*TRAIN, "=1"], "'=1' has no key", "write key=value"),
+    case("train-no-equals", [*TRAIN, "lr"], "'lr' has no '='", "e.g. lr=0.01"),
+    case("train-unbalanced-list", [*TRAIN, "model.hidden=[8,8"], "cannot parse 'model.hidden=[8,8'"),
+    case("train-delete-key", [*TRAIN, "~lr"], "'~lr' deletes a key", "e.g. lr=0.001"),
+    case("train-delete-group", [*TRAIN, "~optim"], "'~optim' deletes a key", "optim=adam"),
+    case("train-add-existing-key", [*TRAIN, "+lr=1"], "'+lr=1' adds a key", "set it with lr=1"),
+    case("train-add-unknown-key", [*TRAIN, "+foo=1"], "unknown config key 'foo'"),
+    case("train-sweep-values", [*TRAIN, "lr=0.1,0.01"], "'lr=0.1,0.01' is a sweep",
+         "dlrun sweep lr=0.1,0.01"),
+    case("train-interval", [*TRAIN, "lr=interval(1e-4,1e-1)"], "dlrun sweep lr=interval(1e-4,1e-1)"),
+    case("train-experiment", ["train", "experiment=init"], "dlrun sweep experiment=init"),
+    case("train-unknown-option", [*TRAIN, "--bogus"], "No such option: --bogus", "--help"),
+    # train: unknown names
+    case("train-unknown-key", [*TRAIN, "colour=red"], "unknown config key 'colour'"),
+    case("train-unknown-nested-key", [*TRAIN, "model.foo=1"], "unknown config key 'model.foo'",
+         "valid keys in model"),
+    case("train-unknown-model", ["train", "model=foo"], "unknown model 'foo'", "lenet, mlp"),
+    case("train-unknown-data", ["train", "data=foo"], "unknown data 'foo'", "moons"),
+    case("train-unknown-optim", [*TRAIN, "optim=foo"], "unknown optim 'foo'", "adamw"),
+    case("train-unknown-schedule", [*TRAIN, "schedule=foo"], "unknown schedule 'foo'", "cosine"),
+    case("train-unknown-activation", [*TRAIN, "activation=foo"], "unknown activation 'foo'", "tanh"),
+    case("train-unknown-init", [*TRAIN, "init=foo"], "unknown init 'foo'", "he_normal"),
+    case("train-unknown-loss", [*TRAIN, "loss=foo"], "unknown loss 'foo'", "huber"),
+    case("train-unknown-pooling", [*TRAIN, "model.pooling=foo"], "unknown pooling 'foo'", "avg"),
+    # train: wrong types and ranges
+    case("train-epochs-not-a-number", [*TRAIN, "epochs=abc"], "epochs=abc is not a valid integer"),
+    case("train-epochs-fraction", [*TRAIN, "epochs=1.5"], "epochs=1.5 is not a valid integer"),
+    case("train-bool-not-a-bool", [*TRAIN, "model.batch_norm=maybe"],
+         "model.batch_norm=maybe is not a valid bool"),
+    case("train-epochs-zero", [*TRAIN, "epochs=0"], "epochs must be > 0, got 0"),
+    case("train-batch-size-negative", [*TRAIN, "batch_size=-1"], "batch_size must be > 0, got -1"),
+    case("train-batch-size-zero", [*TRAIN, "batch_size=0"], "batch_size must be > 0, got 0"),
+    case("train-batch-size-too-big", [*TRAIN, "batch_size=100000"], "batch_size 100000 exceeds"),
+    case("train-lr-negative", [*TRAIN, "lr=-1"], "lr must be > 0, got -1"),
+    case("train-lr-nan", [*TRAIN, "lr=nan"], "lr=nan is not a finite number", "e.g. lr=0.001"),
+    case("train-lr-inf", [*TRAIN, "lr=inf"], "lr=inf is not a finite number"),
+    case("train-eps-minus-inf", [*TRAIN, "optim.eps=-inf"], "optim.eps=-inf is not a finite number"),
+    case("train-noise-nan", [*TRAIN, "augment.noise_std=nan"], "augment.noise_std=nan"),
+    case("train-val-size-zero", [*TRAIN, "data.val_size=0"], "data.val_size must be > 0, got 0"),
+    case("train-val-size-whole-pool", [*TRAIN, "data.val_size=2000"], "data.val_size=2000 leaves no"),
+    case("train-subset-zero", [*TRAIN, "data.subset=0"], "data.subset=0"),
+    case("train-dropout-one", [*TRAIN, "model.dropout=1"], "model.dropout must be in [0, 1)"),
+    case("train-width-zero", [*TRAIN, "model.hidden=[0]"], "model.hidden widths must be > 0"),
+    case("train-lenet-on-points", [*TRAIN, "model=lenet"], "model 'lenet' needs images",
+         "use model=mlp"),
+    # config show and list
+    case("config-show-delete-group", ["config", "show", "~model"], "'~model' deletes a key",
+         "model=mlp"),
+    case("config-show-nan", ["config", "show", "lr=nan"], "lr=nan is not a finite number"),
+    case("config-show-sweep-values", ["config", "show", "lr=0.1,0.01"], "dlrun sweep lr=0.1,0.01"),
+    case("config-show-unknown-model", ["config", "show", "model=foo"], "unknown model 'foo'"),
+    case("config-show-unknown-option", ["config", "show", "--bogus"], "No such option: --bogus"),
+    case("list-extra-argument", ["list", "extra-arg"], "unexpected extra argument", "extra-arg"),
+    case("list-unknown-option", ["list", "--bogus"], "No such option: --bogus"),
+    # sweep: the output folder, and running again into one
+    case("sweep-out-is-a-file", [*SWEEP, "lr=0.1,0.01", "--out", "afile"], "afile is a file",
+         setup=a_file),
+    case("sweep-out-under-a-file", [*SWEEP, "--out", "afile/s"], "afile is a file", setup=a_file),
+    case("sweep-out-unwritable", [*SWEEP, "lr=0.1,0.01", "--out", "locked/s"], "--out locked/s",
+         setup=a_locked_folder),
+    case("sweep-out-is-a-train-run", [*SWEEP, "--out", "run"], "--out run holds a training run",
+         setup=a_train_run),
+    case("sweep-out-empty-sweep-yaml", [*SWEEP, "--out", "sweep"], "sweep/sweep.yaml is empty",
+         setup=a_sweep_file("")),
+    case("sweep-out-garbage-sweep-yaml", [*SWEEP, "--out", "sweep"], "sweep/sweep.yaml is empty "
+         "or not a sweep record", setup=a_sweep_file(": : [\n")),
+    case("sweep-out-other-sweep", [*SWEEP, "lr=0.1,0.01", "--out", "sweep"],
+         "--out sweep holds a different sweep", setup=a_sweep_file("command: old\nplan: {trials: []}\n")),
+    case("sweep-corrupt-data", ["sweep", "data.subset=500", "epochs=1", "lr=0.1,0.01"],
+         "not a valid gzip file", setup=corrupt_mnist, env={"DLRUN_DATA_DIR": "data"}),
+    # sweep: the space
+    case("sweep-empty-range", [*SWEEP, "seed=range(5,1)"], "seed=range(5,1) is empty"),
+    case("sweep-empty-range-max-group", [*SWEEP, "seed=range(5,1)", "--max-group", "2"],
+         "seed=range(5,1) is empty"),
+    case("sweep-reversed-interval", [*SWEEP, "lr=interval(1e-1,1e-4)", "--trials", "2"],
+         "lr=interval(1e-1,1e-4)", "interval(0.0001,0.1)"),
+    case("sweep-log-interval-from-zero", [*SWEEP, "lr=interval(0,1)", "--trials", "2"],
+         "needs a positive start, got 0"),
+    case("sweep-interval-without-trials", [*SWEEP, "lr=interval(1e-4,1e-1)"], "add --trials N"),
+    case("sweep-trials-nothing-swept", [*SWEEP, "--trials", "3"], "--trials 3 needs a swept key",
+         "lr='interval(1e-4,1e-1)'"),
+    case("sweep-trials-zero", [*SWEEP, "lr=0.1,0.01", "--trials", "0"], "--trials must be >= 1, got 0"),
+    case("sweep-trials-not-a-number", [*SWEEP, "--trials", "abc"], "'--trials'", "got 'abc'"),
+    case("sweep-jobs-zero", [*SWEEP, "--jobs", "0"], "--jobs must be >= 1, got 0"),
+    case("sweep-max-group-zero", [*SWEEP, "--max-group", "0"], "--max-group must be >= 1, got 0"),
+    case("sweep-glob-on-a-number", [*SWEEP, "lr=glob(*)"], "glob() works on", "not 'lr'"),
+    case("sweep-glob-matches-nothing", [*SWEEP, "activation=glob(zz*)"], "glob(zz*) matches no"),
+    case("sweep-delete-key", [*SWEEP, "~lr"], "'~lr' deletes a key"),
+    case("sweep-double-equals", [*SWEEP, "lr==1"], "cannot parse 'lr==1'", "write key=value"),
+    case("sweep-no-key", [*SWEEP, "=1"], "'=1' has no key"),
+    case("sweep-bad-value", [*SWEEP, "lr=0.1,fast"], "lr=fast is not a valid float", "trial 1"),
+    case("sweep-nan-value", [*SWEEP, "lr=0.1,nan"], "lr=nan is not a finite number"),
+    case("sweep-unknown-model", [*SWEEP, "model=mlp,foo"], "unknown model 'foo'"),
+    case("sweep-unknown-experiment", ["sweep", "experiment=nope"], "unknown experiment 'nope'"),
+    case("sweep-two-experiments", ["sweep", "experiment=init", "experiment=optimizers"],
+         "one experiment at a time"),
+    case("sweep-variant-without-study", [*SWEEP, "variant=x"], "'variant=x'", "no experiment="),
+    case("sweep-variant-of-study-without", ["sweep", "experiment=init", "variant=x"],
+         "experiment=init has none"),
+    case("sweep-unknown-variant", ["sweep", "experiment=regularisation", "variant=nope"],
+         "unknown variant 'nope'", "dropout"),
+    # report options (on a minimal run folder)
+    case("report-no-such-folder", ["report", "nope"], "no such folder: nope"),
+    case("report-unknown-format", ["report", "run", "--format", "xyz"], "unknown --format 'xyz'",
+         setup=a_train_run),
+    case("report-top-zero", ["report", "run", "--top", "0"], "--top must be >= 1, got 0",
+         setup=a_train_run),
+    case("report-top-not-a-number", ["report", "run", "--top", "x"], "got 'x'", setup=a_train_run),
+    case("report-unknown-sort", ["report", "run", "--sort", "colour"], "unknown --sort column 'colour'",
+         setup=a_train_run),
+    case("report-unknown-group-by", ["report", "run", "--group-by", "colour"],
+         "unknown --group-by column 'colour'", setup=a_train_run),
+    case("report-filter-syntax", ["report", "run", "--filter", "("], "bad --filter '('",
+         setup=a_train_run),
+    case("report-filter-dotted-name", ["report", "run", "--filter", "optim.lr > 0.1"],
+         "`optim.lr` > 0.1", setup=a_train_run),
+    case("report-threshold-unknown", ["report", "run", "--threshold", "foo=1"],
+         "unknown threshold 'foo'", setup=a_train_run),
+    case("report-threshold-not-a-number", ["report", "run", "--threshold", "overfit_rise=abc"],
+         "'overfit_rise' must be a number, got 'abc'", setup=a_train_run),
+    case("report-threshold-no-equals", ["report", "run", "--threshold", "nonsense"],
+         "'nonsense' must look like name=value", setup=a_train_run),
+    case("report-threshold-zero-window", ["report", "run", "--threshold", "window=0"],
+         "'window' must be a finite number >= 1, got '0'", setup=a_train_run),
+    case("report-threshold-nan", ["report", "run", "--threshold", "overfit_rise=nan"],
+         "'overfit_rise' must be a finite number", setup=a_train_run),
+]
+
+
+def snapshot(folder):
+    """Every path under `folder` with the bytes of each file: a refusal must change none."""
+    return {path: path.read_bytes() if path.is_file() else None for path in folder.rglob("*")}
+
+
+@pytest.mark.parametrize("args, fragments, setup, env", CASES)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, fragments, setup, env, tmp_path,
+                                                         tmp_path_factory):
+    if setup:
+        setup(tmp_path)
+    before = snapshot(tmp_path)
+    environment = {**os.environ, "COLUMNS": "200", "DLRUN_DATA_DIR": str(SHARED_DATA),
+                   "DLRUN_CACHE_DIR": str(tmp_path_factory.mktemp("cache")),
+                   "DLRUN_MNIST_MIRRORS": "http://127.0.0.1:9/", **env}
+    result = subprocess.run([sys.executable, "-m", "dlrun", *args], cwd=tmp_path, env=environment,
+                            capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert snapshot(tmp_path) == before
