@@ -131,6 +131,7 @@ def sweep(
     if max_group is None:  # regroup the trials already composed: planning again would compose twice
         max_group = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
         plan.groups = group_trials(plan.trials, max_group)
+    STOP.check()  # stopped while composing: nothing written yet
     if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
         out = out or results.default_run_dir(name, Path("runs") / "sweeps")
         executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
@@ -138,7 +139,6 @@ def sweep(
     stdout.print(plan_table(plan))
     if dry_run:
         return
-    STOP.check()  # stopped while composing: nothing but sweep.yaml written yet
     index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
     stdout.print(executor.best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / executor.INDEX_FILE})")
