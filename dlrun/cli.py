@@ -164,8 +164,8 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun import diagnose, plots, render
-    from dlrun.report import PLOTS_FOLDER, build_report, group_by, select
+    from dlrun.report import diagnose, plots, render
+    from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
     from dlrun.text import plural
 
     if top is not None and top < 1:
@@ -219,8 +219,8 @@ def report(
 
 def _print_ensembles(frame, varying, fmt) -> None:
     """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
-    from dlrun.ensemble import ensembles
-    from dlrun.render import ensemble_table
+    from dlrun.report.ensemble import ensembles
+    from dlrun.report.render import ensemble_table
 
     votes = ensembles(frame, varying)
     if votes.empty:
@@ -235,7 +235,7 @@ def _non_default(constant: dict) -> dict:
     from omegaconf import OmegaConf
 
     from dlrun.config import Config
-    from dlrun.report import flatten
+    from dlrun.report.build import flatten
 
     defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
     return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}

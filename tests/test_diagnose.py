@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun import diagnose as dg
-from dlrun.diagnose import DEFAULT_THRESHOLDS, Thresholds, diagnose, gradient_and_unit_flags, label_run
+from dlrun.report import diagnose as dg
+from dlrun.report.diagnose import DEFAULT_THRESHOLDS, Thresholds, diagnose, gradient_and_unit_flags, label_run
 
 N = 30
 CLASSIFICATION = {"status": "completed", "task": "classification", "num_classes": 10}

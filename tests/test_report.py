@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import needs_mnist
-from dlrun import render, report
+from dlrun.report import build as report
+from dlrun.report import render
 from dlrun.cli import app
 
 runner = CliRunner()

@@ -1,5 +1,5 @@
 """Comparison tables over run folders: one row per run, its varying hyperparameters, headline
-numbers, and a diagnosis with evidence and advice (dlrun/diagnose.py).
+numbers, and a diagnosis with evidence and advice (diagnose.py).
 
 Reads only the files of the run-folder contract (dlrun/results.py), never JAX, so it is quick:
 a folder that is partial, corrupt or foreign becomes a row with a warning, never a crash.
@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from dlrun import diagnose, results
+from dlrun import results
+from dlrun.report import diagnose
 
 try:  # libyaml's loader is ~10x faster; 2,000 config.yaml files must load in well under a second
     from yaml import CSafeLoader as YamlLoader
