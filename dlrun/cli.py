@@ -164,7 +164,7 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun.report import diagnose, plots, render
+    from dlrun.report import plots, render
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
     from dlrun.text import plural
 
@@ -172,7 +172,7 @@ def report(
         raise ConfigError(f"--top must be >= 1, got {top}")
     if fmt not in render.FORMATS:
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
-    thresholds = _thresholds(threshold or [], diagnose)
+    thresholds = _thresholds(threshold or [])
     targets = paths or [_latest_runs_folder()]
     plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
     try:  # before reading 2,000 runs, not after
@@ -241,7 +241,9 @@ def _non_default(constant: dict) -> dict:
     return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
 
 
-def _thresholds(pairs: list[str], diagnose):
+def _thresholds(pairs: list[str]):
+    from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -249,7 +251,7 @@ def _thresholds(pairs: list[str], diagnose):
             raise ConfigError(f"--threshold '{pair}' must look like name=value")
         values[key] = value
     try:
-        return diagnose.Thresholds.from_dict(values) if values else diagnose.DEFAULT_THRESHOLDS
+        return Thresholds.from_dict(values) if values else DEFAULT_THRESHOLDS
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

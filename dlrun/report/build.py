@@ -20,6 +20,7 @@ import yaml
 
 from dlrun import results
 from dlrun.report import diagnose
+from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 try:  # libyaml's loader is ~10x faster; 2,000 config.yaml files must load in well under a second
     from yaml import CSafeLoader as YamlLoader
@@ -244,7 +245,7 @@ def _number(value) -> float:
 
 
 def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
-            thresholds: diagnose.Thresholds, metrics_problem: str = "") -> dict:
+            thresholds: Thresholds, metrics_problem: str = "") -> dict:
     """One report row: headline numbers from the summary and curves, and the diagnosis. Without
     curves (`metrics` None), what the summary knows is shown and the label is NO_CURVES."""
     curves = metrics if metrics is not None else pd.DataFrame()
@@ -270,8 +271,7 @@ def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
     return row
 
 
-def build_report(paths: list[Path], thresholds: diagnose.Thresholds = diagnose.DEFAULT_THRESHOLDS
-                 ) -> Report:
+def build_report(paths: list[Path], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Report:
     """Collect every run under `paths` into a Report (rows in folder order)."""
     run_dirs, warnings = find_runs(paths)
     rows, configs, curves = [], [], {}
