@@ -45,8 +45,8 @@ def main() -> None:
 
     from rich.console import Console
 
-    from dlrun import render
-    from dlrun.report import build_report, select
+    from dlrun.report import render
+    from dlrun.report.build import build_report, select
 
     with tempfile.TemporaryDirectory() as scratch:
         runs = make_runs(Path(scratch), args.runs)

@@ -171,8 +171,8 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun import diagnose, plots, render
-    from dlrun.report import PLOTS_FOLDER, build_report, group_by, select
+    from dlrun.report import plots, render
+    from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
     from dlrun.text import plural
 
     if top is not None and top < 1:
@@ -181,7 +181,7 @@ def report(
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
     if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
         raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
-    thresholds = _thresholds(threshold or [], diagnose)
+    thresholds = _thresholds(threshold or [])
     targets = paths or [_latest_runs_folder()]
     plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
     try:  # before reading 2,000 runs, not after
@@ -228,8 +228,8 @@ def report(
 
 def _print_ensembles(frame, varying, fmt) -> None:
     """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
-    from dlrun.ensemble import ensembles
-    from dlrun.render import ensemble_table
+    from dlrun.report.ensemble import ensembles
+    from dlrun.report.render import ensemble_table
 
     votes = ensembles(frame, varying)
     if votes.empty:
@@ -244,13 +244,15 @@ def _non_default(constant: dict) -> dict:
     from omegaconf import OmegaConf
 
     from dlrun.config import Config
-    from dlrun.report import flatten
+    from dlrun.report.build import flatten
 
     defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
     return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
 
 
-def _thresholds(pairs: list[str], diagnose):
+def _thresholds(pairs: list[str]):
+    from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
+
     values = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -258,7 +260,7 @@ def _thresholds(pairs: list[str], diagnose):
             raise ConfigError(f"--threshold '{pair}' must look like name=value")
         values[key] = value
     try:
-        return diagnose.Thresholds.from_dict(values) if values else diagnose.DEFAULT_THRESHOLDS
+        return Thresholds.from_dict(values) if values else DEFAULT_THRESHOLDS
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

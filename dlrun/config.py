@@ -354,13 +354,20 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def load_run_config(path: Path) -> DictConfig:
-    """Re-read a run folder's `config.yaml` into the typed schema and validate it."""
+def load_run_config(run_dir: Path) -> DictConfig:
+    """Re-read a run folder's `config.yaml` into the typed schema and validate it.
+
+    Raises what `results.read_config` raises for a missing or unreadable file, and ConfigError
+    for settings the schema refuses.
+    """
+    from dlrun import results  # it brings pandas, which only resuming needs, not every command
+
     schema = OmegaConf.structured(Config)
-    loaded = OmegaConf.load(path)
+    loaded = OmegaConf.create(results.read_config(run_dir))
     try:
         cfg = OmegaConf.merge(schema, loaded)
     except Exception as error:
-        raise ConfigError(f"{path}: {explain_compose_error(error, [])}") from None
+        raise ConfigError(f"{Path(run_dir) / results.CONFIG_FILE}: "
+                          f"{explain_compose_error(error, [])}") from None
     validate(cfg)
     return cfg

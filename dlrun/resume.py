@@ -50,13 +50,13 @@ def _stored_config(run_dir: Path, option: str) -> DictConfig:
         raise ConfigError(f"{option} {run_dir}: it has no {results.CONFIG_FILE}, so it cannot be "
                           "continued; start a new run with another --out")
     try:
-        return load_run_config(path)
+        return load_run_config(run_dir)
     except ConfigError as error:
         raise ConfigError(f"{option} {run_dir}: its {results.CONFIG_FILE} cannot be used ({error}); "
                           "start a new run with another --out") from None
-    except Exception as error:  # YAML syntax, binary junk
-        raise ConfigError(f"{option} {run_dir}: its {results.CONFIG_FILE} is not readable YAML "
-                          f"({type(error).__name__}); start a new run with another --out") from None
+    except (OSError, ValueError) as error:  # YAML syntax, binary junk, empty: the reader says which
+        problem = error if isinstance(error, ValueError) else f"its {results.CONFIG_FILE} cannot be read"
+        raise ConfigError(f"{option} {run_dir}: {problem}; start a new run with another --out") from None
 
 
 def _status(run_dir: Path) -> str:

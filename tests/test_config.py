@@ -57,7 +57,6 @@ def test_unknown_choice_lists_valid_choices():
 
 def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
     cfg = compose_config(["model=lenet", "lr=0.02"])
-    path = tmp_path / "config.yaml"
-    path.write_text(config.to_yaml(cfg))
-    again = config.load_run_config(path)
+    (tmp_path / "config.yaml").write_text(config.to_yaml(cfg))
+    again = config.load_run_config(tmp_path)
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)

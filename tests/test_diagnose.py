@@ -1,17 +1,18 @@
-"""Tests for dlrun.diagnose: every label and flag on a synthetic curve built to show it, the edges
+"""Tests for dlrun.report.diagnose: every label and flag on a synthetic curve built to show it, the edges
 between labels, threshold overrides, and frames that are empty, short, partial or foreign."""
 
-import ast
 import dataclasses
-import inspect
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dlrun import diagnose as dg
-from dlrun.diagnose import DEFAULT_THRESHOLDS, Thresholds, diagnose, gradient_and_unit_flags, label_run
+from dlrun.report import diagnose as dg
+from dlrun.report.diagnose import diagnose, gradient_and_unit_flags, label_run
+from dlrun.report.thresholds import DEFAULT_THRESHOLDS
 
 N = 30
 CLASSIFICATION = {"status": "completed", "task": "classification", "num_classes": 10}
@@ -390,30 +391,7 @@ def test_flags_are_independent_of_the_label_and_ordered_as_flags():
     assert set(result.flag_evidence) == set(result.flags)
 
 
-# ---- thresholds and public constants ----
-
-
-def test_from_dict_overrides_named_thresholds_and_keeps_the_rest():
-    thresholds = Thresholds.from_dict({"overfit_rise": 0.2, "window": "5"})
-    assert thresholds.overfit_rise == 0.2 and thresholds.window == 5 and isinstance(thresholds.window, int)
-    assert thresholds.dead_fraction == DEFAULT_THRESHOLDS.dead_fraction
-
-
-def test_from_dict_refuses_an_unknown_name_and_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="'overfit_raise'.*valid names: .*overfit_rise"):
-        Thresholds.from_dict({"overfit_raise": 0.2})
-
-
-def test_from_dict_refuses_a_value_that_is_not_a_number():
-    with pytest.raises(ValueError, match="'window' must be a number"):
-        Thresholds.from_dict({"window": "three"})
-
-
-def test_every_threshold_has_a_comment_saying_why():
-    source = inspect.getsource(Thresholds).splitlines()
-    for f in dataclasses.fields(Thresholds):
-        line = next(i for i, text in enumerate(source) if text.strip().startswith(f"{f.name}:"))
-        assert source[line - 1].strip().startswith("#"), f.name
+# ---- public constants ----
 
 
 def test_every_label_has_advice_and_diagnose_uses_it():
@@ -423,11 +401,11 @@ def test_every_label_has_advice_and_diagnose_uses_it():
 
 
 def test_module_imports_no_jax():
-    tree = ast.parse(inspect.getsource(dg))
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported <= {"__future__", "dataclasses", "math", "numpy", "pandas"}
+    """Reports and notebooks import the rules cheaply: neither they nor what they import load JAX."""
+    code = ("import sys, dlrun.report.diagnose; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_bouncing_at_the_loss_floor_is_not_unstable():

@@ -6,8 +6,8 @@ import pytest
 from conftest import needs_mnist
 from dlrun import executor, experiments
 from dlrun.config import ConfigError
-from dlrun.ensemble import ensembles
-from dlrun.report import build_report
+from dlrun.report.build import build_report
+from dlrun.report.ensemble import ensembles
 from dlrun.sweep import make_plan
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from dlrun import plots
+from dlrun.report import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from dlrun import render
+from dlrun.report import render
 
 FRAME = pd.DataFrame({
     "run": ["trial-000", "trial-001"], "lr": [0.003, 0.1], "status": ["completed", "completed"],

@@ -1,10 +1,12 @@
-"""`dlrun report` on real short runs whose fate is certain, and on broken folders."""
+"""report/build.py and `dlrun report`: real short runs whose fate is certain, and broken folders."""
 
 import html
 import io
 import json
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -12,8 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import needs_mnist
-from dlrun import render, report
 from dlrun.cli import app
+from dlrun.report import build, render
 
 runner = CliRunner()
 
@@ -37,7 +39,7 @@ def runs(tmp_path_factory):
 
 @needs_mnist
 def test_labels_follow_the_runs_fate(runs):
-    built = report.build_report([runs])
+    built = build.build_report([runs])
     labels = dict(zip(built.rows.run, built.rows.diagnosis))
     assert labels["huge-lr"] == "diverged"
     assert labels["overfit"] == "overfitting"
@@ -48,7 +50,7 @@ def test_labels_follow_the_runs_fate(runs):
 
 @needs_mnist
 def test_varying_hyperparameters_are_columns_and_constant_ones_are_not(runs):
-    built = report.build_report([runs])
+    built = build.build_report([runs])
     assert {"lr", "data.name", "epochs"} <= set(built.varying)
     assert "seed" in built.constant and "seed" not in built.rows.columns
 
@@ -268,18 +270,18 @@ def test_binary_metrics_with_plot_is_a_warning_and_its_run_is_not_drawn(folders,
 
 def test_a_run_without_metrics_shows_what_its_summary_knows_and_no_diagnosis(folders):
     _, damaged = folders
-    built = report.build_report([damaged / "missing-metrics"])
+    built = build.build_report([damaged / "missing-metrics"])
     assert built.warnings == [f"{damaged / 'missing-metrics'}: no metrics.csv"]
     row = built.rows.iloc[0]
     assert row.epochs_run == 3 and row.status == "completed" and 0.5 < row.test_accuracy <= 1
-    assert row.diagnosis == report.NO_CURVES and row.evidence == "no metrics.csv"
+    assert row.diagnosis == build.NO_CURVES and row.evidence == "no metrics.csv"
 
 
 @pytest.mark.parametrize("name, problem", [("list-summary", "it holds a list, not an object"),
                                            ("numeric-status", "its status is 3, not a word")])
 def test_a_summary_that_is_not_an_object_with_a_word_status_is_unreadable(folders, name, problem):
     _, damaged = folders
-    built = report.build_report([damaged / name])
+    built = build.build_report([damaged / name])
     assert built.warnings == [f"{damaged / name}: summary.json is corrupt: {problem}"]
     assert built.rows.iloc[0].status == "corrupt" and pd.isna(built.rows.iloc[0].test_accuracy)
 
@@ -287,8 +289,8 @@ def test_a_summary_that_is_not_an_object_with_a_word_status_is_unreadable(folder
 @pytest.mark.parametrize("name", ["missing-config", "garbage-config"])
 def test_a_run_of_unknown_settings_does_not_make_the_others_vary(folders, name):
     healthy, damaged = folders
-    alone = report.build_report([healthy])
-    built = report.build_report([healthy, damaged / name])
+    alone = build.build_report([healthy])
+    built = build.build_report([healthy, damaged / name])
     assert built.varying == alone.varying == ["lr"]
     assert built.constant == alone.constant
     assert built.rows.lr.tolist()[:2] == alone.rows.lr.tolist() and pd.isna(built.rows.lr.iloc[2])
@@ -300,9 +302,9 @@ def test_a_foreign_folder_beside_runs_is_a_warning_but_the_plots_folder_is_not(f
     healthy, _ = folders
     shutil.copytree(healthy, tmp_path / "runs")
     _foreign(tmp_path / "runs" / "notes")
-    (tmp_path / "runs" / report.PLOTS_FOLDER).mkdir()
-    (tmp_path / "runs" / report.PLOTS_FOLDER / "sweep_curves.png").write_bytes(b"\x89PNG")
-    runs, warnings = report.find_runs([tmp_path / "runs"])
+    (tmp_path / "runs" / build.PLOTS_FOLDER).mkdir()
+    (tmp_path / "runs" / build.PLOTS_FOLDER / "sweep_curves.png").write_bytes(b"\x89PNG")
+    runs, warnings = build.find_runs([tmp_path / "runs"])
     assert [run.name for run in runs] == ["trial-000", "trial-001"]
     assert warnings == [f"{tmp_path / 'runs' / 'notes'}: not a run folder (no summary.json, metrics.csv "
                         "or config.yaml), skipped"]
@@ -357,7 +359,7 @@ def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, 
 
 def test_plots_that_cannot_be_written_are_refused_before_any_work(folders, tmp_path):
     healthy, _ = folders
-    (tmp_path / report.PLOTS_FOLDER).write_text("a file where the plots would go")
+    (tmp_path / build.PLOTS_FOLDER).write_text("a file where the plots would go")
     result = dlrun("report", healthy, "--plot", "-o", tmp_path / "r.csv", "--format", "csv")
     assert result.exit_code == 2 and "it is a file" in result.output
     assert not (tmp_path / "r.csv").exists()
@@ -376,3 +378,12 @@ def test_a_grouped_table_counts_groups_of_runs(folders):
     healthy, _ = folders
     result = dlrun("report", healthy, "--group-by", "lr")
     assert result.exit_code == 0 and "2 groups of 2 runs from" in result.output, result.output
+
+
+def test_the_report_package_imports_no_jax():
+    """The report reads 2,000 folders in seconds only if it never pays for importing JAX."""
+    code = ("import sys, dlrun.report.build, dlrun.report.render, dlrun.report.plots, "
+            "dlrun.report.ensemble; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlrun.ensemble import ACCURACIES
+from dlrun.report.ensemble import ACCURACIES
 from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")

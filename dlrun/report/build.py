@@ -1,30 +1,24 @@
 """Comparison tables over run folders: one row per run, its varying hyperparameters, headline
-numbers, and a diagnosis with evidence and advice (dlrun/diagnose.py).
+numbers, and a diagnosis with evidence and advice (diagnose.py).
 
-Reads only the files of the run-folder contract (dlrun/results.py), never JAX, so it is quick:
-a folder that is partial, corrupt or foreign becomes a row with a warning, never a crash.
+Reads run folders only through the readers of the run-folder contract (dlrun/results.py) and
+never imports JAX, so it is quick: a folder that is partial, corrupt or foreign becomes a row
+with a warning, never a crash.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from dlrun import diagnose, results
-
-try:  # libyaml's loader is ~10x faster; 2,000 config.yaml files must load in well under a second
-    from yaml import CSafeLoader as YamlLoader
-except ImportError:  # pragma: no cover - depends on how PyYAML was built
-    from yaml import SafeLoader as YamlLoader
+from dlrun import results
+from dlrun.report import diagnose
+from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 RUN_FILES = (results.SUMMARY_FILE, results.METRICS_FILE, results.CONFIG_FILE)
 # `report --plot` draws into this folder beside the runs: PNGs, not a foreign folder to warn about.
@@ -42,8 +36,6 @@ MIN_CHECKPOINT_BYTES_PER_PARAM = 2
 NO_CURVES = "no_curves"
 NO_CURVES_ADVICE = "the diagnosis reads the curves in metrics.csv: see the warning about this run"
 CORRUPT_SUMMARY = {"status": "corrupt"}
-_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number",
-               bool: "true or false", type(None): "null"}
 
 
 @dataclass
@@ -118,96 +110,51 @@ def flatten(tree: dict, prefix: str = "") -> dict:
 
 
 def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
-    """The run's config, or None when unreadable: from summary.json when it carries it (JSON is
-    ~20x quicker to parse), else config.yaml."""
-    path = run_dir / results.CONFIG_FILE
+    """The run's settings, flattened, or None when unreadable: from summary.json when it carries
+    them (JSON is ~20x quicker to parse), else config.yaml."""
     if isinstance(summary.get("config"), dict):
+        path = run_dir / results.CONFIG_FILE
         if not path.is_file() or path.stat().st_size == 0:  # a stat, not a parse: stays quick
             warnings.append(f"{run_dir}: config.yaml is missing or empty (the config is read "
                             "from summary.json)")
         return flatten(summary["config"])
     try:
-        tree = yaml.load(path.read_text(), Loader=YamlLoader)
+        return flatten(results.read_config(run_dir))
     except FileNotFoundError:
         problem = "no config.yaml, and summary.json carries no config"
-    except (yaml.YAMLError, UnicodeDecodeError):
-        problem = "config.yaml is not readable YAML"
+    except ValueError as error:
+        problem = str(error)
     except OSError as error:
         problem = f"config.yaml cannot be read ({error.strerror})"
-    else:
-        if isinstance(tree, dict):
-            return flatten(tree)
-        problem = "config.yaml is empty" if tree is None else "config.yaml is not a mapping of settings"
     warnings.append(f"{run_dir}: {problem}; its settings are unknown")
     return None
-
-
-def read_metrics(path: Path) -> pd.DataFrame:
-    """Read a metrics.csv with the csv module: for these small files pandas' parser costs ~2 ms
-    of setup, 2,000 runs 4 s. Cells that are not numbers become NaN. Raises ValueError if ragged,
-    UnicodeDecodeError (a ValueError) if not text."""
-    with open(path, newline="") as stream:
-        rows = list(csv.reader(stream))
-    if not rows:
-        return pd.DataFrame()
-    header, body = rows[0], rows[1:]
-    if any(len(row) != len(header) for row in body):
-        raise ValueError("rows of unequal length")
-
-    def number(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            return math.nan
-
-    columns = list(zip(*body)) if body else [()] * len(header)
-    return pd.DataFrame({name: np.array([number(v) for v in values], dtype=float)
-                         for name, values in zip(header, columns)})
 
 
 def _read_metrics(run_dir: Path) -> tuple[pd.DataFrame | None, str]:
     """The run's curves, or None and what is wrong with its metrics.csv."""
     try:
-        metrics = read_metrics(run_dir / results.METRICS_FILE)
+        return results.read_metrics(run_dir), ""
     except FileNotFoundError:
         return None, "no metrics.csv"
-    except UnicodeDecodeError:  # before ValueError, of which it is one
-        return None, "metrics.csv is not text (binary data)"
-    except (ValueError, csv.Error) as error:
-        return None, f"metrics.csv is corrupt ({error})"
+    except ValueError as error:
+        return None, str(error)
     except OSError as error:
         return None, f"metrics.csv cannot be read ({error.strerror})"
-    return (metrics, "") if len(metrics.columns) else (None, "metrics.csv is empty")
-
-
-def _parse_summary(data: bytes) -> tuple[dict | None, str]:
-    """A summary, or None and what is wrong with it."""
-    if not data.strip():
-        return None, "is empty"
-    try:
-        summary = json.loads(data)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
-        return None, "is corrupt (not JSON)"
-    if not isinstance(summary, dict):
-        return None, f"is corrupt: it holds {_JSON_TYPES.get(type(summary), 'a value')}, not an object"
-    if not isinstance(summary.get("status", ""), str):
-        return None, f"is corrupt: its status is {summary['status']!r}, not a word"
-    return summary, ""
 
 
 def _read_summary(run_dir: Path, warnings: list) -> dict:
     """The run's summary; {} when absent and CORRUPT_SUMMARY when unreadable, with a warning."""
     try:
-        summary, problem = _parse_summary((run_dir / results.SUMMARY_FILE).read_bytes())
+        return results.read_summary(run_dir)
     except FileNotFoundError:
         warnings.append(f"{run_dir}: no summary.json (partial run)")
         return {}
+    except ValueError as error:
+        problem = str(error)
     except OSError as error:
-        summary, problem = None, f"cannot be read ({error.strerror})"
-    if summary is None:
-        warnings.append(f"{run_dir}: summary.json {problem}")
-        return dict(CORRUPT_SUMMARY)
-    return summary
+        problem = f"summary.json cannot be read ({error.strerror})"
+    warnings.append(f"{run_dir}: {problem}")
+    return dict(CORRUPT_SUMMARY)
 
 
 def _check_checkpoints(run_dir: Path, summary: dict, warnings: list) -> None:
@@ -244,7 +191,7 @@ def _number(value) -> float:
 
 
 def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
-            thresholds: diagnose.Thresholds, metrics_problem: str = "") -> dict:
+            thresholds: Thresholds, metrics_problem: str = "") -> dict:
     """One report row: headline numbers from the summary and curves, and the diagnosis. Without
     curves (`metrics` None), what the summary knows is shown and the label is NO_CURVES."""
     curves = metrics if metrics is not None else pd.DataFrame()
@@ -270,8 +217,7 @@ def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
     return row
 
 
-def build_report(paths: list[Path], thresholds: diagnose.Thresholds = diagnose.DEFAULT_THRESHOLDS
-                 ) -> Report:
+def build_report(paths: list[Path], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Report:
     """Collect every run under `paths` into a Report (rows in folder order)."""
     run_dirs, warnings = find_runs(paths)
     rows, configs, curves = [], [], {}

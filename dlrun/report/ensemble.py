@@ -6,8 +6,6 @@ probabilities (`test_predictions.npz`, written for every classification run).
 
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +54,6 @@ def ensembles(rows: pd.DataFrame, varying: list) -> pd.DataFrame:
 
 def _load(folder: Path):
     try:
-        with np.load(folder / results.PREDICTIONS_FILE) as saved:
-            return saved["probabilities"], saved["labels"]
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error):
+        return results.read_predictions(folder)
+    except (OSError, ValueError):
         return None  # a missing or damaged file: the run does not vote
