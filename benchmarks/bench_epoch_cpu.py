@@ -22,15 +22,16 @@ import numpy as np
 
 
 def dlrun_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float]:
-    from dlrun import data, hparams, run, train
-    from dlrun.config import compose_config
+    from dlrun import data
+    from dlrun.training import group, hparams, step
+    from dlrun.config.load import compose_config
 
     cfg = compose_config([f"model={model}", f"batch_size={batch_size}"])
     dataset = data.load(cfg.data)
-    program = run.build_program([cfg], dataset)
-    state = train.create_state(program, jax.random.PRNGKey(0), hparams.state_hparams(cfg))
+    program = group.build_program([cfg], dataset)
+    state = step.create_state(program, jax.random.PRNGKey(0), hparams.state_hparams(cfg))
     x, y = jax.device_put((dataset.x_train, dataset.y_train))
-    epoch = jax.jit(functools.partial(train.train_epoch, program), donate_argnums=0)
+    epoch = jax.jit(functools.partial(step.train_epoch, program), donate_argnums=0)
     state, metrics = epoch(state, x, y, jax.random.PRNGKey(0))  # compile + warm up
     jax.block_until_ready(metrics)
     times = []
@@ -58,7 +59,7 @@ def torch_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float
     import torch
 
     from dlrun import data
-    from dlrun.config import compose_config
+    from dlrun.config.load import compose_config
 
     torch.set_num_threads(os.cpu_count() or 1)
     dataset = data.load(compose_config([f"model={model}"]).data)

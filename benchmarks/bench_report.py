@@ -20,8 +20,8 @@ import yaml
 
 
 def make_runs(root: Path, count: int) -> Path:
-    from dlrun.config import compose_config
-    from dlrun.run import train_and_evaluate
+    from dlrun.config.load import compose_config
+    from dlrun.training.group import train_and_evaluate
 
     template = root / "template"
     train_and_evaluate(compose_config(["data=moons", "model.hidden=[16]", "epochs=20"]), template)

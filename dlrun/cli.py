@@ -15,7 +15,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from dlrun.config import ConfigError, compose_config, group_options, to_yaml
+from dlrun.errors import ConfigError
+from dlrun.config.compose import group_options, to_yaml
+from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
 
@@ -38,7 +40,7 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
-        from dlrun.data import DataError
+        from dlrun.errors import DataError
 
         try:
             STOP.check()  # a Ctrl-C while the command was starting up
@@ -66,8 +68,9 @@ def train(
 
     Run again with the same --out, it continues an unfinished run there (--resume DIR too).
     """
-    from dlrun import resume as resuming, results
-    from dlrun.run import RunFailed, train_and_evaluate
+    from dlrun import results
+    from dlrun.training import resume as resuming
+    from dlrun.training.group import RunFailed, train_and_evaluate
 
     if resume is not None:
         if out is not None and Path(out) != Path(resume):
@@ -75,7 +78,7 @@ def train(
                               f"--out {out} (or copy the folder there first)")
         start = resuming.for_resume(resume, overrides or [])
     else:
-        from dlrun.executor import check_run_folder
+        from dlrun.sweep.executor import check_run_folder
 
         cfg = compose_config(overrides or [])
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
@@ -118,8 +121,9 @@ def sweep(
                              "runs/sweeps/<name>/<timestamp>/."),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
-    from dlrun import executor, results
-    from dlrun.sweep import group_trials, make_plan
+    from dlrun import results
+    from dlrun.sweep import executor
+    from dlrun.sweep.plan import group_trials, make_plan
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
@@ -179,8 +183,6 @@ def report(
         raise ConfigError(f"--top must be >= 1, got {top}")
     if fmt not in render.FORMATS:
         raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
-    if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
-        raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
     thresholds = _thresholds(threshold or [])
     targets = paths or [_latest_runs_folder()]
     plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
@@ -191,6 +193,8 @@ def report(
             render.check_writable(plot_folder, folder=True)
     except ValueError as error:
         raise ConfigError(str(error)) from None
+    if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
+        raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
     built = build_report(targets, thresholds)
     for warning in built.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
@@ -243,7 +247,7 @@ def _non_default(constant: dict) -> dict:
     """The shared settings that differ from the schema's defaults: the ones worth reading."""
     from omegaconf import OmegaConf
 
-    from dlrun.config import Config
+    from dlrun.config.schema import Config
     from dlrun.report.build import flatten
 
     defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
@@ -306,7 +310,8 @@ def config_show(
 @app.command("list")
 def list_choices() -> None:
     """List the available models, data sets, optimizers, schedules, inits, activations, losses."""
-    from dlrun import activations, inits, losses
+    from dlrun.models import activations, inits
+    from dlrun.training import losses
 
     rows = [
         ("model", "model=", group_options("model")),
@@ -317,7 +322,7 @@ def list_choices() -> None:
         ("activation", "activation=", list(activations.ACTIVATIONS)),
         ("loss", "loss=", ["auto", *losses.LOSSES]),
     ]
-    from dlrun.experiments import list_experiments, load_experiment
+    from dlrun.sweep.studies import list_experiments, load_experiment
 
     rows.append(("study", "dlrun sweep experiment=", list_experiments()))
     table = Table(title="dlrun choices")

@@ -5,7 +5,7 @@ import pytest
 from types import SimpleNamespace
 
 from conftest import FLOAT32_MATH_RTOL
-from dlrun import activations
+from dlrun.models import activations
 
 X = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
 CFG = SimpleNamespace(activation_slope=0.1, maxout_pieces=2)

@@ -1,8 +1,9 @@
 import pytest
 from omegaconf import OmegaConf
 
-from dlrun import config
-from dlrun.config import ConfigError, compose_config, group_options
+from dlrun.errors import ConfigError
+from dlrun.config.compose import group_options, to_yaml
+from dlrun.config.load import compose_config, load_run_config
 
 
 @pytest.mark.parametrize("group", ["model", "data", "optim", "schedule"])
@@ -57,6 +58,6 @@ def test_unknown_choice_lists_valid_choices():
 
 def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
     cfg = compose_config(["model=lenet", "lr=0.02"])
-    (tmp_path / "config.yaml").write_text(config.to_yaml(cfg))
-    again = config.load_run_config(tmp_path)
+    (tmp_path / "config.yaml").write_text(to_yaml(cfg))
+    again = load_run_config(tmp_path)
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)

@@ -6,7 +6,7 @@ import pytest
 from jax import lax
 
 from conftest import FLOAT32_RTOL, float32_atol
-from dlrun import conv
+from dlrun.models import conv
 
 LOWERINGS = conv.LOWERINGS + ("auto",)
 

@@ -11,10 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dlrun import executor, results, run
+from dlrun import results
+from dlrun.sweep import executor
+from dlrun.training import group
 from dlrun.cli import app
-from dlrun.config import compose_config
-from dlrun.sweep import make_plan
+from dlrun.config.load import compose_config
+from dlrun.sweep.plan import make_plan
 
 MOONS = ["data=moons", "model.hidden=[16]", "epochs=6", "schedule=constant"]
 CURVES = ["train_loss", "val_loss", "val_accuracy"]
@@ -28,7 +30,7 @@ def sweep(tmp_path, overrides, **options):
 
 
 def alone(tmp_path, overrides, name="alone"):
-    summary = run.train_and_evaluate(compose_config(overrides), tmp_path / name)
+    summary = group.train_and_evaluate(compose_config(overrides), tmp_path / name)
     return summary, results.read_metrics(tmp_path / name)
 
 
@@ -71,14 +73,14 @@ def test_early_stopping_works_per_trial_inside_a_group(tmp_path):
 
 def test_a_failing_group_does_not_stop_the_others(tmp_path, monkeypatch):
     plan = make_plan([*MOONS, "batch_size=32,64"])
-    original = run.GroupRun.compile
+    original = group.GroupRun.compile
 
     def broken_for_batch_32(self):
         if self.program.batch_size == 32:
             raise RuntimeError("simulated compiler crash")
         original(self)
 
-    monkeypatch.setattr(run.GroupRun, "compile", broken_for_batch_32)
+    monkeypatch.setattr(group.GroupRun, "compile", broken_for_batch_32)
     out = tmp_path / "sweep"
     index = executor.run_plan(plan, out)
     assert sorted(index.status) == ["completed", "failed"]
@@ -95,7 +97,7 @@ def test_rerunning_a_sweep_skips_finished_trials(tmp_path):
 
 
 def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
-    from dlrun.config import ConfigError
+    from dlrun.errors import ConfigError
 
     plan, out, _ = sweep(tmp_path, [*MOONS, "epochs=1", "lr=0.01,0.02"])
     with pytest.raises(ConfigError, match="holds a different sweep"):

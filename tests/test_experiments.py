@@ -4,22 +4,22 @@ import pandas as pd
 import pytest
 
 from conftest import needs_mnist
-from dlrun import executor, experiments
-from dlrun.config import ConfigError
+from dlrun.sweep import executor, studies
+from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
-from dlrun.sweep import make_plan
+from dlrun.sweep.plan import make_plan
 
 
-@pytest.mark.parametrize("name", experiments.list_experiments())
+@pytest.mark.parametrize("name", studies.list_experiments())
 def test_every_study_plans_and_says_what_it_shows(name):
     plan = make_plan([f"experiment={name}"])
     assert len(plan.trials) >= 2
-    assert len(experiments.load_experiment(name).summary) > 40
+    assert len(studies.load_experiment(name).summary) > 40
 
 
 def test_there_are_the_ten_studies_of_the_lessons():
-    assert set(experiments.list_experiments()) == {
+    assert set(studies.list_experiments()) == {
         "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
         "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble"}
 

@@ -9,9 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from dlrun import data, executor, hparams, optim, results
-from dlrun.run import GroupRun, stack
-from dlrun.sweep import make_plan
+from dlrun import data, results
+from dlrun.sweep import executor
+from dlrun.training import hparams, optim
+from dlrun.training.group import GroupRun, stack
+from dlrun.sweep.plan import make_plan
 
 BASE = ["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[16]", "epochs=2", "schedule=constant",
         "batch_size=64"]

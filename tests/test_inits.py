@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from types import SimpleNamespace
 
-from dlrun import inits
+from dlrun.models import inits
 
 FAN_IN, FAN_OUT = 400, 600
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import FLOAT32_MATH_RTOL
-from dlrun import losses
-from dlrun.config import ConfigError
+from dlrun.training import losses
+from dlrun.errors import ConfigError
 from dlrun.data import DataSpec
 
 HYPER = {"huber_delta": 1.0}

@@ -5,7 +5,8 @@ import pytest
 
 from conftest import FLOAT32_RTOL, float32_atol
 from dlrun import models
-from dlrun.config import ConfigError, compose_config
+from dlrun.errors import ConfigError
+from dlrun.config.load import compose_config
 from dlrun.data import describe
 
 

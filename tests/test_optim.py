@@ -5,8 +5,9 @@ import optax
 import pytest
 
 from conftest import FLOAT32_RTOL
-from dlrun import optim
-from dlrun.config import ConfigError, compose_config
+from dlrun.training import optim
+from dlrun.errors import ConfigError
+from dlrun.config.load import compose_config
 
 
 def one_update(overrides, grads, params):

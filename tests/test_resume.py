@@ -7,10 +7,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dlrun import results, run
-from dlrun.callbacks import EpochCallback
+from dlrun import results
+from dlrun.training import group
+from dlrun.training.callbacks import EpochCallback
 from dlrun.cli import app
-from dlrun.config import compose_config
+from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP
 
 RUN = ["data=circles", "model.hidden=[16]", "epochs=3", "schedule=cosine"]
@@ -81,7 +82,7 @@ def test_a_resume_that_fails_while_training_leaves_the_folder_as_it_was(complete
     def crash(self):  # a compiler crash, after the resume has already rewritten the folder
         raise RuntimeError("simulated compiler crash")
 
-    monkeypatch.setattr(run.GroupRun, "compile", crash)
+    monkeypatch.setattr(group.GroupRun, "compile", crash)
     result = dlrun("train", "--resume", completed, "epochs=5")
     assert result.exit_code == 1 and "left as it was" in result.output
     assert files(completed) == before
@@ -142,7 +143,7 @@ class StopAfter(EpochCallback):
 def test_an_interrupted_run_continues_with_the_same_command(tmp_path):
     straight, cut = tmp_path / "straight", tmp_path / "cut"
     assert dlrun("train", *RUN, "epochs=5", "--out", straight).exit_code == 0
-    (summary,) = run.run_group([compose_config([*RUN, "epochs=5"])], [cut], callbacks=[StopAfter(3)])
+    (summary,) = group.run_group([compose_config([*RUN, "epochs=5"])], [cut], callbacks=[StopAfter(3)])
     assert summary["status"] == "interrupted" and summary["epochs_run"] == 3
     result = dlrun("train", *RUN, "epochs=5", "--out", cut)
     assert result.exit_code == 0 and "continuing the interrupted run" in result.output

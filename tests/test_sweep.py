@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from dlrun.config import ConfigError
-from dlrun.sweep import make_plan, shape_key
+from dlrun.errors import ConfigError
+from dlrun.sweep.plan import make_plan, shape_key
 
 MOONS = ["data=moons", "model.hidden=[8]"]
 

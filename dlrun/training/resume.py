@@ -24,7 +24,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun import results
-from dlrun.config import ConfigError, load_run_config, validate
+from dlrun.errors import ConfigError
+from dlrun.config.load import load_run_config
+from dlrun.config.validate import validate
 
 RESUMABLE_KEYS = ("epochs", "early_stopping.patience", "early_stopping.min_delta",
                   "early_stopping.restore_best")

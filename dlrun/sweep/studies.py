@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from dlrun.config import ConfigError
+from dlrun.errors import ConfigError
 
 VARIANT_KEY = "variant"
 
@@ -30,7 +30,7 @@ class Experiment:
 
 def experiments_dir() -> Path:
     configured = os.environ.get("DLRUN_EXPERIMENTS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parent / "experiments"
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "experiments"
 
 
 def list_experiments() -> list[str]:

@@ -19,10 +19,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
-from dlrun import experiments
-from dlrun.config import (Config, ConfigError, compose_config, group_options, parse_overrides,
-                          validate, with_values)
-from dlrun.hparams import TRIAL_KEYS
+from dlrun.sweep import studies
+from dlrun.config.schema import Config
+from dlrun.errors import ConfigError
+from dlrun.config.compose import group_options, parse_overrides, with_values
+from dlrun.config.load import compose_config
+from dlrun.config.validate import validate
+from dlrun.training.hparams import TRIAL_KEYS
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
 # `linear` (any key tagged `log` is drawn log-uniformly too).
@@ -69,7 +72,8 @@ class Plan:
 
 
 def _glob_choices(key: str, pattern: Glob) -> list[str]:
-    from dlrun import activations, inits, losses
+    from dlrun.models import activations, inits
+    from dlrun.training import losses
 
     registries = {"init": inits.INITS, "bias_init": inits.BIAS_INITS,
                   "activation": activations.ACTIVATIONS, "loss": losses.LOSSES}
@@ -224,24 +228,24 @@ def parser_for(key: str, names) -> object:
 def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,
               max_group: int | None = None) -> Plan:
     """Expand, compose and validate every trial, then group them. Raises ConfigError."""
-    overrides, variants = experiments.resolve(overrides)
+    overrides, variants = studies.resolve(overrides)
     fixed, swept = parse_space(overrides)
-    chosen = [o.partition("=")[2] for o in fixed if o.startswith(f"{experiments.VARIANT_KEY}=")]
-    fixed = [o for o in fixed if not o.startswith(f"{experiments.VARIANT_KEY}=")]
+    chosen = [o.partition("=")[2] for o in fixed if o.startswith(f"{studies.VARIANT_KEY}=")]
+    fixed = [o for o in fixed if not o.startswith(f"{studies.VARIANT_KEY}=")]
     if chosen:  # `variant=dropout` alone runs that one variant
-        swept[experiments.VARIANT_KEY] = parser_for(experiments.VARIANT_KEY, chosen)
+        swept[studies.VARIANT_KEY] = parser_for(studies.VARIANT_KEY, chosen)
     if variants:
-        swept.setdefault(experiments.VARIANT_KEY, parser_for(experiments.VARIANT_KEY, variants))
+        swept.setdefault(studies.VARIANT_KEY, parser_for(studies.VARIANT_KEY, variants))
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     draws = expand(swept, trials, seed)
     planned, composed = [], {}
     for index, values in enumerate(draws):
-        variant = variants.get(values.get(experiments.VARIANT_KEY), [])
-        if values.get(experiments.VARIANT_KEY) is not None and values[experiments.VARIANT_KEY] not in variants:
-            raise ConfigError(f"unknown variant '{values[experiments.VARIANT_KEY]}' "
+        variant = variants.get(values.get(studies.VARIANT_KEY), [])
+        if values.get(studies.VARIANT_KEY) is not None and values[studies.VARIANT_KEY] not in variants:
+            raise ConfigError(f"unknown variant '{values[studies.VARIANT_KEY]}' "
                               f"(choose from: {', '.join(variants) or 'none in this study'})")
-        settings = {k: v for k, v in values.items() if k != experiments.VARIANT_KEY}
+        settings = {k: v for k, v in values.items() if k != studies.VARIANT_KEY}
         trial_overrides = [*fixed, *variant, *(f"{key}={value}" for key, value in settings.items())]
         try:
             cfg = _compose_trial([*fixed, *variant], settings, composed)

@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.table import Table
 
 from dlrun import results
-from dlrun.progress import SweepProgress
-from dlrun.config import Config, ConfigError
+from dlrun.training.progress import SweepProgress
+from dlrun.config.schema import Config
+from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
-from dlrun.sweep import Plan, group_trials
+from dlrun.sweep.plan import Plan, group_trials
 
 SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
 FINAL_STATUSES = ("completed", "diverged")  # a re-run would only repeat these
@@ -198,7 +199,7 @@ def resumable_epoch(run_dir: Path) -> int:
 def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, callbacks=()):
     """Run one group from plain data (picklable, so a worker process or another machine can run
     it); return (summaries, None) or (None, error message)."""
-    from dlrun.run import RunFailed, run_group
+    from dlrun.training.group import RunFailed, run_group
 
     schema = OmegaConf.structured(Config)
     cfgs = [OmegaConf.merge(schema, container) for container in containers]

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
-from dlrun.activations import RELU_LIKE
+from dlrun.models.activations import RELU_LIKE
 
 
 def _uniform(scale: float):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlrun import losses, optim
+from dlrun.training import losses, optim
 from dlrun.models import layer_of
 
 

@@ -15,10 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun import conv, losses
-from dlrun.activations import SATURATION_BOUNDS, PReLU, make_activation, width_factor
-from dlrun.config import ConfigError
-from dlrun.inits import make_bias_init, make_kernel_init
+from dlrun.models import conv
+from dlrun.training import losses
+from dlrun.models.activations import SATURATION_BOUNDS, PReLU, make_activation, width_factor
+from dlrun.errors import ConfigError
+from dlrun.models.inits import make_bias_init, make_kernel_init
 
 
 @dataclass(frozen=True)

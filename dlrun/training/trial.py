@@ -17,8 +17,8 @@ import jax
 from omegaconf import OmegaConf
 
 from dlrun import __version__, results
-from dlrun.config import to_yaml
-from dlrun.resume import changed_values
+from dlrun.config.compose import to_yaml
+from dlrun.training.resume import changed_values
 
 
 @dataclass

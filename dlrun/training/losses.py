@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlrun.config import ConfigError
+from dlrun.errors import ConfigError
 
 # Keeps log() finite when a probability reaches exactly 0 or 1 in float32.
 PROBABILITY_EPS = 1e-7

@@ -25,13 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
 
-from dlrun import data, hparams, losses, models, optim, results
+from dlrun import data, models, results
+from dlrun.training import hparams, losses, optim
 from dlrun.backend import enable_compilation_cache
-from dlrun.callbacks import EarlyStopping
+from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
-from dlrun.progress import EpochProgress, summary_table
-from dlrun.train import Program, create_state, evaluate, predict, train_epoch
-from dlrun.trial import Trial, epoch_key, epoch_row, init_key
+from dlrun.training.progress import EpochProgress, summary_table
+from dlrun.training.step import Program, create_state, evaluate, predict, train_epoch
+from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key
 
 
 class RunFailed(Exception):

@@ -27,9 +27,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-
-class DataError(Exception):
-    """A bad data configuration or unavailable data; the message is one user-facing line."""
+from dlrun.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dlrun.callbacks import EpochCallback
+from dlrun.training.callbacks import EpochCallback
 
 
 def progress_bar(console: Console, field: str) -> Progress:

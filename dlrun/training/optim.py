@@ -12,7 +12,7 @@ import math
 
 import optax
 
-from dlrun.config import ConfigError
+from dlrun.errors import ConfigError
 
 # name -> (optax constructor, the OptimConfig fields it takes besides the learning rate)
 OPTIMIZERS = {

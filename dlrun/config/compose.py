@@ -1,0 +1,169 @@
+"""Composition of `dlrun/conf/` with Hydra's override grammar, and errors as one line.
+
+No validation here (dlrun/config/validate.py): composing and checking are separate steps, so the
+sweep planner can compose once and update values cheaply before validating each trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from dlrun.config.schema import GROUP_SCHEMAS, Config, register_schemas
+from dlrun.errors import ConfigError
+
+
+def conf_dir() -> Path:
+    """Return the folder of YAML config groups (`$DLRUN_CONF_DIR` or the package's `dlrun/conf/`)."""
+    configured = os.environ.get("DLRUN_CONF_DIR")
+    # Inside the package so that a wheel carries it; Hydra needs a real folder, which both a
+    # wheel install and an editable one give.
+    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    """Return the option names of one config group, as found in `conf/<group>/`."""
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+# Keys that only `dlrun sweep` reads (dlrun/experiments.py): elsewhere they are no config key.
+SWEEP_ONLY_KEYS = ("experiment", "variant")
+HOW_TO_WRITE = "write key=value, e.g. lr=0.01 or model.hidden=[64,32]"
+
+
+def parse_overrides(overrides) -> list:
+    """Parse overrides with Hydra's grammar and return them (hydra Override objects).
+
+    Raises ConfigError saying how to write one that does not parse, has no key, or deletes a
+    key (`~lr`): every key has a default, so deleting one would only leave a hole (None).
+    """
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        if "=" not in text and not text.startswith("~"):
+            raise ConfigError(f"'{text}' has no '=': {HOW_TO_WRITE}")
+        try:
+            override = parser.parse_override(text)
+        except Exception as error:  # Hydra's parser raises HydraException with ANTLR's wording
+            reason = re.sub(r" expecting \{.*\}", "", str(error).splitlines()[0])
+            raise ConfigError(f"cannot parse '{text}' ({reason}): {HOW_TO_WRITE}") from None
+        if not override.key_or_group:
+            raise ConfigError(f"'{text}' has no key before '=': {HOW_TO_WRITE}")
+        if override.is_delete():
+            raise ConfigError(f"'{text}' deletes a key, which dlrun does not support (every key "
+                              f"has a default): set it instead, e.g. {_example(override.key_or_group)}")
+        if override.is_add() and _is_known(override.key_or_group):
+            raise ConfigError(f"'{text}' adds a key that exists already: set it with {text[1:]}")
+        parsed.append(override)
+    return parsed
+
+
+def _is_known(key: str) -> bool:
+    """Whether `key` is a config group or a key of the schema."""
+    missing = object()
+    return key in GROUP_SCHEMAS or OmegaConf.select(
+        OmegaConf.structured(Config), key, default=missing) is not missing
+
+
+def _group_default(group: str) -> str:
+    """The option `conf/config.yaml` picks for a group when none is given."""
+    for entry in OmegaConf.load(conf_dir() / "config.yaml").defaults:
+        if OmegaConf.is_dict(entry) and group in entry:
+            return entry[group]
+    return group_options(group)[0]
+
+
+def _example(key: str) -> str:
+    """An override that sets `key` to its default (a group to its default option)."""
+    if key in GROUP_SCHEMAS:
+        return f"{key}={_group_default(key)} (choose from: {', '.join(group_options(key))})"
+    default = OmegaConf.select(OmegaConf.structured(Config), key, default="?")
+    if OmegaConf.is_config(default):
+        return "lr=0.001"
+    return f"{key}={'null' if default is None else default}"
+
+
+def _check_single_run(overrides) -> None:
+    """Refuse what only `dlrun sweep` understands: swept values and study keys."""
+    for override in parse_overrides(overrides):
+        if override.is_sweep_override():
+            raise ConfigError(f"'{override.input_line}' is a sweep (several values): run it "
+                              f"with `dlrun sweep {override.input_line}`")
+        if override.key_or_group in SWEEP_ONLY_KEYS:
+            raise ConfigError(f"'{override.input_line}' names a study: run it with "
+                              f"`dlrun sweep {override.input_line}`")
+
+
+def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """Compose `conf/config.yaml` with Hydra overrides and return it, not yet validated.
+
+    Raises ConfigError with a one-line message for any problem.
+    """
+    _check_single_run(overrides)
+    register_schemas()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+    except Exception as error:  # Hydra and OmegaConf raise many types; all are input errors here
+        raise ConfigError(explain_compose_error(error, overrides)) from None
+    finally:
+        GlobalHydra.instance().clear()
+    return cfg
+
+
+def with_values(cfg: DictConfig, values: dict) -> DictConfig:
+    """Return a copy of `cfg` with `{dotted key: python value}` set, type-checked by the schema."""
+    updated = copy.deepcopy(cfg)
+    for key, value in values.items():
+        try:
+            OmegaConf.update(updated, key, value, merge=False)
+        except Exception as error:
+            raise ConfigError(explain_compose_error(error, [])) from None
+    return updated
+
+
+def _keys_of(path: str) -> list[str]:
+    """Return the valid keys at a dotted path of the schema (the top level for "")."""
+    node = OmegaConf.structured(Config)
+    for part in filter(None, path.split(".")):
+        node = node[part]
+    return list(node.keys())
+
+
+def explain_compose_error(error: Exception, overrides) -> str:
+    """Turn Hydra's multi-line composition errors into one line naming the bad value."""
+    text = f"{error}\n{error.__cause__ or ''}"
+    missing = re.search(r"Could not find '(\w+)/([^']*)'", text)
+    if missing:
+        group, option = missing.groups()
+        return f"unknown {group} '{option}' (choose from: {', '.join(group_options(group))})"
+    unknown_key = re.search(r"Key '[^']+' (?:not in|is not in struct)[\s\S]*?full_key: ([\w.\[\]]+)", text)
+    if unknown_key:
+        full = unknown_key.group(1)
+        parent = full.rpartition(".")[0]
+        try:
+            valid = ", ".join(_keys_of(parent))
+        except Exception:
+            valid = "see `dlrun config show`"
+        return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
+    bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
+                          r"is not a valid) (\w+)", text)
+    if bad_value:
+        key = re.search(r"full_key: ([\w.\[\]]+)", text)
+        where = f"{key.group(1)}=" if key else ""
+        return f"{where}{bad_value.group(1)} is not a valid {bad_value.group(2).lower()}"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """Return the fully resolved config as YAML (what `config.yaml` in a run folder holds)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
