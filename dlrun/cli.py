@@ -244,13 +244,12 @@ def _print_ensembles(frame, varying, fmt) -> None:
 
 
 def _non_default(constant: dict) -> dict:
-    """The shared settings that differ from the schema's defaults: the ones worth reading."""
-    from omegaconf import OmegaConf
-
-    from dlrun.config.schema import Config
+    """The shared settings that differ from the defaults of the chosen options: worth reading."""
+    from dlrun.config.schema import GROUPS, plain, structured
     from dlrun.report.build import flatten
 
-    defaults = flatten(OmegaConf.to_container(OmegaConf.structured(Config)))
+    names = {group: constant[f"{group}.name"] for group in GROUPS if f"{group}.name" in constant}
+    defaults = flatten(plain(structured(names)))
     return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
 
 

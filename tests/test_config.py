@@ -33,7 +33,7 @@ def test_the_issue_commands_compose_literally():
     ("activation=swish2", "unknown activation 'swish2'"),
     ("loss=hinge", "unknown loss 'hinge'"),
     ("lr2=0.1", "unknown config key 'lr2'"),
-    ("model.depth=3", "unknown config key 'model.depth' (valid keys in model: name, hidden"),
+    ("model.depth=3", "model mlp has no field 'depth'; its fields: name, hidden, dropout, batch_norm"),
     ("+extra=1", "unknown config key 'extra'"),
     ("lr=-0.1", "lr must be > 0, got -0.1"),
     ("batch_size=0", "batch_size must be > 0, got 0"),
@@ -61,3 +61,67 @@ def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
     (tmp_path / "config.yaml").write_text(to_yaml(cfg))
     again = load_run_config(tmp_path)
     assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+
+
+# Each option has its own schema: a run's config holds only the fields that mean something for it.
+OWN_FIELDS = [
+    (["model=lenet"], "model", {"name", "pooling", "conv_lowering", "dropout", "batch_norm"}),
+    (["model=mlp"], "model", {"name", "hidden", "dropout", "batch_norm"}),
+    (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed"}),
+    (["data=blobs"], "data", {"name", "subset", "val_size", "scaling", "seed", "n_samples", "n_test",
+                              "noise", "classes"}),
+    (["optim=sgd"], "optim", {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size"}),
+    (["optim=adamw"], "optim", {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size", "b1", "b2",
+                                "eps", "weight_decay"}),
+    (["schedule=constant"], "schedule", {"name", "restarts"}),
+]
+
+
+@pytest.mark.parametrize("overrides, group, fields", OWN_FIELDS)
+def test_a_config_holds_only_the_fields_of_its_options(overrides, group, fields):
+    cfg = compose_config(overrides)
+    assert set(cfg[group]) == fields
+
+
+def test_fixed_choices_are_enums_that_read_and_write_as_words(tmp_path):
+    cfg = compose_config(["model=lenet", "model.pooling=avg"])
+    assert cfg.model.pooling == "avg" and "pooling: avg" in to_yaml(cfg)
+    with pytest.raises(ConfigError, match="model.pooling=mean is not one of: max, avg"):
+        compose_config(["model=lenet", "model.pooling=mean"])
+
+
+LEGACY_CONFIG = """\
+model: {name: lenet, hidden: [512, 256], dropout: 0.0, batch_norm: false, pooling: max,
+        conv_lowering: auto}
+data: {name: mnist, subset: 2000, val_size: 1000, n_samples: 2000, n_test: 1000, noise: 0.1,
+       classes: 3, scaling: standardize, target_scaling: standardize, seed: 0}
+optim: {name: adam, momentum: 0.9, b1: 0.9, b2: 0.999, eps: 1.0e-08, decay: 0.9, weight_decay: 0.0,
+        l2: 0.0, clip_norm: 0.0, lr_scaling: none, base_batch_size: 128}
+schedule: {name: cosine, warmup_epochs: 0.0, decay_epochs: 1.0, gamma: 0.1, end_factor: 0.0}
+early_stopping: {patience: 0, metric: val_loss, min_delta: 0.0, restore_best: true}
+augment: {shift: 1, noise_std: 0.0}
+lr: 0.002
+batch_size: 128
+epochs: 2
+seed: 0
+init: auto
+init_scale: null
+bias_init: zeros
+bias_scale: 0.0
+activation: relu
+activation_slope: 0.01
+maxout_pieces: 2
+loss: auto
+huber_delta: 1.0
+eval_batch_size: 1000
+name: null
+"""
+
+
+def test_a_run_folder_written_before_per_option_schemas_still_loads(tmp_path):
+    """The flat schema gave every option every field (an MLP's `hidden` in a LeNet run)."""
+    (tmp_path / "config.yaml").write_text(LEGACY_CONFIG)
+    cfg = load_run_config(tmp_path)
+    assert cfg.model.name == "lenet" and "hidden" not in cfg.model and "noise" not in cfg.data
+    assert cfg.optim.b1 == 0.9 and "momentum" not in cfg.optim
+    assert cfg.schedule.restarts == [] and "gamma" not in cfg.schedule

@@ -151,3 +151,32 @@ def test_an_interrupted_run_continues_with_the_same_command(tmp_path):
     pd.testing.assert_frame_equal(results.read_metrics(cut)[columns],
                                   results.read_metrics(straight)[columns], rtol=1e-5, atol=1e-6)
     assert results.read_summary(cut)["resumes"][0]["from_epoch"] == 3
+
+
+def with_legacy_fields(config: dict) -> dict:
+    """The config as the flat schema before per-option schemas wrote it: every field everywhere."""
+    legacy = {**config}
+    legacy["model"] = {**config["model"], "pooling": "max", "conv_lowering": "auto"}
+    legacy["data"] = {**config["data"], "classes": 3, "target_scaling": "standardize"}
+    legacy["optim"] = {**config["optim"], "momentum": 0.9, "decay": 0.9, "weight_decay": 0.0}
+    legacy["schedule"] = {k: v for k, v in {**config["schedule"], "warmup_epochs": 0.0,
+                                            "decay_epochs": 1.0, "gamma": 0.1}.items()
+                          if k != "restarts"}
+    return legacy
+
+
+def test_a_folder_from_before_per_option_schemas_resumes_and_reports(completed):
+    import yaml
+
+    summary = results.read_summary(completed)
+    legacy = with_legacy_fields(summary["config"])
+    (completed / results.CONFIG_FILE).write_text(yaml.safe_dump(legacy))
+    results.write_summary(completed, {**summary, "config": legacy})
+    from dlrun.report.build import build_report
+
+    settings = build_report([completed]).constant
+    assert settings["model.hidden"] == "[16]" and settings["optim.b1"] == 0.9
+    assert not {"model.pooling", "optim.momentum", "data.classes", "schedule.gamma"} & set(settings)
+    result = dlrun("train", "--resume", completed, "epochs=4")
+    assert result.exit_code == 0, result.output
+    assert "pooling" not in (completed / results.CONFIG_FILE).read_text()

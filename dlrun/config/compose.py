@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from dlrun.config.schema import GROUP_SCHEMAS, Config, register_schemas
+from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, register_schemas
 from dlrun.errors import ConfigError
 
 
@@ -65,11 +65,23 @@ def parse_overrides(overrides) -> list:
     return parsed
 
 
+def _default_of(key: str, missing=None):
+    """The schema's default for `key`; for a key inside a group, from the first option that has
+    it (`missing` when none does)."""
+    group, _, rest = key.partition(".")
+    if group in GROUPS and rest:
+        for schema in OPTION_SCHEMAS[group].values():
+            value = OmegaConf.select(OmegaConf.structured(schema), rest, default=missing)
+            if value is not missing:
+                return value
+        return missing
+    return OmegaConf.select(OmegaConf.structured(Config), key, default=missing)
+
+
 def _is_known(key: str) -> bool:
-    """Whether `key` is a config group or a key of the schema."""
+    """Whether `key` is a config group or a key that some option of the schema has."""
     missing = object()
-    return key in GROUP_SCHEMAS or OmegaConf.select(
-        OmegaConf.structured(Config), key, default=missing) is not missing
+    return key in GROUPS or _default_of(key, missing) is not missing
 
 
 def _group_default(group: str) -> str:
@@ -82,9 +94,9 @@ def _group_default(group: str) -> str:
 
 def _example(key: str) -> str:
     """An override that sets `key` to its default (a group to its default option)."""
-    if key in GROUP_SCHEMAS:
+    if key in GROUPS:
         return f"{key}={_group_default(key)} (choose from: {', '.join(group_options(key))})"
-    default = OmegaConf.select(OmegaConf.structured(Config), key, default="?")
+    default = _default_of(key, "?")
     if OmegaConf.is_config(default):
         return "lr=0.001"
     return f"{key}={'null' if default is None else default}"
@@ -138,7 +150,33 @@ def _keys_of(path: str) -> list[str]:
     return list(node.keys())
 
 
-def explain_compose_error(error: Exception, overrides) -> str:
+def _chosen(group: str, overrides, chosen: dict | None) -> str:
+    """The option of `group` a failed composition was using: given, on the command line, or
+    the default."""
+    if chosen and group in chosen:
+        return str(chosen[group])
+    for text in overrides:
+        key, _, value = text.partition("=")
+        if key.lstrip("+") == group:
+            return value
+    return _group_default(group)
+
+
+def _unknown_key(full: str, overrides, chosen: dict | None) -> str:
+    group, _, field = full.partition(".")
+    if group in GROUPS and field and "." not in field:
+        option = _chosen(group, overrides, chosen)
+        return (f"{group} {option} has no field '{field}'; its fields: "
+                f"{', '.join(fields_of(group, option))}")
+    parent = full.rpartition(".")[0]
+    try:
+        valid = ", ".join(_keys_of(parent))
+    except Exception:
+        valid = "see `dlrun config show`"
+    return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
+
+
+def explain_compose_error(error: Exception, overrides, chosen: dict | None = None) -> str:
     """Turn Hydra's multi-line composition errors into one line naming the bad value."""
     text = f"{error}\n{error.__cause__ or ''}"
     missing = re.search(r"Could not find '(\w+)/([^']*)'", text)
@@ -147,13 +185,12 @@ def explain_compose_error(error: Exception, overrides) -> str:
         return f"unknown {group} '{option}' (choose from: {', '.join(group_options(group))})"
     unknown_key = re.search(r"Key '[^']+' (?:not in|is not in struct)[\s\S]*?full_key: ([\w.\[\]]+)", text)
     if unknown_key:
-        full = unknown_key.group(1)
-        parent = full.rpartition(".")[0]
-        try:
-            valid = ", ".join(_keys_of(parent))
-        except Exception:
-            valid = "see `dlrun config show`"
-        return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
+        return _unknown_key(unknown_key.group(1), overrides, chosen)
+    choice = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\][\s\S]*?full_key: ([\w.]+)",
+                       text)
+    if choice:
+        value, choices, key = choice.groups()
+        return f"{key}={value} is not one of: {choices}"
     bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
                           r"is not a valid) (\w+)", text)
     if bad_value:

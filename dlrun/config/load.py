@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.compose import compose_overrides, explain_compose_error
-from dlrun.config.schema import Config
+from dlrun.config.schema import fields_of, names_of, structured
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
 
@@ -25,6 +25,24 @@ def compose_config(overrides: list[str] | tuple[str, ...] = (), check: bool = Tr
     return cfg
 
 
+def typed_config(container: dict, *, drop_foreign: bool = False) -> DictConfig:
+    """A plain config (a worker's, a run folder's) back in the typed schema of its options.
+
+    `drop_foreign` leaves out the fields an option does not have: run folders written before
+    each option had its own schema hold every field of every option (an MLP's `hidden` in a
+    LeNet run), and they must still load. Raises ConfigError for what the schema refuses.
+    """
+    names = names_of(container)
+    if drop_foreign:
+        container = {key: ({k: v for k, v in value.items() if k in fields_of(key, names[key])}
+                           if key in names else value)
+                     for key, value in container.items()}
+    try:
+        return OmegaConf.merge(structured(names), container)
+    except Exception as error:
+        raise ConfigError(explain_compose_error(error, [], names)) from None
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """Re-read a run folder's `config.yaml` into the typed schema and validate it.
 
@@ -33,12 +51,10 @@ def load_run_config(run_dir: Path) -> DictConfig:
     """
     from dlrun import results  # it brings pandas, which only resuming needs, not every command
 
-    schema = OmegaConf.structured(Config)
-    loaded = OmegaConf.create(results.read_config(run_dir))
+    loaded = results.read_config(run_dir)
     try:
-        cfg = OmegaConf.merge(schema, loaded)
-    except Exception as error:
-        raise ConfigError(f"{Path(run_dir) / results.CONFIG_FILE}: "
-                          f"{explain_compose_error(error, [])}") from None
+        cfg = typed_config(loaded, drop_foreign=True)
+    except ConfigError as error:
+        raise ConfigError(f"{Path(run_dir) / results.CONFIG_FILE}: {error}") from None
     validate(cfg)
     return cfg

@@ -6,67 +6,167 @@ type with the key's name.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+
+class Choice(str, Enum):
+    """A fixed set of words: a str, so code and files compare and store it as plain text."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+Pooling = Choice("Pooling", {"max": "max", "avg": "avg"})
+ConvLowering = Choice("ConvLowering", {name: name for name in ("auto", "xla", "im2col", "batch_last")})
+Scaling = Choice("Scaling", {name: name for name in ("standardize", "unit", "none")})
+TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", "none")})
+LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt")})
+StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "val_accuracy")})
+
+
+# Each option of a config group has its own schema, so a run's config holds only what means
+# something for it: `dlrun/conf/<group>/<option>.yaml` extends `<option>_schema` (Hydra's
+# structured-config schema pattern) and the base class holds what every option shares.
 
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
-    hidden: List[int] = field(default_factory=lambda: [512, 256])  # MLP widths; [] = linear model
-    dropout: float = 0.0  # drop probability after each hidden activation (MLP) / dense layer (LeNet)
+    name: str = MISSING
+
+
+@dataclass
+class MLPConfig(ModelConfig):
+    hidden: List[int] = field(default_factory=lambda: [512, 256])  # widths; [] = linear model
+    dropout: float = 0.0  # drop probability after each hidden activation
     batch_norm: bool = False  # BatchNorm before each hidden activation
-    pooling: str = "max"  # LeNet: max | avg
-    conv_lowering: str = "auto"  # LeNet: auto picks the fastest convolution for the backend
+
+
+@dataclass
+class LeNetConfig(ModelConfig):
+    pooling: Pooling = Pooling.max
+    conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
+    dropout: float = 0.0  # drop probability after each dense hidden layer
+    batch_norm: bool = False  # BatchNorm after each convolution and dense hidden layer
 
 
 @dataclass
 class DataConfig:
-    name: str = "mnist"
+    name: str = MISSING
     subset: Optional[int] = None  # cap on training examples, taken after the validation split
     val_size: int = 5000  # carved from the training pool for curves and early stopping
-    n_samples: int = 2000  # generated sets: training pool (train + validation)
-    n_test: int = 1000  # generated sets: independently drawn test set
-    noise: float = 0.1  # generated sets: noise std on coordinates or targets
-    classes: int = 3  # blobs: number of clusters
-    scaling: str = "standardize"  # inputs: standardize | unit | none
-    target_scaling: str = "standardize"  # regression targets: standardize | none
+    scaling: Scaling = Scaling.standardize  # of the inputs
     seed: int = 0  # separate from the run seed so that a sweep over seeds sees the same data
 
 
 @dataclass
+class MnistConfig(DataConfig):
+    pass
+
+
+@dataclass
+class GeneratedConfig(DataConfig):
+    n_samples: int = 2000  # training pool (train + validation)
+    n_test: int = 1000  # independently drawn test set
+    noise: float = 0.1  # noise std on coordinates or targets
+
+
+@dataclass
+class BlobsConfig(GeneratedConfig):
+    classes: int = 3  # number of clusters
+
+
+@dataclass
+class RegressionDataConfig(GeneratedConfig):
+    target_scaling: TargetScaling = TargetScaling.standardize
+
+
+@dataclass
 class OptimConfig:
-    name: str = "adam"
-    momentum: float = 0.9  # momentum, nesterov, rmsprop
-    b1: float = 0.9  # adam, adamw
-    b2: float = 0.999  # adam, adamw
-    eps: float = 1e-8  # adam, adamw, rmsprop, adagrad
-    decay: float = 0.9  # rmsprop's moving-average coefficient
-    weight_decay: float = 0.0  # decoupled weight decay (adamw); not the same thing as l2 below
+    name: str = MISSING
     l2: float = 0.0  # L2 penalty lambda * sum(w^2) over weight matrices, added to the loss
     clip_norm: float = 0.0  # clip the global gradient norm to this value; 0 = off
-    lr_scaling: str = "none"  # none | linear | sqrt: scale lr by batch_size / base_batch_size
+    lr_scaling: LrScaling = LrScaling.none  # scale lr by batch_size / base_batch_size
     base_batch_size: int = 128  # the batch size at which `lr` is meant
 
 
 @dataclass
+class SGDConfig(OptimConfig):
+    pass
+
+
+@dataclass
+class MomentumConfig(OptimConfig):  # momentum and nesterov
+    momentum: float = 0.9
+
+
+@dataclass
+class RMSPropConfig(OptimConfig):
+    decay: float = 0.9  # the moving average's coefficient
+    eps: float = 1e-8
+    momentum: float = 0.0
+
+
+@dataclass
+class AdagradConfig(OptimConfig):
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamConfig(OptimConfig):
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+
+
+@dataclass
+class AdamWConfig(AdamConfig):
+    weight_decay: float = 1e-4  # decoupled weight decay; not the same thing as l2
+
+
+@dataclass
 class ScheduleConfig:
-    name: str = "constant"
-    warmup_epochs: float = 0.0  # warmup_cosine: linear ramp from 0
-    decay_epochs: float = 1.0  # step: drop every this many epochs
-    gamma: float = 0.1  # step / exponential: multiplier per drop / per epoch
-    end_factor: float = 0.0  # cosine, warmup_cosine: final lr as a fraction of lr
+    name: str = MISSING
     # Epochs at which the schedule starts again over the epochs that follow (a warm restart):
     # `--resume DIR epochs=N` adds one when it extends a run, so config.yaml says how it ran.
     restarts: List[int] = field(default_factory=list)
 
 
 @dataclass
+class ConstantConfig(ScheduleConfig):
+    pass
+
+
+@dataclass
+class StepConfig(ScheduleConfig):
+    decay_epochs: float = 3.0  # drop every this many epochs
+    gamma: float = 0.1  # multiplier per drop
+
+
+@dataclass
+class ExponentialConfig(ScheduleConfig):
+    gamma: float = 0.8  # multiplier per epoch
+
+
+@dataclass
+class CosineConfig(ScheduleConfig):
+    end_factor: float = 0.0  # final lr as a fraction of lr
+
+
+@dataclass
+class WarmupCosineConfig(CosineConfig):
+    warmup_epochs: float = 1.0  # linear ramp from 0
+
+
+@dataclass
 class EarlyStoppingConfig:
     patience: int = 0  # epochs without improvement before stopping; 0 = off
-    metric: str = "val_loss"  # val_loss (lower is better) | val_accuracy (higher is better)
+    metric: StoppingMetric = StoppingMetric.val_loss  # val_loss: lower is better; val_accuracy: higher
     min_delta: float = 0.0  # an improvement smaller than this does not count
     restore_best: bool = True  # evaluate the test set with the best epoch's parameters
 
@@ -79,10 +179,10 @@ class AugmentConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    optim: OptimConfig = MISSING
+    schedule: ScheduleConfig = MISSING
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     lr: float = 1e-3
@@ -102,16 +202,56 @@ class Config:
     name: Optional[str] = None  # run name for the default output folder; None = <model>-<data>
 
 
-GROUP_SCHEMAS = {
-    "model": ModelConfig,
-    "data": DataConfig,
-    "optim": OptimConfig,
-    "schedule": ScheduleConfig,
+# group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults
+OPTION_SCHEMAS = {
+    "model": {"mlp": MLPConfig, "lenet": LeNetConfig},
+    "data": {"mnist": MnistConfig, **{name: GeneratedConfig for name in
+                                       ("xor", "moons", "circles", "spirals")},
+             "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},
+    "optim": {"sgd": SGDConfig, "momentum": MomentumConfig, "nesterov": MomentumConfig,
+              "rmsprop": RMSPropConfig, "adagrad": AdagradConfig, "adam": AdamConfig,
+              "adamw": AdamWConfig},
+    "schedule": {"constant": ConstantConfig, "step": StepConfig, "exponential": ExponentialConfig,
+                 "cosine": CosineConfig, "warmup_cosine": WarmupCosineConfig},
 }
+GROUPS = tuple(OPTION_SCHEMAS)
 
 
 def register_schemas() -> None:
     store = ConfigStore.instance()
     store.store(name="dlrun_schema", node=Config)
-    for group, schema in GROUP_SCHEMAS.items():
-        store.store(group=group, name=f"{group}_schema", node=schema)
+    for group, options in OPTION_SCHEMAS.items():
+        for option, schema in options.items():
+            store.store(group=group, name=f"{option}_schema", node=schema)
+
+
+def option_schema(group: str, option) -> type | None:
+    """The schema of one option of a group, None for an unknown option."""
+    return OPTION_SCHEMAS[group].get(str(option))
+
+
+def structured(names: dict) -> DictConfig:
+    """The whole schema with each group's node typed by its chosen option ({group: option})."""
+    cfg = OmegaConf.structured(Config)
+    for group, option in names.items():
+        schema = option_schema(group, option)
+        if schema is not None:
+            cfg[group] = OmegaConf.structured(schema(name=str(option)))
+    return cfg
+
+
+def names_of(cfg) -> dict:
+    """{group: the option chosen} of a config (a DictConfig or a plain dict)."""
+    return {group: str(cfg[group]["name"]) for group in GROUPS
+            if group in cfg and cfg[group] is not None and "name" in cfg[group]}
+
+
+def fields_of(group: str, option) -> list[str]:
+    """The keys an option of a group has, in the order its schema declares them."""
+    schema = option_schema(group, option)
+    return [f.name for f in dataclasses.fields(schema)] if schema else []
+
+
+def plain(cfg) -> dict:
+    """The config as plain Python values (choices as their words): for JSON, YAML and workers."""
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)

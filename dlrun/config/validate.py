@@ -9,7 +9,7 @@ import math
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.compose import _example, explain_compose_error
-from dlrun.config.schema import Config
+from dlrun.config.schema import names_of, structured
 from dlrun.errors import ConfigError, DataError
 
 
@@ -51,10 +51,11 @@ def validate(cfg: DictConfig) -> None:
     from dlrun.models import activations, inits
     from dlrun.training import losses, optim
 
+    names = names_of(cfg)
     try:  # `+key=value` lets Hydra add keys the schema lacks: refuse them here
-        OmegaConf.merge(OmegaConf.structured(Config), OmegaConf.to_container(cfg))
+        OmegaConf.merge(structured(names), OmegaConf.to_container(cfg))
     except Exception as error:
-        raise ConfigError(explain_compose_error(error, [])) from None
+        raise ConfigError(explain_compose_error(error, [], names)) from None
     _check_finite(cfg)
     _choose("model", cfg.model.name, models.MODELS)
     _choose("optimizer", cfg.optim.name, optim.OPTIMIZERS)
@@ -63,26 +64,28 @@ def validate(cfg: DictConfig) -> None:
     _choose("init", cfg.init, [*inits.INITS, "auto"])
     _choose("bias_init", cfg.bias_init, inits.BIAS_INITS)
     _choose("loss", cfg.loss, [*losses.LOSSES, "auto"])
-    _choose("pooling", cfg.model.pooling, ("max", "avg"))
-    _choose("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear", "sqrt"))
-    _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
     for name in ("lr", "batch_size", "epochs", "eval_batch_size", "optim.base_batch_size",
                  "maxout_pieces", "schedule.decay_epochs", "data.val_size"):
-        _positive(name, OmegaConf.select(cfg, name))
+        if OmegaConf.select(cfg, name) is not None:  # each option has only its own fields
+            _positive(name, OmegaConf.select(cfg, name))
     for name in ("optim.weight_decay", "optim.l2", "optim.clip_norm", "optim.eps",
                  "early_stopping.patience", "early_stopping.min_delta", "augment.shift",
                  "augment.noise_std", "huber_delta", "schedule.warmup_epochs", "schedule.gamma"):
-        _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    if any(width <= 0 for width in cfg.model.hidden):
-        raise ConfigError(f"model.hidden widths must be > 0, got {list(cfg.model.hidden)}")
+        if OmegaConf.select(cfg, name) is not None:
+            _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
+    dropout = OmegaConf.select(cfg, "model.dropout", default=0.0)
+    if not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
+    hidden = OmegaConf.select(cfg, "model.hidden", default=[])
+    if any(width <= 0 for width in hidden):
+        raise ConfigError(f"model.hidden widths must be > 0, got {list(hidden)}")
     try:
         spec = data.describe(cfg.data)
     except DataError as error:
         raise ConfigError(str(error)) from None
     models.check_compatible(cfg, spec)
-    losses.check_compatible(losses.resolve_loss(cfg.loss, spec), spec, cfg.data.target_scaling)
+    losses.check_compatible(losses.resolve_loss(cfg.loss, spec), spec,
+                            str(OmegaConf.select(cfg, "data.target_scaling", default="none")))
     if cfg.batch_size > spec.n_train:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {spec.n_train} training examples")
     optim.check_schedule(cfg)

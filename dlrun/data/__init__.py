@@ -150,7 +150,8 @@ def describe(cfg: Any) -> DataSpec:
     if subset is not None:
         n_train = min(n_train, _int_field(cfg, "subset", 1))
     _choice_field(cfg, "scaling", SCALINGS)
-    _choice_field(cfg, "target_scaling", TARGET_SCALINGS)
+    if src.task == "regression":  # only regression sets have targets to scale
+        _choice_field(cfg, "target_scaling", TARGET_SCALINGS)
     _int_field(cfg, "seed", 0)
     return DataSpec(
         name=cfg.name,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlrun import results
+from dlrun.config.schema import fields_of, names_of
 from dlrun.report import diagnose
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -109,6 +110,15 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def own_fields(config: dict) -> dict:
+    """The config without the fields its options do not have: folders written before each
+    option had its own schema carry every option's fields (an MLP's `hidden` in a LeNet run)."""
+    names = names_of(config)
+    return {key: ({k: v for k, v in value.items() if k in fields_of(key, names[key])}
+                  if key in names and isinstance(value, dict) and fields_of(key, names[key]) else value)
+            for key, value in config.items()}
+
+
 def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
     """The run's settings, flattened, or None when unreadable: from summary.json when it carries
     them (JSON is ~20x quicker to parse), else config.yaml."""
@@ -117,9 +127,9 @@ def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
         if not path.is_file() or path.stat().st_size == 0:  # a stat, not a parse: stays quick
             warnings.append(f"{run_dir}: config.yaml is missing or empty (the config is read "
                             "from summary.json)")
-        return flatten(summary["config"])
+        return flatten(own_fields(summary["config"]))
     try:
-        return flatten(results.read_config(run_dir))
+        return flatten(own_fields(results.read_config(run_dir)))
     except FileNotFoundError:
         problem = "no config.yaml, and summary.json carries no config"
     except ValueError as error:

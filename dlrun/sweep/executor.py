@@ -24,7 +24,7 @@ from rich.table import Table
 
 from dlrun import results
 from dlrun.training.progress import SweepProgress
-from dlrun.config.schema import Config
+from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
 from dlrun.sweep.plan import Plan, group_trials
@@ -112,7 +112,7 @@ def check_data(plan: Plan) -> None:
 
     seen = set()
     for trial in plan.trials:
-        key = yaml.safe_dump(OmegaConf.to_container(trial.cfg.data, resolve=True))
+        key = yaml.safe_dump(plain(trial.cfg.data))
         if key not in seen:
             seen.add(key)
             data.load(trial.cfg.data)
@@ -199,10 +199,10 @@ def resumable_epoch(run_dir: Path) -> int:
 def run_group_job(containers: list[dict], run_dirs: list[str], resume: bool, callbacks=()):
     """Run one group from plain data (picklable, so a worker process or another machine can run
     it); return (summaries, None) or (None, error message)."""
+    from dlrun.config.load import typed_config
     from dlrun.training.group import RunFailed, run_group
 
-    schema = OmegaConf.structured(Config)
-    cfgs = [OmegaConf.merge(schema, container) for container in containers]
+    cfgs = [typed_config(container) for container in containers]
     try:
         return run_group(cfgs, run_dirs, resume=resume, callbacks=callbacks), None
     except RunFailed as error:
@@ -246,7 +246,7 @@ def _jobs_for(plan: Plan, out: Path, max_group: int | None) -> list:
 
 
 def _containers(group) -> list[dict]:
-    return [OmegaConf.to_container(trial.cfg, resolve=True) for trial in group.trials]
+    return [plain(trial.cfg) for trial in group.trials]
 
 
 def run_plan(plan: Plan, out: Path, *, jobs: int = 1, max_group: int | None = None,

@@ -20,7 +20,7 @@ from hydra.core.override_parser.types import Glob
 from omegaconf import OmegaConf
 
 from dlrun.sweep import studies
-from dlrun.config.schema import Config
+from dlrun.config.schema import Config, plain
 from dlrun.errors import ConfigError
 from dlrun.config.compose import group_options, parse_overrides, with_values
 from dlrun.config.load import compose_config
@@ -174,7 +174,7 @@ def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:
 
 def shape_key(cfg) -> dict:
     """Return the part of a config that fixes the compiled program (everything but TRIAL_KEYS)."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = plain(cfg)
     for key in TRIAL_KEYS:
         parent, _, leaf = key.rpartition(".")
         node = container[parent] if parent else container

@@ -79,7 +79,7 @@ def check_schedule(cfg) -> None:
         raise ConfigError(
             f"schedule.warmup_epochs {schedule.warmup_epochs} must be below epochs {shortest}"
         )
-    if not 0 <= schedule.end_factor <= 1:
+    if "end_factor" in schedule and not 0 <= schedule.end_factor <= 1:
         raise ConfigError(f"schedule.end_factor must be in [0, 1], got {schedule.end_factor}")
 
 

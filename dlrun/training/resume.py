@@ -24,6 +24,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun import results
+from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
 from dlrun.config.load import load_run_config
 from dlrun.config.validate import validate
@@ -80,8 +81,7 @@ def _finished_epoch(run_dir: Path, option: str) -> int:
 
 def changes(before: DictConfig, after: DictConfig) -> dict:
     """{dotted key: (before, after)} for every value that differs between two configs."""
-    container = lambda cfg: OmegaConf.to_container(cfg, resolve=True)
-    return changed_values(container(before), container(after))
+    return changed_values(plain(before), plain(after))
 
 
 def changed_values(before: dict, after: dict) -> dict:

@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 
 from dlrun import __version__, results
 from dlrun.config.compose import to_yaml
+from dlrun.config.schema import plain
 from dlrun.training.resume import changed_values
 
 
@@ -101,7 +102,7 @@ class Trial:
             "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
             "dlrun_version": __version__, "jax_version": jax.__version__,
             # the resolved config again, so that a report over thousands of runs reads JSON only
-            "config": OmegaConf.to_container(self.cfg, resolve=True),
+            "config": plain(self.cfg),
         }
         results.write_summary(self.run_dir, self.summary)
 
@@ -147,7 +148,7 @@ class Trial:
     def mark_resumed(self, epoch: int) -> None:
         """Record the config it goes on with and the resume in the folder; status `running`."""
         before = self.summary.get("config") or {}
-        after = OmegaConf.to_container(self.cfg, resolve=True)
+        after = plain(self.cfg)
         self.summary.update(status="running", config=after)
         self.summary.setdefault("resumes", []).append({
             "from_epoch": epoch, "epochs": int(self.cfg.epochs),
