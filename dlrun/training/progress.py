@@ -94,8 +94,8 @@ def summary_table(summary: dict, run_dir) -> Table:
             "test_loss", "test_accuracy", "params", "train_time_s", "compile_time_s")
     for key in keys:
         value = summary.get(key)
-        if value is None:
-            continue
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            continue  # e.g. no accuracy for a regression
         if isinstance(value, float):
             value = f"{value:.2%}" if "accuracy" in key else f"{value:.4g}"
         table.add_row(key, str(value))

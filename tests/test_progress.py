@@ -1,0 +1,50 @@
+"""The progress bars and the closing table, rendered as a person sees them (80 columns)."""
+
+import io
+import math
+
+from rich.console import Console
+
+from dlrun.config.load import compose_config
+from dlrun.sweep import executor
+from dlrun.sweep.plan import make_plan
+from dlrun.training import group
+from dlrun.training.progress import EpochProgress, summary_table
+
+MOONS = ["data=moons", "data.n_samples=600", "data.val_size=100", "model.hidden=[8]", "epochs=3"]
+
+
+def console() -> Console:
+    return Console(file=io.StringIO(), width=80, force_terminal=False, color_system=None)
+
+
+def test_the_epoch_bar_counts_the_epochs_and_shows_the_latest_numbers(tmp_path):
+    screen = console()
+    cfg = compose_config(MOONS)
+    group.run_group([cfg], [tmp_path / "run"], callbacks=[EpochProgress(screen, "mlp")])
+    text = screen.file.getvalue()
+    assert "3/3" in text and "loss" in text and "val" in text and "acc" in text
+
+
+def test_the_sweep_bars_count_trials_and_the_epochs_of_each_group(tmp_path):
+    screen = console()
+    plan = make_plan([*MOONS, "lr=0.1,0.01", "batch_size=16,32"])
+    out = tmp_path / "sweep"
+    executor.prepare_folder(out, plan, "test")
+    executor.run_plan(plan, out, console=screen)
+    text = screen.file.getvalue()
+    assert "4/4" in text and "trials" in text and "epochs" in text and "live" in text
+
+
+def test_the_summary_table_shows_accuracy_as_percent_and_leaves_out_what_is_not_there():
+    classification = {"status": "completed", "epochs_run": 3, "best_val_accuracy": 0.95,
+                      "test_accuracy": 0.9375, "test_loss": 0.2}
+    regression = {"status": "completed", "epochs_run": 3, "best_val_accuracy": math.nan,
+                  "test_accuracy": None, "test_loss": 0.01}
+    for summary, present, absent in ((classification, ["95.00%", "93.75%"], []),
+                                     (regression, ["0.01"], ["nan", "accuracy"])):
+        screen = console()
+        screen.print(summary_table(summary, "runs/x"))
+        text = screen.file.getvalue()
+        assert all(item in text for item in present) and not any(item in text for item in absent)
+        assert max(len(line) for line in text.splitlines()) <= 80
