@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import List, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 
@@ -218,6 +217,8 @@ GROUPS = tuple(OPTION_SCHEMAS)
 
 
 def register_schemas() -> None:
+    from hydra.core.config_store import ConfigStore  # only composing needs Hydra; the report not
+
     store = ConfigStore.instance()
     store.store(name="dlrun_schema", node=Config)
     for group, options in OPTION_SCHEMAS.items():
