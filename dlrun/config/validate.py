@@ -56,14 +56,12 @@ def validate(cfg: DictConfig) -> None:
     except Exception as error:
         raise ConfigError(explain_compose_error(error, [])) from None
     _check_finite(cfg)
-    _choose("model", cfg.model.name, models.MODELS)
     _choose("optimizer", cfg.optim.name, optim.OPTIMIZERS)
     _choose("schedule", cfg.schedule.name, optim.SCHEDULES)
     _choose("activation", cfg.activation, activations.ACTIVATIONS)
     _choose("init", cfg.init, [*inits.INITS, "auto"])
     _choose("bias_init", cfg.bias_init, inits.BIAS_INITS)
     _choose("loss", cfg.loss, [*losses.LOSSES, "auto"])
-    _choose("pooling", cfg.model.pooling, ("max", "avg"))
     _choose("optim.lr_scaling", cfg.optim.lr_scaling, ("none", "linear", "sqrt"))
     _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
     for name in ("lr", "batch_size", "epochs", "eval_batch_size", "optim.base_batch_size",
@@ -73,15 +71,11 @@ def validate(cfg: DictConfig) -> None:
                  "early_stopping.patience", "early_stopping.min_delta", "augment.shift",
                  "augment.noise_std", "huber_delta", "schedule.warmup_epochs", "schedule.gamma"):
         _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
-    if not 0.0 <= cfg.model.dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    if any(width <= 0 for width in cfg.model.hidden):
-        raise ConfigError(f"model.hidden widths must be > 0, got {list(cfg.model.hidden)}")
     try:
         spec = data.describe(cfg.data)
     except DataError as error:
         raise ConfigError(str(error)) from None
-    models.check_compatible(cfg, spec)
+    models.check(cfg, spec)
     losses.check_compatible(losses.resolve_loss(cfg.loss, spec), spec, cfg.data.target_scaling)
     if cfg.batch_size > spec.n_train:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {spec.n_train} training examples")
