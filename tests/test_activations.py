@@ -5,6 +5,7 @@ import pytest
 from types import SimpleNamespace
 
 from conftest import FLOAT32_MATH_RTOL
+from dlrun.errors import ConfigError
 from dlrun.models import activations
 
 X = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
@@ -43,3 +44,11 @@ def test_maxout_takes_the_max_of_each_group():
     x = jnp.array([[1.0, 3.0, -1.0, -4.0]])
     np.testing.assert_allclose(activations.maxout(x, 2), [[3.0, -1.0]])
     assert activations.width_factor(SimpleNamespace(activation="maxout", maxout_pieces=3)) == 3
+
+
+def test_check_names_the_choices():
+    activations.check(SimpleNamespace(activation="maxout"))
+    with pytest.raises(ConfigError) as caught:
+        activations.check(SimpleNamespace(activation="swish2"))
+    assert str(caught.value) == (f"unknown activation 'swish2' (choose from: "
+                                 f"{', '.join(sorted(activations.ACTIVATIONS))})")

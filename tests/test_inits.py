@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from types import SimpleNamespace
 
+from dlrun.errors import ConfigError
 from dlrun.models import inits
 
 FAN_IN, FAN_OUT = 400, 600
@@ -53,3 +54,9 @@ def test_auto_picks_he_for_relu_and_glorot_for_tanh():
 def test_bias_init():
     cfg = SimpleNamespace(bias_init="constant", bias_scale=0.1)
     np.testing.assert_allclose(inits.make_bias_init(cfg)(jax.random.PRNGKey(0), (5,)), 0.1)
+
+
+def test_check_accepts_auto_for_weights_only():
+    inits.check(SimpleNamespace(init="auto", bias_init="zeros"))
+    with pytest.raises(ConfigError, match=r"^unknown bias_init 'auto' \(choose from: constant, normal, "):
+        inits.check(SimpleNamespace(init="he_normal", bias_init="auto"))

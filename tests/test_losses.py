@@ -1,7 +1,10 @@
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import FLOAT32_MATH_RTOL
 from dlrun.training import losses
@@ -97,3 +100,12 @@ def test_msle_on_rosenbrock_needs_raw_targets():
     losses.check_compatible("msle", ROSEN, "none")
     with pytest.raises(ConfigError, match="target_scaling"):
         losses.check_compatible("msle", ROSEN, "standardize")
+
+
+def test_check_resolves_auto_and_refuses_an_unknown_loss():
+    cfg = SimpleNamespace(loss="auto", data=OmegaConf.create({"name": "mnist"}))  # no target_scaling
+    losses.check(cfg, MNIST)
+    cfg.loss = "hinge"
+    with pytest.raises(ConfigError) as caught:
+        losses.check(cfg, MNIST)
+    assert str(caught.value).startswith("unknown loss 'hinge' (choose from: auto, binary_cross_entropy, ")

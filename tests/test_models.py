@@ -1,3 +1,6 @@
+"""Tests of dlrun/models: the registry (check, build_model, parameter counts) and the two
+families, mlp.py and lenet.py (tests named test_mlp_* / test_lenet_*), with the shared layers."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +11,8 @@ from dlrun import models
 from dlrun.errors import ConfigError
 from dlrun.config.load import compose_config
 from dlrun.data import describe
+from dlrun.models import lenet, mlp
+from omegaconf import OmegaConf
 
 
 def build(*overrides):
@@ -130,3 +135,58 @@ def test_lenet_lowerings_agree_in_outputs_and_gradients(extra):
     scale = max(float(np.abs(leaf).max()) for leaf in reference)  # e.g. BN makes conv biases' ~0
     for a, b in zip(reference, jax.tree_util.tree_leaves(results["batch_last"][1])):
         np.testing.assert_allclose(a, b, rtol=FLOAT32_RTOL, atol=float32_atol(scale, forward + x.size))
+
+
+# A config typed by each family's own schema holds only that family's fields.
+OWN_FIELDS = {
+    "mlp": {"name": "mlp", "hidden": [8], "dropout": 0.0, "batch_norm": False},
+    "lenet": {"name": "lenet", "pooling": "avg", "conv_lowering": "auto", "dropout": 0.0},
+}
+
+
+def with_own_fields(name, data="mnist", **fields):
+    cfg = OmegaConf.create(OmegaConf.to_container(compose_config([f"data={data}"])))
+    cfg.model = {**OWN_FIELDS[name], **fields}
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(OWN_FIELDS))
+def test_a_family_checks_and_builds_from_its_own_fields_alone(name):
+    cfg = with_own_fields(name)
+    spec = describe(cfg.data)
+    models.check(cfg, spec)
+    expected = {"mlp": dense(784, 8) + dense(8, 10), "lenet": 61706}[name]
+    assert models.param_count(cfg, spec) == expected
+
+
+@pytest.mark.parametrize("name, fields, message", [
+    ("mlp", dict(hidden=[8, 0]), "model.hidden widths must be > 0, got [8, 0]"),
+    ("mlp", dict(dropout=1.0), "model.dropout must be in [0, 1), got 1.0"),
+    ("lenet", dict(pooling="min"), "unknown pooling 'min' (choose from: avg, max)"),
+    ("lenet", dict(conv_lowering="fft"),
+     "unknown model.conv_lowering 'fft' (choose from: auto, xla, im2col, batch_last)"),
+    ("lenet", dict(dropout=-0.1), "model.dropout must be in [0, 1), got -0.1"),
+])
+def test_a_family_refuses_its_own_bad_options(name, fields, message):
+    cfg = with_own_fields(name, **fields)
+    with pytest.raises(ConfigError) as caught:
+        models.check(cfg, describe(cfg.data))
+    assert str(caught.value) == message
+
+
+def test_the_flat_schema_still_refuses_another_familys_bad_option():
+    with pytest.raises(ConfigError, match="unknown pooling 'min'"):
+        compose_config(["data=xor", "model=mlp", "model.pooling=min"])
+
+
+def test_lenet_fits_images_with_sides_divisible_by_four_only():
+    cfg = with_own_fields("lenet", data="xor")
+    with pytest.raises(ConfigError, match="model 'lenet' needs images .* shape \\(2,\\)"):
+        models.check(cfg, describe(cfg.data))
+    mlp.check_fits(cfg.model, describe(cfg.data))  # an MLP flattens any input
+
+
+def test_every_model_option_has_a_check_in_its_family():
+    for module in (mlp, lenet):
+        assert set(module.OPTIONS) <= set(OWN_FIELDS[module.__name__.rsplit(".", 1)[1]])
+    assert models.MODELS.names == ("lenet", "mlp")

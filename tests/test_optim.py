@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from omegaconf import OmegaConf
 
 from conftest import FLOAT32_RTOL
 from dlrun.training import optim
@@ -75,3 +76,21 @@ def test_bad_schedules_are_refused():
         compose_config(["data=xor", "schedule=warmup_cosine", "schedule.warmup_epochs=20", "epochs=5"])
     with pytest.raises(ConfigError, match="gamma"):
         compose_config(["data=xor", "schedule=step", "schedule.gamma=2"])
+
+
+def test_optim_check_reads_only_the_fields_the_config_holds():
+    """A config typed by an optimizer's and a schedule's own schemas has only their fields."""
+    cfg = OmegaConf.create({
+        "epochs": 10,
+        "optim": {"name": "sgd", "l2": 0.0, "clip_norm": 0.0, "lr_scaling": "none", "base_batch_size": 128},
+        "schedule": {"name": "constant", "restarts": []},
+    })
+    optim.check(cfg)
+    cfg.schedule = {"name": "step", "decay_epochs": 0.0, "gamma": 0.1, "restarts": []}
+    with pytest.raises(ConfigError, match=r"^schedule.decay_epochs must be > 0, got 0.0$"):
+        optim.check(cfg)
+    cfg.schedule = {"name": "constant", "restarts": []}
+    cfg.optim.lr_scaling = "cubic"
+    with pytest.raises(ConfigError) as caught:
+        optim.check(cfg)
+    assert str(caught.value) == "unknown optim.lr_scaling 'cubic' (choose from: linear, none, sqrt)"

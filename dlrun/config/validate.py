@@ -44,8 +44,9 @@ def _check_finite(cfg: DictConfig) -> None:
 def validate(cfg: DictConfig) -> None:
     """Check every name against its registry and every number against its range.
 
-    Raises ConfigError naming the first bad value. Imports the registries lazily so that
-    `dlrun --help` stays quick.
+    Raises ConfigError naming the first bad value. Each registry checks its own options; this
+    adds the checks of the top-level keys. Imports the registries lazily so that `dlrun --help`
+    stays quick.
     """
     from dlrun import data, models
     from dlrun.models import activations, inits
@@ -57,35 +58,20 @@ def validate(cfg: DictConfig) -> None:
     except Exception as error:
         raise ConfigError(explain_compose_error(error, [], names)) from None
     _check_finite(cfg)
-    _choose("model", cfg.model.name, models.MODELS)
-    _choose("optimizer", cfg.optim.name, optim.OPTIMIZERS)
-    _choose("schedule", cfg.schedule.name, optim.SCHEDULES)
-    _choose("activation", cfg.activation, activations.ACTIVATIONS)
-    _choose("init", cfg.init, [*inits.INITS, "auto"])
-    _choose("bias_init", cfg.bias_init, inits.BIAS_INITS)
-    _choose("loss", cfg.loss, [*losses.LOSSES, "auto"])
-    for name in ("lr", "batch_size", "epochs", "eval_batch_size", "optim.base_batch_size",
-                 "maxout_pieces", "schedule.decay_epochs", "data.val_size"):
-        if OmegaConf.select(cfg, name) is not None:  # each option has only its own fields
-            _positive(name, OmegaConf.select(cfg, name))
-    for name in ("optim.weight_decay", "optim.l2", "optim.clip_norm", "optim.eps",
-                 "early_stopping.patience", "early_stopping.min_delta", "augment.shift",
-                 "augment.noise_std", "huber_delta", "schedule.warmup_epochs", "schedule.gamma"):
-        if OmegaConf.select(cfg, name) is not None:
-            _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
-    dropout = OmegaConf.select(cfg, "model.dropout", default=0.0)
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}")
-    hidden = OmegaConf.select(cfg, "model.hidden", default=[])
-    if any(width <= 0 for width in hidden):
-        raise ConfigError(f"model.hidden widths must be > 0, got {list(hidden)}")
+    activations.check(cfg)
+    inits.check(cfg)
+    _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
+    for name in ("lr", "batch_size", "epochs", "eval_batch_size", "maxout_pieces", "data.val_size"):
+        _positive(name, OmegaConf.select(cfg, name))
+    for name in ("early_stopping.patience", "early_stopping.min_delta", "augment.shift",
+                 "augment.noise_std", "huber_delta"):
+        _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
+    optim.check(cfg)
     try:
         spec = data.describe(cfg.data)
     except DataError as error:
         raise ConfigError(str(error)) from None
-    models.check_compatible(cfg, spec)
-    losses.check_compatible(losses.resolve_loss(cfg.loss, spec), spec,
-                            str(OmegaConf.select(cfg, "data.target_scaling", default="none")))
+    models.check(cfg, spec)
+    losses.check(cfg, spec)
     if cfg.batch_size > spec.n_train:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {spec.n_train} training examples")
-    optim.check_schedule(cfg)

@@ -12,6 +12,8 @@ from typing import Callable
 import flax.linen as nn
 import jax.numpy as jnp
 
+from dlrun.registry import Registry
+
 
 class PReLU(nn.Module):
     """Leaky ReLU whose negative slope is learned (He et al. 2015), one slope per layer."""
@@ -30,7 +32,8 @@ def maxout(x, pieces: int):
     return x.reshape(*lead, units // pieces, pieces).max(axis=-1)
 
 
-ACTIVATIONS: dict[str, Callable] = {
+# name -> builder taking the config, returning the activation callable
+ACTIVATIONS: Registry[Callable] = Registry("activation", {
     "sigmoid": lambda cfg: nn.sigmoid,
     "tanh": lambda cfg: jnp.tanh,
     "relu": lambda cfg: nn.relu,
@@ -42,7 +45,7 @@ ACTIVATIONS: dict[str, Callable] = {
     "identity": lambda cfg: lambda x: x,
     "prelu": lambda cfg: PReLU(initial_slope=cfg.activation_slope),
     "maxout": lambda cfg: lambda x: maxout(x, cfg.maxout_pieces),
-}
+})
 
 # Activations whose zero-centred linear region makes He (fan_in, gain 2) the variance-preserving init.
 RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu", "prelu", "maxout"})
@@ -51,9 +54,14 @@ RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu", "prelu", "ma
 SATURATION_BOUNDS = {"sigmoid": (0.02, 0.98), "tanh": (-0.98, 0.98)}
 
 
+def check(cfg) -> None:
+    """Raise ConfigError unless `cfg.activation` names an activation."""
+    ACTIVATIONS.check(cfg.activation)
+
+
 def make_activation(cfg) -> Callable:
     """Return the activation callable (a function or a fresh Flax module) named by `cfg.activation`."""
-    return ACTIVATIONS[cfg.activation](cfg)
+    return ACTIVATIONS.get(cfg.activation)(cfg)
 
 
 def width_factor(cfg) -> int:

@@ -7,11 +7,14 @@
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple, Optional
+
 import jax
 import jax.numpy as jnp
 from jax.nn import initializers as jinit
 
 from dlrun.models.activations import RELU_LIKE
+from dlrun.registry import Registry
 
 
 def _uniform(scale: float):
@@ -22,28 +25,39 @@ def _uniform(scale: float):
     return init
 
 
-# name -> (builder taking the scale, default scale)
-INITS = {
-    "zeros": (lambda s: jinit.zeros, None),
-    "constant": (lambda s: jinit.constant(s), 0.1),
-    "normal": (lambda s: jinit.normal(stddev=s), 0.01),
-    "uniform": (_uniform, 0.05),
-    "lecun_uniform": (lambda s: jinit.lecun_uniform(), None),
-    "lecun_normal": (lambda s: jinit.variance_scaling(1.0, "fan_in", "normal"), None),
-    "glorot_uniform": (lambda s: jinit.glorot_uniform(), None),
-    "glorot_normal": (lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
-    "xavier_uniform": (lambda s: jinit.glorot_uniform(), None),
-    "xavier_normal": (lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
-    "he_uniform": (lambda s: jinit.he_uniform(), None),
-    "he_normal": (lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
-    "kaiming_uniform": (lambda s: jinit.he_uniform(), None),
-    "kaiming_normal": (lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
-    "orthogonal": (lambda s: jinit.orthogonal(scale=s), 1.0),
-}
+class Init(NamedTuple):
+    build: Callable  # init_scale -> a jax.nn.initializers function
+    default_scale: Optional[float]  # used when init_scale is None; None: the scheme has no free number
+
+
+# `auto` is resolved by the activation (resolve_init_name), so it is a name without an entry
+INITS = Registry("init", {
+    "zeros": Init(lambda s: jinit.zeros, None),
+    "constant": Init(lambda s: jinit.constant(s), 0.1),
+    "normal": Init(lambda s: jinit.normal(stddev=s), 0.01),
+    "uniform": Init(_uniform, 0.05),
+    "lecun_uniform": Init(lambda s: jinit.lecun_uniform(), None),
+    "lecun_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_in", "normal"), None),
+    "glorot_uniform": Init(lambda s: jinit.glorot_uniform(), None),
+    "glorot_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
+    "xavier_uniform": Init(lambda s: jinit.glorot_uniform(), None),
+    "xavier_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
+    "he_uniform": Init(lambda s: jinit.he_uniform(), None),
+    "he_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
+    "kaiming_uniform": Init(lambda s: jinit.he_uniform(), None),
+    "kaiming_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
+    "orthogonal": Init(lambda s: jinit.orthogonal(scale=s), 1.0),
+}, extra=("auto",))
 # jax's lecun_normal/glorot_normal/he_normal draw from a *truncated* normal rescaled to the target
 # variance; the plain-normal forms above match the textbook formulas the lessons derive.
 
-BIAS_INITS = {name: INITS[name] for name in ("zeros", "constant", "normal", "uniform")}
+BIAS_INITS = Registry("bias_init", {name: INITS[name] for name in ("zeros", "constant", "normal", "uniform")})
+
+
+def check(cfg) -> None:
+    """Raise ConfigError unless `cfg.init` and `cfg.bias_init` name initialisers."""
+    INITS.check(cfg.init)
+    BIAS_INITS.check(cfg.bias_init)
 
 
 def resolve_init_name(cfg) -> str:
@@ -55,11 +69,11 @@ def resolve_init_name(cfg) -> str:
 
 def make_kernel_init(cfg):
     """Return the `jax.nn.initializers` function for weights named by `cfg.init`."""
-    build, default_scale = INITS[resolve_init_name(cfg)]
+    build, default_scale = INITS.get(resolve_init_name(cfg))
     return build(cfg.init_scale if cfg.init_scale is not None else default_scale)
 
 
 def make_bias_init(cfg):
     """Return the initializer for biases named by `cfg.bias_init` with scale `cfg.bias_scale`."""
-    build, _ = BIAS_INITS[cfg.bias_init]
+    build, _ = BIAS_INITS.get(cfg.bias_init)
     return build(cfg.bias_scale)

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from dlrun.errors import ConfigError
+from dlrun.registry import Registry
 
 # Keeps log() finite when a probability reaches exactly 0 or 1 in float32.
 PROBABILITY_EPS = 1e-7
@@ -70,7 +71,8 @@ def huber(outputs, targets, hyper):
 
 
 BOTH = ("classification", "regression")
-LOSSES = {
+# `auto` is resolved by the task (resolve_loss), so it is a name without an entry
+LOSSES = Registry("loss", {
     "softmax_cross_entropy": Loss(softmax_cross_entropy, ("classification",)),
     "binary_cross_entropy": Loss(binary_cross_entropy, ("classification",), binary_only=True),
     "binary_cross_entropy_with_logits": Loss(
@@ -80,7 +82,7 @@ LOSSES = {
     "mae": Loss(mae, BOTH),
     "msle": Loss(msle, ("regression",)),
     "huber": Loss(huber, BOTH),
-}
+}, extra=("auto",))
 DEFAULT_LOSS = {"classification": "softmax_cross_entropy", "regression": "mse"}
 
 
@@ -89,9 +91,16 @@ def resolve_loss(name: str, spec) -> str:
     return DEFAULT_LOSS[spec.task] if name == "auto" else name
 
 
+def check(cfg, spec) -> None:
+    """Raise ConfigError for an unknown loss or one that cannot apply to the data set."""
+    LOSSES.check(cfg.loss)
+    # a data set without regression targets has no target_scaling in its own schema
+    check_compatible(resolve_loss(cfg.loss, spec), spec, cfg.data.get("target_scaling", "none"))
+
+
 def check_compatible(name: str, spec, target_scaling: str = "none") -> None:
     """Raise ConfigError when the loss cannot apply to the data set."""
-    loss = LOSSES[name]
+    loss = LOSSES.get(name)
     if spec.task not in loss.tasks:
         raise ConfigError(
             f"loss '{name}' does not fit {spec.task} data '{spec.name}' "

@@ -9,21 +9,47 @@ injected lr, so it is shared by every trial of a group.
 from __future__ import annotations
 
 import math
+from typing import Callable, NamedTuple
 
 import optax
 
 from dlrun.errors import ConfigError
+from dlrun.registry import Registry, above_zero, at_least_zero, check_options, within_unit
 
-# name -> (optax constructor, the OptimConfig fields it takes besides the learning rate)
-OPTIMIZERS = {
-    "sgd": (optax.sgd, ()),
-    "momentum": (optax.sgd, ("momentum",)),
-    "nesterov": (lambda learning_rate, momentum: optax.sgd(learning_rate, momentum, nesterov=True),
-                 ("momentum",)),
-    "rmsprop": (optax.rmsprop, ("decay", "eps", "momentum")),
-    "adagrad": (optax.adagrad, ("eps",)),
-    "adam": (optax.adam, ("b1", "b2", "eps")),
-    "adamw": (optax.adamw, ("b1", "b2", "eps", "weight_decay")),
+
+class Optimizer(NamedTuple):
+    build: Callable  # optax constructor: learning_rate and `fields` as keywords
+    fields: tuple  # the OptimConfig fields it takes besides the learning rate, injected into its state
+
+
+OPTIMIZERS = Registry("optimizer", {
+    "sgd": Optimizer(optax.sgd, ()),
+    "momentum": Optimizer(optax.sgd, ("momentum",)),
+    "nesterov": Optimizer(
+        lambda learning_rate, momentum: optax.sgd(learning_rate, momentum, nesterov=True),
+        ("momentum",)),
+    "rmsprop": Optimizer(optax.rmsprop, ("decay", "eps", "momentum")),
+    "adagrad": Optimizer(optax.adagrad, ("eps",)),
+    "adam": Optimizer(optax.adam, ("b1", "b2", "eps")),
+    "adamw": Optimizer(optax.adamw, ("b1", "b2", "eps", "weight_decay")),
+})
+
+# name -> lr factor as a function of batch_size / base_batch_size (Goyal et al. 2017 for linear)
+LR_SCALINGS = Registry("optim.lr_scaling", {
+    "none": lambda ratio: 1.0,
+    "linear": lambda ratio: ratio,
+    "sqrt": math.sqrt,
+})
+
+# Checks of the optim fields, run on those the config holds: an optimizer's own schema holds only
+# the fields it takes (sgd has no eps), and the ones every optimizer has.
+OPTION_CHECKS = {
+    "eps": at_least_zero,
+    "weight_decay": at_least_zero,
+    "l2": at_least_zero,
+    "clip_norm": at_least_zero,
+    "base_batch_size": above_zero,
+    "lr_scaling": lambda key, name: LR_SCALINGS.check(name),
 }
 
 
@@ -49,13 +75,39 @@ def _warmup_cosine(schedule, steps_per_epoch, total_steps):
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup, total_steps, schedule.end_factor)
 
 
-# name -> builder of a step -> multiplier function
-SCHEDULES = {
-    "constant": _constant,
-    "step": _step,
-    "exponential": _exponential,
-    "cosine": _cosine,
-    "warmup_cosine": _warmup_cosine,
+def _gamma_decays(schedule, shortest: int) -> None:
+    if not 0 < schedule.gamma <= 1:
+        raise ConfigError(f"schedule.gamma must be in (0, 1], got {schedule.gamma}")
+
+
+def _warmup_fits(schedule, shortest: int) -> None:
+    if schedule.warmup_epochs >= shortest:
+        raise ConfigError(f"schedule.warmup_epochs {schedule.warmup_epochs} must be below epochs {shortest}")
+
+
+def _no_check(schedule, shortest: int) -> None:
+    """A schedule whose fields need no more than their ranges (SCHEDULE_CHECKS)."""
+
+
+class Schedule(NamedTuple):
+    build: Callable  # (cfg.schedule, steps per epoch, total steps) -> step -> lr multiplier
+    check: Callable = _no_check  # (cfg.schedule, epochs of the shortest segment) -> None
+
+
+SCHEDULES = Registry("schedule", {
+    "constant": Schedule(_constant),
+    "step": Schedule(_step, _gamma_decays),
+    "exponential": Schedule(_exponential, _gamma_decays),
+    "cosine": Schedule(_cosine),
+    "warmup_cosine": Schedule(_warmup_cosine, _warmup_fits),
+})
+
+# Ranges of the schedule fields, run on those the config holds (as OPTION_CHECKS)
+SCHEDULE_CHECKS = {
+    "decay_epochs": above_zero,
+    "warmup_epochs": at_least_zero,
+    "gamma": at_least_zero,
+    "end_factor": within_unit,
 }
 
 
@@ -65,29 +117,28 @@ def segments(cfg) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:]))
 
 
+def check(cfg) -> None:
+    """Raise ConfigError for an unknown optimizer, a bad optim setting, or a bad schedule."""
+    OPTIMIZERS.check(cfg.optim.name)
+    check_options(cfg.optim, "optim", OPTION_CHECKS)
+    check_schedule(cfg)
+
+
 def check_schedule(cfg) -> None:
-    """Raise ConfigError for schedule settings that cannot work with this run's length."""
-    schedule = cfg.schedule
-    if schedule.name in ("step", "exponential") and not 0 < schedule.gamma <= 1:
-        raise ConfigError(f"schedule.gamma must be in (0, 1], got {schedule.gamma}")
-    restarts = list(schedule.restarts)
+    """Raise ConfigError for an unknown schedule or settings that cannot work with this run's length."""
+    schedule = SCHEDULES.get(cfg.schedule.name)
+    check_options(cfg.schedule, "schedule", SCHEDULE_CHECKS)
+    restarts = list(cfg.schedule.restarts)
     if restarts != sorted(set(restarts)) or any(not 0 < epoch < cfg.epochs for epoch in restarts):
         raise ConfigError(f"schedule.restarts must be increasing epochs between 0 and epochs "
                           f"{cfg.epochs}, got {restarts}")
-    shortest = min(end - first for first, end in segments(cfg))
-    if schedule.name == "warmup_cosine" and schedule.warmup_epochs >= shortest:
-        raise ConfigError(
-            f"schedule.warmup_epochs {schedule.warmup_epochs} must be below epochs {shortest}"
-        )
-    if "end_factor" in schedule and not 0 <= schedule.end_factor <= 1:
-        raise ConfigError(f"schedule.end_factor must be in [0, 1], got {schedule.end_factor}")
+    schedule.check(cfg.schedule, min(end - first for first, end in segments(cfg)))
 
 
 def effective_lr(cfg) -> float:
     """Return `lr`, scaled with the batch size when `optim.lr_scaling` asks (Goyal et al. 2017)."""
-    ratio = cfg.batch_size / cfg.optim.base_batch_size
-    factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[cfg.optim.lr_scaling]
-    return cfg.lr * factor
+    factor = LR_SCALINGS.get(cfg.optim.lr_scaling)
+    return cfg.lr * factor(cfg.batch_size / cfg.optim.base_batch_size)
 
 
 def make_schedule(cfg, steps_per_epoch: int):
@@ -95,7 +146,7 @@ def make_schedule(cfg, steps_per_epoch: int):
 
     After a restart (schedule.restarts) the schedule runs afresh over the remaining epochs.
     """
-    build = SCHEDULES[cfg.schedule.name]
+    build = SCHEDULES.get(cfg.schedule.name).build
     pieces = [build(cfg.schedule, steps_per_epoch, (end - first) * steps_per_epoch)
               for first, end in segments(cfg)]
     if len(pieces) == 1:
@@ -105,7 +156,7 @@ def make_schedule(cfg, steps_per_epoch: int):
 
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
     """Return the Optax transformation: clip -> optimizer (hyperparameters in its state) -> schedule."""
-    build, fields = OPTIMIZERS[cfg.optim.name]
+    build, fields = OPTIMIZERS.get(cfg.optim.name)
     hyper = {name: float(cfg.optim[name]) for name in fields}
     parts = []
     if cfg.optim.clip_norm > 0:
