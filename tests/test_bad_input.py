@@ -105,7 +105,7 @@ CASES = [
     case("train-unknown-activation", [*TRAIN, "activation=foo"], "unknown activation 'foo'", "tanh"),
     case("train-unknown-init", [*TRAIN, "init=foo"], "unknown init 'foo'", "he_normal"),
     case("train-unknown-loss", [*TRAIN, "loss=foo"], "unknown loss 'foo'", "huber"),
-    case("train-unknown-pooling", [*TRAIN, "model.pooling=foo"], "unknown pooling 'foo'", "avg"),
+    case("train-pooling-on-an-mlp", [*TRAIN, "model.pooling=foo"], "model mlp has no field 'pooling'"),
     # train: wrong types and ranges
     case("train-epochs-not-a-number", [*TRAIN, "epochs=abc"], "epochs=abc is not a valid integer"),
     case("train-epochs-fraction", [*TRAIN, "epochs=1.5"], "epochs=1.5 is not a valid integer"),

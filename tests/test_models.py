@@ -174,8 +174,8 @@ def test_a_family_refuses_its_own_bad_options(name, fields, message):
     assert str(caught.value) == message
 
 
-def test_the_flat_schema_still_refuses_another_familys_bad_option():
-    with pytest.raises(ConfigError, match="unknown pooling 'min'"):
+def test_a_model_refuses_another_familys_option_by_name():
+    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, hidden"):
         compose_config(["data=xor", "model=mlp", "model.pooling=min"])
 
 
