@@ -198,17 +198,24 @@ def report(
     if plot:
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
-        votes = render.ensemble_part(frame[~frame["folder"].isin(built.unknown_settings)], built.varying)
-        if votes is None:
-            console.print(f"[yellow]warning:[/] {render.NO_ENSEMBLES}")
-        else:
-            (Console() if fmt == "table" else console).print(votes)
+        _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
         title = render.report_title(len(frame), len(shown) if group else None, targets)
         _emit(render.table_parts(shown, built.varying, options.non_default(built.constant), title), output)
     else:
         _emit(render.html_page(shown, built.constant, images) if fmt == "html"
               else render.render_text(shown, fmt, built.constant), output)
+
+
+def _print_votes(frame, varying, fmt: str) -> None:
+    """The seed ensembles' votes: on standard output beside a table, else on stderr."""
+    from dlrun.report.render import NO_ENSEMBLES, ensemble_part
+
+    votes = ensemble_part(frame, varying)
+    if votes is None:
+        console.print(f"[yellow]warning:[/] {NO_ENSEMBLES}")
+    else:
+        (Console() if fmt == "table" else console).print(votes)
 
 
 def _emit(report, output: Optional[Path]) -> None:
