@@ -13,10 +13,9 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from dlrun.errors import ConfigError
-from dlrun.config.compose import group_options, to_yaml
+from dlrun.config.compose import to_yaml
 from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
@@ -78,7 +77,7 @@ def train(
                               f"--out {out} (or copy the folder there first)")
         start = resuming.for_resume(resume, overrides or [])
     else:
-        from dlrun.sweep.executor import check_run_folder
+        from dlrun.sweep.folder import check_run_folder
 
         cfg = compose_config(overrides or [])
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
@@ -122,30 +121,30 @@ def sweep(
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import results
-    from dlrun.sweep import executor
-    from dlrun.sweep.plan import group_trials, make_plan
+    from dlrun.sweep import executor, folder, memory
+    from dlrun.sweep.plan import make_plan
+    from dlrun.sweep.tables import best_table, plan_table
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
-        executor.check_sweep_folder(out)
-    plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group)
-    if max_group is None:  # regroup the trials already composed: planning again would compose twice
-        max_group = min(executor.auto_max_group(group.trials[0].cfg) for group in plan.groups)
-        plan.groups = group_trials(plan.trials, max_group)
+        folder.check_sweep_folder(out)
+    # planned once: these groups, split to what fits the device's memory, are the ones that run
+    plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
+                     size_limit=memory.trials_that_fit)
     STOP.check()  # stopped while composing: nothing written yet
     if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
         out = out or results.default_run_dir(name, Path("runs") / "sweeps")
-        executor.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
+        folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
     stdout = Console()
     stdout.print(plan_table(plan))
     if dry_run:
         return
-    index = executor.run_plan(plan, out, jobs=jobs, max_group=max_group, console=console)
-    stdout.print(executor.best_table(index, plan))
-    stdout.print(f"sweep folder: {out}  (index: {out / executor.INDEX_FILE})")
+    index = executor.run_plan(plan, out, jobs=jobs, console=console)
+    stdout.print(best_table(index, plan))
+    stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})")
     if (index.status == "interrupted").any() or (index.status == "pending").any():
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -175,24 +174,14 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun.report import plots, render
+    from dlrun.report import options, plots, render
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
-    from dlrun.text import plural
 
-    if top is not None and top < 1:
-        raise ConfigError(f"--top must be >= 1, got {top}")
-    if fmt not in render.FORMATS:
-        raise ConfigError(f"unknown --format '{fmt}' (choose from: {', '.join(render.FORMATS)})")
-    thresholds = _thresholds(threshold or [])
-    targets = paths or [_latest_runs_folder()]
+    options.check_options(top, fmt)
+    thresholds = options.parse_thresholds(threshold or [])
+    targets = paths or [options.latest_runs_folder()]
     plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
-    try:  # before reading 2,000 runs, not after
-        if output:
-            render.check_writable(output)
-        if plot:
-            render.check_writable(plot_folder, folder=True)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    options.check_outputs(output, plot_folder if plot else None)
     if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
         raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
     built = build_report(targets, thresholds)
@@ -205,96 +194,44 @@ def report(
         shown = group_by(frame, group) if group else frame
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    images = []
+    images = plots.write_plots(frame, built.varying, plot_folder, built.curves) if plot else []
     if plot:
-        images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
-        _print_ensembles(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
+        _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
         title = render.report_title(len(frame), len(shown) if group else None, targets)
-        parts = render.table_parts(shown, built.varying, _non_default(built.constant), title)
-        if not output:
-            for part in parts:
-                Console().print(part, highlight=False)
-            return
-        text = render.plain_text(parts)
+        _emit(render.table_parts(shown, built.varying, options.non_default(built.constant), title), output)
     else:
-        text = (render.html_page(shown, built.constant, images) if fmt == "html"
-                else render.render_text(shown, fmt, built.constant))
-    if output:
-        from dlrun.results import atomic_write_text
+        _emit(render.html_page(shown, built.constant, images) if fmt == "html"
+              else render.render_text(shown, fmt, built.constant), output)
 
+
+def _print_votes(frame, varying, fmt: str) -> None:
+    """The seed ensembles' votes: on standard output beside a table, else on stderr."""
+    from dlrun.report.render import NO_ENSEMBLES, ensemble_part
+
+    votes = ensemble_part(frame, varying)
+    if votes is None:
+        console.print(f"[yellow]warning:[/] {NO_ENSEMBLES}")
+    else:
+        (Console() if fmt == "table" else console).print(votes)
+
+
+def _emit(report, output: Optional[Path]) -> None:
+    """Write the report (text, or rich parts for the terminal) to `output` or standard output."""
+    from dlrun.report.render import plain_text
+    from dlrun.results import atomic_write_text
+
+    if isinstance(report, list) and not output:
+        for part in report:
+            Console().print(part, highlight=False)
+        return
+    text = plain_text(report) if isinstance(report, list) else report
+    if output:
         atomic_write_text(output, text)
     else:
         sys.stdout.write(text)
-
-
-def _print_ensembles(frame, varying, fmt) -> None:
-    """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
-    from dlrun.report.ensemble import ensembles
-    from dlrun.report.render import ensemble_table
-
-    votes = ensembles(frame, varying)
-    if votes.empty:
-        console.print("[yellow]warning:[/] no ensembles: need 2+ runs that differ only in seed, "
-                      "with test_predictions.npz")
-        return
-    (Console() if fmt == "table" else console).print(ensemble_table(votes))
-
-
-def _non_default(constant: dict) -> dict:
-    """The shared settings that differ from the defaults of the chosen options: worth reading."""
-    from dlrun.config.schema import GROUPS, plain, structured
-    from dlrun.report.build import flatten
-
-    names = {group: constant[f"{group}.name"] for group in GROUPS if f"{group}.name" in constant}
-    defaults = flatten(plain(structured(names)))
-    return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
-
-
-def _thresholds(pairs: list[str]):
-    from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
-
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ConfigError(f"--threshold '{pair}' must look like name=value")
-        values[key] = value
-    try:
-        return Thresholds.from_dict(values) if values else DEFAULT_THRESHOLDS
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _latest_runs_folder() -> Path:
-    """The most recent sweep folder under runs/sweeps/, else runs/ itself."""
-    sweeps = sorted(Path("runs/sweeps").glob("*/*"), key=lambda p: p.stat().st_mtime)
-    return sweeps[-1] if sweeps else Path("runs")
-
-
-def plan_table(plan) -> Table:
-    """The plan as a table: one row per group, with what it costs."""
-    groups = len(plan.groups)
-    table = Table(title=f"{plural(len(plan.trials), 'trial')} ({plan.mode}) in "
-                        f"{plural(groups, 'group')} = {plural(groups, 'compiled program')}")
-    for column in ("group", "trials", "model", "data", "batch", "act", "optim", "epochs",
-                   "updates"):
-        table.add_column(column, no_wrap=True)
-    from dlrun.data import describe
-
-    for group in plan.groups:
-        cfg, shape = group.trials[0].cfg, group.shape
-        steps = describe(cfg.data).n_train // cfg.batch_size
-        table.add_row(group.id, str(group.size), shape["model"], shape["data"],
-                      str(shape["batch_size"]), shape["activation"], shape["optim"],
-                      str(shape["epochs"]), f"{group.size * cfg.epochs * steps:,}")
-    varied = ", ".join(plan.space) or "nothing"
-    cost = sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)
-    table.caption = (f"varied: {varied}; cost: {plural(cost, 'trial-epoch')}"
-                     " (updates = trials x epochs x steps)")
-    return table
 
 
 @config_app.command("show")
@@ -309,33 +246,10 @@ def config_show(
 @app.command("list")
 def list_choices() -> None:
     """List the available models, data sets, optimizers, schedules, inits, activations, losses."""
-    from dlrun.models import activations, inits
-    from dlrun.training import losses
+    from dlrun.catalog import choices_table, studies_table
 
-    rows = [
-        ("model", "model=", group_options("model")),
-        ("data", "data=", group_options("data")),
-        ("optimizer", "optim=", group_options("optim")),
-        ("schedule", "schedule=", group_options("schedule")),
-        ("init", "init= / bias_init=", ["auto", *inits.INITS]),
-        ("activation", "activation=", list(activations.ACTIVATIONS)),
-        ("loss", "loss=", ["auto", *losses.LOSSES]),
-    ]
-    from dlrun.sweep.studies import list_experiments, load_experiment
-
-    rows.append(("study", "dlrun sweep experiment=", list_experiments()))
-    table = Table(title="dlrun choices")
-    for column in ("what", "set with", "choices"):
-        table.add_column(column)
-    for what, how, choices in rows:
-        table.add_row(what, how, ", ".join(choices))
-    Console().print(table)
-    studies = Table(title="studies in dlrun/experiments/ (dlrun sweep experiment=NAME)")
-    studies.add_column("study", no_wrap=True)
-    studies.add_column("shows")
-    for name in list_experiments():
-        studies.add_row(name, load_experiment(name).summary)
-    Console().print(studies)
+    Console().print(choices_table())
+    Console().print(studies_table())
 
 
 def main() -> None:
@@ -351,25 +265,9 @@ def main() -> None:
         error.show()  # `dlrun` alone: the help, as before
         code = error.exit_code
     except exceptions.ClickException as error:
-        # Typer's default draws a multi-line box; one line reads like every other refusal
-        console.print(f"[red]error:[/] {error.format_message()}{_given(error, sys.argv[1:])} "
-                      f"(see {_help_hint(error)})", highlight=False, soft_wrap=True)
+        from dlrun.usage import one_line
+
+        console.print(f"[red]error:[/] {one_line(error, sys.argv[1:])}", highlight=False, soft_wrap=True)
         code = error.exit_code
     sys.exit(code or 0)
 
-
-def _given(error, argv: list[str]) -> str:
-    """`, got 'abc'` for a bad option value: Typer's message names the option, not the value."""
-    options = getattr(getattr(error, "param", None), "opts", None) or []
-    for index, arg in enumerate(argv):
-        for option in options:
-            if arg == option and index + 1 < len(argv):
-                return f", got '{argv[index + 1]}'"
-            if arg.startswith(f"{option}="):
-                return f", got '{arg.partition('=')[2]}'"
-    return ""
-
-
-def _help_hint(error) -> str:
-    context = getattr(error, "ctx", None)
-    return f"'{context.command_path} --help'" if context else "'dlrun --help'"

@@ -142,12 +142,3 @@ def test_sigint_leaves_a_readable_interrupted_run(tmp_path):
     resumed = dlrun("train", "--resume", str(out), "epochs=" + str(len(metrics) + 1))
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
-
-
-def test_plan_table_title_counts_in_the_singular_for_one():
-    from dlrun.cli import plan_table
-    from dlrun.sweep.plan import make_plan
-
-    assert plan_table(make_plan(["data=xor"])).title == "1 trial (grid) in 1 group = 1 compiled program"
-    assert plan_table(make_plan(["data=xor", "lr=0.1,0.01", "batch_size=32,64"])).title == (
-        "4 trials (grid) in 2 groups = 2 compiled programs")

@@ -1,7 +1,9 @@
-"""Running sweeps: vectorised groups match lone runs, isolate failures, resume after Ctrl-C."""
+"""Running sweeps: vectorised groups match lone runs, isolate failures, resume after Ctrl-C; the
+plan's groups are what runs, in this process or in worker processes."""
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun import results
-from dlrun.sweep import executor
+from dlrun.sweep import executor, folder
 from dlrun.training import group
 from dlrun.cli import app
 from dlrun.config.load import compose_config
@@ -25,7 +27,7 @@ CURVES = ["train_loss", "val_loss", "val_accuracy"]
 def sweep(tmp_path, overrides, **options):
     plan = make_plan(overrides, **options)
     out = tmp_path / "sweep"
-    executor.prepare_folder(out, plan, "test")
+    folder.prepare_folder(out, plan, "test")
     return plan, out, executor.run_plan(plan, out)
 
 
@@ -96,12 +98,65 @@ def test_rerunning_a_sweep_skips_finished_trials(tmp_path):
     assert [(out / t.id / "summary.json").stat().st_mtime_ns for t in plan.trials] == stamps
 
 
-def test_a_different_sweep_in_the_same_folder_is_refused(tmp_path):
-    from dlrun.errors import ConfigError
+def set_status(run_dir, status):
+    summary = results.read_summary(run_dir)
+    results.atomic_write_text(run_dir / results.SUMMARY_FILE, json.dumps({**summary, "status": status}))
 
-    plan, out, _ = sweep(tmp_path, [*MOONS, "epochs=1", "lr=0.01,0.02"])
-    with pytest.raises(ConfigError, match="holds a different sweep"):
-        executor.prepare_folder(out, make_plan([*MOONS, "lr=0.5,0.6"]), "other")
+
+def test_jobs_are_the_plans_groups_split_only_by_the_epoch_they_resume_from(tmp_path):
+    plan, out, _ = sweep(tmp_path, [*MOONS, "epochs=2", "lr=0.01,0.02,0.03,0.04"], max_group=2)
+    assert [[t.id for t in g.trials] for g in plan.groups] == [
+        ["trial-000", "trial-001"], ["trial-002", "trial-003"]]
+    assert executor.jobs_for(plan, out) == []  # all finished
+    set_status(out / "trial-000", "interrupted")  # what a stop after epoch 2 of more leaves
+    for trial in ("trial-001", "trial-003"):
+        (out / trial / results.SUMMARY_FILE).unlink()  # no epoch finished: starts afresh
+    jobs = executor.jobs_for(plan, out)
+    assert [(job.id, [os.path.basename(d) for d in job.run_dirs], job.resume) for job in jobs] == [
+        ("g000@2", ["trial-000"], True), ("g000@0", ["trial-001"], False),
+        ("g001", ["trial-003"], False)]
+    assert not (out / "trial-001").exists() and (out / "trial-002" / "summary.json").exists()
+    assert pickle.loads(pickle.dumps(jobs[0])) == jobs[0]  # a worker process can take it
+
+
+def test_the_cli_plans_once_and_runs_the_plans_groups(tmp_path, monkeypatch):
+    from dlrun.sweep import plan as planning
+
+    calls = {"make_plan": 0, "compose": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(planning, "make_plan", counted("make_plan", planning.make_plan))
+    monkeypatch.setattr(planning, "compose_config", counted("compose", planning.compose_config))
+    out = tmp_path / "sweep"
+    result = CliRunner().invoke(app, ["sweep", *MOONS, "epochs=1", "seed=range(5)", "--max-group", "2",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert calls == {"make_plan": 1, "compose": 1}  # one Hydra composition: only seed varies
+    planned = folder.read_sweep_record(out)["plan"]["groups"]
+    index = pd.read_csv(out / folder.INDEX_FILE)
+    assert {g["id"]: g["trials"] for g in planned} == {
+        group: list(rows.trial) for group, rows in index.groupby("group")}
+    assert [results.read_summary(out / t)["group_size"] for t in index.trial] == [2, 2, 2, 2, 1]
+
+
+def test_worker_processes_run_the_same_jobs_as_this_process(tmp_path):
+    plan = make_plan([*MOONS, "epochs=1", "batch_size=32,64"])
+    outcomes = {}
+    for name, runner in (("here", executor.InProcessExecutor()),
+                         ("workers", executor.WorkerProcessExecutor(2))):
+        jobs = executor.jobs_for(plan, tmp_path / name)
+        outcomes[name] = {job.id: (error, [s["status"] for s in summaries])
+                          for job, summaries, error in runner.run(jobs)}
+    assert outcomes["here"] == outcomes["workers"] == {
+        "g000": (None, ["completed"]), "g001": (None, ["completed"])}
+    for trial in plan.trials:
+        here, there = (results.read_metrics(tmp_path / name / trial.id) for name in ("here", "workers"))
+        pd.testing.assert_frame_equal(here[CURVES], there[CURVES], rtol=1e-4, atol=1e-5)
 
 
 def test_cli_sweep_dry_run_shows_the_groups():

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from conftest import needs_mnist
-from dlrun.sweep import executor, studies
+from dlrun.sweep import executor, folder, studies
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
@@ -46,7 +46,7 @@ def test_unknown_study_lists_the_choices():
 def run_study(tmp_path, name, *extra):
     plan = make_plan([f"experiment={name}", *extra])
     out = tmp_path / name
-    executor.prepare_folder(out, plan, name)
+    folder.prepare_folder(out, plan, name)
     executor.run_plan(plan, out)
     built = build_report([out])
     swept = list(plan.trials[0].params)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dlrun import data, results
-from dlrun.sweep import executor
+from dlrun.sweep import executor, folder
 from dlrun.training import hparams, optim
 from dlrun.training.group import GroupRun, stack
 from dlrun.sweep.plan import make_plan
@@ -90,7 +90,7 @@ def test_an_entry_reaches_the_state_of_each_trial(key, tmp_path):
 def test_two_trials_that_differ_only_in_an_entry_train_differently(key, tmp_path):
     plan = two_trials(key, tmp_path)
     out = tmp_path / "sweep"
-    executor.prepare_folder(out, plan, "test")
+    folder.prepare_folder(out, plan, "test")
     index = executor.run_plan(plan, out)
     assert list(index.status) == ["completed", "completed"]
     first, second = (results.read_metrics(out / trial.id) for trial in plan.trials)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dlrun.report.ensemble import ACCURACIES
+from dlrun.report.ensemble import ACCURACIES, ensembles
 from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
@@ -108,6 +108,15 @@ def ensemble_table(votes: pd.DataFrame) -> Table:
                         str(int(value)) if column == "members" else _cell(column, value)
                         for column, value in row.items()))
     return table
+
+
+NO_ENSEMBLES = "no ensembles: need 2+ runs that differ only in seed, with test_predictions.npz"
+
+
+def ensemble_part(frame: pd.DataFrame, varying: list) -> Table | None:
+    """The vote of each group of runs that differ only in their seed; None when there is none."""
+    votes = ensembles(frame, varying)
+    return None if votes.empty else ensemble_table(votes)
 
 
 def plain_text(parts: list, width: int = 200) -> str:

@@ -1,6 +1,6 @@
-"""The sweep planner: grammar expansion, random draws, grouping decisions, bad specs."""
+"""The sweep planner: composed trials, grouping by program shape, size limits, bad specs.
 
-import math
+The grammar itself (grids, draws, glob) is tested in test_space.py."""
 
 import pytest
 
@@ -28,22 +28,10 @@ def test_choice_range_and_glob():
         "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"}
 
 
-def test_random_search_is_reproducible_and_log_uniform_for_lr():
-    draw = lambda seed: [t.cfg.lr for t in make_plan(
-        [*MOONS, "lr=interval(1e-4,1e-1)"], trials=200, seed=seed).trials]
-    first, again, other = draw(0), draw(0), draw(1)
-    assert first == again and first != other
-    assert all(1e-4 <= lr <= 1e-1 for lr in first)
-    # log-uniform: about a third of the draws in each decade
-    below = sum(lr < 1e-3 for lr in first) / len(first)
-    assert below == pytest.approx(1 / 3, abs=0.1)
-    logs = [math.log10(lr) for lr in first]
-    assert sum(logs) / len(logs) == pytest.approx(-2.5, abs=0.15)
-
-
-def test_linear_tag_and_integer_intervals():
+def test_random_draws_reach_the_configs_typed_by_the_schema():
     plan = make_plan([*MOONS, "lr=tag(linear,interval(0.01,0.02))", "batch_size=interval(16,64)"],
                      trials=20)
+    assert plan.mode == "random" and len(plan.trials) == 20
     assert all(0.01 <= t.cfg.lr <= 0.02 for t in plan.trials)
     assert all(isinstance(t.cfg.batch_size, int) and 16 <= t.cfg.batch_size <= 64 for t in plan.trials)
 
@@ -70,6 +58,25 @@ def test_max_group_splits_a_group_into_chunks():
     plan = make_plan([*MOONS, "seed=range(10)"], max_group=4)
     assert [g.size for g in plan.groups] == [4, 4, 2]
     assert len({str(shape_key(t.cfg)) for t in plan.trials}) == 1
+
+
+def test_the_size_limit_is_asked_once_per_program_shape():
+    asked = []
+
+    def limit(cfg):
+        asked.append(cfg.batch_size)
+        return 2 if cfg.batch_size == 32 else 3
+
+    plan = make_plan([*MOONS, "batch_size=32,64", "seed=range(5)"], size_limit=limit)
+    assert sorted(asked) == [32, 64]
+    assert [(g.shape["batch_size"], g.size) for g in plan.groups] == [
+        (32, 2), (32, 2), (32, 1), (64, 3), (64, 2)]
+    assert [g.id for g in plan.groups] == ["g000", "g001", "g002", "g003", "g004"]
+
+
+def test_max_group_wins_over_the_size_limit():
+    plan = make_plan([*MOONS, "seed=range(5)"], max_group=4, size_limit=lambda cfg: 1)
+    assert [g.size for g in plan.groups] == [4, 1]
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -1,0 +1,165 @@
+"""The sweep folder: its record, its index and the state of each trial's folder.
+
+    <sweep>/sweep.yaml     the command, the space and the plan (which trials share a program)
+    <sweep>/trials.csv     the index: one row per trial with its status and headline numbers
+    <sweep>/trial-NNN/     a run folder exactly as `dlrun train` writes it (dlrun/results.py)
+
+The summaries in the trial folders are the truth and trials.csv is rebuilt from them, so a
+sweep run again into its folder sees what is finished, whatever stopped it.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from dlrun import results
+from dlrun.config.schema import plain
+from dlrun.errors import ConfigError
+from dlrun.sweep.plan import Plan
+
+SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
+FINAL_STATUSES = ("completed", "diverged")  # a re-run would only repeat these
+
+
+def trial_dir(out: Path, trial) -> Path:
+    return Path(out) / trial.id
+
+
+def trial_status(run_dir: Path) -> str:
+    """Return a trial folder's status, `pending` when it never started, `corrupt` if unreadable."""
+    if not (run_dir / results.SUMMARY_FILE).exists():
+        return "pending"
+    try:
+        return results.read_summary(run_dir).get("status", "corrupt")
+    except (ValueError, OSError):
+        return "corrupt"
+
+
+def _nearest_existing(path: Path) -> Path:
+    """The path itself or its closest ancestor that exists (what a mkdir -p would write into)."""
+    for part in (path, *path.parents):
+        try:
+            part.stat()
+            return part
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as error:
+            raise ConfigError(f"--out {path}: cannot read {part} ({error.strerror})") from None
+    return Path(".")
+
+
+def check_writable(out: Path) -> None:
+    """Refuse an output folder that could not be created or written, before any data loads:
+    otherwise the run would fail only after loading and compiling."""
+    out = Path(out)
+    existing = _nearest_existing(out)
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder; give a folder path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {out}: {existing} is not writable; give a folder you can write to")
+
+
+def check_run_folder(out: Path) -> None:
+    """Refuse a `dlrun train --out` that cannot be written or holds a sweep (a run already
+    there is for dlrun/resume.py to judge: the same command again continues it)."""
+    check_writable(out)
+    if (Path(out) / SWEEP_FILE).exists():
+        raise ConfigError(f"--out {out} holds a sweep ({SWEEP_FILE}); give a new folder for a run")
+
+
+def check_sweep_folder(out: Path) -> None:
+    """Refuse a `dlrun sweep --out` that holds a training run or an unreadable sweep record."""
+    check_writable(out)
+    if (Path(out) / results.SUMMARY_FILE).exists() and not (Path(out) / SWEEP_FILE).exists():
+        raise ConfigError(f"--out {out} holds a training run ({results.SUMMARY_FILE}), not a "
+                          "sweep; give a new folder for the sweep")
+    read_sweep_record(out)
+
+
+def read_sweep_record(out: Path) -> dict | None:
+    """Return the sweep.yaml in `out` (None when there is none). Raises ConfigError if it is
+    not a sweep record: overwriting it could destroy a sweep's only description."""
+    path = Path(out) / SWEEP_FILE
+    if not path.exists():
+        return None
+    try:
+        record = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        record = error
+    if not isinstance(record, dict) or not isinstance(record.get("plan"), dict):
+        raise ConfigError(f"{path} is empty or not a sweep record; remove it or give another --out")
+    return record
+
+
+def check_data(plan: Plan) -> None:
+    """Load each data set of the plan once: a missing or corrupt file is refused here, before
+    the sweep folder is written (MNIST's arrays stay cached, so the groups reuse them)."""
+    from dlrun import data
+
+    seen = set()
+    for trial in plan.trials:
+        key = yaml.safe_dump(plain(trial.cfg.data))
+        if key not in seen:
+            seen.add(key)
+            data.load(trial.cfg.data)
+
+
+def prepare_folder(out: Path, plan: Plan, command: str) -> None:
+    """Write sweep.yaml, or check that the sweep already in `out` is this same plan.
+
+    Checks first that `out` is writable and that the plan's data loads, so that a sweep
+    refused here leaves no folder behind.
+    """
+    check_writable(out)
+    check_data(plan)
+    described = plan.to_dict()
+    existing = Path(out) / SWEEP_FILE
+    previous = read_sweep_record(out)
+    if previous is not None:
+        if previous["plan"].get("trials") != described["trials"]:
+            raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
+                              "use another folder")
+        return
+    record = {"command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "plan": described}
+    results.atomic_write_text(existing, yaml.safe_dump(record, sort_keys=False))
+
+
+def write_index(out: Path, plan: Plan) -> pd.DataFrame:
+    """Rebuild trials.csv from the trial folders (their summaries are the truth) and return it."""
+    group_of = {trial.id: group.id for group in plan.groups for trial in group.trials}
+    rows = []
+    for trial in plan.trials:
+        run_dir = trial_dir(out, trial)
+        row = {"trial": trial.id, "group": group_of.get(trial.id, ""), **trial.params,
+               "status": trial_status(run_dir)}
+        if row["status"] not in ("pending", "corrupt"):
+            summary = results.read_summary(run_dir)
+            for key in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
+                        "test_loss", "test_accuracy", "train_time_s"):
+                row[key] = summary.get(key)
+        row["folder"] = trial.id
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    results.atomic_write_text(Path(out) / INDEX_FILE, frame.to_csv(index=False))
+    return frame
+
+
+def resumable_epoch(run_dir: Path) -> int:
+    """The epoch an unfinished trial can continue from (0: it starts afresh).
+
+    Any unfinished status counts: `running` is what kill -9 leaves behind.
+    """
+    if trial_status(run_dir) in ("pending", "corrupt", *FINAL_STATUSES):
+        return 0
+    if not (run_dir / results.CONFIG_FILE).exists():
+        return 0
+    try:
+        return results.finished_epoch(run_dir)
+    except ValueError:
+        return 0

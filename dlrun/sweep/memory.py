@@ -1,0 +1,64 @@
+"""How many trials of a config fit in one vectorised group: the estimate asks the model itself.
+
+The parameter count and the activation sizes per example both come from tracing the model's
+own `init` and `apply` with `jax.eval_shape` (nothing is allocated or compiled), so a new model
+family is sized without code here. The activations are the input and the output of every
+submodule (flax's `capture_intermediates`), on a batch of one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+
+# Share of device (or host) memory a group may plan to use; the rest is XLA's working space.
+MEMORY_SHARE = 0.5
+# Copies of the parameters a trial holds: the parameters, their gradients, two optimizer
+# moments, the update and the best epoch's copy.
+PARAM_COPIES = 6
+# Copies of the activations a step holds per example: the forward values kept for the backward
+# pass, their gradients, and the temporaries XLA does not fuse away.
+ACTIVATION_COPIES = 3
+BYTES = 4  # float32
+
+
+def model_sizes(cfg, spec) -> tuple[int, int]:
+    """Return (parameter count, activation values per example) of `cfg.model` on `spec`'s inputs."""
+    from dlrun import models
+
+    model = models.build_model(cfg, spec)
+    one = jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32)
+
+    def forward(x):
+        variables = model.init({"params": jax.random.PRNGKey(0)}, x)
+        _, state = model.apply(variables, x, capture_intermediates=True, mutable=["intermediates"])
+        return variables["params"], state["intermediates"]
+
+    params, intermediates = jax.eval_shape(forward, one)
+    return models.count_params(params), one.size + models.count_params(intermediates)
+
+
+def trial_bytes(cfg) -> int:
+    """Return the bytes one trial of this config needs during a training step, by estimate."""
+    from dlrun import data
+
+    params, activations = model_sizes(cfg, data.describe(cfg.data))
+    return BYTES * (PARAM_COPIES * params + ACTIVATION_COPIES * cfg.batch_size * activations)
+
+
+def device_memory() -> int:
+    """Bytes of the first device's memory; the host's RAM when the device does not say (CPU)."""
+    device = jax.devices()[0]
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and "bytes_limit" in stats:
+        return stats["bytes_limit"]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def trials_that_fit(cfg, budget: int | None = None) -> int:
+    """Return how many trials of this config fit in MEMORY_SHARE of `budget` (default: the
+    device's memory); at least one, so that a large model still runs alone."""
+    budget = device_memory() if budget is None else budget
+    return max(1, int(MEMORY_SHARE * budget // trial_bytes(cfg)))
