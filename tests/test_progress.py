@@ -6,7 +6,7 @@ import math
 from rich.console import Console
 
 from dlrun.config.load import compose_config
-from dlrun.sweep import executor
+from dlrun.sweep import executor, folder
 from dlrun.sweep.plan import make_plan
 from dlrun.training import group
 from dlrun.training.progress import EpochProgress, summary_table
@@ -30,7 +30,7 @@ def test_the_sweep_bars_count_trials_and_the_epochs_of_each_group(tmp_path):
     screen = console()
     plan = make_plan([*MOONS, "lr=0.1,0.01", "batch_size=16,32"])
     out = tmp_path / "sweep"
-    executor.prepare_folder(out, plan, "test")
+    folder.prepare_folder(out, plan, "test")
     executor.run_plan(plan, out, console=screen)
     text = screen.file.getvalue()
     assert "4/4" in text and "trials" in text and "epochs" in text and "live" in text
