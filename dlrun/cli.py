@@ -230,6 +230,29 @@ def report(
         sys.stdout.write(text)
 
 
+@app.command()
+@user_errors
+def export(
+    runs: Path = typer.Argument(..., help="A run or sweep folder (or a folder of them).",
+                                show_default=False),
+    target: Optional[str] = typer.Argument(None, help="tensorboard: the log folder to write; "
+                                           "mlflow: the tracking URI (default ./mlruns).",
+                                           show_default=False),
+    to: str = typer.Option(..., "--to", help="tensorboard or mlflow.", show_default=False),
+    experiment: str = typer.Option("dlrun", "--experiment", help="MLflow experiment name."),
+) -> None:
+    """Export runs to TensorBoard or MLflow; exporting again updates them, never duplicates."""
+    from rich.markup import escape
+
+    from dlrun.export.runs import export as export_runs
+
+    done = export_runs(runs, to, target, experiment)
+    for warning in done.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    Console().print(f"exported {plural(done.runs, 'run')} to {to} at {done.where}",
+                    highlight=False, soft_wrap=True)
+
+
 def _print_ensembles(frame, varying, fmt) -> None:
     """The vote of each group of runs that differ only in their seed (stderr for non-table formats)."""
     from dlrun.report.ensemble import ensembles
