@@ -133,4 +133,5 @@ def _require(to: str) -> None:
     try:
         __import__(module)
     except ImportError:
-        raise ConfigError(f"--to {to} needs {module}: pip install 'dlrun[{to}]'") from None
+        # escaped: the command prints errors as rich markup, where [mlflow] would be a style tag
+        raise ConfigError(f"--to {to} needs {module}: pip install 'dlrun\\[{to}]'") from None
