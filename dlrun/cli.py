@@ -234,6 +234,29 @@ def _emit(report, output: Optional[Path]) -> None:
         sys.stdout.write(text)
 
 
+@app.command()
+@user_errors
+def export(
+    runs: Path = typer.Argument(..., help="A run or sweep folder (or a folder of them).",
+                                show_default=False),
+    target: Optional[str] = typer.Argument(None, help="tensorboard: the log folder to write; "
+                                           "mlflow: the tracking URI (default ./mlruns).",
+                                           show_default=False),
+    to: str = typer.Option(..., "--to", help="tensorboard or mlflow.", show_default=False),
+    experiment: str = typer.Option("dlrun", "--experiment", help="MLflow experiment name."),
+) -> None:
+    """Export runs to TensorBoard or MLflow; exporting again updates them, never duplicates."""
+    from rich.markup import escape
+
+    from dlrun.export.runs import export as export_runs
+
+    done = export_runs(runs, to, target, experiment)
+    for warning in done.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    Console().print(f"exported {plural(done.runs, 'run')} to {to} at {done.where}",
+                    highlight=False, soft_wrap=True)
+
+
 @config_app.command("show")
 @user_errors
 def config_show(
