@@ -220,8 +220,12 @@ def report(
             return
         text = render.plain_text(parts)
     else:
-        text = (render.html_page(shown, built.constant, images) if fmt == "html"
-                else render.render_text(shown, fmt, built.constant))
+        if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
+            from dlrun.report.html import report_html
+
+            text = report_html(built, frame, targets, _non_default(built.constant), shown if group else None)
+        else:
+            text = render.render_text(shown, fmt, built.constant)
     if output:
         from dlrun.results import atomic_write_text
 
