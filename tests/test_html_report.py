@@ -90,7 +90,8 @@ def _column(page, header: str) -> list[str]:
     """The cells of one column of the run table, top to bottom, as the reader sees them."""
     headers = page.locator("table.runs thead th").all_inner_texts()
     index = [text.strip(" ▲▼") for text in headers].index(header)
-    return [text.strip() for text in page.locator(f"table.runs tbody tr td:nth-child({index + 1})").all_inner_texts()]
+    cells = page.locator(f"table.runs tbody tr td:nth-child({index + 1})")
+    return [text.strip() for text in cells.all_inner_texts()]
 
 
 def test_the_report_loads_offline_with_no_error_and_a_screenshot_is_saved(opened, report, tmp_path):

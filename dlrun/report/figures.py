@@ -148,6 +148,7 @@ def _colours(values: pd.Series, key: str, figure, axis) -> list:
         scaled = {t: (math.log10(p) if log else p) for t, p in positions.items()}
         low, high = min(scaled.values()), max(scaled.values())
         cmap = plt.cm.viridis
+        # 0.9: viridis ends in a pale yellow that vanishes on white
         colour_of = {t: cmap(0.5 if high == low else 0.9 * (s - low) / (high - low)) for t, s in scaled.items()}
         if len(ordered) > MAX_LEGEND_VALUES:
             mappable = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(low, high / 0.9 if high else 1))
@@ -165,7 +166,8 @@ def overlay_svg(frame: pd.DataFrame, curves: dict, key: str) -> str:
     """Every run's validation loss (and accuracy when recorded), coloured by `key`; `curves`
     maps a row's run name to its metrics."""
     runs = frame[frame["run"].isin(curves) & frame[key].notna()]
-    accuracy = any("val_accuracy" in curves[r] and curves[r]["val_accuracy"].notna().any() for r in runs["run"])
+    drawn = [curves[run] for run in runs["run"]]
+    accuracy = any("val_accuracy" in m and m["val_accuracy"].notna().any() for m in drawn)
     quantities = ["val_loss", *(["val_accuracy"] if accuracy else [])]
     figure, axes = plt.subplots(1, len(quantities), figsize=(5 * len(quantities) + 1, 3.4), squeeze=False)
     colours = _colours(runs[key], key, figure, axes[0][-1])
@@ -177,7 +179,7 @@ def overlay_svg(frame: pd.DataFrame, curves: dict, key: str) -> str:
         epoch_axis(axis)
         axis.set_ylabel(column.replace("val_", "validation "))
         axis.grid(alpha=0.25)
-    _positive_log(axes[0][0], pd.concat([curves[r]["val_loss"] for r in runs["run"] if "val_loss" in curves[r]]))
+    _positive_log(axes[0][0], pd.concat([m["val_loss"] for m in drawn if "val_loss" in m]))
     return to_svg(figure)
 
 
@@ -212,6 +214,7 @@ def grid_svg(frame: pd.DataFrame, curves: dict, varying: list) -> str:
     figure.legend(handles=[Line2D([], [], color="C0", label="train loss"),
                            Line2D([], [], color="C1", linestyle="--", label="validation loss"),
                            Line2D([], [], color="grey", linestyle=":", label="best epoch")],
-                  loc="upper center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 1 + 0.12 / count))
+                  loc="upper center", ncol=3, fontsize=8, frameon=False,
+                  bbox_to_anchor=(0.5, 1 + 0.12 / count))
     figure.subplots_adjust(hspace=0.75, wspace=0.3)
     return to_svg(figure)

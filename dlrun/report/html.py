@@ -37,7 +37,8 @@ NOT_SETTINGS = {"run", "status", "epochs_run", "best_epoch", "train_loss", "val_
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;max-width:1250px;color:#222}
 h1{font-size:1.5em;margin-bottom:.1em}h2{margin-top:1.8em;border-bottom:1px solid #ddd}
-code{background:#f3f3f3;padding:0 .25em;border-radius:3px}dl{display:grid;grid-template-columns:9em 1fr;gap:.25em 1em}
+code{background:#f3f3f3;padding:0 .25em;border-radius:3px}
+dl{display:grid;grid-template-columns:9em 1fr;gap:.25em 1em}
 dt{color:#666}dd{margin:0}ul.shared{columns:3 16em;margin:0;padding-left:1.2em}
 .wide{overflow-x:auto}table{border-collapse:collapse;font-size:13px}
 th,td{padding:3px 9px;border-bottom:1px solid #e4e4e4;text-align:right;vertical-align:top;white-space:nowrap}
@@ -154,9 +155,10 @@ def ranked(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(metric, ascending=metric.endswith("loss"), na_position="last", kind="stable")
 
 
-def _table(frame: pd.DataFrame, columns: list, css: str = "") -> str:
+def _table(frame: pd.DataFrame, columns: list, settings: list, css: str = "") -> str:
     """Rows as an HTML table; each cell keeps its raw value in data-v for sorting."""
-    words = {"run", "status", "diagnosis"} | {c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])}
+    words = {"run", "status", "diagnosis"}
+    words |= {c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])}
     head = "".join(f"<th class='{'w' if c in words else 'n'}' title='{_e(c)}'>{_e(HEADERS.get(c, c))}</th>"
                    for c in columns)
     body = []
@@ -164,14 +166,16 @@ def _table(frame: pd.DataFrame, columns: list, css: str = "") -> str:
         cells = []
         for column in columns:
             value = row[column]
-            if column == "diagnosis":
+            if column == "diagnosis" and "evidence" in frame:  # a --group-by row has no evidence
                 cells.append(_diagnosis_cell(row))
                 continue
             raw = "" if _is_blank(value) else value_text(value)
-            shown = value_text(value) if column not in NOT_SETTINGS and not _is_blank(value) else _cell_text(column, value)
+            # a setting is shown as written (3e-05, never 3e-0…); a result in the report's format
+            shown = raw if column in settings else _cell_text(column, value)
             cells.append(f"<td class='{'w' if column in words else 'n'}' data-v='{_e(raw)}'>{_e(shown)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<div class='wide'><table class='{css}'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    return (f"<div class='wide'><table class='{css}'><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _diagnosis_cell(row: pd.Series) -> str:
@@ -191,8 +195,12 @@ def _columns(frame: pd.DataFrame, varying: list) -> list:
 def best_trials(frame: pd.DataFrame, varying: list) -> str:
     best = ranked(frame).head(BEST_SHOWN)
     note = f"the {len(best)} best of {len(frame)} by {_headline(frame).replace('_', ' ')}"
-    return (f"<section id='best'><h2>Best trials</h2><p class='hint'>{_e(note)}</p>"
-            f"{_table(best, _columns(frame, varying), 'best')}</section>")
+    return _section("best", "Best trials", f"<p class='hint'>{_e(note)}</p>"
+                    f"{_table(best, _columns(frame, varying), varying, 'best')}")
+
+
+def _section(anchor: str, title: str, body: str) -> str:
+    return f"<section id='{anchor}'><h2>{title}</h2>{body}</section>"
 
 
 def _figure(svg: str, caption: str) -> str:
@@ -200,42 +208,46 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def sensitivity_section(frame: pd.DataFrame, varying: list) -> str:
-    keys = [k for k in varying if k != "seed" and frame[k].astype(str).nunique() > 1 and frame[k].notna().sum() > 1]
+    keys = [k for k in varying
+            if k != "seed" and frame[k].astype(str).nunique() > 1 and frame[k].notna().sum() > 1]
     spread = "a bar of one standard deviation over the runs that differ only in seed" if "seed" in varying \
         else "one run per value: no seeds were swept, so no spread"
     body = "".join(_figure(figures.sensitivity_svg(frame, key, varying),
-                           f"The best validation metrics against {key}: a dot per run, the mean joined, {spread}.")
+                           f"The best validation metrics against {key}: a dot per run, the mean "
+                           f"joined, {spread}.")
                    for key in keys) or "<p>No setting other than the seed was varied.</p>"
-    return f"<section id='sensitivity'><h2>Sensitivity</h2>{body}</section>"
+    return _section("sensitivity", "Sensitivity", body)
 
 
 def curves_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
+    """Every run's validation curves overlaid, once coloured by each swept key (the seed only
+    when nothing else was swept)."""
     keys = [k for k in varying if k != "seed"] or list(varying)
     usable = [k for k in keys if frame[k].notna().sum() > 1]
     drawn = frame[frame["run"].isin(curves)]
     if not usable or len(drawn) < 2:
-        return "<section id='curves'><h2>All curves</h2><p>Fewer than two runs with curves and a varied setting.</p></section>"
-    key = usable[0]
-    svg = figures.overlay_svg(frame, curves, key)
-    return (f"<section id='curves'><h2>All curves</h2>"
-            f"{_figure(svg, f'Validation curves of {len(drawn)} runs, coloured by {key}.')}</section>")
+        return _section("curves", "All curves", "<p>Fewer than two runs with curves and a varied setting.</p>")
+    body = "".join(_figure(figures.overlay_svg(frame, curves, key),
+                           f"Validation curves of {len(drawn)} runs, coloured by {key}.") for key in usable)
+    return _section("curves", "All curves", body)
 
 
 def runs_section(frame: pd.DataFrame, varying: list, grouped: pd.DataFrame | None) -> str:
     by_group = ""
     if grouped is not None:
         columns = list(grouped.columns)
-        by_group = f"<h3>By {_e(columns[0])}</h3>{_table(grouped.astype(object), columns)}<h3>Each run</h3>"
+        by_group = (f"<h3>By {_e(columns[0])}</h3>{_table(grouped.astype(object), columns, columns[:1])}"
+                    "<h3>Each run</h3>")
     hint = "Click a header to sort; click a label for its evidence and advice."
-    return (f"<section id='runs'><h2>Runs</h2>{by_group}<p class='hint'>{hint}</p>"
-            f"{_table(frame, _columns(frame, varying), 'runs sortable')}</section>")
+    return _section("runs", "Runs", f"{by_group}<p class='hint'>{hint}</p>"
+                    f"{_table(frame, _columns(frame, varying), varying, 'runs sortable')}")
 
 
 def per_run_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
     svg = figures.grid_svg(ranked(frame), curves, varying)
     shown = min(len(frame[frame["run"].isin(curves)]), figures.MAX_GRID_RUNS)
     caption = f"{plural(shown, 'run')}, best first: train and validation loss, the best epoch dotted."
-    return f"<section id='per-run'><h2>Per-run curves</h2>{_figure(svg, caption) or '<p>No curves.</p>'}</section>"
+    return _section("per-run", "Per-run curves", _figure(svg, caption) or "<p>No curves.</p>")
 
 
 def report_page(frame: pd.DataFrame, *, varying: list | None = None, shared: dict | None = None,
@@ -260,5 +272,5 @@ def report_html(report, frame: pd.DataFrame, sources: list, shared: dict,
     """The page for `dlrun report --format html`: `report` is the build.Report, `frame` its
     selected rows, `shared` the constant settings worth reading."""
     curves = {row.run: report.curves[row.folder] for row in frame.itertuples() if row.folder in report.curves}
-    return report_page(frame, varying=report.varying, shared=shared, curves=curves,
-                       sweeps=read_sweeps(sources), sources=sources, warnings=report.warnings, grouped=grouped)
+    return report_page(frame, varying=report.varying, shared=shared, curves=curves, sweeps=read_sweeps(sources),
+                       sources=sources, warnings=report.warnings, grouped=grouped)
