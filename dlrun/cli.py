@@ -203,8 +203,14 @@ def report(
         title = render.report_title(len(frame), len(shown) if group else None, targets)
         _emit(render.table_parts(shown, built.varying, options.non_default(built.constant), title), output)
     else:
-        _emit(render.html_page(shown, built.constant, images) if fmt == "html"
-              else render.render_text(shown, fmt, built.constant), output)
+        if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
+            from dlrun.report.html import report_html
+
+            text = report_html(built, frame, targets, options.non_default(built.constant),
+                               shown if group else None)
+        else:
+            text = render.render_text(shown, fmt, built.constant)
+        _emit(text, output)
 
 
 def _print_votes(frame, varying, fmt: str) -> None:

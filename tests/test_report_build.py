@@ -93,7 +93,8 @@ def test_plots_and_a_self_contained_html_report(runs, tmp_path):
     result = dlrun("report", runs, "--plot", "--format", "html", "-o", page)
     assert result.exit_code == 0, result.output
     text = page.read_text()
-    assert text.count("data:image/png;base64,") >= 4 and "<table" in text
+    # the sensitivity to each swept key, the overlay and the per-run grid, inline: no image files
+    assert text.count("<svg") >= 3 and "data:image" not in text and "<table" in text
     pngs = {p.name for p in (tmp_path / "report").glob("*.png")}
     assert {"curves_overfit.png", "sweep_curves.png", "sensitivity_lr.png"} <= pngs
 
@@ -193,8 +194,11 @@ def _latex(text):
 
 
 def _html(text):
-    rows = [[html.unescape(cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
-            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", text, re.S)]
+    table = re.search(r"<table class='runs sortable'>(.*?)</table>", text, re.S).group(1)
+    # a diagnosis cell reads as its label: the evidence and advice open under it on a click
+    cell_text = lambda cell: re.sub(r"<[^>]+>", "", re.sub(r"</summary>.*", "", cell, flags=re.S))
+    rows = [[html.unescape(cell_text(cell)).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]
     return rows[0], rows[1:], re.findall(r"<li><code>(.*?)</code></li>", text)
 
 

@@ -49,11 +49,11 @@ def run_curves(metrics: pd.DataFrame, best_epoch, title: str, path: Path) -> Pat
     return _save(figure, path)
 
 
-def _is_numeric(values: pd.Series) -> bool:
+def is_numeric(values: pd.Series) -> bool:
     return pd.to_numeric(values, errors="coerce").notna().all()
 
 
-def _log_scale(values) -> bool:
+def log_scale(values) -> bool:
     values = np.asarray(values, dtype=float)
     return bool((values > 0).all() and values.max() / values.min() > LOG_AXIS_SPAN)
 
@@ -61,9 +61,9 @@ def _log_scale(values) -> bool:
 def sweep_curves(curves: dict, hue: pd.Series, key: str, path: Path) -> Path:
     """Validation loss of every run overlaid, coloured by hyperparameter `key`."""
     figure, axis = plt.subplots(figsize=(6.5, 4))
-    if _is_numeric(hue):
+    if is_numeric(hue):
         values = pd.to_numeric(hue).to_numpy(dtype=float)
-        log = _log_scale(values)
+        log = log_scale(values)
         scaled = np.log10(values) if log else values
         low, high = scaled.min(), scaled.max()
         colour = lambda v: plt.cm.viridis(0.5 if high == low else (v - low) / (high - low))
@@ -95,7 +95,7 @@ def sensitivity(frame: pd.DataFrame, key: str, metric: str, path: Path) -> Path:
     axis.scatter(x, y, alpha=0.7)
     means = pd.DataFrame({"x": x, "y": y}).groupby("x")["y"].mean()
     axis.plot(means.index, means.values, color="black", linewidth=1)
-    if _log_scale(x.dropna()):
+    if log_scale(x.dropna()):
         axis.set_xscale("log")
     axis.set_xlabel(key)
     axis.set_ylabel(metric)
@@ -136,6 +136,6 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
     metric = "best_val_accuracy" if frame["best_val_accuracy"].notna().any() else "best_val_loss"
     for key in usable:
         known = frame[frame[key].notna()]
-        if key != "seed" and _is_numeric(known[key]):  # a seed is not a knob to tune
+        if key != "seed" and is_numeric(known[key]):  # a seed is not a knob to tune
             written.append(sensitivity(known, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
     return written

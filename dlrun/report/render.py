@@ -6,8 +6,6 @@ column (JSON: one object per run, `flags` a list, plus the run's folder).
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
 import math
@@ -165,7 +163,7 @@ def header_lines(constant: dict) -> list[str]:
 
 
 def render_text(frame: pd.DataFrame, fmt: str, constant: dict) -> str:
-    """Return the rows as csv, markdown, json, html (table only) or latex text."""
+    """Return the rows as csv, markdown, json, html (without curves) or latex text."""
     if fmt == "csv":
         return _plain(frame).to_csv(index=False)
     if fmt == "json":
@@ -176,23 +174,7 @@ def render_text(frame: pd.DataFrame, fmt: str, constant: dict) -> str:
     if fmt == "latex":
         return _plain(frame).to_latex(index=False, float_format="%.4g", na_rep="")
     if fmt == "html":
-        return html_page(frame, constant, [])
+        from dlrun.report.html import report_page
+
+        return report_page(frame, shared=constant)
     raise ValueError(f"unknown format '{fmt}' (choose from: {', '.join(FORMATS)})")
-
-
-def html_page(frame: pd.DataFrame, constant: dict, images: list[Path], title: str = "dlrun report") -> str:
-    """One self-contained HTML file: the shared settings, the table, the plots inlined as PNG."""
-    shared = "".join(f"<li><code>{html.escape(line)}</code></li>" for line in header_lines(constant))
-    figures = "".join(
-        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
-        f'{base64.b64encode(Path(p).read_bytes()).decode()}"><figcaption>{html.escape(p.stem)}'
-        f"</figcaption></figure>" for p in images)
-    table = _plain(frame).to_html(index=False, na_rep="", float_format=lambda v: f"{v:.4g}",
-                                  classes="runs", border=0)
-    style = ("body{font-family:sans-serif;margin:2em}table.runs{border-collapse:collapse;font-size:13px}"
-             "table.runs td,table.runs th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:right}"
-             "img{max-width:100%}figure{display:inline-block;margin:1em}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<h2>Shared settings</h2><ul>{shared}</ul><h2>Runs</h2>{table}"
-            f"{'<h2>Plots</h2>' + figures if figures else ''}</body></html>\n")
