@@ -23,11 +23,14 @@ class Family(NamedTuple):
     build: Callable  # (cfg.model, output units, shared layer arguments) -> nn.Module
     options: Mapping[str, Check]  # checks of the family's config fields, by field name
     check_fits: Callable  # (cfg.model, DataSpec) -> None; raises ConfigError when the data cannot go in
+    # (cfg.model, DataSpec) -> values per example a step builds beyond the layers' outputs
+    # (a lowering's im2col patches); the memory estimate that sizes groups adds them
+    workspace: Callable = lambda model, spec: 0
 
 
 MODELS = Registry("model", {
     "mlp": Family(mlp.build, mlp.OPTIONS, mlp.check_fits),
-    "lenet": Family(lenet.build, lenet.OPTIONS, lenet.check_fits),
+    "lenet": Family(lenet.build, lenet.OPTIONS, lenet.check_fits, lenet.workspace),
 })
 
 
@@ -39,6 +42,11 @@ def check(cfg, spec) -> None:
     family = MODELS.get(cfg.model.name)
     check_options(cfg.model, "model", family.options)
     family.check_fits(cfg.model, spec)
+
+
+def workspace(cfg, spec) -> int:
+    """Values per example the model's step builds beyond its layers' outputs (for memory)."""
+    return MODELS.get(cfg.model.name).workspace(cfg.model, spec)
 
 
 def build_model(cfg, spec) -> nn.Module:

@@ -74,6 +74,16 @@ OPTIONS = {"pooling": lambda key, name: POOLINGS.check(name), "conv_lowering": c
            "dropout": check_dropout}
 
 
+def workspace(model, spec) -> int:
+    """The patches the CPU lowerings build per example: 25 shifted copies of conv1's padded
+    input and conv2's im2col matrix (XLA's own convolution, on a GPU, builds none)."""
+    if conv.resolve_lowering(model.conv_lowering, jax.default_backend()) == "xla":
+        return 0
+    height, width, channels = spec.input_shape
+    conv2_out = (height // 2 - 4) * (width // 2 - 4)
+    return 25 * height * width * channels + 25 * 6 * conv2_out
+
+
 def check_fits(model, spec) -> None:
     """Raise ConfigError unless the data set's inputs are images LeNet's pooling can halve twice."""
     shape = tuple(spec.input_shape)

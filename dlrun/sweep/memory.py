@@ -3,7 +3,8 @@
 The parameter count and the activation sizes per example both come from tracing the model's
 own `init` and `apply` with `jax.eval_shape` (nothing is allocated or compiled), so a new model
 family is sized without code here. The activations are the input and the output of every
-submodule (flax's `capture_intermediates`), on a batch of one.
+submodule (flax's `capture_intermediates`), on a batch of one, plus what the family says its
+step builds besides (`models.workspace`: LeNet's im2col patches on a CPU).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def model_sizes(cfg, spec) -> tuple[int, int]:
         return variables["params"], state["intermediates"]
 
     params, intermediates = jax.eval_shape(forward, one)
-    return models.count_params(params), one.size + models.count_params(intermediates)
+    activations = one.size + models.count_params(intermediates) + models.workspace(cfg, spec)
+    return models.count_params(params), activations
 
 
 def trial_bytes(cfg) -> int:
