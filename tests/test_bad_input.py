@@ -67,7 +67,7 @@ CASES = [
     case("train-out-under-a-file", [*TRAIN, "--out", "afile/run"], "afile is a file", setup=a_file),
     case("train-out-unwritable", [*TRAIN, "--out", "locked/run"], "--out locked/run", "locked",
          setup=a_locked_folder),
-    case("train-out-holds-a-run", [*TRAIN, "--out", "run"], "already holds another run", "--resume run",
+    case("train-out-holds-a-run", [*TRAIN, "--out", "run"], "--out run", "cannot be used",
          setup=a_train_run),
     case("train-out-holds-a-sweep", [*TRAIN, "--out", "sweep"], "--out sweep holds a sweep",
          setup=a_sweep_file("command: x\nplan: {trials: []}\n")),

@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, register_schemas
+from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, names_of, register_schemas
 from dlrun.errors import ConfigError
 
 
@@ -138,7 +138,7 @@ def with_values(cfg: DictConfig, values: dict) -> DictConfig:
         try:
             OmegaConf.update(updated, key, value, merge=False)
         except Exception as error:
-            raise ConfigError(explain_compose_error(error, [])) from None
+            raise ConfigError(explain_compose_error(error, [], names_of(cfg))) from None
     return updated
 
 

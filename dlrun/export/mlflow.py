@@ -91,7 +91,7 @@ def _existing_runs(client: MlflowClient, experiment_id: str) -> dict:
 
 def _sweep_folder(run_dir: Path, root: Path) -> Path | None:
     """The nearest folder above `run_dir`, up to `root`, holding a sweep.yaml."""
-    from dlrun.sweep.executor import SWEEP_FILE
+    from dlrun.sweep.folder import SWEEP_FILE
 
     for folder in run_dir.parents:
         if (folder / SWEEP_FILE).is_file():
