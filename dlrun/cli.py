@@ -171,12 +171,16 @@ def report(
                                                   "threshold, e.g. --threshold overfit_rise=0.2."),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also vote: runs that differ only in "
                                   "their seed form an ensemble (mean-probability and majority)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Table columns, e.g. "
+                                          "run,lr,best_val_accuracy,diagnosis (default: what fits "
+                                          "the terminal)."),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
     from dlrun.report import plots, render
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
+    from dlrun.report.settings import non_default
     from dlrun.text import plural
 
     if top is not None and top < 1:
@@ -213,10 +217,16 @@ def report(
         _print_ensembles(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
         title = render.report_title(len(frame), len(shown) if group else None, targets)
-        parts = render.table_parts(shown, built.varying, _non_default(built.constant), title)
+        screen = Console()
+        picked = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
+        try:  # a file is read in an editor, not a terminal: as wide as plain_text writes it
+            parts = render.table_parts(shown, built.varying, non_default(built.constant, built.rows), title,
+                                       width=200 if output else screen.width, columns=picked)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         if not output:
             for part in parts:
-                Console().print(part, highlight=False)
+                screen.print(part, highlight=False)
             return
         text = render.plain_text(parts)
     else:
@@ -241,16 +251,6 @@ def _print_ensembles(frame, varying, fmt) -> None:
                       "with test_predictions.npz")
         return
     (Console() if fmt == "table" else console).print(ensemble_table(votes))
-
-
-def _non_default(constant: dict) -> dict:
-    """The shared settings that differ from the defaults of the chosen options: worth reading."""
-    from dlrun.config.schema import GROUPS, plain, structured
-    from dlrun.report.build import flatten
-
-    names = {group: constant[f"{group}.name"] for group in GROUPS if f"{group}.name" in constant}
-    defaults = flatten(plain(structured(names)))
-    return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}
 
 
 def _thresholds(pairs: list[str]):
