@@ -168,8 +168,38 @@ def _diverged(run: _Run, t: Thresholds) -> str | None:
     return None
 
 
+def _chance(run: _Run) -> tuple[float, str]:
+    """Chance accuracy and where it comes from: 1/num_classes, else 0.5 (the highest for K >= 2)."""
+    if run.num_classes:
+        return 1.0 / run.num_classes, f"{run.num_classes} classes"
+    return 0.5, "classes unknown, assumed <= 0.5"
+
+
+def _never_left_chance(run: _Run, t: Thresholds) -> str | None:
+    """Train and val accuracy within `chance_margin` of chance in every epoch, never rising from
+    their first epoch: a classifier that learned nothing, whatever its loss did (a loss blown up
+    in epoch 1 then back to ln 2 has fallen a lot, yet the net predicts no better than a coin)."""
+    if run.task != "classification" or run.train_acc is None:
+        return None
+    chance, source = _chance(run)
+    curves = [("train", run.train_acc), *([("val", run.val_acc)] if run.val_acc is not None else [])]
+    for _, values in curves:
+        finite = values[np.isfinite(values)]
+        # the rise guards the unknown-K case: 10 classes climbing from 0.1 to 0.55 is learning
+        if not len(finite) or finite.max() >= chance + t.chance_margin or \
+                finite.max() - finite[0] >= t.chance_margin:
+            return None
+    tops = ", ".join(f"{name} accuracy at most {np.nanmax(values):.3f}" for name, values in curves)
+    return (f"{tops} over {run.epochs} epochs vs chance {chance:.3g} ({source}); train loss "
+            f"{run.train[0]:.3g} at epoch 1, {run.train[-1]:.3g} at the end")
+
+
 def _no_learning(run: _Run, t: Thresholds) -> str | None:
-    """Train loss never fell a few % below its start (and, for classification, accuracy near chance)."""
+    """Accuracies at chance all along (classification), or a train loss that never fell a few %
+    below its start (and, for classification, accuracy near chance)."""
+    at_chance = _never_left_chance(run, t)
+    if at_chance:
+        return at_chance
     train = run.train
     best = float(np.min(train))
     drop = (train[0] - best) / abs(train[0]) if train[0] else 0.0
@@ -182,11 +212,10 @@ def _no_learning(run: _Run, t: Thresholds) -> str | None:
         return evidence if best > t.underfit_loss else None
     if run.train_acc is None:
         return evidence + " (train accuracy not recorded)"
-    chance = 1.0 / run.num_classes if run.num_classes else 0.5
+    chance, source = _chance(run)
     top = float(np.nanmax(run.train_acc))
     if top >= chance + t.chance_margin:
         return None  # learned within the first epoch, then flat: not a failure to learn
-    source = f"{run.num_classes} classes" if run.num_classes else "classes unknown, assumed <= 0.5"
     return evidence + f"; train accuracy at most {top:.3f} vs chance {chance:.3g} ({source})"
 
 
@@ -212,7 +241,8 @@ def _unrepresentative_validation(run: _Run, t: Thresholds) -> str | None:
     train, val = run.train, run.val
     if val is None:
         return None
-    if len(val) >= t.noise_min_epochs and np.all(val > 0) and np.all(train > 0):
+    rises = int(np.sum(np.diff(val) > 0))
+    if len(val) >= t.noise_min_epochs and rises >= t.noise_min_rises and np.all(val > 0) and np.all(train > 0):
         val_jitter, train_jitter = _jitter(val), _jitter(train)
         if val_jitter > max(t.val_noise_ratio * train_jitter, t.val_noise_floor):
             ratio = f"{val_jitter / train_jitter:.0f}x" if train_jitter > 0 else "train ~0"
