@@ -16,8 +16,6 @@ from rich.console import Console
 from rich.table import Table
 
 from dlrun.errors import ConfigError
-from dlrun.config.compose import group_options, to_yaml
-from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
 
@@ -78,6 +76,7 @@ def train(
                               f"--out {out} (or copy the folder there first)")
         start = resuming.for_resume(resume, overrides or [])
     else:
+        from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
         from dlrun.sweep.executor import check_run_folder
 
         cfg = compose_config(overrides or [])
@@ -178,7 +177,7 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun.report import plots, render
+    from dlrun.report import render
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
     from dlrun.report.settings import non_default
     from dlrun.text import plural
@@ -211,6 +210,8 @@ def report(
         raise ConfigError(str(error)) from None
     images = []
     if plot:
+        from dlrun.report import plots  # matplotlib: ~0.9 s of start-up, only for --plot
+
         images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
@@ -303,12 +304,16 @@ def config_show(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Print the composed, validated config as YAML."""
+    from dlrun.config.compose import to_yaml
+    from dlrun.config.load import compose_config
+
     sys.stdout.write(to_yaml(compose_config(overrides or [])))
 
 
 @app.command("list")
 def list_choices() -> None:
     """List the available models, data sets, optimizers, schedules, inits, activations, losses."""
+    from dlrun.config.compose import group_options
     from dlrun.models import activations, inits
     from dlrun.training import losses
 

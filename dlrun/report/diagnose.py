@@ -75,20 +75,30 @@ class _Run:
         return 0 if self.train is None else len(self.train)
 
 
-def _column(metrics: pd.DataFrame, name: str, keep_all_nan: bool = False) -> np.ndarray | None:
-    """Return a column as floats (unparseable cells NaN), or None if absent or all NaN.
+def _arrays(metrics) -> dict[str, np.ndarray]:
+    """The frame's columns as float arrays (unparseable cells NaN), converted in one pass: pandas'
+    per-column access costs ~50 us a column, a third of the diagnosis of a 2,000-run report.
+    A dict (already converted) is returned as it is."""
+    if isinstance(metrics, dict):
+        return metrics
+    if metrics is None or len(metrics.columns) == 0:
+        return {}
+    try:
+        table = metrics.to_numpy(dtype=float)
+    except (TypeError, ValueError):  # text cells in a foreign file: convert column by column
+        return {str(name): pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
+                for name in metrics.columns}
+    return dict(zip(map(str, metrics.columns), table.T))
+
+
+def _column(metrics: dict, name: str, keep_all_nan: bool = False) -> np.ndarray | None:
+    """Return a column of `_arrays(...)`, or None if absent or all NaN.
 
     An all-NaN column usually carries nothing (accuracy for regression, dead_fraction unknown);
     an all-NaN train loss is kept (`keep_all_nan`) because it means the run diverged at once.
     """
-    if name not in metrics.columns:
-        return None
-    column = metrics[name]
-    if pd.api.types.is_numeric_dtype(column):  # the usual case; to_numeric is 10x slower
-        values = column.to_numpy(dtype=float)
-    else:
-        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-    if keep_all_nan:
+    values = metrics.get(name)
+    if values is None or keep_all_nan:
         return values
     return None if len(values) == 0 or np.isnan(values).all() else values
 
@@ -101,7 +111,7 @@ def _is_number(value) -> bool:
 def _read(metrics: pd.DataFrame | None, summary: dict | None) -> _Run:
     """Gather what the rules read from the frame and summary, tolerating either being absent."""
     summary = summary or {}
-    metrics = metrics if metrics is not None else pd.DataFrame()
+    metrics = _arrays(metrics)
     train_acc = _column(metrics, "train_accuracy")
     # Without a task in the summary, any recorded accuracy means classification.
     task = summary.get("task") or ("classification" if train_acc is not None else "regression")
@@ -352,7 +362,7 @@ def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
     if evidence:
         return "diverged", evidence
     if run.train is None:
-        columns = ", ".join(map(str, getattr(metrics, "columns", []))) or "none"
+        columns = ", ".join(map(str, _arrays(metrics))) or "none"
         return "insufficient_data", f"no train_loss column (columns: {columns})"
     if run.epochs < 2:
         return "insufficient_data", f"{run.epochs} epoch(s) recorded; need at least 2"
@@ -365,19 +375,26 @@ def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
     return "good_fit", _good_fit(run) + note
 
 
-def _recent(metrics: pd.DataFrame, name: str, window: int) -> float | None:
+def _recent(metrics: dict, name: str, window: int) -> float | None:
     """Median of a column's last `window` finite values (robust to one odd epoch), or None."""
     values = _column(metrics, name)
     if values is None:
         return None
     finite = values[np.isfinite(values)]
-    return float(np.median(finite[-window:])) if len(finite) else None
+    return _median(finite[-window:]) if len(finite) else None
 
 
-def _gradient_flags(metrics: pd.DataFrame, t: Thresholds) -> dict[str, str]:
+def _median(values: np.ndarray) -> float:
+    """np.median of a few values, ~20x quicker (its generality costs ~50 us a call)."""
+    ordered = sorted(values.tolist())
+    middle = len(ordered) // 2
+    return float(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2)
+
+
+def _gradient_flags(metrics: dict, t: Thresholds) -> dict[str, str]:
     """vanishing_gradients from the per-layer norms, exploding_gradients from the global norm."""
     flags = {}
-    layers = [c for c in metrics.columns if str(c).startswith("grad_norm_")]
+    layers = [c for c in metrics if c.startswith("grad_norm_")]
     if len(layers) >= 2:  # column order is network order: first layer first
         first, last = _recent(metrics, layers[0], t.window), _recent(metrics, layers[-1], t.window)
         if first is not None and last and first / last < t.vanishing_ratio:
@@ -391,7 +408,7 @@ def _gradient_flags(metrics: pd.DataFrame, t: Thresholds) -> dict[str, str]:
         flags["exploding_gradients"] = f"grad_norm infinite at epoch {epoch}"
         return flags
     finite = norms[np.isfinite(norms)]
-    recent = float(np.median(finite[-t.window:])) if len(finite) else None
+    recent = _median(finite[-t.window:]) if len(finite) else None
     if recent is not None and recent > t.exploding_norm:
         flags["exploding_gradients"] = f"grad_norm {recent:.3g} (median of last {t.window} epochs)"
     elif recent is not None and finite[0] > 0 and recent / finite[0] > t.exploding_growth:
@@ -403,7 +420,8 @@ def _gradient_flags(metrics: pd.DataFrame, t: Thresholds) -> dict[str, str]:
 def gradient_and_unit_flags(metrics: pd.DataFrame | None,
                             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, str]:
     """Return {flag: evidence} for each of FLAGS that fires, read from the last few epochs."""
-    if metrics is None or len(metrics) == 0:
+    metrics = _arrays(metrics)
+    if not metrics or len(next(iter(metrics.values()))) == 0:
         return {}
     with np.errstate(divide="ignore", invalid="ignore"):
         flags = _gradient_flags(metrics, thresholds)
@@ -418,6 +436,7 @@ def gradient_and_unit_flags(metrics: pd.DataFrame | None,
 def diagnose(metrics: pd.DataFrame | None, summary: dict | None = None,
              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
     """Return the run's Diagnosis: label, evidence and advice, plus the independent flags."""
+    metrics = _arrays(metrics)  # once for the rules and the flags
     label, evidence = label_run(metrics, summary, thresholds)
     flag_evidence = gradient_and_unit_flags(metrics, thresholds)
     return Diagnosis(label=label, evidence=evidence, advice=ADVICE[label],
