@@ -123,9 +123,11 @@ def choose(required: list[str], optional: list[str], widths: dict, limit: int) -
     return chosen
 
 
-def build_table(title: str, columns: list[str], headers: dict, cells: dict, left=LEFT) -> Table:
-    """A rich table whose columns are exactly as wide as their widest cell: nothing to crop."""
-    table = Table(title=title)
+def build_table(title: str, columns: list[str], headers: dict, cells: dict, width: int,
+                left=LEFT) -> Table:
+    """A rich table whose columns are exactly as wide as their widest cell: nothing to crop.
+    At least as wide as its title (up to `width`), so that a folder's path in it is not broken."""
+    table = Table(title=title, min_width=min(len(title), width))
     for column in columns:
         width = max([len(headers[column]), *map(len, cells[column])])
         # When even the required columns are too wide, rich narrows the wrapping columns first:
@@ -187,7 +189,7 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str, width: int = 
         chosen = chosen if "run" in chosen else ["run", *chosen]
     else:
         chosen = _default_columns(frame, varying, column_widths(headers, cells), width, completed)
-    table = build_table(title, chosen, headers, cells)
+    table = build_table(title, chosen, headers, cells, width)
     _caption(table, frame, chosen, headers, column_widths(headers, cells))
     return table
 
@@ -256,7 +258,7 @@ def grouped_table(frame: pd.DataFrame, title: str, width: int = 80,
         chosen = choose(required, optional, widths, width)
         order = {c: i for i, c in enumerate(DISPLAY_ORDER)}
         chosen = [key, "runs", *sorted(chosen[2:], key=lambda c: order.get(c, len(order)))]
-    table = build_table(title, chosen, headers, cells, left=(key, "diagnosis"))
+    table = build_table(title, chosen, headers, cells, width, left=(key, "diagnosis"))
     widths = column_widths(headers, cells)
     lines = legend(chosen, headers, table_width([widths[c] for c in chosen]))
     table.caption = "\n".join([*lines, "mean±std over the runs of each group"])
