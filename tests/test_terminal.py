@@ -110,7 +110,7 @@ def test_the_recorded_80_column_text_keeps_every_value_whole(sweep):
 
 @pytest.mark.parametrize("values, texts", [
     ([3e-05, 0.0003, 10.0], ["3e-05", "0.0003", "10"]),
-    ([0.00123441, 0.00123449], ["0.00123441", "0.00123449"]),  # 3-5 digits read as one
+    ([0.0012344, 0.0012345], ["0.0012344", "0.0012345"]),  # 3-4 digits read as one
     ([1.0, float("nan")], ["1", ""]),  # a seed read back as a float beside an unknown one
     (["[8]", "[8, 8]"], ["[8]", "[8, 8]"]),
 ])

@@ -48,13 +48,29 @@ def _yaml_values(path: Path) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
+def _option_file(group: str, option: str) -> tuple[dict, dict]:
+    """(the option's own values, the recipe it sets outside its group): an option file in Hydra's
+    `_global_` package (model/lenet.yaml) nests its fields under the group and sets lr beside."""
+    path = conf_dir() / group / f"{option}.yaml"
+    values = _yaml_values(path)
+    values.pop("defaults", None)
+    try:
+        is_global = "@package _global_" in path.read_text()
+    except OSError:
+        is_global = False
+    if not is_global:
+        return values, {}
+    own = values.pop(group, None)
+    return (own if isinstance(own, dict) else {}), values
+
+
+@functools.lru_cache(maxsize=None)
 def option_defaults(group: str, option: str) -> dict:
     """The fields of one option as composing gives them, flattened: {'model.hidden': '[512, 256]'}."""
     schema = option_schema(group, option)
     if schema is None:
         return {}
-    values = {**_dataclass_defaults(schema), **_yaml_values(conf_dir() / group / f"{option}.yaml")}
-    values.pop("defaults", None)
+    values = {**_dataclass_defaults(schema), **_option_file(group, option)[0]}
     # the option itself is a choice like any other: moons is worth printing, mnist (the default) not
     values["name"] = top_defaults().get(f"{group}.name")
     return flatten({group: values})
@@ -79,6 +95,10 @@ def non_default(constant: dict, rows: pd.DataFrame | None = None) -> dict:
     used = {group: {str(constant[f"{group}.name"])} if f"{group}.name" in constant
             else set(map(str, rows[f"{group}.name"].dropna())) if rows is not None and f"{group}.name" in rows
             else set() for group in GROUPS}
+    top = dict(top_defaults())
+    for group, options in used.items():
+        if len(options) == 1:  # LeNet's lr 2e-3 is its default, not a choice worth printing
+            top.update(flatten(_option_file(group, next(iter(options)))[1]))
     shown = {}
     for key, value in constant.items():
         group = key.split(".", 1)[0]
@@ -86,7 +106,7 @@ def non_default(constant: dict, rows: pd.DataFrame | None = None) -> dict:
             defaults = [option_defaults(group, option) for option in used[group]]
             if not any(key in d for d in defaults) or all(key in d and _same(d[key], value) for d in defaults):
                 continue
-        elif key in top_defaults() and _same(top_defaults()[key], value):
+        elif key in top and _same(top[key], value):
             continue
         shown[key] = value
     return shown
