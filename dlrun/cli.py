@@ -15,8 +15,6 @@ import typer
 from rich.console import Console
 
 from dlrun.errors import ConfigError
-from dlrun.config.compose import to_yaml
-from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
 
@@ -77,6 +75,7 @@ def train(
                               f"--out {out} (or copy the folder there first)")
         start = resuming.for_resume(resume, overrides or [])
     else:
+        from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
         from dlrun.sweep.folder import check_run_folder
 
         cfg = compose_config(overrides or [])
@@ -170,12 +169,16 @@ def report(
                                                   "threshold, e.g. --threshold overfit_rise=0.2."),
     ensemble: bool = typer.Option(False, "--ensemble", help="Also vote: runs that differ only in "
                                   "their seed form an ensemble (mean-probability and majority)."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Table columns, e.g. "
+                                          "run,lr,best_val_accuracy,diagnosis (default: what fits "
+                                          "the terminal)."),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun.report import options, plots, render
+    from dlrun.report import options, render
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
+    from dlrun.report.settings import non_default
 
     options.check_options(top, fmt)
     thresholds = options.parse_thresholds(threshold or [])
@@ -194,23 +197,44 @@ def report(
         shown = group_by(frame, group) if group else frame
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    images = plots.write_plots(frame, built.varying, plot_folder, built.curves) if plot else []
     if plot:
+        from dlrun.report import plots  # matplotlib: ~0.9 s of start-up, only for --plot
+
+        images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     if fmt == "table":
         title = render.report_title(len(frame), len(shown) if group else None, targets)
-        _emit(render.table_parts(shown, built.varying, options.non_default(built.constant), title), output)
-    else:
-        if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
-            from dlrun.report.html import report_html
+        parts = _table_parts(render, shown, built, title, columns, output)
+        text = render.plain_text(parts) if output else _print_parts(parts)
+    elif fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
+        from dlrun.report.html import report_html
 
-            text = report_html(built, frame, targets, options.non_default(built.constant),
-                               shown if group else None)
-        else:
-            text = render.render_text(shown, fmt, built.constant)
+        text = report_html(built, frame, targets, non_default(built.constant, built.rows),
+                           shown if group else None)
+    else:
+        text = render.render_text(shown, fmt, built.constant)
+    if text is not None:
         _emit(text, output)
+
+
+def _table_parts(render, shown, built, title: str, columns: Optional[str], output) -> list:
+    """The terminal table's parts, as wide as the terminal (or 200 for a file, read in an editor)."""
+    from dlrun.report.settings import non_default
+
+    picked = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
+    try:
+        return render.table_parts(shown, built.varying, non_default(built.constant, built.rows),
+                                  title, width=200 if output else Console().width, columns=picked)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
+def _print_parts(parts: list) -> None:
+    screen = Console()
+    for part in parts:
+        screen.print(part, highlight=False)
 
 
 def _print_votes(frame, varying, fmt: str) -> None:
@@ -269,6 +293,9 @@ def config_show(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
     """Print the composed, validated config as YAML."""
+    from dlrun.config.compose import to_yaml
+    from dlrun.config.load import compose_config
+
     sys.stdout.write(to_yaml(compose_config(overrides or [])))
 
 

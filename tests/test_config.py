@@ -125,3 +125,12 @@ def test_a_run_folder_written_before_per_option_schemas_still_loads(tmp_path):
     assert cfg.model.name == "lenet" and "hidden" not in cfg.model and "noise" not in cfg.data
     assert cfg.optim.b1 == 0.9 and "momentum" not in cfg.optim
     assert cfg.schedule.restarts == [] and "gamma" not in cfg.schedule
+
+
+def test_the_schema_missing_marker_is_omegaconfs():
+    """schema.py spells MISSING out so that the report need not import OmegaConf."""
+    import omegaconf
+
+    from dlrun.config import schema
+
+    assert schema.MISSING == omegaconf.MISSING

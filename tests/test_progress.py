@@ -48,3 +48,15 @@ def test_the_summary_table_shows_accuracy_as_percent_and_leaves_out_what_is_not_
         text = screen.file.getvalue()
         assert all(item in text for item in present) and not any(item in text for item in absent)
         assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_a_real_regression_runs_summary_has_no_accuracy_and_no_nan(tmp_path):
+    cfg = compose_config(["data=poly1d", "data.n_samples=300", "data.val_size=100", "model.hidden=[8]",
+                          "epochs=2"])
+    summary = group.train_and_evaluate(cfg, tmp_path / "run")
+    screen = console()
+    screen.print(summary_table(summary, tmp_path / "run"))
+    text = screen.file.getvalue()
+    assert "nan" not in text.lower() and "accuracy" not in text and "%" not in text
+    assert "best_val_loss" in text and "test_loss" in text
+    assert max(len(line) for line in text.splitlines()) <= 80

@@ -17,11 +17,11 @@ FRAME = pd.DataFrame({
 
 
 def test_terminal_table_shows_percentages_settings_and_one_advice_line_per_diagnosis():
-    text = render.plain_text([render.terminal_table(FRAME, ["lr"], "2 runs from runs")])
+    text = render.plain_text([render.terminal_table(FRAME, ["lr"], "2 runs from runs", width=80)])
     assert "2 runs from runs, all completed" in text and "status" not in text
     rows = [line for line in text.splitlines() if line.startswith("│")]
     assert [cell.strip() for cell in rows[0].strip("│").split("│")] == \
-        ["trial-000", "0.003", "3", "0.25", "97.0%", "95.5%", "+0.01", "good_fit"]
+        ["000", "0.003", "3", "0.25", "97.0%", "95.5%", "+0.01", "good_fit"]
     assert "good_fit: nothing to fix" in text and "no_learning: check the init" in text
 
 

@@ -206,6 +206,9 @@ def _terminal(text):
     lines = text.splitlines()
     header = [cell.strip() for cell in next(line for line in lines if "┃" in line).strip("┃").split("┃")]
     rows = [[cell.strip() for cell in line.strip("│").split("│")] for line in lines if line.startswith("│")]
+    if header[0] != "run":  # runs named trial-000, trial-001 show as 000, 001 under "trial"
+        rows = [[f"{header[0]}-{row[0]}", *row[1:]] for row in rows]
+        header[0] = "run"
     return header, rows, [line for line in lines if line.startswith("same in every run")]
 
 

@@ -50,13 +50,3 @@ def latest_runs_folder() -> Path:
     """The most recent sweep folder under runs/sweeps/, else runs/ itself."""
     sweeps = sorted(Path("runs/sweeps").glob("*/*"), key=lambda p: p.stat().st_mtime)
     return sweeps[-1] if sweeps else Path("runs")
-
-
-def non_default(constant: dict) -> dict:
-    """The shared settings that differ from the defaults of the chosen options: worth reading."""
-    from dlrun.config.schema import GROUPS, plain, structured
-    from dlrun.report.build import flatten
-
-    names = {group: constant[f"{group}.name"] for group in GROUPS if f"{group}.name" in constant}
-    defaults = flatten(plain(structured(names)))
-    return {k: v for k, v in constant.items() if k not in defaults or str(defaults[k]) != str(v)}

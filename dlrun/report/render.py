@@ -18,14 +18,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlrun.report.ensemble import ACCURACIES, ensembles
+from dlrun.report.terminal import grouped_table, terminal_table  # noqa: F401  (the report's API)
 from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
-# The advice is printed once per diagnosis under the table, so rows stay one line wide.
-TERMINAL_COLUMNS = ["status", "epochs_run", "best_val_loss", "best_val_accuracy", "test_accuracy",
-                    "gap", "diagnosis"]
-SHORT = {"epochs_run": "epochs", "best_epoch": "best ep", "best_val_loss": "val loss",
-         "best_val_accuracy": "val acc", "test_accuracy": "test acc", "time_s": "time s"}
 
 
 def _cell(column: str, value) -> str:
@@ -42,58 +38,19 @@ def _cell(column: str, value) -> str:
     return str(value)
 
 
-def terminal_table(frame: pd.DataFrame, varying: list, title: str) -> Table:
-    """A rich table: run, the varying hyperparameters, headline numbers, diagnosis, advice."""
-    if "runs" in frame:
-        return grouped_table(frame, title)
-    columns = ["run", *varying, *[c for c in TERMINAL_COLUMNS if c in frame]]
-    if len(frame) and "status" in frame and (frame["status"] == "completed").all():
-        columns.remove("status")  # the title says so; the width goes to the numbers
-        title += ", all completed"
-    table = Table(title=title, show_lines=False)
-    for column in columns:
-        table.add_column(SHORT.get(column, column), overflow="ellipsis", no_wrap=True,
-                         justify="left" if column in ("run", "status", "diagnosis") else "right")
-    for _, row in frame.iterrows():
-        table.add_row(*(_cell(column, row[column]) for column in columns))
-    if "advice" in frame and "diagnosis" in frame:
-        advice = frame.drop_duplicates("diagnosis").set_index("diagnosis")["advice"]
-        table.caption = "\n".join(f"{label}: {text}" for label, text in advice.items())
-        table.caption_justify = "left"
-    return table
-
-
 def report_title(runs: int, groups: int | None, folders: list) -> str:
     """'1 run from runs/x', or with --group-by '2 groups of 6 runs from runs/x'."""
     counted = plural(runs, "run") if groups is None else f"{plural(groups, 'group')} of {plural(runs, 'run')}"
     return f"{counted} from {', '.join(map(str, folders))}"
 
 
-def table_parts(frame: pd.DataFrame, varying: list, shared: dict, title: str) -> list:
-    """What `report --format table` prints: the shared settings in one line, then the table."""
+def table_parts(frame: pd.DataFrame, varying: list, shared: dict, title: str, width: int = 80,
+                columns: list[str] | None = None) -> list:
+    """What `report --format table` prints: the shared settings in one line, then the table
+    fitted to `width` (terminal.py). ValueError names an unknown column of `columns`."""
     line = escape(", ".join(header_lines(shared)) or "-")  # [relu] is text, not rich markup
-    return [f"[dim]same in every run (defaults left out): {line}[/]", terminal_table(frame, varying, title)]
-
-
-def grouped_table(frame: pd.DataFrame, title: str) -> Table:
-    """Mean +- std per group (e.g. over seeds), one row per value of the grouping column."""
-    key = frame.columns[0]
-    # the headline numbers only: the other formats carry every mean and std
-    metrics = [m for m in ("best_val_loss", "best_val_accuracy", "test_accuracy", "gap")
-               if f"{m}_mean" in frame]
-    table = Table(title=title)
-    for column in (key, "runs", *(SHORT.get(m, m) for m in metrics), "diagnosis"):
-        widest = max((len(str(v)) for v in frame[key]), default=0) if column == key else 0
-        table.add_column(column, no_wrap=True, min_width=max(len(column), widest),
-                         justify="left" if column in (key, "diagnosis") else "right")
-    for _, row in frame.iterrows():
-        cells = [str(row[key]), str(row["runs"])]
-        for metric in metrics:
-            mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
-            text = _cell(metric, float(mean))
-            cells.append(text if pd.isna(std) else f"{text} ± {_cell(metric, float(std)).lstrip('+')}")
-        table.add_row(*cells, str(row["diagnosis"]))
-    return table
+    return [f"[dim]same in every run (defaults left out): {line}[/]",
+            terminal_table(frame, varying, title, width, columns)]
 
 
 def ensemble_table(votes: pd.DataFrame) -> Table:

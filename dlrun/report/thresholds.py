@@ -46,6 +46,10 @@ class Thresholds:
     val_noise_floor: float = 0.1
     # Jitter is a spread of differences of changes: 5 epochs give the fewest (3) worth a std.
     noise_min_epochs: int = 5
+    # ...and noise sends a curve up about as often as down, so a val loss that rose fewer than 2
+    # times is smooth: in a short run its jitter measures the bend of a fast fall, not noise (a
+    # 5-epoch Adam run falling 0.69, 0.39, 0.31, 0.29, 0.28 has jitter near the floor).
+    noise_min_rises: int = 2
     # unrepresentative_validation: val 3x train while both still fall is a gap no fit explains yet.
     val_gap_ratio: float = 3.0
     # overfitting: final val 10% above its minimum is beyond the wobble of a healthy val curve.
