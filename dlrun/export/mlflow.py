@@ -103,7 +103,7 @@ def _sweep_folder(run_dir: Path, root: Path) -> Path | None:
 
 def _export_sweep(client: MlflowClient, experiment_id: str, existing: dict, sweep: Path) -> str:
     """The sweep's parent run: its space as params, its command as a tag. Returns its id."""
-    from dlrun.sweep.executor import read_sweep_record
+    from dlrun.sweep.folder import read_sweep_record
 
     try:
         record = read_sweep_record(sweep) or {}
