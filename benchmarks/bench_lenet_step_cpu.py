@@ -32,7 +32,7 @@ import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 from jax import lax  # noqa: E402
 
-from dlrun import conv  # noqa: E402
+from dlrun.models import conv  # noqa: E402
 
 BATCH = 128
 SCAN_STEPS = 20

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from dlrun.report import diagnose as dg
-from dlrun.report.diagnose import diagnose, gradient_and_unit_flags, label_run
+from dlrun.report.diagnose import diagnose, label_run
+from dlrun.report.flags import gradient_and_unit_flags
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS
 
 N = 30

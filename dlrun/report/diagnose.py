@@ -16,7 +16,7 @@ reports and notebooks can import it cheaply. Every threshold the rules compare a
 8. underfitting                 train loss stays high once it has stopped falling.
 9. good_fit                     none of the above.
 
-Flags (`gradient_and_unit_flags`) are independent of the label and read the last few epochs.
+Flags (flags.py) are independent of the label and read the last few epochs.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from dlrun.report.curves import arrays, column
+from dlrun.report.flags import FLAGS, gradient_and_unit_flags  # noqa: F401  (FLAGS: the report's)
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 LABELS = ("diverged", "no_learning", "underfitting", "still_improving", "overfitting", "unstable",
           "unrepresentative_validation", "good_fit", "insufficient_data")
-FLAGS = ("vanishing_gradients", "exploding_gradients", "dead_units", "saturated_units")
 
 ADVICE: dict[str, str] = {
     "diverged": "lower the lr or momentum, add warmup or a schedule, clip gradients",
@@ -75,34 +76,6 @@ class _Run:
         return 0 if self.train is None else len(self.train)
 
 
-def _arrays(metrics) -> dict[str, np.ndarray]:
-    """The frame's columns as float arrays (unparseable cells NaN), converted in one pass: pandas'
-    per-column access costs ~50 us a column, a third of the diagnosis of a 2,000-run report.
-    A dict (already converted) is returned as it is."""
-    if isinstance(metrics, dict):
-        return metrics
-    if metrics is None or len(metrics.columns) == 0:
-        return {}
-    try:
-        table = metrics.to_numpy(dtype=float)
-    except (TypeError, ValueError):  # text cells in a foreign file: convert column by column
-        return {str(name): pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
-                for name in metrics.columns}
-    return dict(zip(map(str, metrics.columns), table.T))
-
-
-def _column(metrics: dict, name: str, keep_all_nan: bool = False) -> np.ndarray | None:
-    """Return a column of `_arrays(...)`, or None if absent or all NaN.
-
-    An all-NaN column usually carries nothing (accuracy for regression, dead_fraction unknown);
-    an all-NaN train loss is kept (`keep_all_nan`) because it means the run diverged at once.
-    """
-    values = metrics.get(name)
-    if values is None or keep_all_nan:
-        return values
-    return None if len(values) == 0 or np.isnan(values).all() else values
-
-
 def _is_number(value) -> bool:
     """True for a finite int/float (summary.json writes NaN for a test set that was not run)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -111,17 +84,17 @@ def _is_number(value) -> bool:
 def _read(metrics: pd.DataFrame | None, summary: dict | None) -> _Run:
     """Gather what the rules read from the frame and summary, tolerating either being absent."""
     summary = summary or {}
-    metrics = _arrays(metrics)
-    train_acc = _column(metrics, "train_accuracy")
+    metrics = arrays(metrics)
+    train_acc = column(metrics, "train_accuracy")
     # Without a task in the summary, any recorded accuracy means classification.
     task = summary.get("task") or ("classification" if train_acc is not None else "regression")
     num_classes = summary.get("num_classes")
     test_accuracy = summary.get("test_accuracy")
     return _Run(
-        train=_column(metrics, "train_loss", keep_all_nan=True),
-        val=_column(metrics, "val_loss"),
+        train=column(metrics, "train_loss", keep_all_nan=True),
+        val=column(metrics, "val_loss"),
         train_acc=train_acc,
-        val_acc=_column(metrics, "val_accuracy"),
+        val_acc=column(metrics, "val_accuracy"),
         task=str(task),
         status=str(summary.get("status", "")),
         num_classes=int(num_classes) if _is_number(num_classes) and num_classes > 1 else None,
@@ -362,7 +335,7 @@ def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
     if evidence:
         return "diverged", evidence
     if run.train is None:
-        columns = ", ".join(map(str, _arrays(metrics))) or "none"
+        columns = ", ".join(map(str, arrays(metrics))) or "none"
         return "insufficient_data", f"no train_loss column (columns: {columns})"
     if run.epochs < 2:
         return "insufficient_data", f"{run.epochs} epoch(s) recorded; need at least 2"
@@ -375,68 +348,10 @@ def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
     return "good_fit", _good_fit(run) + note
 
 
-def _recent(metrics: dict, name: str, window: int) -> float | None:
-    """Median of a column's last `window` finite values (robust to one odd epoch), or None."""
-    values = _column(metrics, name)
-    if values is None:
-        return None
-    finite = values[np.isfinite(values)]
-    return _median(finite[-window:]) if len(finite) else None
-
-
-def _median(values: np.ndarray) -> float:
-    """np.median of a few values, ~20x quicker (its generality costs ~50 us a call)."""
-    ordered = sorted(values.tolist())
-    middle = len(ordered) // 2
-    return float(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2)
-
-
-def _gradient_flags(metrics: dict, t: Thresholds) -> dict[str, str]:
-    """vanishing_gradients from the per-layer norms, exploding_gradients from the global norm."""
-    flags = {}
-    layers = [c for c in metrics if c.startswith("grad_norm_")]
-    if len(layers) >= 2:  # column order is network order: first layer first
-        first, last = _recent(metrics, layers[0], t.window), _recent(metrics, layers[-1], t.window)
-        if first is not None and last and first / last < t.vanishing_ratio:
-            flags["vanishing_gradients"] = (f"{layers[0]} {first:.3g} vs {layers[-1]} {last:.3g} "
-                                            f"(ratio {first / last:.1e}, median of last {t.window} epochs)")
-    norms = _column(metrics, "grad_norm")
-    if norms is None:
-        return flags
-    if np.isinf(norms).any():
-        epoch = int(np.flatnonzero(np.isinf(norms))[0]) + 1
-        flags["exploding_gradients"] = f"grad_norm infinite at epoch {epoch}"
-        return flags
-    finite = norms[np.isfinite(norms)]
-    recent = _median(finite[-t.window:]) if len(finite) else None
-    if recent is not None and recent > t.exploding_norm:
-        flags["exploding_gradients"] = f"grad_norm {recent:.3g} (median of last {t.window} epochs)"
-    elif recent is not None and finite[0] > 0 and recent / finite[0] > t.exploding_growth:
-        flags["exploding_gradients"] = (f"grad_norm grew {recent / finite[0]:.0f}x: {finite[0]:.3g} "
-                                        f"at first to {recent:.3g} (median of last {t.window} epochs)")
-    return flags
-
-
-def gradient_and_unit_flags(metrics: pd.DataFrame | None,
-                            thresholds: Thresholds = DEFAULT_THRESHOLDS) -> dict[str, str]:
-    """Return {flag: evidence} for each of FLAGS that fires, read from the last few epochs."""
-    metrics = _arrays(metrics)
-    if not metrics or len(next(iter(metrics.values()))) == 0:
-        return {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        flags = _gradient_flags(metrics, thresholds)
-    for flag, column, limit in (("dead_units", "dead_fraction", thresholds.dead_fraction),
-                                ("saturated_units", "saturated_fraction", thresholds.saturated_fraction)):
-        share = _recent(metrics, column, thresholds.window)
-        if share is not None and share > limit:
-            flags[flag] = f"{column} {share:.2f} > {limit:g} (median of last {thresholds.window} epochs)"
-    return {flag: flags[flag] for flag in FLAGS if flag in flags}
-
-
 def diagnose(metrics: pd.DataFrame | None, summary: dict | None = None,
              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
     """Return the run's Diagnosis: label, evidence and advice, plus the independent flags."""
-    metrics = _arrays(metrics)  # once for the rules and the flags
+    metrics = arrays(metrics)  # once for the rules and the flags
     label, evidence = label_run(metrics, summary, thresholds)
     flag_evidence = gradient_and_unit_flags(metrics, thresholds)
     return Diagnosis(label=label, evidence=evidence, advice=ADVICE[label],
