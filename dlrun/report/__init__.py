@@ -6,9 +6,13 @@ says where things are.
 
     build.py       run folders -> one row per run (settings that vary, headline numbers,
                    diagnosis); filter, sort, group by a setting
-    diagnose.py    the rules that label one run's curves (diverged, overfitting, ...) and the
-                   gradient and unit flags, with evidence and advice (pure pandas)
-    render.py      the rows as a terminal table, csv, markdown, json or latex (html: html.py)
+    settings.py    the settings shared by every run that are worth showing (not the defaults)
+    options.py     the report command's options, checked before any folder is read
+    diagnose.py    the rules that label one run's curves (diverged, overfitting, ...), with
+                   evidence and advice (pure numpy/pandas); thresholds.py: their numbers
+    flags.py       the gradient and unit flags beside the label; curves.py: the curves as arrays
+    terminal.py    the table that fits the terminal's width (whole values, a legend line)
+    render.py      the rows as csv, markdown, json or latex, and the terminal's parts
     plots.py       learning curves and sensitivity plots as PNG files (matplotlib)
     html.py        the HTML report: one offline page, from what was run to each run's curves
     figures.py     its figures as inline SVG (matplotlib): sensitivity, overlay, per-run grid
