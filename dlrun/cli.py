@@ -176,9 +176,8 @@ def report(
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from rich.markup import escape
 
-    from dlrun.report import options, render
+    from dlrun.report import options
     from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
-    from dlrun.report.settings import non_default
 
     options.check_options(top, fmt)
     thresholds = options.parse_thresholds(threshold or [])
@@ -204,19 +203,26 @@ def report(
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
-    if fmt == "table":
-        title = render.report_title(len(frame), len(shown) if group else None, targets)
-        parts = _table_parts(render, shown, built, title, columns, output)
-        text = render.plain_text(parts) if output else _print_parts(parts)
-    elif fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
-        from dlrun.report.html import report_html
-
-        text = report_html(built, frame, targets, non_default(built.constant, built.rows),
-                           shown if group else None)
-    else:
-        text = render.render_text(shown, fmt, built.constant)
+    text = _render(fmt, built, frame, shown, targets, group is not None, columns, output)
     if text is not None:
         _emit(text, output)
+
+
+def _render(fmt: str, built, frame, shown, targets, grouped: bool, columns, output):
+    """The report's text in `fmt`; None when the table went straight to the terminal."""
+    from dlrun.report import render
+    from dlrun.report.settings import non_default
+
+    if fmt == "table":
+        title = render.report_title(len(frame), len(shown) if grouped else None, targets)
+        parts = _table_parts(render, shown, built, title, columns, output)
+        return render.plain_text(parts) if output else _print_parts(parts)
+    if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
+        from dlrun.report.html import report_html
+
+        return report_html(built, frame, targets, non_default(built.constant, built.rows),
+                           shown if grouped else None)
+    return render.render_text(shown, fmt, built.constant)
 
 
 def _table_parts(render, shown, built, title: str, columns: Optional[str], output) -> list:

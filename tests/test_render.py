@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from dlrun.report import render
+from dlrun.report.terminal import terminal_table
 
 FRAME = pd.DataFrame({
     "run": ["trial-000", "trial-001"], "lr": [0.003, 0.1], "status": ["completed", "completed"],
@@ -17,7 +18,7 @@ FRAME = pd.DataFrame({
 
 
 def test_terminal_table_shows_percentages_settings_and_one_advice_line_per_diagnosis():
-    text = render.plain_text([render.terminal_table(FRAME, ["lr"], "2 runs from runs", width=80)])
+    text = render.plain_text([terminal_table(FRAME, ["lr"], "2 runs from runs", width=80)])
     assert "2 runs from runs, all completed" in text and "status" not in text
     rows = [line for line in text.splitlines() if line.startswith("│")]
     assert [cell.strip() for cell in rows[0].strip("│").split("│")] == \
@@ -27,7 +28,7 @@ def test_terminal_table_shows_percentages_settings_and_one_advice_line_per_diagn
 
 def test_a_run_that_did_not_complete_brings_the_status_column_back():
     frame = FRAME.assign(status=["completed", "corrupt"])
-    text = render.plain_text([render.terminal_table(frame, ["lr"], "2 runs")])
+    text = render.plain_text([terminal_table(frame, ["lr"], "2 runs")])
     assert "all completed" not in text and "corrupt" in text
 
 

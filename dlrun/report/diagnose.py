@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dlrun.report.curves import arrays, column
-from dlrun.report.flags import FLAGS, gradient_and_unit_flags  # noqa: F401  (FLAGS: the report's)
+from dlrun.report.flags import gradient_and_unit_flags
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 LABELS = ("diverged", "no_learning", "underfitting", "still_improving", "overfitting", "unstable",

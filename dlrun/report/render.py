@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dlrun.report.ensemble import ACCURACIES, ensembles
-from dlrun.report.terminal import grouped_table, terminal_table  # noqa: F401  (the report's API)
+from dlrun.report.terminal import terminal_table
 from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")

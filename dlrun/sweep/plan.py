@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
 from dlrun.config.compose import with_values
 from dlrun.config.load import compose_config

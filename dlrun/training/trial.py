@@ -14,7 +14,6 @@ from pathlib import Path
 
 import flax.serialization
 import jax
-from omegaconf import OmegaConf
 
 from dlrun import __version__, results
 from dlrun.config.compose import to_yaml
