@@ -9,7 +9,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.compose import compose_overrides, explain_compose_error
-from dlrun.config.schema import GROUPS, fields_of, names_of, structured
+from dlrun.config.schema import GROUPS, names_of, own_fields, structured
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
 
@@ -38,9 +38,7 @@ def typed_config(container: dict, *, drop_foreign: bool = False) -> DictConfig:
         raise ConfigError(f"it names no {' and no '.join(unset)} (a dlrun config names each of "
                           f"{', '.join(GROUPS)})")
     if drop_foreign:
-        container = {key: ({k: v for k, v in value.items() if k in fields_of(key, names[key])}
-                           if key in names else value)
-                     for key, value in container.items()}
+        container = own_fields(container)
     try:
         return OmegaConf.merge(structured(names), container)
     except Exception as error:

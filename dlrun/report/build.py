@@ -8,7 +8,6 @@ with a warning, never a crash.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from dlrun import results
-from dlrun.config.schema import fields_of, names_of
+from dlrun.config.schema import own_fields
 from dlrun.report import diagnose
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
@@ -109,21 +108,6 @@ def flatten(tree: dict, prefix: str = "") -> dict:
         else:
             flat[name] = str(value) if isinstance(value, list) else value
     return flat
-
-
-@functools.lru_cache(maxsize=None)
-def _fields(group: str, option: str) -> frozenset:
-    # cached: dataclasses.fields() per run and group was a tenth of a 2,000-run report
-    return frozenset(fields_of(group, option))
-
-
-def own_fields(config: dict) -> dict:
-    """The config without the fields its options do not have: folders written before each
-    option had its own schema carry every option's fields (an MLP's `hidden` in a LeNet run)."""
-    names = names_of(config)
-    return {key: ({k: v for k, v in value.items() if k in _fields(key, names[key])}
-                  if key in names and isinstance(value, dict) and _fields(key, names[key]) else value)
-            for key, value in config.items()}
 
 
 def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
