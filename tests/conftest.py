@@ -45,6 +45,8 @@ def _isolated_environment(tmp_path_factory):
     cache = tmp_path_factory.mktemp("dlrun-cache")
     os.environ["DLRUN_CACHE_DIR"] = str(cache)
     os.environ["DLRUN_MNIST_MIRRORS"] = "http://127.0.0.1:9/"
+    os.environ["DLRUN_DATA_MIRROR"] = "http://127.0.0.1:9/"  # Fashion-MNIST, CIFAR-10
+    os.environ.pop("DLRUN_DATA_MD5", None)
     if SHARED_DATA.exists():
         os.environ["DLRUN_DATA_DIR"] = str(SHARED_DATA)
     yield

@@ -21,17 +21,17 @@ from dlrun.data import generated, mnist
 from dlrun.data import DATASETS, DataError, describe, load
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
-GENERATED = [name for name in DATASETS if name != "mnist"]
+GENERATED = [name for name in DATASETS if DATASETS[name].fixed_sizes is None]
 CLASSIFIERS = [name for name in GENERATED if DATASETS[name].task == "classification"]
 # Port 9 (discard) is closed on any sane machine: connections fail at once.
 NOWHERE = "http://127.0.0.1:9/"
 
 
 def make_cfg(name="mnist", **overrides):
-    generated = name != "mnist"
+    generated = name in GENERATED
     fields = dict(
         name=name, subset=None, val_size=500 if generated else 5000,
-        n_samples=2000, n_test=400, noise=0.0, classes=3,
+        n_samples=2000, n_test=400, noise=0.0, classes=3 if generated else None, per_class=None,
         scaling="standardize", target_scaling="standardize", seed=0,
     )
     fields.update(overrides)

@@ -70,7 +70,15 @@ class DataConfig:
 
 
 @dataclass
-class MnistConfig(DataConfig):
+class ImageDataConfig(DataConfig):
+    # keep these classes, relabelled 0..k-1 in this order (e.g. [5,6,7,8,9]); null = all
+    classes: Optional[List[int]] = None
+    # training examples per class, the first of each class in the seeded split; null = all
+    per_class: Optional[int] = None
+
+
+@dataclass
+class MnistConfig(ImageDataConfig):
     pass
 
 
@@ -179,6 +187,7 @@ class EarlyStoppingConfig:
 @dataclass
 class AugmentConfig:
     shift: int = 0  # images: random translation of up to this many pixels
+    flip: bool = False  # images: mirror left-right with probability 1/2 (photos, not digits)
     noise_std: float = 0.0  # gaussian noise added to the (scaled) inputs
 
 
@@ -210,7 +219,8 @@ class Config:
 # group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults
 OPTION_SCHEMAS = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig},
-    "data": {"mnist": MnistConfig, **{name: GeneratedConfig for name in
+    "data": {"mnist": MnistConfig, "fashion_mnist": ImageDataConfig, "cifar10": ImageDataConfig,
+             **{name: GeneratedConfig for name in
                                        ("xor", "moons", "circles", "spirals")},
              "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},
     "optim": {"sgd": SGDConfig, "momentum": MomentumConfig, "nesterov": MomentumConfig,

@@ -1,4 +1,5 @@
-"""Data sets for dlrun: MNIST from the official IDX files and small generated sets.
+"""Data sets for dlrun: MNIST, Fashion-MNIST and CIFAR-10 from their official files, and small
+generated sets.
 
 `describe(cfg)` answers static questions (shapes, sizes, task) without touching
 the disk or the network, so the CLI can validate a run and build a model before
@@ -7,6 +8,7 @@ paying for data. `load(cfg)` returns the split, subset and scaled arrays.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.data import generated, mnist
+from dlrun.data import cifar10, classes, generated, mnist
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
@@ -31,6 +33,7 @@ class DataSpec:
     n_test: int
     # Describes the noise-free target function; noise can push samples slightly below 0.
     targets_nonnegative: bool = False
+    class_names: tuple = ()  # of labels 0..num_classes-1 (after data.classes), for labelled sets
 
 
 @dataclass
@@ -60,7 +63,8 @@ class Source:
 
     `arrays(cfg)` returns (x_pool, y_pool, x_test, y_test); the pool is split
     into train and validation by load(). num_classes None means cfg.classes.
-    fixed_sizes (pool, test) marks file-backed sets that ignore n_samples/n_test.
+    fixed_sizes (pool, test) marks file-backed sets that ignore n_samples/n_test; their
+    class_counts (per class: pool, test) size a class subset without reading the files.
     """
 
     task: str
@@ -69,6 +73,16 @@ class Source:
     num_classes: int | None = 0
     fixed_sizes: tuple[int, int] | None = None
     targets_nonnegative: bool = False
+    class_names: tuple = ()
+    class_counts: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+
+
+def image_source(input_shape: tuple, arrays: Callable[[Any], Arrays], names: tuple,
+                 pool_counts: tuple, test_counts: tuple) -> Source:
+    """A file-backed labelled image set whose official files hold these examples per class."""
+    return Source("classification", input_shape, arrays, len(names),
+                  fixed_sizes=(sum(pool_counts), sum(test_counts)), class_names=names,
+                  class_counts=(pool_counts, test_counts))
 
 
 SCALINGS = ("standardize", "unit", "none")
@@ -101,8 +115,10 @@ def _source(cfg: Any) -> Source:
     return DATASETS.get(_field(cfg, "name"))
 
 
-def _sizes(cfg: Any, src: Source) -> tuple[int, int]:
+def _sizes(cfg: Any, src: Source, chosen: tuple | None) -> tuple[int, int]:
     """Return (pool size, test size), validating the generated-set fields."""
+    if src.class_counts is not None:
+        return tuple(classes.static_counts(counts, chosen) for counts in src.class_counts)
     if src.fixed_sizes is not None:
         return src.fixed_sizes
     pool = _int_field(cfg, "n_samples", 1)
@@ -122,7 +138,9 @@ def _num_classes(cfg: Any, src: Source) -> int:
 def describe(cfg: Any) -> DataSpec:
     """Validate cfg and return the DataSpec of the data set, without loading any data."""
     src = _source(cfg)
-    pool, n_test = _sizes(cfg, src)
+    chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
+    per_class = classes.chosen_per_class(cfg) if src.class_names else None
+    pool, n_test = _sizes(cfg, src, chosen)
     val_size = _int_field(cfg, "val_size", 0)
     if val_size >= pool:
         raise DataError(
@@ -133,6 +151,10 @@ def describe(cfg: Any) -> DataSpec:
     n_train = pool - val_size
     if subset is not None:
         n_train = min(n_train, _int_field(cfg, "subset", 1))
+    names = tuple(src.class_names[c] for c in chosen) if chosen else tuple(src.class_names)
+    if per_class is not None:
+        _check_per_class(src, chosen, per_class)
+        n_train = per_class * len(names)
     _choice_field(cfg, "scaling", SCALINGS)
     # a classification set's own schema need not have it: only regression targets are scaled
     if src.task == "regression" or hasattr(cfg, "target_scaling"):
@@ -142,12 +164,22 @@ def describe(cfg: Any) -> DataSpec:
         name=cfg.name,
         task=src.task,
         input_shape=tuple(src.input_shape),
-        num_classes=_num_classes(cfg, src),
+        num_classes=len(names) if names else _num_classes(cfg, src),
         n_train=n_train,
         n_val=val_size,
         n_test=n_test,
         targets_nonnegative=src.targets_nonnegative,
+        class_names=names,
     )
+
+
+def _check_per_class(src: Source, chosen: tuple | None, per_class: int) -> None:
+    """Refuse a per_class above what the official pool holds of a class (the exact count left
+    after the validation split is known only from the labels: load() checks that)."""
+    for c in chosen or range(len(src.class_names)):
+        if per_class > src.class_counts[0][c]:
+            raise DataError(f"data.per_class={per_class}: class {c} ({src.class_names[c]}) has only "
+                            f"{src.class_counts[0][c]} examples in the training pool")
 
 
 def load(cfg: Any) -> Dataset:
@@ -155,11 +187,14 @@ def load(cfg: Any) -> Dataset:
     spec = describe(cfg)
     src = DATASETS[spec.name]
     x_pool, y_pool, x_test, y_test = src.arrays(cfg)
-    # The split uses its own stream so it does not shift when generation changes.
-    perm = generated.streams(cfg.seed)[2].permutation(len(x_pool))
-    val_idx, train_idx = perm[: spec.n_val], perm[spec.n_val :][: spec.n_train]
+    chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
+    if chosen is not None:
+        x_pool, y_pool = classes.keep_classes(x_pool, y_pool, chosen)
+        x_test, y_test = classes.keep_classes(x_test, y_test, chosen)
+    val_idx, train_idx = _split(cfg, spec, y_pool)
     ds = Dataset(
-        spec=spec,
+        # sizes from the arrays: files served by a mirror with its own checksums may be smaller
+        spec=dataclasses.replace(spec, n_train=len(train_idx), n_test=len(y_test)),
         x_train=x_pool[train_idx], y_train=y_pool[train_idx],
         x_val=x_pool[val_idx], y_val=y_pool[val_idx],
         # A copy, as for the fancy-indexed splits: file arrays are shared and read-only.
@@ -169,6 +204,21 @@ def load(cfg: Any) -> Dataset:
     if spec.task == "regression" and cfg.target_scaling == "standardize":
         _standardize_targets(ds)
     return ds
+
+
+def _split(cfg: Any, spec: DataSpec, y_pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (validation, training) indices into the pool: a seeded split, then the cap."""
+    if spec.n_val >= len(y_pool):
+        raise DataError(f"data.val_size={spec.n_val} leaves no training data: "
+                        f"the {spec.name} training pool has {len(y_pool)} examples")
+    # The split uses its own stream so it does not shift when generation changes.
+    perm = generated.streams(cfg.seed)[2].permutation(len(y_pool))
+    val_idx, train_idx = perm[: spec.n_val], perm[spec.n_val :]
+    per_class = classes.chosen_per_class(cfg) if spec.class_names else None
+    if per_class is not None:
+        return val_idx, classes.first_per_class(y_pool, train_idx, per_class, spec.class_names,
+                                                spec.n_val)
+    return val_idx, train_idx[: spec.n_train]
 
 
 def _scale_inputs(ds: Dataset, scaling: str) -> None:
@@ -215,7 +265,11 @@ def _standardize_targets(ds: Dataset) -> None:
 
 # A data set is its Source (shape facts and a loader) and one line here.
 DATASETS = Registry("data", {
-    "mnist": Source("classification", (28, 28, 1), mnist.arrays, 10, fixed_sizes=(60000, 10000)),
+    "mnist": image_source((28, 28, 1), mnist.arrays, mnist.CLASS_NAMES, *mnist.CLASS_COUNTS),
+    "fashion_mnist": image_source((28, 28, 1), mnist.fashion_arrays, mnist.FASHION_CLASS_NAMES,
+                                  (6000,) * 10, (1000,) * 10),
+    "cifar10": image_source((32, 32, 3), cifar10.arrays, cifar10.CLASS_NAMES,
+                            (5000,) * 10, (1000,) * 10),
     "xor": Source("classification", (2,), generated.loader(generated.xor_points), 2),
     "moons": Source("classification", (2,), generated.loader(generated.moons_points), 2),
     "circles": Source("classification", (2,), generated.loader(generated.circles_points), 2),

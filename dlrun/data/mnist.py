@@ -1,29 +1,23 @@
-"""MNIST from the four official IDX files: looked up, else downloaded into a cache, checksummed.
+"""MNIST and Fashion-MNIST from their four official IDX files (same format, same reader).
 
-Lookup order: $DLRUN_DATA_DIR/mnist, then the cache ($DLRUN_CACHE_DIR, else
-$XDG_CACHE_HOME/dlrun, else ~/.cache/dlrun). Mirrors: $DLRUN_MNIST_MIRRORS (comma-separated)
-or DEFAULT_MIRRORS.
+Files are looked up, else downloaded into a cache, and checksummed by dlrun/data/download.py.
+MNIST mirrors: $DLRUN_MNIST_MIRRORS (comma-separated bases holding the files), else
+$DLRUN_DATA_MIRROR (bases holding mnist/<file>), else DEFAULT_MIRRORS.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import os
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from dlrun.data import download
 from dlrun.errors import DataError
 
 MNIST_FILES = {
@@ -36,7 +30,23 @@ DEFAULT_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
-DOWNLOAD_TIMEOUT_S = 15.0
+CLASS_NAMES = tuple(str(d) for d in range(10))
+# Examples per digit in the official train and t10k files (tests/test_data.py counts them).
+CLASS_COUNTS = ((5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009))
+
+# MD5s of the .gz files as the Fashion-MNIST README publishes them
+# (github.com/zalandoresearch/fashion-mnist, "Get the Data"; torchvision's FashionMNIST.resources
+# lists the same); each file holds 6000 (train) or 1000 (t10k) examples of each class.
+FASHION_FILES = {
+    "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+    "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+    "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+    "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+}
+FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                       "Sneaker", "Bag", "Ankle boot")
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -63,33 +73,20 @@ def parse_idx(raw: bytes, name: str = "IDX data") -> np.ndarray:
     return data.astype(dtype.newbyteorder("="))
 
 
-def _gunzip(path: Path) -> bytes:
+def _gunzip(path: Path, what: str = "MNIST") -> bytes:
     try:
         with gzip.open(path, "rb") as f:
             return f.read()
     except (OSError, EOFError, zlib.error) as e:
-        raise DataError(f"MNIST file '{path.name}' at {path} is not a valid gzip file ({e})") from None
+        raise DataError(f"{what} file '{path.name}' at {path} is not a valid gzip file ({e})") from None
 
 
-def _cache_root() -> Path:
-    if os.environ.get("DLRUN_CACHE_DIR"):
-        return Path(os.environ["DLRUN_CACHE_DIR"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg).expanduser() / "dlrun"
-
-
-def _mnist_dirs() -> list[Path]:
-    """Return the directories searched for MNIST files, in lookup order; the last is the cache."""
-    dirs = []
-    if os.environ.get("DLRUN_DATA_DIR"):
-        dirs.append(Path(os.environ["DLRUN_DATA_DIR"]).expanduser() / "mnist")
-    return dirs + [_cache_root() / "mnist"]
-
-
-def _mirrors() -> list[str]:
+def _mirror_urls(name: str) -> list[str]:
     env = os.environ.get("DLRUN_MNIST_MIRRORS")
-    urls = env.split(",") if env else DEFAULT_MIRRORS
-    return [u.strip().rstrip("/") + "/" for u in urls if u.strip()]
+    if env or not os.environ.get(download.MIRROR_ENV):
+        urls = env.split(",") if env else DEFAULT_MIRRORS
+        return [u.strip().rstrip("/") + "/" + name for u in urls if u.strip()]
+    return download.mirror_urls("mnist", name, ())
 
 
 @lru_cache(maxsize=16)
@@ -111,82 +108,55 @@ def _read_verified(path: str, stamp: tuple[int, int], md5: str) -> np.ndarray:
 
 def _mnist_file(name: str) -> np.ndarray:
     """Return the verified array of one MNIST file, downloading it into the cache if absent."""
-    dirs = _mnist_dirs()
+    dirs = download.search_dirs("mnist")
     path = next((d / name for d in dirs if (d / name).is_file()), None)
     if path is None:
-        path = _download(name, dirs[-1], dirs)
+        path = download.download("mnist", name, _mirror_urls(name), dirs, _gunzipped_md5_check(name))
     st = path.stat()
     return _read_verified(str(path), (st.st_size, st.st_mtime_ns), MNIST_FILES[name])
 
 
-def _download(name: str, dest_dir: Path, searched: list[Path]) -> Path:
-    """Download `name` into dest_dir from the first mirror with a good copy; return its path."""
-    reasons = []
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        reasons.append(f"cannot create {dest_dir}: {e.strerror or e}")
-    else:
-        for base in _mirrors():
-            reason = _try_mirror(base + name, dest_dir / name)
-            if reason is None:
-                return dest_dir / name
-            reasons.append(f"{urllib.parse.urlsplit(base).netloc or base}: {reason}")
-    where = ", ".join(str(d) for d in searched)
-    raise DataError(
-        f"MNIST file '{name}' not found in {where} and could not be downloaded "
-        f"({'; '.join(reasons) or 'no mirrors configured'}); "
-        "set DLRUN_DATA_DIR or connect to the network"
-    )
+def _gunzipped_md5_check(name: str) -> download.Check:
+    # MNIST_FILES holds MD5s of the decompressed bytes: any of the mirrors' gzip encodings passes.
+    def check(path: Path) -> str | None:
+        try:
+            raw = gzip.decompress(path.read_bytes())
+        except (OSError, EOFError, zlib.error) as e:
+            return f"not a valid gzip file ({e})"
+        digest = hashlib.md5(raw).hexdigest()
+        return None if digest == MNIST_FILES[name] else "checksum mismatch"
+    return check
 
 
-def _try_mirror(url: str, dest: Path) -> str | None:
-    """Fetch url to dest atomically after verifying it; return None, or a short failure reason."""
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as e:
-        return f"cannot write to {dest.parent}: {e.strerror or e}"
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            _fetch(url, out)
-        raw = gzip.decompress(tmp.read_bytes())
-        if hashlib.md5(raw).hexdigest() != MNIST_FILES[dest.name]:
-            return "checksum mismatch"
-        os.replace(tmp, dest)
-        return None
-    except urllib.error.HTTPError as e:
-        return f"HTTP {e.code}"
-    except urllib.error.URLError as e:
-        return str(getattr(e.reason, "strerror", None) or e.reason)
-    except TimeoutError:
-        return "timed out"
-    except (OSError, EOFError, zlib.error, ValueError, http.client.HTTPException) as e:
-        return f"{type(e).__name__}: {e}"
-    finally:
-        # A failed or rejected download must never be left where lookup could find it.
-        tmp.unlink(missing_ok=True)
+@lru_cache(maxsize=16)
+def _parsed(path: str, stamp: tuple[int, int]) -> np.ndarray:
+    """Return the read-only array of one already checked IDX gzip file; stamp keys out stale entries."""
+    p = Path(path)
+    array = parse_idx(_gunzip(p, "Fashion-MNIST"), f"Fashion-MNIST file '{p.name}'")
+    array.setflags(write=False)
+    return array
 
 
-def _fetch(url: str, out) -> None:
-    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-        total = resp.headers.get("Content-Length")
-        columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-        # stderr keeps stdout clean for the runner's own output.
-        with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-            name = urllib.parse.urlsplit(url).path.rsplit("/", 1)[-1]
-            task = progress.add_task(f"downloading {name}", total=int(total) if total else None)
-            while chunk := resp.read(1 << 16):
-                out.write(chunk)
-                progress.advance(task, len(chunk))
+def _fashion_file(name: str) -> np.ndarray:
+    urls = download.mirror_urls("fashion_mnist", name, (FASHION_URL + name,))
+    md5 = download.expected_md5("fashion_mnist", name, FASHION_FILES[name])
+    path = download.locate("fashion_mnist", name, urls, download.md5_check(md5))
+    st = path.stat()
+    return _parsed(str(path), (st.st_size, st.st_mtime_ns))
 
+
+def _checked_shapes(what: str, x_train, y_train, x_test, y_test):
+    for images, labels in ((x_train, y_train), (x_test, y_test)):
+        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
+            raise DataError(f"{what} files have unexpected shapes {images.shape} and {labels.shape}")
+    return x_train[..., None], y_train.astype(np.int32), x_test[..., None], y_test.astype(np.int32)
+
+
+def fashion_arrays(cfg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Return Fashion-MNIST's (x_pool, y_pool, x_test, y_test): uint8 NHWC images, int32 labels."""
+    return _checked_shapes("Fashion-MNIST", *(_fashion_file(name) for name in FASHION_FILES))
 
 
 def arrays(cfg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Return (x_pool, y_pool, x_test, y_test): uint8 NHWC images and int32 labels."""
-    arrays = [_mnist_file(name) for name in MNIST_FILES]
-    x_train, y_train, x_test, y_test = arrays
-    for images, labels in ((x_train, y_train), (x_test, y_test)):
-        if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-            raise DataError(f"MNIST files have unexpected shapes {images.shape} and {labels.shape}")
-    return x_train[..., None], y_train.astype(np.int32), x_test[..., None], y_test.astype(np.int32)
+    return _checked_shapes("MNIST", *(_mnist_file(name) for name in MNIST_FILES))

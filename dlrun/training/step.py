@@ -46,6 +46,7 @@ class Program:
     x_scale: float = 1.0
     huber_delta: float = 1.0
     augment_shift: int = 0
+    augment_flip: bool = False
     use_noise: bool = False
     schedule: Any = None  # step -> lr multiplier (the optimizer's); the metrics report the lr
     # In a group of trials a step that yields a non-finite loss or gradient freezes that trial,
@@ -78,8 +79,18 @@ def prepare_inputs(program: Program, x):
     return (x.astype(jnp.float32) - program.x_offset) * program.x_scale
 
 
+# fold_in, not a third split: the shift and noise draws of runs without flips stay as they were
+FLIP_STREAM = 1
+
+
+def flip_mask(key, n: int):
+    """Return which of n images `augment` mirrors for this step key: each with probability 1/2."""
+    return jax.random.bernoulli(jax.random.fold_in(key, FLIP_STREAM), 0.5, (n,))
+
+
 def augment(program: Program, x, key, noise_std):
-    """Random translations by up to `augment_shift` pixels and additive gaussian noise."""
+    """Random translations by up to `augment_shift` pixels (a random crop of the zero-padded
+    image, per channel alike), left-right mirror images, and additive gaussian noise."""
     shift_key, noise_key = jax.random.split(key)
     if program.augment_shift:
         s = program.augment_shift
@@ -87,6 +98,8 @@ def augment(program: Program, x, key, noise_std):
         offsets = jax.random.randint(shift_key, (x.shape[0], 2), 0, 2 * s + 1)
         crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), x.shape[1:])
         x = jax.vmap(crop)(padded, offsets)
+    if program.augment_flip:
+        x = jnp.where(flip_mask(key, x.shape[0])[:, None, None, None], x[:, :, ::-1, :], x)
     if program.use_noise:
         x = x + noise_std * jax.random.normal(noise_key, x.shape)
     return x

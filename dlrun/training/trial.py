@@ -97,6 +97,8 @@ class Trial:
             "status": "running", "task": spec.task, "model": self.cfg.model.name, "data": spec.name,
             "params": params, "n_train": spec.n_train, "n_val": spec.n_val, "n_test": spec.n_test,
             "group_size": group_size,
+            # label i of the run's outputs is class_names[i]: data.classes relabels
+            **({"class_names": list(spec.class_names)} if spec.class_names else {}),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
             "dlrun_version": __version__, "jax_version": jax.__version__,
