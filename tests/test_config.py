@@ -67,7 +67,10 @@ def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
 OWN_FIELDS = [
     (["model=lenet"], "model", {"name", "pooling", "conv_lowering", "dropout", "batch_norm"}),
     (["model=mlp"], "model", {"name", "hidden", "dropout", "batch_norm"}),
-    (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed"}),
+    (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",
+                              "per_class"}),
+    (["data=cifar10"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",
+                                "per_class"}),
     (["data=blobs"], "data", {"name", "subset", "val_size", "scaling", "seed", "n_samples", "n_test",
                               "noise", "classes"}),
     (["optim=sgd"], "optim", {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size"}),
@@ -123,6 +126,7 @@ def test_a_run_folder_written_before_per_option_schemas_still_loads(tmp_path):
     (tmp_path / "config.yaml").write_text(LEGACY_CONFIG)
     cfg = load_run_config(tmp_path)
     assert cfg.model.name == "lenet" and "hidden" not in cfg.model and "noise" not in cfg.data
+    assert cfg.data.classes is None  # the flat schema's blobs count, meaningless for MNIST
     assert cfg.optim.b1 == 0.9 and "momentum" not in cfg.optim
     assert cfg.schedule.restarts == [] and "gamma" not in cfg.schedule
 

@@ -281,10 +281,19 @@ def own_fields(config: dict) -> dict:
     """A plain config without the fields its options do not have: folders written before each
     option had its own schema carry every option's fields (an MLP's `hidden` in a LeNet run)."""
     names = names_of(config)
-    return {key: ({k: v for k, v in value.items() if k in _field_set(key, names[key])}
+    return {key: ({k: v for k, v in value.items() if k in _field_set(key, names[key])
+                   and not _flat_blobs_count(key, names[key], k, v)}
                   if key in names and isinstance(value, dict) and _field_set(key, names[key])
                   else value)
             for key, value in config.items()}
+
+
+def _flat_blobs_count(group: str, option: str, key: str, value) -> bool:
+    # the flat schema gave every data set blobs' cluster count `classes: 3`; an image set's
+    # `classes` is a list of the classes it keeps, so that old number means nothing for it
+    schema = option_schema(group, option)
+    return (key == "classes" and not isinstance(value, (list, type(None)))
+            and isinstance(schema, type) and issubclass(schema, ImageDataConfig))
 
 
 def plain(cfg) -> dict:
