@@ -220,8 +220,7 @@ class Config:
 OPTION_SCHEMAS = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig},
     "data": {"mnist": MnistConfig, "fashion_mnist": ImageDataConfig, "cifar10": ImageDataConfig,
-             **{name: GeneratedConfig for name in
-                                       ("xor", "moons", "circles", "spirals")},
+             **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
              "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},
     "optim": {"sgd": SGDConfig, "momentum": MomentumConfig, "nesterov": MomentumConfig,
               "rmsprop": RMSPropConfig, "adagrad": AdagradConfig, "adam": AdamConfig,

@@ -61,7 +61,7 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
         x_scale=float(dataset.x_scale),
         huber_delta=float(cfg.huber_delta),
         augment_shift=int(cfg.augment.shift) if len(spec.input_shape) == 3 else 0,
-        augment_flip=bool(cfg.augment.get("flip", False)) and len(spec.input_shape) == 3,
+        augment_flip=bool(cfg.augment.flip) and len(spec.input_shape) == 3,
         use_noise=flags["use_noise"],
         mask_updates=len(cfgs) > 1,
     )
