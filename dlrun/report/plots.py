@@ -139,3 +139,18 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
         if key != "seed" and is_numeric(known[key]):  # a seed is not a knob to tune
             written.append(sensitivity(known, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
     return written
+
+
+def search_progress(series: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
+    """The best value so far (report/search.py's series) against trials and against trial-epochs
+    spent, each trial's own value as a dot: left how many proposals it took, right what they cost."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for axis, x, label in ((axes[0], "trials", "trials started"),
+                           (axes[1], "trial_epochs", "trial-epochs spent")):
+        axis.scatter(series[x], series["value"], s=12, alpha=0.5, color="grey", label="trial")
+        axis.step(series[x], series["best"], where="post", color="C0", label="best so far")
+        axis.set_xlabel(label)
+        axis.legend(fontsize=8)
+    axes[0].set_ylabel(metric)
+    axes[0].set_title(title, fontsize=9)
+    return _save(figure, path)
