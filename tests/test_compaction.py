@@ -4,9 +4,12 @@ with the same curves as without compaction."""
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
 from dlrun import results
+from dlrun.cli import app
 from dlrun.config.load import compose_config
+from dlrun.report.build import build_report
 from dlrun.sweep import executor, folder
 from dlrun.sweep.plan import make_plan
 from dlrun.training import compaction
@@ -90,12 +93,20 @@ def test_survivors_train_as_they_would_in_a_group_of_their_own(tmp_path):
                                    results.read_metrics(theirs)["val_loss"], rtol=1e-4)
 
 
-def test_a_trial_pruned_at_epoch_2_keeps_its_folder_and_curves_and_is_never_rerun(tmp_path):
+@pytest.fixture(scope="module")
+def pruned_sweep(tmp_path_factory):
+    """A real 3-trial sweep folder whose trial 001 was pruned after epoch 2."""
     plan = make_plan([*BASE, f"lr={','.join(LRS[:3])}"])
-    out = tmp_path / "sweep"
+    out = tmp_path_factory.mktemp("pruned") / "sweep"
+    folder.prepare_folder(out, plan, "dlrun sweep (test)")
     dirs = [folder.trial_dir(out, trial) for trial in plan.trials]
     pruner = PruneAt(2, (1,))
     summaries = run_group([trial.cfg for trial in plan.trials], dirs, callbacks=[pruner])
+    return plan, out, dirs, summaries, pruner
+
+
+def test_a_trial_pruned_at_epoch_2_keeps_its_folder_and_curves_and_is_never_rerun(pruned_sweep):
+    plan, out, dirs, summaries, pruner = pruned_sweep
     assert pruner.sizes == [3, 3, 3, 3] and pruner.compiled == [3]  # 1 of 3 frozen: not compacted
     pruned = results.read_summary(dirs[1])
     assert (pruned["status"], pruned["pruned_epoch"], pruned["epochs_run"]) == ("pruned", 2, 2)
@@ -107,3 +118,20 @@ def test_a_trial_pruned_at_epoch_2_keeps_its_folder_and_curves_and_is_never_reru
     # the same sweep run again: nothing to do, the pruned trial's value is the search's
     assert executor.jobs_for(plan, out) == []
     assert folder.write_index(out, plan)["pruned_epoch"].tolist()[1] == 2
+
+
+def test_the_report_shows_a_pruned_trial_with_its_epoch_at_80_columns(pruned_sweep):
+    _, out, dirs, _, _ = pruned_sweep
+    result = CliRunner().invoke(app, ["report", str(out)], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(map(len, lines)) <= 80
+    assert "3 runs from" in result.output and "2 completed, 1 pruned" in result.output
+    row = next(line for line in lines if "│ 001" in line)
+    assert "pruned@2" in row
+    assert "pruned@N = stopped by the search's pruner after epoch N" in result.output
+    frame = build_report([out]).rows.set_index("run")
+    # diagnosed from its two epochs like any run, the pruning said in the evidence
+    assert frame.loc["trial-001", "diagnosis"] not in ("diverged", "no_curves")
+    assert frame.loc["trial-001", "evidence"].endswith("pruned by the search after epoch 2")
+    assert frame.loc["trial-001", "pruned_epoch"] == 2 and frame["pruned_epoch"].isna().sum() == 2

@@ -24,15 +24,15 @@ SWEEP_FILE = "sweep.yaml"  # written by `dlrun sweep` beside its trials (dlrun/s
 # The best trials listed at the top: enough to see whether the winner is a fluke of one seed.
 BEST_SHOWN = 5
 # The table's columns after the run and its swept keys; one that is blank in every run is dropped.
-TABLE_COLUMNS = ["status", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
+TABLE_COLUMNS = ["status", "pruned_epoch", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
                  "test_accuracy", "test_loss", "gap", "time_s"]
 HEADERS = {"epochs_run": "epochs", "best_epoch": "best epoch", "best_val_loss": "val loss",
            "best_val_accuracy": "val acc", "test_accuracy": "test acc", "test_loss": "test loss",
-           "time_s": "time s"}
+           "time_s": "time s", "pruned_epoch": "pruned at"}
 # Columns of a run row that are not settings (so a frame without `varying` still finds its keys).
 NOT_SETTINGS = {"run", "status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
                 "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss",
-                "gap", "time_s", "diagnosis", "flags", "advice", "evidence", "folder"}
+                "gap", "time_s", "pruned_epoch", "diagnosis", "flags", "advice", "evidence", "folder"}
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;max-width:1250px;color:#222}
