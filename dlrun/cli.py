@@ -199,10 +199,11 @@ def report(
     if plot:
         from dlrun.report import plots  # matplotlib: ~0.9 s of start-up, only for --plot
 
-        from dlrun.report.search import search_plot
+        from dlrun.report.html import read_sweeps
 
         images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
-        images += search_plot(built.rows, targets, plot_folder)  # every trial, not only those shown
+        # every trial of the search, not only those --filter/--top show
+        images += plots.search_plot(built.rows, read_sweeps(targets), plot_folder)
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)

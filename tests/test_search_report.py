@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.report.build import build_report
-from dlrun.report.search import best_so_far, objective, search_kind
+from dlrun.report.html import read_sweeps
+from dlrun.report.search import best_so_far, objective, progress, search_kind
 
 FRAME = pd.DataFrame({
     # out of order on purpose: trials are taken by number, and trial-10 comes after trial-9
@@ -45,18 +46,28 @@ def test_report_plot_draws_a_random_search_s_progress(tmp_path):
                                  "data.n_test=100", "model.hidden=[8]", "epochs=2", "batch_size=50",
                                  "lr=interval(0.001,1)", "--trials", "5", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert search_kind([out]) == "random"
-    result = runner.invoke(app, ["report", str(out), "--plot"])
+    records = read_sweeps([out])
+    assert search_kind(records) == "random"
+    page = tmp_path / "report.html"
+    result = runner.invoke(app, ["report", str(out), "--plot", "--format", "html", "-o", str(page)])
     assert result.exit_code == 0, result.output
-    image = out / "report" / "search_progress.png"
+    image = tmp_path / "report" / "search_progress.png"  # --plot draws beside the -o file
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 10_000
+    html = page.read_text()
+    section = html[html.index("<section id='search'>"):]
+    assert "trial-epochs spent" in section[:section.index("</section>")]
+    assert "over 5 trials in the order they started, and over the 10 trial-epochs" in html
     rows = build_report([out]).rows
-    assert objective(rows, [out]) == ("best_val_accuracy", True)
+    assert objective(rows, records) == ("best_val_accuracy", True)
     series = best_so_far(rows, "best_val_accuracy", True)
     values = rows.sort_values("run")["best_val_accuracy"].to_numpy()
     np.testing.assert_allclose(series["best"], np.maximum.accumulate(values))
     np.testing.assert_array_equal(series["trial_epochs"], np.arange(1, 6) * 2)
 
 
-def test_a_grid_or_plain_runs_get_no_search_plot(tmp_path):
-    assert search_kind([tmp_path]) is None
+def test_a_grid_or_plain_runs_get_no_search_plot():
+    assert search_kind([]) is None and search_kind([{"plan": {"mode": "grid"}}]) == "grid"
+    assert search_kind([{"search": "tpe", "plan": {"mode": "random"}}]) == "tpe"
+    assert progress(FRAME, [{"plan": {"mode": "grid"}}]) is None and progress(FRAME, []) is None
+    kind, metric, series = progress(FRAME, [{"search": "tpe", "metric": "best_val_loss"}])
+    assert (kind, metric, series["best"].iloc[-1]) == ("tpe", "best_val_loss", 0.1)

@@ -141,16 +141,16 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
     return written
 
 
-def search_progress(series: pd.DataFrame, metric: str, title: str, path: Path) -> Path:
-    """The best value so far (report/search.py's series) against trials and against trial-epochs
-    spent, each trial's own value as a dot: left how many proposals it took, right what they cost."""
+
+def search_plot(frame: pd.DataFrame, records: list[dict], folder: Path) -> list[Path]:
+    """Draw `search_progress.png` (report/search.py) into `folder` for a random or adaptive
+    search over the runs of `frame`; [] for a grid or plain runs."""
+    from dlrun.report import search
+
+    found = search.progress(frame, records)
+    if found is None:
+        return []
+    kind, metric, series = found
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for axis, x, label in ((axes[0], "trials", "trials started"),
-                           (axes[1], "trial_epochs", "trial-epochs spent")):
-        axis.scatter(series[x], series["value"], s=12, alpha=0.5, color="grey", label="trial")
-        axis.step(series[x], series["best"], where="post", color="C0", label="best so far")
-        axis.set_xlabel(label)
-        axis.legend(fontsize=8)
-    axes[0].set_ylabel(metric)
-    axes[0].set_title(title, fontsize=9)
-    return _save(figure, path)
+    search.draw(axes, series, metric, f"{kind} search: the best so far")
+    return [_save(figure, folder / "search_progress.png")]
