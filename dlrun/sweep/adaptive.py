@@ -26,7 +26,7 @@ from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
 from dlrun.sweep import study_store as store
-from dlrun.sweep.folder import SWEEP_FILE, check_data, check_writable, read_sweep_record, trial_dir, \
+from dlrun.sweep.folder import SWEEP_FILE, check_data, check_writable, read_sweep_record, \
     trial_status, write_index
 from dlrun.sweep.plan import Plan, PlannedTrial, _plan_trial, _study_space, group_trials
 from dlrun.sweep.pruning import StudyLink, make_pruner
