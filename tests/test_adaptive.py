@@ -3,10 +3,11 @@ in a real PostgreSQL server, resumed after kill -9, shared by two sweeps at once
 
 import json
 import math
-import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -114,13 +115,20 @@ def test_kill_9_mid_sweep_then_the_same_command_ends_with_exactly_the_trials(tmp
 
 
 @pytest.fixture
-def postgres(tmp_path):
-    """A real PostgreSQL server from the pgserver wheel, on a socket in a temporary folder."""
+def postgres():
+    """A real PostgreSQL server from the pgserver wheel, on a socket in a temporary folder.
+
+    As root, pgserver runs the server as its own user, which must reach the folder: pytest's
+    tmp_path is private to root, so the folder is a world-readable one of its own.
+    """
     import pgserver
 
-    server = pgserver.get_server(tmp_path / "pg", cleanup_mode="stop")
+    folder = Path(tempfile.mkdtemp(prefix="dlrun-pg-"))
+    folder.chmod(0o755)
+    server = pgserver.get_server(folder / "pg", cleanup_mode="stop")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_two_sweeps_share_one_postgresql_study_and_run_no_trial_twice(tmp_path, postgres):

@@ -24,6 +24,7 @@ from dlrun.errors import ConfigError
 DB_FILE = "study.db"
 # A live sweep beats every HEARTBEAT_S; a trial unheard of for GRACE_S belongs to a dead one.
 HEARTBEAT_S, GRACE_S = 5, 30
+OPEN_ATTEMPTS = 3
 OWNER, SURPLUS, SPACE, METRIC = "dlrun:owner", "dlrun:surplus", "dlrun:space", "dlrun:metric"
 
 
@@ -37,15 +38,19 @@ def open_storage(url: str):
 
     # several processes (a sweep and its workers) write one SQLite file: wait for the lock
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine,
-                                              heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S)
-    except Exception as error:  # sqlalchemy's errors (bad URL, refused, no driver) vary by backend
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise ConfigError(f"cannot open --storage {url}: {reason} (give an Optuna RDB URL such as "
-                          "sqlite:///study.db or postgresql://user@host/db)") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, grace_period=GRACE_S,
+                                                  heartbeat_interval=HEARTBEAT_S)
+        except Exception as error:  # sqlalchemy's errors (bad URL, refused, no driver) vary
+            failure = error
+            # two sweeps creating a new database's tables at once: one of them loses the race
+            time.sleep(0.5 * (attempt + 1))
+    reason = str(failure).strip().splitlines()[0][:200] if str(failure).strip() else type(failure).__name__
+    raise ConfigError(f"cannot open --storage {url}: {reason} (give an Optuna RDB URL such as "
+                      "sqlite:///study.db or postgresql://user@host/db)")
 
 
 def space_record(space: dict) -> dict:
