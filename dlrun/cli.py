@@ -177,9 +177,8 @@ def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run) -> 
 
     searched = adaptive.prepare(overrides, options)
     stdout = Console()
-    stdout.print(f"{options.search} search over {', '.join(searched.space)}: {options.trials} trials, "
-                 f"{searched.metric} ({options.pruner} pruner)", highlight=False)
     if dry_run:
+        stdout.print(searched.describe(), highlight=False)
         return
     limit = (lambda cfg: max_group) if max_group else memory.trials_that_fit
     out = out or results.default_run_dir(name, Path("runs") / "sweeps")

@@ -56,6 +56,12 @@ class Search:
         values = {key: value_text(params[key]) for key in self.space}
         return _plan_trial(number, values, self.fixed, self.variants, self.composed)
 
+    def describe(self) -> str:
+        options = self.options
+        space = ", ".join(f"{key}={text}" for key, text in self.space_text.items())
+        return (f"{options.search} search, {options.trials} trials asked "
+                f"{options.batch or 'a group'} at a time, {self.metric}, {options.pruner} pruner: {space}")
+
     def record(self) -> dict:
         return {"mode": self.options.search, "seed": self.options.seed, "base": self.fixed,
                 "space": self.space_text, "metric": self.metric, "trials": []}
@@ -242,6 +248,7 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
         study = store.open_study(storage, name, search.space, search.metric,
                                  direction(search.metric), make_sampler(options.search, options.seed),
                                  make_pruner(options.pruner, options.min_epochs, max_epochs))
+    console.print(search.describe(), highlight=False)
     batch = options.batch or max(1, size_limit(search.probe.cfg) if size_limit else options.trials)
     done = sum(t.state.is_finished() for t in store.in_budget(study))
     if done:
