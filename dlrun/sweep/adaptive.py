@@ -146,13 +146,14 @@ class Driver:
                 break
             storage.set_trial_system_attr(trial_id, store.OWNER, store.me())
             storage.record_heartbeat(trial_id)
+            # named before composing: a kill from here on leaves an orphan the next run finds
+            storage.set_trial_user_attr(trial_id, "run_dir", f"trial-{trial.number:03d}")
+            storage.set_trial_user_attr(trial_id, "sweep_folder", str(self.out.resolve()))
             try:
                 planned = self.search.compose(trial.number, trial.params)
             except ConfigError as error:
                 self._refuse(trial, error)
                 continue
-            storage.set_trial_user_attr(trial_id, "run_dir", planned.id)
-            storage.set_trial_user_attr(trial_id, "sweep_folder", str(self.out.resolve()))
             self.beat.trial_ids.add(trial_id)
             asked.append(planned)
         return asked
