@@ -104,8 +104,8 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help="Hydra overrides and sweeps, e.g. "
                                                     "lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",
                                                     show_default=False),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Random search: draw this many "
-                                         "trials (needed for interval())."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="The budget of a random or "
+                                         "adaptive search (needed for interval())."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of the random draws."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (trials, groups, cost) "
                                  "and exit."),
