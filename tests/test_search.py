@@ -109,3 +109,17 @@ def test_grid_and_random_plans_are_todays():
     # the draws themselves are those of the planner's seeded random.Random, as before
     first = random.Random(7).uniform(math.log(1e-3), math.log(1))
     assert float(random_plan.trials[0].params["lr"]) == pytest.approx(math.exp(first), rel=1e-5)
+
+
+def test_dry_run_shows_the_search_and_writes_nothing(tmp_path):
+    from typer.testing import CliRunner
+
+    from dlrun.cli import app
+
+    result = CliRunner().invoke(app, ["sweep", "data=xor", "lr=interval(1e-3,1)", "seed=range(3)",
+                                      "--search", "tpe", "--trials", "4", "--batch", "2",
+                                      "--pruner", "median", "--dry-run", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 0, result.output
+    assert ("tpe search, 4 trials asked 2 at a time, best_val_accuracy, median pruner: "
+            "lr=interval(1e-3,1), seed=range(3)") in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()
