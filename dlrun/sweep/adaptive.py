@@ -29,7 +29,8 @@ from dlrun.sweep import study_store as store
 from dlrun.sweep.folder import SWEEP_FILE, check_data, check_writable, read_sweep_record, \
     trial_status, write_index
 from dlrun.sweep.plan import Plan, PlannedTrial, _plan_trial, _study_space, group_trials
-from dlrun.sweep.pruning import StudyLink, make_pruner
+from dlrun.sweep.pruners import make_pruner
+from dlrun.sweep.pruning import StudyLink
 from dlrun.sweep.search import SearchOptions, default_metric, direction, distributions, \
     make_sampler, value_text
 
@@ -83,6 +84,7 @@ def prepare(overrides: list[str], options: SearchOptions) -> Search:
     probe = _plan_trial(0, {key: value_text(_corner(d)) for key, d in space.items()}, fixed,
                         variants, composed)
     metric = options.metric or default_metric(data.describe(probe.cfg.data).task)
+    make_pruner(options.pruner, options.min_epochs, int(probe.cfg.epochs))  # bad bounds: refused now
     return Search(options, fixed, variants, space, space_text, metric, probe, composed)
 
 

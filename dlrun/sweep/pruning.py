@@ -12,6 +12,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlrun.sweep.pruners import make_pruner
 from dlrun.training.callbacks import EpochCallback
 
 
@@ -24,19 +25,6 @@ class StudyLink:
     min_epochs: int = 1
     max_epochs: int = 1
     trials: dict = field(default_factory=dict)  # run folder name -> Optuna trial id
-
-
-def make_pruner(name: str, min_epochs: int, max_epochs: int):
-    """The Optuna pruner `name` over epochs (none | median | sha | hyperband)."""
-    import optuna
-
-    if name == "median":  # compare from min_epochs on, once a few trials have values there
-        return optuna.pruners.MedianPruner(n_warmup_steps=min_epochs - 1)
-    if name == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=min_epochs)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=min_epochs, max_resource=max_epochs)
-    return optuna.pruners.NopPruner()
 
 
 class StudyPruning(EpochCallback):
@@ -66,7 +54,7 @@ class StudyPruning(EpochCallback):
 
         reported = []
         for index, (trial, row) in enumerate(zip(group.trials, rows)):
-            # by folder, every epoch: a compacted group re-stacks its trials, so indices move
+            # by folder, every epoch: the trial an index names is the folder's, whatever the group does
             trial_id = self.link.trials.get(Path(trial.run_dir).name)
             value = epoch_value(self.link.metric, row) if row is not None else None
             if trial_id is None or not trial.live or value is None or not math.isfinite(value):

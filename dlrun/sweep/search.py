@@ -20,7 +20,7 @@ from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_int
 # Samplers run through an Optuna study; `grid` and `random` are today's planner.
 SAMPLERS = ("tpe", "cmaes", "qmc")
 SEARCHES = ("grid", "random", *SAMPLERS)
-PRUNERS = ("none", "median", "sha", "hyperband")
+PRUNERS = ("none", "median", "sha", "hyperband")  # dlrun/sweep/pruners.py's registry
 # What a study can optimise: a summary's numbers that exist after every epoch too.
 METRICS = ("best_val_accuracy", "best_val_loss")
 
