@@ -100,8 +100,9 @@ def write_record(out: Path, search: Search, command: str) -> None:
             raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
                               "use another folder")
         return
+    # `search` and `metric` at the top, where the report's search progress reads them
     record = {"command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "plan": described}
+              "search": search.options.search, "metric": search.metric, "plan": described}
     results.atomic_write_text(Path(out) / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
 
