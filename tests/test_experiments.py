@@ -21,7 +21,7 @@ def test_every_study_plans_and_says_what_it_shows(name):
 def test_there_are_the_ten_studies_of_the_lessons():
     assert set(studies.list_experiments()) == {
         "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
-        "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble"}
+        "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble", "architectures"}
 
 
 def test_command_line_overrides_win_and_variants_expand():
