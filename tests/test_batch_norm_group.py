@@ -28,11 +28,11 @@ def test_each_trial_of_a_batch_norm_group_is_the_run_it_would_be_alone(tmp_path)
     assert swept.exit_code == 0, swept.output
     trials = pd.read_csv(tmp_path / "sweep" / "trials.csv")
     assert trials.group.nunique() == 1 and len(trials) == 2  # one vectorised group of two
-    for lr, trial in zip(trials.lr, trials.trial if "trial" in trials else trials.index):
+    for lr, trial in zip(trials.lr, trials.trial):
         alone = tmp_path / f"alone-{lr}"
         trained = runner.invoke(app, ["train", *BASE, f"lr={lr}", "--out", str(alone)])
         assert trained.exit_code == 0, trained.output
-        in_group = tmp_path / "sweep" / f"trial-{int(trial):03d}"
+        in_group = tmp_path / "sweep" / trial
         pd.testing.assert_frame_equal(results.read_metrics(in_group)[CURVES],
                                       results.read_metrics(alone)[CURVES], rtol=1e-4, atol=1e-5)
         ours, theirs = batch_stats(in_group), batch_stats(alone)

@@ -153,3 +153,17 @@ def test_an_ensemble_of_seeds_votes_better_than_its_average_member(tmp_path):
     assert len(votes) == 1 and votes.members.iloc[0] == 5
     assert votes.mean_probability_vote.iloc[0] > votes.member_mean.iloc[0]
     assert votes.majority_vote.iloc[0] >= votes.member_mean.iloc[0]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(tmp_path):
+    rows, _ = run_study(tmp_path, "architectures", "data.subset=3000", "epochs=3")
+    summaries = {name: pd.read_json(f"{row.folder}/summary.json", typ="series")
+                 for name, row in rows.iterrows()}
+    params = {name: summary["params"] for name, summary in summaries.items()}
+    assert params["vgg"] > params["lenet"] > params["cnn"]
+    accuracy = rows.test_accuracy
+    assert accuracy["lenet"] > 0.9 and accuracy["vgg"] > 0.85
+    # two 3x3 conv layers averaged over the map, no dense head: far behind after the same epochs
+    assert accuracy["cnn"] < min(accuracy["lenet"], accuracy["vgg"]) - 0.1
