@@ -353,10 +353,12 @@ def config_show(
 
 @app.command("list")
 def list_choices() -> None:
-    """List the available models, data sets, optimizers, schedules, inits, activations, losses."""
-    from dlrun.catalog import choices_table, studies_table
+    """List the available models (with parameter counts), data sets, optimizers, schedules,
+    inits, activations, losses and studies."""
+    from dlrun.catalog import choices_table, models_table, studies_table
 
     Console().print(choices_table())
+    Console().print(models_table())
     Console().print(studies_table())
 
 

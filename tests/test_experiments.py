@@ -22,7 +22,8 @@ def test_every_study_plans_and_says_what_it_shows(name):
 def test_there_are_the_ten_studies_of_the_lessons():
     assert set(studies.list_experiments()) == {
         "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
-        "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble", "search"}
+        "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble", "search",
+        "architectures"}
 
 
 def test_command_line_overrides_win_and_variants_expand():
@@ -187,3 +188,17 @@ def test_search_tpe_is_at_least_random_and_hyperband_spends_a_fraction(tmp_path)
     # lost a late bloomer): the saving is asserted, the accuracy only not to collapse
     assert spent["tpe hyperband"] <= 0.8 * spent["tpe"], spent
     assert best["tpe hyperband"] >= 0.9, best
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(tmp_path):
+    rows, _ = run_study(tmp_path, "architectures", "data.subset=3000", "epochs=3")
+    summaries = {name: pd.read_json(f"{row.folder}/summary.json", typ="series")
+                 for name, row in rows.iterrows()}
+    params = {name: summary["params"] for name, summary in summaries.items()}
+    assert params["vgg"] > params["lenet"] > params["cnn"]
+    accuracy = rows.test_accuracy
+    assert accuracy["lenet"] > 0.9 and accuracy["vgg"] > 0.85
+    # two 3x3 conv layers averaged over the map, no dense head: far behind after the same epochs
+    assert accuracy["cnn"] < min(accuracy["lenet"], accuracy["vgg"]) - 0.1
