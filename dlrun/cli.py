@@ -113,8 +113,16 @@ def sweep(
                                        "again there skips finished trials."),
     max_group: Optional[int] = typer.Option(None, "--max-group", help="At most this many trials "
                                             "in one vectorised group (default: what fits memory)."),
-    jobs: int = typer.Option(1, "--jobs", help="Run independent groups in this many worker "
-                             "processes (CPU)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", help="Run independent groups in this many "
+                                       "worker processes (CPU; --executor local).", show_default=False),
+    executor_name: str = typer.Option("local", "--executor", help="local (this host) or ray (each "
+                                      "group a Ray task, on a local Ray or a cluster)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--executor ray: the cluster "
+                                          "(auto, host:port, ray://host:port; default a local Ray)."),
+    gpus_per_group: Optional[float] = typer.Option(None, "--gpus-per-group", help="--executor ray: "
+                                                   "GPUs per group (default 1 where the cluster has "
+                                                   "GPUs, else 0).", show_default=False),
+    cpus_per_group: float = typer.Option(1, "--cpus-per-group", help="--executor ray: CPUs per group."),
     name: str = typer.Option("sweep", "--name", help="Name for the default folder "
                              "runs/sweeps/<name>/<timestamp>/."),
     search: Optional[str] = typer.Option(None, "--search", help="grid, random (the default "
@@ -134,26 +142,33 @@ def sweep(
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import results
-    from dlrun.sweep import executor, folder, memory
+    from dlrun.sweep import executor, folder, memory, ray_executor
     from dlrun.sweep.plan import make_plan
     from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table, plan_table
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
     options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs,
                             storage, study)
     options.check()
+    ray_executor.check_options(executor_name, jobs, address)
+    if options.adaptive and executor_name == "ray":
+        raise ConfigError(f"--search {search} runs on --executor local for now; drop --executor ray")
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
         folder.check_sweep_folder(out)
     if options.adaptive:
-        return _adaptive_sweep(overrides or [], options, out, name, jobs, max_group, dry_run)
+        return _adaptive_sweep(overrides or [], options, out, name, jobs or 1, max_group, dry_run)
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
                      size_limit=memory.trials_that_fit)
     STOP.check()  # stopped while composing: nothing written yet
+    runner = None
+    if executor_name == "ray" and not dry_run:  # an unreachable or too small cluster: refused here
+        runner = ray_executor.RayExecutor(address, gpus_per_group, cpus_per_group)
+        runner.connect()
     if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
         out = out or results.default_run_dir(name, Path("runs") / "sweeps")
         folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
@@ -161,7 +176,11 @@ def sweep(
     stdout.print(plan_table(plan))
     if dry_run:
         return
-    index = executor.run_plan(plan, out, jobs=jobs, console=console)
+    try:
+        index = executor.run_plan(plan, out, jobs=jobs or 1, console=console, executor=runner)
+    finally:
+        if runner is not None:
+            runner.close()
     stdout.print(best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})")
     if (index.status == "interrupted").any() or (index.status == "pending").any():

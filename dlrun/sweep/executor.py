@@ -190,11 +190,13 @@ def executor_for(workers: int, jobs: int, progress) -> Executor:
     return InProcessExecutor(lambda job: [progress.group(job.id, job.size)])
 
 
-def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = None) -> pd.DataFrame:
+def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = None,
+             executor: Executor | None = None) -> pd.DataFrame:
     """Train every unfinished trial of the plan into `out`; return the refreshed index.
 
     One failing group does not stop the others; a signal stops after the current epoch and
     leaves the unfinished trials `interrupted` (the same command then continues them).
+    `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py.
     """
     console = console or Console(stderr=True)
     work = jobs_for(plan, Path(out))
@@ -202,7 +204,8 @@ def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = 
     if done:
         console.print(f"{done} of {len(plan.trials)} trials already finished in {out}: skipped")
     with SweepProgress(console, len(plan.trials), done) as progress:
-        for job, summaries, error in executor_for(jobs, len(work), progress).run(work):
+        runner = executor or executor_for(jobs, len(work), progress)
+        for job, summaries, error in runner.run(work):
             _report(job, summaries, error, progress, console)
     return write_index(out, plan)
 

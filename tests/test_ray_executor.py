@@ -1,0 +1,142 @@
+"""`--executor ray` on a real two-node Ray cluster on this machine (Ray's own multi-raylet test
+cluster: a head node with no CPUs for tasks, so every group runs on the worker node).
+
+The worker node gets a temporary folder of its own (TMPDIR), the driver runs in another folder
+and names its sweep folder relative to it: a task's files can reach the sweep folder only by
+being shipped (dlrun/sweep/shipping.py). The worker process is killed mid-group, and so is the
+driver; each time the same sweep must end with every epoch of every trial written exactly once.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+ray = pytest.importorskip("ray", reason="the test extra installs Ray: pip install -e '.[test]'")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+OBJECT_STORE = 80 * 2**20  # small: the tests ship kilobytes
+# long enough epochs (batch 8 on the spirals) that a kill lands between the first and the last
+SWEEP = ["sweep", "data=spirals", "model.hidden=[16]", "batch_size=8", "schedule=constant"]
+EPOCHS = 25
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    worker_tmp = tmp_path_factory.mktemp("worker-node-tmp")
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": False})
+    cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE, env_vars={"TMPDIR": str(worker_tmp)})
+    yield cluster, worker_tmp
+    cluster.shutdown()
+
+
+def start_sweep(driver_dir, address, *overrides):
+    command = [sys.executable, "-m", "dlrun", *SWEEP, *overrides, f"epochs={EPOCHS}",
+               "--executor", "ray", "--address", address, "--out", "runs/s"]
+    return command, subprocess.Popen(command, cwd=driver_dir, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "COLUMNS": "120"})
+
+
+def epochs_written(run_dir):
+    try:
+        return len(pd.read_csv(run_dir / "metrics.csv"))
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        return 0
+
+
+def wait_for(condition, process, what, timeout=120):
+    deadline = time.time() + timeout
+    while not condition():
+        assert process.poll() is None, f"the sweep ended before {what}: {process.stdout.read()}"
+        assert time.time() < deadline, f"no {what} in {timeout} s"
+        time.sleep(0.05)
+
+
+def scratch_pid(worker_tmp):
+    """The task's process: it writes its pid into its scratch folder on the worker node."""
+    pids = list(worker_tmp.glob("dlrun-group-*/pid"))
+    return int(pids[0].read_text()) if pids and pids[0].read_text() else None
+
+
+def assert_every_epoch_once(sweep_dir, trials):
+    for trial in trials:
+        metrics = pd.read_csv(sweep_dir / trial / "metrics.csv")
+        assert list(metrics.epoch) == list(range(1, EPOCHS + 1)), trial
+        summary = json.loads((sweep_dir / trial / "summary.json").read_text())
+        assert summary["status"] == "completed" and summary["epochs_run"] == EPOCHS
+        assert (sweep_dir / trial / "test_predictions.npz").exists()
+
+
+def status(run_dir):
+    try:
+        return json.loads((run_dir / "summary.json").read_text())["status"]
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+
+
+def second_group_started(sweep_dir, groups):
+    """(finished group, running group) once one group is done and the other has 2 epochs."""
+    for first, second in (groups, groups[::-1]):
+        if all(status(sweep_dir / t) == "completed" for t in first) and \
+                epochs_written(sweep_dir / second[0]) >= 2:
+            return first, second
+    return None
+
+
+def resumed_from(sweep_dir, trial):
+    summary = json.loads((sweep_dir / trial / "summary.json").read_text())
+    return [resume["from_epoch"] for resume in summary.get("resumes", [])]
+
+
+def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_checkpoints(
+        cluster, tmp_path):
+    """Two groups run one after the other on the one-CPU worker node; the worker process of the
+    second is killed mid-group: Ray retries it, it resumes, the first group is left alone."""
+    ray_cluster, worker_tmp = cluster
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    sweep_dir = driver / "runs" / "s"
+    _, process = start_sweep(driver, ray_cluster.address, "model.hidden=[8],[16]", "lr=0.03,0.01")
+    groups = [("trial-000", "trial-001"), ("trial-002", "trial-003")]  # Ray picks the order
+    wait_for(lambda: second_group_started(sweep_dir, groups), process, "epoch of the second group")
+    first, second = second_group_started(sweep_dir, groups)
+    first_done = {t: (sweep_dir / t / "summary.json").read_bytes() for t in first}
+    killed = scratch_pid(worker_tmp)
+    os.kill(killed, signal.SIGKILL)
+    output, _ = process.communicate(timeout=180)
+
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+    assert_every_epoch_once(sweep_dir, [f"trial-00{i}" for i in range(4)])
+    for trial, summary in first_done.items():  # finished before the kill: never run again
+        assert (sweep_dir / trial / "summary.json").read_bytes() == summary
+    for trial in second:  # from the checkpoint the killed attempt shipped
+        assert len(resumed_from(sweep_dir, trial)) == 1 and 2 <= resumed_from(sweep_dir, trial)[0] < EPOCHS
+    assert list(worker_tmp.iterdir()) == []  # the scratch folders are gone from the worker node
+
+
+def test_a_killed_driver_is_finished_by_the_same_command_again(cluster, tmp_path):
+    ray_cluster, worker_tmp = cluster
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    sweep_dir = driver / "runs" / "s"
+    command, process = start_sweep(driver, ray_cluster.address, "lr=0.03,0.01")
+    wait_for(lambda: epochs_written(sweep_dir / "trial-000") >= 2, process, "epoch")
+    process.kill()  # kill -9: no clean-up at all
+    process.communicate(timeout=30)
+    stopped_at = epochs_written(sweep_dir / "trial-000")
+    assert stopped_at < EPOCHS
+
+    again = subprocess.run(command, cwd=driver, capture_output=True, text=True, timeout=180,
+                           env={**os.environ, "COLUMNS": "120"})
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_every_epoch_once(sweep_dir, ["trial-000", "trial-001"])
+    assert 1 <= resumed_from(sweep_dir, "trial-000")[0] <= stopped_at
+    assert list(pd.read_csv(sweep_dir / "trials.csv").status) == ["completed"] * 2
