@@ -37,13 +37,16 @@ def user_errors(command):
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        from rich.markup import escape
+
         from dlrun.errors import DataError
 
         try:
             STOP.check()  # a Ctrl-C while the command was starting up
             return command(*args, **kwargs)
         except (ConfigError, DataError) as error:
-            console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)
+            # escaped: a message quoting `dlrun[ray]` or `model.hidden=[8]` is text, not markup
+            console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except (Interrupted, KeyboardInterrupt):
             console.print("[yellow]interrupted[/]", highlight=False)

@@ -68,6 +68,12 @@ def a_study_of_lr_alone(tmp):
     storage.engine.dispose()
 
 
+def without_ray(tmp):
+    """An environment where `import ray` fails as it does where Ray is not installed."""
+    (tmp / "no-ray" / "ray").mkdir(parents=True)
+    (tmp / "no-ray" / "ray" / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
+
+
 def case(case_id, args, *fragments, setup=None, env=None):
     return pytest.param(args, fragments, setup, env or {}, id=case_id)
 
@@ -164,6 +170,20 @@ CASES = [
          "--out sweep holds a different sweep", setup=a_sweep_file("command: old\nplan: {trials: []}\n")),
     case("sweep-corrupt-data", ["sweep", "data.subset=500", "epochs=1", "lr=0.1,0.01"],
          "not a valid gzip file", setup=corrupt_mnist, env={"DLRUN_DATA_DIR": "data"}),
+    # sweep: the executor (the Ray cases connect, or start a local Ray, before writing anything)
+    case("sweep-executor-unknown", [*SWEEP, "--executor", "spark"], "unknown --executor 'spark'",
+         "choices: local, ray"),
+    case("sweep-executor-ray-with-jobs", [*SWEEP, "--executor", "ray", "--jobs", "2"],
+         "--jobs is for --executor local"),
+    case("sweep-address-without-ray", [*SWEEP, "--address", "auto"], "--address auto needs --executor ray"),
+    case("sweep-ray-address-unreachable", [*SWEEP, "--executor", "ray", "--address", "127.0.0.1:9"],
+         "--address 127.0.0.1:9: cannot reach 127.0.0.1:9", "ray start --head"),
+    case("sweep-ray-address-malformed", [*SWEEP, "--executor", "ray", "--address", "nowhere"],
+         "--address nowhere: give auto, host:port or ray://host:port"),
+    case("sweep-ray-gpus-on-a-cpu-cluster", [*SWEEP, "--executor", "ray", "--gpus-per-group", "1"],
+         "--gpus-per-group 1", "no node of the Ray cluster has that much", "0 GPUs"),
+    case("sweep-ray-not-installed", [*SWEEP, "--executor", "ray"],
+         "pip install 'dlrun[ray]'", setup=without_ray, env={"PYTHONPATH": "no-ray"}),
     # sweep: the space
     case("sweep-empty-range", [*SWEEP, "seed=range(5,1)"], "seed=range(5,1) is empty"),
     case("sweep-empty-range-max-group", [*SWEEP, "seed=range(5,1)", "--max-group", "2"],

@@ -11,10 +11,12 @@ loops) yields each job's outcome as it finishes; `request_stop()`; `close()` at 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -50,19 +52,28 @@ def check_options(executor: str, jobs, address) -> None:
                           "--executor ray the cluster's free resources decide how many groups run")
     if executor == "local" and address is not None:
         raise ConfigError(f"--address {address} needs --executor ray")
+    if address is not None:
+        host_and_port(address)
+
+
+def host_and_port(address: str) -> tuple:
+    """(host, port) of host:port or ray://host:port; (None, None) for auto."""
+    if address == "auto":
+        return None, None
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address}: give auto, host:port or ray://host:port")
+    return host, int(port)
 
 
 def check_reachable(address: str) -> None:
     """Refuse a host:port (or ray://host:port) that accepts no connection, in seconds, before
     Ray's own client retries it for a minute."""
-    if address == "auto":
+    host, port = host_and_port(address)
+    if host is None:
         return
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"--address {address}: give auto, host:port or ray://host:port")
     try:
-        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+        socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as error:
         raise ConfigError(f"--address {address}: cannot reach {host}:{port} ({error.strerror or error}); "
                           "start a cluster with `ray start --head` or give its address") from None
@@ -94,9 +105,12 @@ class RayExecutor:
         if self.address is not None:
             check_reachable(self.address)
         try:
-            # "local": a new instance even where `ray start` runs one (that takes --address auto)
-            ray.init(address=self.address or "local", include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            with warnings.catch_warnings():  # Ray forks only to exec its own servers
+                warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+                # "local": a new instance even where `ray start` runs one (that takes --address
+                # auto); Ray's notices would break the sweep's output, its errors still show
+                ray.init(address=self.address or "local", include_dashboard=False,
+                         log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"--address {self.address}" if self.address else "a local Ray instance"
             raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from None
