@@ -20,6 +20,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="the test extra installs Ray: pip install -e '.[test]'")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from conftest import FLOAT32_RTOL  # noqa: E402
+
 OBJECT_STORE = 80 * 2**20  # small: the tests ship kilobytes
 # long enough epochs (batch 8 on the spirals) that a kill lands between the first and the last
 SWEEP = ["sweep", "data=spirals", "model.hidden=[16]", "batch_size=8", "schedule=constant"]
@@ -140,3 +142,20 @@ def test_a_killed_driver_is_finished_by_the_same_command_again(cluster, tmp_path
     assert_every_epoch_once(sweep_dir, ["trial-000", "trial-001"])
     assert 1 <= resumed_from(sweep_dir, "trial-000")[0] <= stopped_at
     assert list(pd.read_csv(sweep_dir / "trials.csv").status) == ["completed"] * 2
+
+
+@pytest.mark.slow  # starts a Ray instance of its own: ~25 s on an idle 2-core machine
+def test_without_an_address_a_local_ray_trains_what_this_process_would(tmp_path):
+    """No --address: a local Ray instance, started and shut down by the command; the curves are
+    those of the local executor (same programs, same keys)."""
+    sweep = ["sweep", "data=xor", "lr=0.1,0.01", "model.hidden=[8],[16]", "epochs=3"]
+    for where, executor in (("ray", ["--executor", "ray"]), ("local", [])):
+        done = subprocess.run([sys.executable, "-m", "dlrun", *sweep, *executor, "--out", where],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "Traceback" not in done.stderr
+    for trial in ("trial-000", "trial-001", "trial-002", "trial-003"):
+        ray_curve, local_curve = (pd.read_csv(tmp_path / where / trial / "metrics.csv")
+                                  for where in ("ray", "local"))
+        columns = ["epoch", "train_loss", "val_loss", "val_accuracy"]
+        pd.testing.assert_frame_equal(ray_curve[columns], local_curve[columns], rtol=FLOAT32_RTOL)
