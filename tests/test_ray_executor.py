@@ -145,16 +145,27 @@ def test_a_killed_driver_is_finished_by_the_same_command_again(cluster, tmp_path
 
 
 @pytest.mark.slow  # starts a Ray instance of its own: ~25 s on an idle 2-core machine
-def test_without_an_address_a_local_ray_trains_what_this_process_would(tmp_path):
-    """No --address: a local Ray instance, started and shut down by the command; the curves are
-    those of the local executor (same programs, same keys)."""
-    sweep = ["sweep", "data=xor", "lr=0.1,0.01", "model.hidden=[8],[16]", "epochs=3"]
-    for where, executor in (("ray", ["--executor", "ray"]), ("local", [])):
-        done = subprocess.run([sys.executable, "-m", "dlrun", *sweep, *executor, "--out", where],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
+def test_a_local_ray_stopped_by_ctrl_c_and_run_again_trains_what_this_process_would(tmp_path):
+    """No --address: a local Ray instance, started and shut down by the command. Ctrl-C (to
+    the whole process group, as a terminal sends it) stops the group after an epoch; the same
+    command again finishes it, and the curves are those of the local executor (a constant lr,
+    so that resuming changes no schedule)."""
+    sweep = [sys.executable, "-m", "dlrun", "sweep", "data=xor", "lr=0.1,0.01", "batch_size=8",
+             "schedule=constant", "epochs=12"]
+    ray_sweep = [*sweep, "--executor", "ray", "--out", "ray"]
+    process = subprocess.Popen(ray_sweep, cwd=tmp_path, start_new_session=True, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    wait_for(lambda: epochs_written(tmp_path / "ray" / "trial-000") >= 1, process, "epoch")
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert list(pd.read_csv(tmp_path / "ray" / "trials.csv").status) == ["interrupted"] * 2
+    assert epochs_written(tmp_path / "ray" / "trial-000") < 12
+    for command in (ray_sweep, [*sweep, "--out", "local"]):
+        done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
-    for trial in ("trial-000", "trial-001", "trial-002", "trial-003"):
+    for trial in ("trial-000", "trial-001"):
         ray_curve, local_curve = (pd.read_csv(tmp_path / where / trial / "metrics.csv")
                                   for where in ("ray", "local"))
         columns = ["epoch", "train_loss", "val_loss", "val_accuracy"]
