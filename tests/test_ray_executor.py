@@ -111,6 +111,8 @@ def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_check
     first, second = second_group_started(sweep_dir, groups)
     first_done = {t: (sweep_dir / t / "summary.json").read_bytes() for t in first}
     killed = scratch_pid(worker_tmp)
+    # the task trains in its scratch folder on the worker node, outside the sweep folder
+    assert list(worker_tmp.glob("dlrun-group-*/trial-*/metrics.csv"))
     os.kill(killed, signal.SIGKILL)
     output, _ = process.communicate(timeout=180)
 
