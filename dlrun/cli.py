@@ -125,7 +125,9 @@ def sweep(
     gpus_per_group: Optional[float] = typer.Option(None, "--gpus-per-group", help="--executor ray: "
                                                    "GPUs per group (default 1 where the cluster has "
                                                    "GPUs, else 0).", show_default=False),
-    cpus_per_group: float = typer.Option(1, "--cpus-per-group", help="--executor ray: CPUs per group."),
+    cpus_per_group: Optional[float] = typer.Option(None, "--cpus-per-group", help="--executor ray: "
+                                                   "CPUs per group (default 1 with GPUs, else the "
+                                                   "smallest node's CPUs).", show_default=False),
     name: str = typer.Option("sweep", "--name", help="Name for the default folder "
                              "runs/sweeps/<name>/<timestamp>/."),
     search: Optional[str] = typer.Option(None, "--search", help="grid, random (the default "

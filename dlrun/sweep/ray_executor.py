@@ -88,7 +88,7 @@ class RayExecutor:
     """Groups as Ray tasks; connects (or starts a local Ray) once, on the first need."""
 
     def __init__(self, address: str | None = None, gpus_per_group: float | None = None,
-                 cpus_per_group: float = 1, max_retries: int = MAX_RETRIES):
+                 cpus_per_group: float | None = None, max_retries: int = MAX_RETRIES):
         self.address = address
         self.gpus = gpus_per_group
         self.cpus = cpus_per_group
@@ -125,6 +125,9 @@ class RayExecutor:
         nodes = [node for node in ray.nodes() if node.get("Alive")]
         if self.gpus is None:  # one GPU per group wherever the cluster has GPUs
             self.gpus = 1 if any(node["Resources"].get("GPU", 0) for node in nodes) else 0
+        if self.cpus is None:  # on CPUs a vectorised group fills the smallest node's cores
+            cores = [node["Resources"].get("CPU", 0) for node in nodes]
+            self.cpus = 1 if self.gpus else min([c for c in cores if c > 0], default=1)
         fits = [node for node in nodes if node["Resources"].get("GPU", 0) >= self.gpus
                 and node["Resources"].get("CPU", 0) >= self.cpus]
         if not fits:
