@@ -178,11 +178,9 @@ class RayExecutor:
 
     def _task(self, ray):
         options = {"num_cpus": self.cpus, "num_gpus": self.gpus, "max_retries": self.max_retries}
-        if not self.gpus:  # JAX on a CPU takes every core unless told its share
-            threads = max(1, int(self.cpus))
-            flags = "--xla_cpu_multi_thread_eigen=false " if threads == 1 else ""
-            options["runtime_env"] = {"env_vars": {
-                "XLA_FLAGS": f"{flags}intra_op_parallelism_threads={threads}"}}
+        if not self.gpus and self.cpus < 2:  # JAX on a CPU takes every core unless told one
+            flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false"
+            options["runtime_env"] = {"env_vars": {"XLA_FLAGS": flags.strip()}}
         return ray.remote(train_group_remotely).options(**options)
 
     def _as_finished(self, ray, mirror) -> Iterator[Outcome]:

@@ -47,7 +47,9 @@ def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:
     finished = index[index.status.isin(FINAL_STATUSES + ("interrupted",))].copy()
     classification = "best_val_accuracy" in finished and finished.best_val_accuracy.notna().any()
     key = "best_val_accuracy" if classification else "best_val_loss"
-    finished = finished.sort_values(key, ascending=not classification).head(top)
+    if key in finished:  # absent when no trial wrote a summary (all pending: a lost group)
+        finished = finished.sort_values(key, ascending=not classification)
+    finished = finished.head(top)
     table = Table(title=f"best {min(top, len(finished))} of {len(index)} trials (by {key})")
     columns = ["trial", *plan.space, "status", "epochs_run", "best_val_loss", "best_val_accuracy",
                "test_accuracy"]
