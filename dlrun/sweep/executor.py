@@ -133,10 +133,12 @@ def _worker_setup(threads: int) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     STOP.install(signals=(signal.SIGTERM,))
-    flags = os.environ.get("XLA_FLAGS", "")
+    # A one-core share runs XLA's CPU kernels on one thread. XLA has no flag for "N threads";
+    # the former `intra_op_parallelism_threads=N` was no flag at all, and alone in XLA_FLAGS it
+    # made XLA abort, so larger shares keep XLA's default pool.
     if threads == 1:
-        flags += " --xla_cpu_multi_thread_eigen=false"
-    os.environ["XLA_FLAGS"] = f"{flags} intra_op_parallelism_threads={threads}".strip()
+        flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false"
+        os.environ["XLA_FLAGS"] = flags.strip()
 
 
 class WorkerProcessExecutor:
