@@ -32,7 +32,8 @@ from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.step import Program, create_state, evaluate, predict, train_epoch
-from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key
+from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
+from dlrun.training.trial import data_seed as trial_data_seed
 
 
 class RunFailed(Exception):
@@ -87,21 +88,23 @@ def take(tree, index: int):
     return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
 
 
-def compiled_functions(program: Program, batched: bool):
+def compiled_functions(program: Program, batched: bool, shared: bool = False):
     """Return jitted (epoch, evaluate) over states with a leading trial axis.
 
     A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
-    pays nothing for vmap; a larger group vmaps the state and shares the data.
+    pays nothing for vmap; a larger group vmaps the state and shares the data. `shared`: the
+    trials draw one batch order, passed as one key (unbatched), so each batch is gathered once.
     """
     epoch = partial(train_epoch, program)
     assess = partial(evaluate, program)
     if batched:
-        epoch = jax.vmap(epoch, in_axes=(0, None, None, 0))
+        epoch = jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0))
         assess = jax.vmap(assess, in_axes=(0, 0, None, None, None))
     else:
         one_epoch, one_assess = epoch, assess
         expand = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
-        epoch = lambda state, x, y, keys: expand(one_epoch(take(state, 0), x, y, keys[0]))
+        epoch = lambda state, x, y, keys, orders: expand(
+            one_epoch(take(state, 0), x, y, keys[0], orders[0]))
         assess = lambda params, stats, *batches: expand(
             one_assess(take(params, 0), take(stats, 0), *batches))
     return jax.jit(epoch, donate_argnums=0), jax.jit(assess)
@@ -133,6 +136,8 @@ class GroupRun:
         self.compile_s = 0.0
         self.epochs = int(cfgs[0].epochs)
         self.begun = False  # whether any trial folder was written
+        # every trial draws the same batch order: gather each batch once for all of them
+        self.shares_batches = len({trial_data_seed(cfg) for cfg in cfgs}) == 1
         self.assess_fn = None  # set once compiled
 
     def _initialiser(self, cfg) -> Program:
@@ -161,22 +166,27 @@ class GroupRun:
 
     def compile(self) -> None:
         batched = len(self.trials) > 1
-        epoch_fn, assess_fn = compiled_functions(self.program, batched)
-        keys = self.epoch_keys(1)
-        self.epoch_fn, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y, keys)
+        epoch_fn, assess_fn = compiled_functions(self.program, batched,
+                                                 batched and self.shares_batches)
+        self.epoch_fn, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
+                                               *self.epoch_keys(1))
         self.assess_val, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
                                                *self.val)
         self.assess_fn = assess_fn
         self.compile_s = epoch_s + val_s
 
-    def epoch_keys(self, epoch: int):
-        return jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials])
+    def epoch_keys(self, epoch: int) -> tuple:
+        """(each trial's key, the batch-order keys: one for all when the group shares batches)."""
+        keys = jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials])
+        if self.shares_batches and len(self.trials) > 1:
+            return keys, order_key(self.trials[0].cfg, epoch)
+        return keys, jnp.stack([order_key(trial.cfg, epoch) for trial in self.trials])
 
     def run_epoch(self, epoch: int) -> list:
         """Train every trial one epoch; return the rows of the live trials (None for the others)."""
         start = time.perf_counter()
         was_active = np.asarray(jax.device_get(self.state.active))
-        self.state, metrics = self.epoch_fn(self.state, self.x, self.y, self.epoch_keys(epoch))
+        self.state, metrics = self.epoch_fn(self.state, self.x, self.y, *self.epoch_keys(epoch))
         val = self.assess_val(self.state.params, self.state.batch_stats, *self.val)
         metrics, val, active = jax.device_get((metrics, val, self.state.active))
         seconds = time.perf_counter() - start

@@ -49,8 +49,10 @@ class Program:
     augment_flip: bool = False
     use_noise: bool = False
     schedule: Any = None  # step -> lr multiplier (the optimizer's); the metrics report the lr
-    # In a group of trials a step that yields a non-finite loss or gradient freezes that trial,
-    # so its siblings go on; a run alone just ends as diverged, without the per-step select.
+    # In a group of trials an epoch with a non-finite loss or gradient leaves that trial as it
+    # was (its siblings go on), and so does an epoch of a trial already stopped; a run alone
+    # just ends as diverged, without the select. Once per epoch, not per step: a select over
+    # the whole state every step cost more than the step's own elementwise work.
     mask_updates: bool = False
 
 
@@ -161,10 +163,6 @@ def train_step(program: Program, state: TrainState, x, y, key):
     )
     layer_norms = layer_grad_norms(grads)
     grad_norm = jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values()))
-    if program.mask_updates:
-        keep = state.active & jnp.isfinite(data_loss) & jnp.isfinite(grad_norm)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old), new_state, state)
-        new_state = new_state.replace(active=keep)
     metrics = {
         "loss": data_loss,
         "accuracy": jnp.mean(correct),
@@ -192,13 +190,16 @@ def _reduce_epoch(metrics):
     return reduced
 
 
-def train_epoch(program: Program, state: TrainState, x, y, key):
+def train_epoch(program: Program, state: TrainState, x, y, key, order_key=None):
     """One epoch: shuffle, then scan `train_step` over `steps_per_epoch` full mini-batches.
 
     The last partial batch is dropped so every step has the same shape (one compiled program).
-    Returns the new state and the epoch's metrics, reduced on the device.
+    `order_key` (default: drawn from `key`) shuffles; a group whose trials share it passes it
+    unbatched under vmap, so each batch is gathered once and the first layer sees one input for
+    all trials. Returns the new state and the epoch's metrics, reduced on the device.
     """
-    order_key, steps_key = jax.random.split(key)
+    own_order_key, steps_key = jax.random.split(key)
+    order_key = own_order_key if order_key is None else order_key
     used = program.steps_per_epoch * program.batch_size
     order = jax.random.permutation(order_key, x.shape[0])[:used]
     batches = order.reshape(program.steps_per_epoch, program.batch_size)
@@ -209,8 +210,13 @@ def train_epoch(program: Program, state: TrainState, x, y, key):
         return train_step(program, carry, x[indices], y[indices], step_key)
 
     lr = epoch_lr(program, state)
-    state, metrics = jax.lax.scan(body, state, (batches, step_keys))
-    return state, {**_reduce_epoch(metrics), "lr": lr}
+    new_state, metrics = jax.lax.scan(body, state, (batches, step_keys))
+    if program.mask_updates:
+        finite = jnp.all(jnp.isfinite(metrics["loss"])) & jnp.all(jnp.isfinite(metrics["grad_norm"]))
+        keep = state.active & finite
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old),
+                                           new_state, state).replace(active=keep)
+    return new_state, {**_reduce_epoch(metrics), "lr": lr}
 
 
 def epoch_lr(program: Program, state: TrainState):
