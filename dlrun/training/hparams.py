@@ -71,6 +71,11 @@ def state_hparams(cfg) -> dict:
             if entry.reaches == STATE}
 
 
+def init_scheme(cfg) -> tuple:
+    """The values that decide how a trial's parameters are drawn (trials alike share one init)."""
+    return tuple(str(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS if entry.reaches == INIT)
+
+
 def compiled_flags(cfgs: list) -> dict:
     """{flag: whether any trial of the group needs it compiled in}."""
     return {entry.compiled_flag: any(_value(cfg, entry.key) > 0 for cfg in cfgs)

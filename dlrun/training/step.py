@@ -56,15 +56,22 @@ class Program:
     mask_updates: bool = False
 
 
+def init_variables(program: Program, key: jax.Array) -> dict:
+    """Return the model's variables (params, batch_stats) drawn from `key`."""
+    dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
+    return program.model.init({"params": key, "dropout": key}, dummy, train=False)
+
+
 def create_state(program: Program, key: jax.Array, hparams: dict,
-                 optimizer: optax.GradientTransformation | None = None) -> TrainState:
+                 optimizer: optax.GradientTransformation | None = None,
+                 variables: dict | None = None) -> TrainState:
     """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters.
 
     `optimizer` (same structure as the program's, other hyperparameter values) lets each trial
-    of a group start with its own injected lr, momentum, etc.
+    of a group start with its own injected lr, momentum, etc. `variables`: already drawn from
+    `key` (a group draws them jitted: op by op, 32 trials cost seconds).
     """
-    dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
-    variables = program.model.init({"params": key, "dropout": key}, dummy, train=False)
+    variables = init_variables(program, key) if variables is None else variables
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -225,8 +232,13 @@ def epoch_lr(program: Program, state: TrainState):
     return injected * (program.schedule(state.step) if program.schedule else 1.0)
 
 
-def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
-    """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples)."""
+def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask,
+             probabilities: bool = False):
+    """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples).
+
+    With `probabilities` also return the class probabilities [batches, batch, classes] (for
+    votes) from the same forward pass: the test set is run through each trial once.
+    """
 
     def body(totals, inputs):
         x, y, valid = inputs
@@ -235,22 +247,17 @@ def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
         per_example, correct = batch_metrics(program, outputs, y)
         loss_sum = jnp.sum(jnp.where(valid, per_example, 0.0))
         correct_sum = jnp.sum(jnp.where(valid, correct, 0.0))
-        return (totals[0] + loss_sum, totals[1] + correct_sum), None
+        kept = class_probabilities(program, outputs) if probabilities else None
+        return (totals[0] + loss_sum, totals[1] + correct_sum), kept
 
-    (loss_sum, correct_sum), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
+    (loss_sum, correct_sum), kept = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
     count = jnp.sum(mask)
-    return {"loss": loss_sum / count, "accuracy": correct_sum / count}
+    metrics = {"loss": loss_sum / count, "accuracy": correct_sum / count}
+    return (metrics, kept) if probabilities else metrics
 
 
-def predict(program: Program, params, batch_stats, x_batches):
-    """Return class probabilities [batches, batch, classes] for pre-batched inputs (for votes)."""
-
-    def body(_, x):
-        outputs, _ = _forward(program, params, batch_stats, prepare_inputs(program, x), False,
-                              0.0, jax.random.PRNGKey(0))
-        if losses.LOSSES[program.loss_name].binary_only:  # one logit: p(class 1)
-            p = jax.nn.sigmoid(outputs[:, 0])
-            return None, jnp.stack([1 - p, p], axis=-1)
-        return None, jax.nn.softmax(outputs, axis=-1)
-
-    return jax.lax.scan(body, None, x_batches)[1]
+def class_probabilities(program: Program, outputs):
+    if losses.LOSSES[program.loss_name].binary_only:  # one logit: p(class 1)
+        p = jax.nn.sigmoid(outputs[:, 0])
+        return jnp.stack([1 - p, p], axis=-1)
+    return jax.nn.softmax(outputs, axis=-1)
