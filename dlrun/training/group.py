@@ -31,6 +31,7 @@ from dlrun.training import hparams, losses, optim
 from dlrun.backend import enable_compilation_cache
 from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
+from dlrun.training.placement import Placement
 from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.step import Program, create_state, evaluate, init_variables, train_epoch
 from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
@@ -145,16 +146,27 @@ class GroupRun:
         self.states = [create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
                                     optim.make_optimizer(cfg, steps),
                                     draw[hparams.init_scheme(cfg)](init_key(cfg))) for cfg in cfgs]
-        self.x, self.y = jax.device_put((dataset.x_train, dataset.y_train))
+        self.placement = Placement(len(cfgs))
+        self.x, self.y = self.placement.replicated((dataset.x_train, dataset.y_train))
         eval_size = cfgs[0].eval_batch_size
-        self.val = eval_batches(dataset.x_val, dataset.y_val, eval_size)
-        self.test = eval_batches(dataset.x_test, dataset.y_test, eval_size)
+        self.val = self.placement.replicated(eval_batches(dataset.x_val, dataset.y_val, eval_size))
+        self.test = self.placement.replicated(eval_batches(dataset.x_test, dataset.y_test, eval_size))
         self.compile_s = 0.0
         self.epochs = int(cfgs[0].epochs)
         self.begun = False  # whether any trial folder was written
         # every trial draws the same batch order: gather each batch once for all of them
         self.shares_batches = len({trial_data_seed(cfg) for cfg in cfgs}) == 1
         self.assess_fn = None  # set once compiled
+
+    def place(self, state):
+        """Put a stacked state on the devices: its trial axis split over all local devices,
+        padded with inactive rows to a multiple of their count (dlrun/training/placement.py).
+        Every stacked state goes through here, so a re-stacked group is placed alike."""
+        placed = self.placement.stacked(state)
+        if self.placement.padding:
+            live = [bool(flag) for flag in np.asarray(state.active)[:len(self.trials)]]
+            placed = placed.replace(active=self.placement.active(live))
+        return placed
 
     def _initialiser(self, cfg) -> Program:
         model = models.build_model(cfg, self.dataset.spec).clone(
@@ -168,7 +180,7 @@ class GroupRun:
             self.begun = True
             for trial in self.trials:
                 trial.start(self.dataset.spec, params, len(self.trials))
-            self.state = stack(self.states)
+            self.state = self.place(stack(self.states))
             return 1
         restored = [trial.restore_last(state) for trial, state in zip(self.trials, self.states)]
         epochs = {epoch for _, epoch in restored}
@@ -177,7 +189,7 @@ class GroupRun:
         self.begun = True
         for trial, (_, epoch) in zip(self.trials, restored):
             trial.mark_resumed(epoch)
-        self.state = jax.device_put(stack([state for state, _ in restored]))
+        self.state = self.place(stack([state for state, _ in restored]))
         return epochs.pop() + 1
 
     def compile(self) -> None:
@@ -193,10 +205,10 @@ class GroupRun:
 
     def epoch_keys(self, epoch: int) -> tuple:
         """(each trial's key, the batch-order keys: one for all when the group shares batches)."""
-        keys = jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials])
+        keys = self.placement.stacked(jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials]))
         if self.shares_batches and len(self.trials) > 1:
-            return keys, order_key(self.trials[0].cfg, epoch)
-        return keys, jnp.stack([order_key(trial.cfg, epoch) for trial in self.trials])
+            return keys, self.placement.replicated(order_key(self.trials[0].cfg, epoch))
+        return keys, self.placement.stacked(jnp.stack([order_key(t.cfg, epoch) for t in self.trials]))
 
     def run_epoch(self, epoch: int) -> list:
         """Train every trial one epoch; return the rows of the live trials (None for the others)."""
@@ -246,7 +258,7 @@ class GroupRun:
 
     def mask_stopped(self) -> None:
         """Freeze every trial that no longer trains: its updates are masked on the device."""
-        self.state = self.state.replace(active=jnp.asarray([trial.live for trial in self.trials]))
+        self.state = self.state.replace(active=self.placement.active([t.live for t in self.trials]))
 
     def finish(self) -> list[dict]:
         """Evaluate the test set once per trial (best or final parameters); write summaries.
@@ -269,7 +281,7 @@ class GroupRun:
             variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
             if any(trial.uses_best() for trial in self.trials):
                 host = jax.device_get(variables)
-                variables = jax.device_put(stack([
+                variables = self.placement.stacked(stack([
                     trial.best_variables if trial.uses_best() else take(host, index)
                     for index, trial in enumerate(self.trials)]))
         except RuntimeError:  # a second Ctrl-C can land while the state's buffers are donated
