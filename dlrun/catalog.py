@@ -1,6 +1,10 @@
-"""What `dlrun list` shows: every choice a config can name, and the ready studies."""
+"""What `dlrun list` shows: every choice a config can name, the models with their sizes, and
+the ready studies."""
 
 from __future__ import annotations
+
+import dataclasses
+import sys
 
 from rich.table import Table
 
@@ -41,3 +45,41 @@ def studies_table() -> Table:
     for name in list_experiments():
         table.add_row(name, load_experiment(name).summary)
     return table
+
+
+# The inputs the models table counts parameters for: MNIST's, and CIFAR-10's shape (described,
+# not loaded: nothing is read or downloaded for a count).
+COUNTED_INPUTS = (("28x28x1", (28, 28, 1)), ("32x32x3", (32, 32, 3)))
+
+
+def models_table() -> Table:
+    """Each model at its default config with its parameter count for 28x28x1 and 32x32x3 images
+    and 10 classes, from jax.eval_shape: nothing is initialised or compiled."""
+    from dlrun import models
+    from dlrun.config.load import compose_config
+    from dlrun.data import describe
+    from dlrun.errors import ConfigError
+
+    table = Table(title="models (dlrun train model=NAME): parameters for 10 classes")
+    table.add_column("model", no_wrap=True)
+    for label, _ in COUNTED_INPUTS:
+        table.add_column(label, justify="right", no_wrap=True)
+    table.add_column("what")
+    for name in models.MODELS.names:
+        cfg = compose_config([f"model={name}", "data=mnist"])
+        mnist = describe(cfg.data)
+        counts = []
+        for _, shape in COUNTED_INPUTS:
+            spec = dataclasses.replace(mnist, input_shape=shape)
+            try:
+                models.check(cfg, spec)
+                counts.append(f"{models.param_count(cfg, spec):,}")
+            except ConfigError:  # a model made for other inputs (none of today's)
+                counts.append("-")
+        table.add_row(name, *counts, _first_line(models.MODELS.get(name).build))
+    return table
+
+
+def _first_line(build) -> str:
+    doc = sys.modules[build.__module__].__doc__ or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""

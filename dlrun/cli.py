@@ -104,8 +104,8 @@ def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help="Hydra overrides and sweeps, e.g. "
                                                     "lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",
                                                     show_default=False),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Random search: draw this many "
-                                         "trials (needed for interval())."),
+    trials: Optional[int] = typer.Option(None, "--trials", help="The budget of a random or "
+                                         "adaptive search (needed for interval())."),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of the random draws."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (trials, groups, cost) "
                                  "and exit."),
@@ -117,19 +117,39 @@ def sweep(
                              "processes (CPU)."),
     name: str = typer.Option("sweep", "--name", help="Name for the default folder "
                              "runs/sweeps/<name>/<timestamp>/."),
+    search: Optional[str] = typer.Option(None, "--search", help="grid, random (the default "
+                                         "with --trials), or an Optuna sampler: tpe, cmaes, qmc."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Adaptive search: trials asked at "
+                                        "a time (default: what fits one group in memory)."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Adaptive search: what is "
+                                         "optimised, best_val_accuracy or best_val_loss."),
+    pruner: str = typer.Option("none", "--pruner", help="Adaptive search: none, median, sha or "
+                               "hyperband (stops losing trials between epochs)."),
+    min_epochs: int = typer.Option(1, "--min-epochs", help="Epochs every trial runs before it "
+                                   "may be pruned."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL of the study "
+                                          "(default: sqlite study.db in the sweep folder)."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage "
+                                        "(default: the sweep folder's name)."),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import results
     from dlrun.sweep import executor, folder, memory
     from dlrun.sweep.plan import make_plan
+    from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table, plan_table
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs,
+                            storage, study)
+    options.check()
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
         folder.check_sweep_folder(out)
+    if options.adaptive:
+        return _adaptive_sweep(overrides or [], options, out, name, jobs, max_group, dry_run)
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
                      size_limit=memory.trials_that_fit)
@@ -145,6 +165,28 @@ def sweep(
     stdout.print(best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})")
     if (index.status == "interrupted").any() or (index.status == "pending").any():
+        raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run) -> None:
+    """An Optuna search (dlrun/sweep/adaptive.py): asked a batch at a time, trained in groups."""
+    from dlrun import results
+    from dlrun.sweep import adaptive, memory
+    from dlrun.sweep.folder import INDEX_FILE
+    from dlrun.sweep.tables import best_table
+
+    searched = adaptive.prepare(overrides, options)
+    stdout = Console()
+    if dry_run:
+        stdout.print(searched.describe(), highlight=False)
+        return
+    limit = (lambda cfg: max_group) if max_group else memory.trials_that_fit
+    out = out or results.default_run_dir(name, Path("runs") / "sweeps")
+    index, plan = adaptive.run_search(searched, out, "dlrun sweep " + " ".join(sys.argv[2:]),
+                                      jobs=jobs, size_limit=limit, console=console)
+    stdout.print(best_table(index, plan))
+    stdout.print(f"sweep folder: {out}  (index: {out / INDEX_FILE})")
+    if STOP.requested or (not index.empty and (index.status == "interrupted").any()):
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
@@ -199,7 +241,11 @@ def report(
     if plot:
         from dlrun.report import plots  # matplotlib: ~0.9 s of start-up, only for --plot
 
+        from dlrun.report.html import read_sweeps
+
         images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
+        # every trial of the search, not only those --filter/--top show
+        images += plots.search_plot(built.rows, read_sweeps(targets), plot_folder)
         console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
@@ -307,10 +353,12 @@ def config_show(
 
 @app.command("list")
 def list_choices() -> None:
-    """List the available models, data sets, optimizers, schedules, inits, activations, losses."""
-    from dlrun.catalog import choices_table, studies_table
+    """List the available models (with parameter counts), data sets, optimizers, schedules,
+    inits, activations, losses and studies."""
+    from dlrun.catalog import choices_table, models_table, studies_table
 
     Console().print(choices_table())
+    Console().print(models_table())
     Console().print(studies_table())
 
 

@@ -34,7 +34,7 @@ try:  # libyaml's loader is ~10x faster; 2,000 config.yaml files must load in we
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
     from yaml import SafeLoader as _YamlLoader
 
-STATUSES = ("running", "completed", "diverged", "failed", "interrupted")
+STATUSES = ("running", "completed", "diverged", "pruned", "failed", "interrupted")
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "summary.json"
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilities and labels
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"

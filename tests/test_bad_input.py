@@ -56,6 +56,18 @@ def corrupt_mnist(tmp):
         (tmp / "data" / "mnist" / name).write_bytes(whole[:len(whole) // 2])
 
 
+def a_study_of_lr_alone(tmp):
+    """An Optuna study 's' in other.db made by a sweep over lr alone."""
+    from optuna.distributions import FloatDistribution
+
+    from dlrun.sweep import study_store
+
+    storage = study_store.open_storage(f"sqlite:///{tmp / 'other.db'}")
+    study_store.open_study(storage, "s", {"lr": FloatDistribution(1e-3, 1, log=True)},
+                           "best_val_accuracy", "maximize", None, None)
+    storage.engine.dispose()
+
+
 def case(case_id, args, *fragments, setup=None, env=None):
     return pytest.param(args, fragments, setup, env or {}, id=case_id)
 
@@ -183,6 +195,24 @@ CASES = [
          "experiment=init has none"),
     case("sweep-unknown-variant", ["sweep", "experiment=regularisation", "variant=nope"],
          "unknown variant 'nope'", "dropout"),
+    # sweep: adaptive search (Optuna)
+    case("sweep-unknown-sampler", [*SWEEP, "lr=interval(1e-3,1)", "--search", "bayes", "--trials", "2"],
+         "unknown --search 'bayes'", "grid, random, tpe, cmaes, qmc"),
+    case("sweep-unknown-pruner", [*SWEEP, "lr=interval(1e-3,1)", "--search", "tpe", "--trials", "2",
+                                  "--pruner", "asha"], "unknown --pruner 'asha'", "hyperband"),
+    case("sweep-tpe-without-trials", [*SWEEP, "lr=interval(1e-3,1)", "--search", "tpe"],
+         "--search tpe needs a budget: add --trials N"),
+    case("sweep-glob-in-a-sampler-space", [*SWEEP, "init=glob(he_*)", "--search", "tpe", "--trials", "2"],
+         "init=glob(he_*): glob() is grid-only", "init=choice(he_uniform,he_normal)"),
+    case("sweep-pruner-without-sampler", [*SWEEP, "lr=interval(1e-3,1)", "--trials", "2",
+                                          "--pruner", "median"], "--pruner needs an adaptive search"),
+    case("sweep-unreachable-storage", [*SWEEP, "lr=interval(1e-3,1)", "--search", "tpe", "--trials", "2",
+                                       "--storage", "postgresql://nobody@127.0.0.1:9/db", "--out", "s"],
+         "cannot open --storage postgresql://nobody@127.0.0.1:9/db"),
+    case("sweep-study-with-another-space", [*SWEEP, "lr=interval(1e-3,1)", "model.dropout=interval(0,0.5)",
+                                            "--search", "tpe", "--trials", "2", "--storage",
+                                            "sqlite:///other.db", "--study", "s", "--out", "s"],
+         "study 's' exists with another space", setup=a_study_of_lr_alone),
     # report options (on a minimal run folder)
     case("report-no-such-folder", ["report", "nope"], "no such folder: nope"),
     case("report-unknown-format", ["report", "run", "--format", "xyz"], "unknown --format 'xyz'",

@@ -75,6 +75,24 @@ def test_config_show_and_list():
         assert name in listed.output
 
 
+def test_list_gives_every_model_its_parameter_counts_at_80_columns():
+    from dlrun import models
+
+    done = subprocess.run([sys.executable, "-m", "dlrun", "list"], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines()
+            if line.count("│") >= 4}
+    # LeNet-5's counts worked by hand: conv 5x5 1->6 (pad 2), 6->16, 400/576 -> 120 -> 84 -> 10
+    lenet_mnist = (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + 850
+    lenet_cifar = lenet_mnist + 25 * 6 * 2 + (576 - 400) * 120
+    assert f"{lenet_mnist:,}" in rows["lenet"] and f"{lenet_cifar:,}" in rows["lenet"]
+    assert set(models.MODELS.names) <= set(rows)
+    for name in models.MODELS.names:  # every model has both counts
+        assert len([cell for cell in rows[name].split("│") if cell.strip().replace(",", "").isdigit()]) == 2
+
+
 @pytest.mark.parametrize("override, fragment", [
     ("model=resnet", "unknown model 'resnet'"),
     ("data=imagenet", "unknown data 'imagenet'"),

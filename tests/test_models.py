@@ -11,7 +11,8 @@ from dlrun import models
 from dlrun.errors import ConfigError
 from dlrun.config.load import compose_config
 from dlrun.data import describe
-from dlrun.models import lenet, mlp
+from dlrun.config.schema import fields_of
+from dlrun.models import alexnet, cnn, lenet, mlp, vgg
 from omegaconf import OmegaConf
 
 
@@ -189,4 +190,8 @@ def test_lenet_fits_images_with_sides_divisible_by_four_only():
 def test_every_model_option_has_a_check_in_its_family():
     for module in (mlp, lenet):
         assert set(module.OPTIONS) <= set(OWN_FIELDS[module.__name__.rsplit(".", 1)[1]])
-    assert models.MODELS.names == ("lenet", "mlp")
+    for module in (alexnet, cnn, vgg):  # every field but the name has a check
+        name = module.__name__.rsplit(".", 1)[1]
+        unchecked = {"name", "batch_norm", "pool", "global_pool"}  # typed by the schema alone
+        assert set(module.OPTIONS) == set(fields_of("model", name)) - unchecked
+    assert models.MODELS.names == ("alexnet", "cnn", "lenet", "mlp", "vgg")

@@ -28,6 +28,7 @@ class Choice(str, Enum):
 
 
 Pooling = Choice("Pooling", {"max": "max", "avg": "avg"})
+StackPooling = Choice("StackPooling", {"max": "max", "avg": "avg", "none": "none"})
 ConvLowering = Choice("ConvLowering", {name: name for name in ("auto", "xla", "im2col", "batch_last")})
 Scaling = Choice("Scaling", {name: name for name in ("standardize", "unit", "none")})
 TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", "none")})
@@ -58,6 +59,39 @@ class LeNetConfig(ModelConfig):
     conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
     dropout: float = 0.0  # drop probability after each dense hidden layer
     batch_norm: bool = False  # BatchNorm after each convolution and dense hidden layer
+
+
+@dataclass
+class CNNConfig(ModelConfig):  # dlrun/models/cnn.py; kernel..dilation apply to every conv layer
+    channels: List[int] = field(default_factory=lambda: [32, 64])  # one conv layer per entry
+    kernel: int = 3
+    padding: int = 1  # zeros on each side; 1 keeps a 3x3 conv's map size
+    stride: int = 1
+    dilation: int = 1
+    pool: StackPooling = StackPooling.max  # after each conv layer's activation
+    pool_size: int = 2  # non-overlapping window: the map shrinks to floor(W / pool_size)
+    batch_norm: bool = False  # BatchNorm before each activation (conv and dense)
+    dense: List[int] = field(default_factory=lambda: [128])  # hidden widths of the dense head
+    global_pool: bool = False  # average each channel over the map instead of flattening
+    dropout: float = 0.0  # drop probability on the input of each dense layer
+    conv_lowering: ConvLowering = ConvLowering.auto
+
+
+@dataclass
+class AlexNetConfig(ModelConfig):  # dlrun/models/alexnet.py: why it is scaled as it is
+    width: float = 0.25  # multiplier of every width (1.0: 64-192-384-256-256 conv, 4096 dense)
+    dropout: float = 0.5  # AlexNet's, on the input of each dense layer
+    batch_norm: bool = False  # not in the original (2012 predates it)
+    conv_lowering: ConvLowering = ConvLowering.auto
+
+
+@dataclass
+class VGGConfig(ModelConfig):  # dlrun/models/vgg.py
+    depth: int = 11  # weight layers: 11, 13 or 16 (VGG's configurations A, B, D)
+    width: float = 0.25  # multiplier of every width (1.0: 64..512 conv, 512 dense)
+    dropout: float = 0.5  # VGG's, on the input of each dense layer
+    batch_norm: bool = False  # VGG-BN: BatchNorm before each activation
+    conv_lowering: ConvLowering = ConvLowering.auto
 
 
 @dataclass
@@ -221,7 +255,8 @@ class Config:
 
 # group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults
 OPTION_SCHEMAS = {
-    "model": {"mlp": MLPConfig, "lenet": LeNetConfig},
+    "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "cnn": CNNConfig, "alexnet": AlexNetConfig,
+              "vgg": VGGConfig},
     "data": {"mnist": MnistConfig, "fashion_mnist": ImageDataConfig, "cifar10": ImageDataConfig,
              **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
              "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},

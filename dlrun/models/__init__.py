@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun.models import lenet, mlp
+from dlrun.models import alexnet, cnn, lenet, mlp, vgg
 from dlrun.models.inits import make_bias_init, make_kernel_init
 from dlrun.models.layers import ActivationSpec
 from dlrun.registry import Check, Registry, check_options
@@ -31,6 +31,9 @@ class Family(NamedTuple):
 MODELS = Registry("model", {
     "mlp": Family(mlp.build, mlp.OPTIONS, mlp.check_fits),
     "lenet": Family(lenet.build, lenet.OPTIONS, lenet.check_fits, lenet.workspace),
+    "cnn": Family(cnn.build, cnn.OPTIONS, cnn.check_fits, cnn.workspace),
+    "alexnet": Family(alexnet.build, alexnet.OPTIONS, alexnet.check_fits, alexnet.workspace),
+    "vgg": Family(vgg.build, vgg.OPTIONS, vgg.check_fits, vgg.workspace),
 })
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from dlrun.errors import ConfigError
 from dlrun.models import conv
@@ -67,10 +68,12 @@ def check_dropout(key: str, rate) -> None:
 
 
 class Conv(nn.Module):
-    """A stride-1 2-D convolution whose lowering is chosen per backend (see dlrun/models/conv.py).
+    """A 2-D convolution whose lowering is chosen per backend (see dlrun/models/conv.py).
 
     With the `batch_last` lowering the input and output are [C, H, W, B], else NHWC; the
-    kernel is HWIO either way, so parameters do not depend on the lowering.
+    kernel is HWIO either way, so parameters do not depend on the lowering. The custom CPU
+    lowerings do stride 1 without dilation; any other geometry goes to lax.conv_general_dilated
+    in the layer's own layout, so every lowering computes the same function.
     """
 
     features: int
@@ -79,6 +82,8 @@ class Conv(nn.Module):
     lowering: str
     kernel_init: Callable
     bias_init: Callable
+    stride: int = 1
+    dilation: int = 1
 
     @nn.compact
     def __call__(self, x):
@@ -88,6 +93,12 @@ class Conv(nn.Module):
         kernel = self.param("kernel", self.kernel_init, shape)
         bias = self.param("bias", self.bias_init, (self.features,))
         # explicit bias shapes: tests forbid implicit rank promotion
+        if (self.stride, self.dilation) != (1, 1):
+            layout = "CHWN" if batch_last else "NHWC"
+            y = lax.conv_general_dilated(
+                x, kernel, (self.stride,) * 2, [(self.padding, self.padding)] * 2,
+                rhs_dilation=(self.dilation,) * 2, dimension_numbers=(layout, "HWIO", layout))
+            return y + bias.reshape((-1, 1, 1, 1) if batch_last else (1, 1, 1, -1))
         if batch_last:
             return conv.conv2d_batch_last(x, kernel, padding=self.padding) + bias.reshape(-1, 1, 1, 1)
         y = conv.conv2d(x, kernel, padding=self.padding, lowering=self.lowering)

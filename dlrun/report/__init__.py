@@ -14,6 +14,7 @@ says where things are.
     terminal.py    the table that fits the terminal's width (whole values, a legend line)
     render.py      the rows as csv, markdown, json or latex, and the terminal's parts
     plots.py       learning curves and sensitivity plots as PNG files (matplotlib)
+    search.py      a search's best value so far against trials and trial-epochs (pandas)
     html.py        the HTML report: one offline page, from what was run to each run's curves
     figures.py     its figures as inline SVG (matplotlib): sensitivity, overlay, per-run grid
     ensemble.py    runs that differ only in their seed, voting on the test set (numpy)

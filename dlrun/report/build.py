@@ -28,7 +28,7 @@ PLOTS_FOLDER = "report"
 IGNORED_KEYS = frozenset({"name", "eval_batch_size"})
 HEADLINE = ["status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
             "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "gap",
-            "time_s", "diagnosis", "flags", "advice", "evidence"]
+            "time_s", "pruned_epoch", "diagnosis", "flags", "advice", "evidence"]
 # A checkpoint stores every parameter in at least 2 bytes (bfloat16, the narrowest float JAX
 # trains in), so a smaller file was cut short. Only sizes are checked: loading 2,000 runs'
 # weights would make the report take minutes.
@@ -209,6 +209,7 @@ def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
                   else row["val_loss"] - row["train_loss"])
     row["time_s"] = _number(summary.get("train_time_s"))
     row["status"] = summary.get("status", "unknown")
+    row["pruned_epoch"] = _number(summary.get("pruned_epoch"))  # NaN unless the search pruned it
     diagnosis = diagnose.diagnose(metrics, summary, thresholds)
     label, evidence, advice = diagnosis.label, diagnosis.evidence, diagnosis.advice
     if metrics is None and label == "insufficient_data":  # unknown curves are not short ones

@@ -353,6 +353,8 @@ def diagnose(metrics: pd.DataFrame | None, summary: dict | None = None,
     """Return the run's Diagnosis: label, evidence and advice, plus the independent flags."""
     metrics = arrays(metrics)  # once for the rules and the flags
     label, evidence = label_run(metrics, summary, thresholds)
+    if (summary or {}).get("status") == "pruned":  # short curves because the search stopped them
+        evidence += f"; pruned by the search after epoch {summary.get('pruned_epoch', '?')}"
     flag_evidence = gradient_and_unit_flags(metrics, thresholds)
     return Diagnosis(label=label, evidence=evidence, advice=ADVICE[label],
                      flags=tuple(flag_evidence), flag_evidence=flag_evidence)

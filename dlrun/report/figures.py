@@ -218,3 +218,12 @@ def grid_svg(frame: pd.DataFrame, curves: dict, varying: list) -> str:
                   bbox_to_anchor=(0.5, 1 + 0.12 / count))
     figure.subplots_adjust(hspace=0.75, wspace=0.3)
     return to_svg(figure)
+
+
+def search_svg(series: pd.DataFrame, metric: str, title: str) -> str:
+    """The best value so far against trials and trial-epochs (report/search.py) as SVG."""
+    from dlrun.report import search
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
+    search.draw(axes, series, metric, title)
+    return to_svg(figure)

@@ -1,7 +1,8 @@
 """The HTML report: one self-contained file that works offline, read top to bottom.
 
 In this order: what was run (command, space, trials by status, time, the settings that differ
-from the defaults), the best trials, the metric against each swept key, every curve overlaid
+from the defaults), the best trials, a search's best value so far against trials and
+trial-epochs (random and adaptive searches), the metric against each swept key, every curve overlaid
 and coloured by the swept key, the table of runs (a click on a header sorts it; each label opens
 on its evidence and advice), then each run's curves. Figures are inline SVG (figures.py); the
 only script is the table sort, a few lines inline: no network, no CDN.
@@ -16,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dlrun.report import figures
+from dlrun.report import figures, search
 from dlrun.report.figures import value_text
 from dlrun.text import plural
 
@@ -24,15 +25,15 @@ SWEEP_FILE = "sweep.yaml"  # written by `dlrun sweep` beside its trials (dlrun/s
 # The best trials listed at the top: enough to see whether the winner is a fluke of one seed.
 BEST_SHOWN = 5
 # The table's columns after the run and its swept keys; one that is blank in every run is dropped.
-TABLE_COLUMNS = ["status", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
+TABLE_COLUMNS = ["status", "pruned_epoch", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
                  "test_accuracy", "test_loss", "gap", "time_s"]
 HEADERS = {"epochs_run": "epochs", "best_epoch": "best epoch", "best_val_loss": "val loss",
            "best_val_accuracy": "val acc", "test_accuracy": "test acc", "test_loss": "test loss",
-           "time_s": "time s"}
+           "time_s": "time s", "pruned_epoch": "pruned at"}
 # Columns of a run row that are not settings (so a frame without `varying` still finds its keys).
 NOT_SETTINGS = {"run", "status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
                 "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss",
-                "gap", "time_s", "diagnosis", "flags", "advice", "evidence", "folder"}
+                "gap", "time_s", "pruned_epoch", "diagnosis", "flags", "advice", "evidence", "folder"}
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;max-width:1250px;color:#222}
@@ -219,6 +220,20 @@ def sensitivity_section(frame: pd.DataFrame, varying: list) -> str:
     return _section("sensitivity", "Sensitivity", body)
 
 
+def search_section(rows: pd.DataFrame, sweeps: list) -> str:
+    """For a random or adaptive search over all its trials: the best so far against trials and
+    trial-epochs (report/search.py); nothing for a grid or plain runs."""
+    found = search.progress(rows, sweeps)
+    if found is None:
+        return ""
+    kind, metric, series = found
+    svg = figures.search_svg(series, metric, f"{kind} search: the best so far")
+    caption = (f"The best {metric} so far over {plural(len(series), 'trial')} in the order they "
+               f"started, and over the {int(series['trial_epochs'].iloc[-1])} trial-epochs they "
+               "ran (a pruned trial counts the epochs it ran); a dot per trial.")
+    return _section("search", "Search progress", _figure(svg, caption))
+
+
 def curves_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
     """Every run's validation curves overlaid, once coloured by each swept key (the seed only
     when nothing else was swept)."""
@@ -253,13 +268,15 @@ def per_run_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
 def report_page(frame: pd.DataFrame, *, varying: list | None = None, shared: dict | None = None,
                 curves: dict | None = None, sweeps: list | None = None, sources: list | None = None,
                 warnings: list | None = None, grouped: pd.DataFrame | None = None,
-                title: str = "dlrun report") -> str:
+                title: str = "dlrun report", rows: pd.DataFrame | None = None) -> str:
     """The whole page as text. `frame` has a row per run (build.Report.rows, selected); `curves`
-    maps a row's run name to its metrics; `grouped` is the --group-by table, shown above the runs."""
+    maps a row's run name to its metrics; `grouped` is the --group-by table, shown above the runs;
+    `rows` every run, for a search's progress (default `frame`)."""
     varying = [c for c in frame.columns if c not in NOT_SETTINGS] if varying is None else varying
     curves = curves or {}
     sections = [what_was_run(frame, varying, shared or {}, sweeps or [], sources or ["-"], warnings or []),
-                best_trials(frame, varying), sensitivity_section(frame, varying),
+                best_trials(frame, varying), search_section(frame if rows is None else rows, sweeps or []),
+                sensitivity_section(frame, varying),
                 curves_section(frame, varying, curves), runs_section(frame, varying, grouped),
                 per_run_section(frame, varying, curves)]
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
@@ -273,4 +290,4 @@ def report_html(report, frame: pd.DataFrame, sources: list, shared: dict,
     selected rows, `shared` the constant settings worth reading."""
     curves = {row.run: report.curves[row.folder] for row in frame.itertuples() if row.folder in report.curves}
     return report_page(frame, varying=report.varying, shared=shared, curves=curves, sweeps=read_sweeps(sources),
-                       sources=sources, warnings=report.warnings, grouped=grouped)
+                       sources=sources, warnings=report.warnings, grouped=grouped, rows=report.rows)

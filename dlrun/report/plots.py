@@ -139,3 +139,18 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
         if key != "seed" and is_numeric(known[key]):  # a seed is not a knob to tune
             written.append(sensitivity(known, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
     return written
+
+
+
+def search_plot(frame: pd.DataFrame, records: list[dict], folder: Path) -> list[Path]:
+    """Draw `search_progress.png` (report/search.py) into `folder` for a random or adaptive
+    search over the runs of `frame`; [] for a grid or plain runs."""
+    from dlrun.report import search
+
+    found = search.progress(frame, records)
+    if found is None:
+        return []
+    kind, metric, series = found
+    figure, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    search.draw(axes, series, metric, f"{kind} search: the best so far")
+    return [_save(figure, folder / "search_progress.png")]

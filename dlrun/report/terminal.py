@@ -50,6 +50,14 @@ def fmt_metric(column: str, value) -> str:
     return str(value)
 
 
+def status_text(status, pruned_epoch) -> str:
+    """A run's status; a pruned one with the epoch it stopped at, `pruned@2`, short for a narrow
+    column (the legend spells it out)."""
+    if status == "pruned" and not _missing(pruned_epoch):
+        return f"pruned@{int(pruned_epoch)}"
+    return str(status)
+
+
 def setting_texts(values) -> list[str]:
     """The values of one setting as short texts that stay distinct: 3e-05, 0.0003, 10, [8, 8].
 
@@ -181,9 +189,13 @@ def terminal_table(frame: pd.DataFrame, varying: list, title: str, width: int = 
     for column in metrics:
         headers[column] = HEADERS.get(column, column)
         cells[column] = [fmt_metric(column, value) for value in frame[column]]
+    if "status" in frame and "pruned_epoch" in frame:
+        cells["status"] = [status_text(s, e) for s, e in zip(frame["status"], frame["pruned_epoch"])]
     completed = len(frame) and "status" in frame and (frame["status"] == "completed").all()
     if completed:
         title += ", all completed"  # the title says so; the width goes to the numbers
+    elif len(frame) and "status" in frame:
+        title += ", " + ", ".join(f"{n} {s}" for s, n in frame["status"].value_counts().items())
     if columns:
         chosen = check_columns(columns, ["run", *varying, *metrics], headers)
         chosen = chosen if "run" in chosen else ["run", *chosen]
@@ -219,6 +231,8 @@ def _known(values: pd.Series) -> bool:
 
 def _caption(table: Table, frame: pd.DataFrame, columns: list[str], headers: dict, widths: dict) -> None:
     lines = legend(columns, headers, table_width([widths[c] for c in columns]))
+    if "status" in columns and "pruned_epoch" in frame and frame["pruned_epoch"].notna().any():
+        lines.append("pruned@N = stopped by the search's pruner after epoch N")
     if "advice" in frame and "diagnosis" in frame:
         advice = frame.drop_duplicates("diagnosis").set_index("diagnosis")["advice"]
         lines.extend(f"{label}: {text}" for label, text in advice.items())

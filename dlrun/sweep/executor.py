@@ -35,6 +35,7 @@ class GroupJob:
     containers: list  # each trial's config as plain dicts
     run_dirs: list  # each trial's folder, as text
     resume: bool  # continue every trial from its checkpoint (they all reached the same epoch)
+    link: object = None  # an adaptive sweep's StudyLink (dlrun/sweep/pruning.py), else None
 
     @property
     def size(self) -> int:
@@ -50,6 +51,10 @@ def run_group_job(job: GroupJob, callbacks=()) -> tuple:
     from dlrun.training.group import RunFailed, run_group
 
     cfgs = [typed_config(container) for container in job.containers]
+    if job.link is not None:  # built here, so that a worker process reports to the study too
+        from dlrun.sweep.pruning import StudyPruning
+
+        callbacks = [*callbacks, StudyPruning(job.link)]
     try:
         return run_group(cfgs, job.run_dirs, resume=job.resume, callbacks=callbacks), None
     except RunFailed as error:

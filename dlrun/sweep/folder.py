@@ -23,7 +23,8 @@ from dlrun.errors import ConfigError
 from dlrun.sweep.plan import Plan
 
 SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
-FINAL_STATUSES = ("completed", "diverged")  # a re-run would only repeat these
+# A re-run would only repeat these: a pruned trial was stopped by the search, which has its value.
+FINAL_STATUSES = ("completed", "diverged", "pruned")
 
 
 def trial_dir(out: Path, trial) -> Path:
@@ -141,7 +142,7 @@ def write_index(out: Path, plan: Plan) -> pd.DataFrame:
         if row["status"] not in ("pending", "corrupt"):
             summary = results.read_summary(run_dir)
             for key in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
-                        "test_loss", "test_accuracy", "train_time_s"):
+                        "test_loss", "test_accuracy", "train_time_s", "pruned_epoch"):
                 row[key] = summary.get(key)
         row["folder"] = trial.id
         rows.append(row)

@@ -4,7 +4,8 @@
 A callback is told when the group starts (`on_start`), after every epoch once its files are
 written (`on_epoch`, with one metrics row per trial, None for a trial no longer training), and
 when the loop ends for any reason (`on_end`). `on_epoch` may stop trials with
-`group.stop_trial(index, status)`: their updates are masked from the next epoch on.
+`group.stop_trial(index, status)`: their updates are masked from the next epoch on (and once
+half the stacked trials stopped, the group is compacted; a trial's index never changes).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ trial folders (dlrun/results.py), so another engine can run groups elsewhere unc
 For a group of several trials the compiled epoch is `vmap`ped over a leading trial axis of the
 whole training state; the host loop fetches the metrics once per epoch, evaluates validation,
 writes curves and checkpoints, and freezes trials that diverge or stop early while the others
-go on. A signal stops every live trial after the current epoch, status `interrupted`.
+go on. Once half or more of the stacked trials are frozen the group is compacted: the live
+trials are re-stacked into a smaller state (dlrun/training/compaction.py). A signal stops every
+live trial after the current epoch, status `interrupted`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import numpy as np
 from rich.console import Console
 
 from dlrun import data, models, results
-from dlrun.training import hparams, losses, optim
+from dlrun.training import compaction, hparams, losses, optim
 from dlrun.backend import enable_compilation_cache
 from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
@@ -132,7 +134,7 @@ def compile_timed(fn, *args):
 class GroupRun:
     """One group's trials, their stacked state, the data on the device and the compiled code."""
 
-    def __init__(self, cfgs: list, run_dirs: list, dataset: data.Dataset):
+    def __init__(self, cfgs: list, run_dirs: list, dataset: data.Dataset, compact: bool = True):
         self.dataset = dataset
         self.program = build_program(cfgs, dataset)
         self.trials = [Trial.create(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
@@ -156,17 +158,11 @@ class GroupRun:
         self.begun = False  # whether any trial folder was written
         # every trial draws the same batch order: gather each batch once for all of them
         self.shares_batches = len({trial_data_seed(cfg) for cfg in cfgs}) == 1
-        self.assess_fn = None  # set once compiled
-
-    def place(self, state):
-        """Put a stacked state on the devices: its trial axis split over all local devices,
-        padded with inactive rows to a multiple of their count (dlrun/training/placement.py).
-        Every stacked state goes through here, so a re-stacked group is placed alike."""
-        placed = self.placement.stacked(state)
-        if self.placement.padding:
-            live = [bool(flag) for flag in np.asarray(state.active)[:len(self.trials)]]
-            placed = placed.replace(active=self.placement.active(live))
-        return placed
+        self.assess_fn = self.predict_fn = None  # set once compiled
+        self.compact = compact
+        self.slots = list(range(len(cfgs)))  # row i of the stacked state is trial slots[i]
+        self.kept = {}  # index -> host state of a trial compacted out of the stacked state
+        self.compiled = {}  # stacked size -> (epoch, validation) executables
 
     def _initialiser(self, cfg) -> Program:
         model = models.build_model(cfg, self.dataset.spec).clone(
@@ -180,7 +176,7 @@ class GroupRun:
             self.begun = True
             for trial in self.trials:
                 trial.start(self.dataset.spec, params, len(self.trials))
-            self.state = self.place(stack(self.states))
+            self.state = self._place(self.states)
             return 1
         restored = [trial.restore_last(state) for trial, state in zip(self.trials, self.states)]
         epochs = {epoch for _, epoch in restored}
@@ -189,26 +185,45 @@ class GroupRun:
         self.begun = True
         for trial, (_, epoch) in zip(self.trials, restored):
             trial.mark_resumed(epoch)
-        self.state = self.place(stack([state for state, _ in restored]))
+        self.state = self._place([state for state, _ in restored])
         return epochs.pop() + 1
 
+    def _place(self, states: list):
+        """Stack per-trial states on the leading trial axis and put them on the devices: the
+        axis split over all local devices, padded with inactive rows to a multiple of their
+        count (dlrun/training/placement.py). Every stacked state, re-stacked ones too, goes here."""
+        placed = self.placement.stacked(stack(states))
+        if self.placement.padding(len(states)):
+            live = [bool(state.active) for state in states]
+            placed = placed.replace(active=self.placement.active(live))
+        return placed
+
     def compile(self) -> None:
-        batched = len(self.trials) > 1
-        epoch_fn, assess_fn, self.predict_fn = compiled_functions(
-            self.program, batched, batched and self.shares_batches)
-        self.epoch_fn, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
+        """Compile the epoch and validation for the stacked state's size, once per size."""
+        size = len(self.slots)
+        if size not in self.compiled:
+            batched = size > 1
+            epoch_fn, assess_fn, predict_fn = compiled_functions(
+                self.program, batched, batched and self.shares_batches)
+            epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
                                                *self.epoch_keys(1))
-        self.assess_val, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
-                                               *self.val)
-        self.assess_fn = assess_fn
-        self.compile_s = epoch_s + val_s
+            val_exe, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
+                                           *self.val)
+            self.compiled[size] = (epoch_exe, val_exe)
+            self.compile_s += epoch_s + val_s
+            # the first size is the whole group's, over which the test set is assessed at the end
+            self.assess_fn = self.assess_fn or assess_fn
+            self.predict_fn = self.predict_fn or predict_fn
+        self.epoch_fn, self.assess_val = self.compiled[size]
 
     def epoch_keys(self, epoch: int) -> tuple:
-        """(each trial's key, the batch-order keys: one for all when the group shares batches)."""
-        keys = self.placement.stacked(jnp.stack([epoch_key(trial.cfg, epoch) for trial in self.trials]))
-        if self.shares_batches and len(self.trials) > 1:
-            return keys, self.placement.replicated(order_key(self.trials[0].cfg, epoch))
-        return keys, self.placement.stacked(jnp.stack([order_key(t.cfg, epoch) for t in self.trials]))
+        """(the key of each trial in the stacked state, in its order; the batch-order keys: one
+        for all when the group shares batches)."""
+        cfgs = [self.trials[index].cfg for index in self.slots]
+        keys = self.placement.stacked(jnp.stack([epoch_key(cfg, epoch) for cfg in cfgs]))
+        if self.shares_batches and len(cfgs) > 1:
+            return keys, self.placement.replicated(order_key(cfgs[0], epoch))
+        return keys, self.placement.stacked(jnp.stack([order_key(cfg, epoch) for cfg in cfgs]))
 
     def run_epoch(self, epoch: int) -> list:
         """Train every trial one epoch; return the rows of the live trials (None for the others)."""
@@ -218,15 +233,14 @@ class GroupRun:
         val = self.assess_val(self.state.params, self.state.batch_stats, *self.val)
         metrics, val, active = jax.device_get((metrics, val, self.state.active))
         seconds = time.perf_counter() - start
-        rows = []
-        for index, trial in enumerate(self.trials):
-            if not trial.live:
-                rows.append(None)
+        rows = [None] * len(self.trials)
+        for row_index, index in enumerate(self.slots):
+            if not self.trials[index].live:
                 continue
-            row = epoch_row(epoch, take(metrics, index), take(val, index), seconds)
+            row = epoch_row(epoch, take(metrics, row_index), take(val, row_index), seconds)
             finite = math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"])
-            row["_frozen"] = not finite or (was_active[index] and not active[index])
-            rows.append(row)
+            row["_frozen"] = not finite or (was_active[row_index] and not active[row_index])
+            rows[index] = row
         return rows
 
     def record(self, epoch: int, rows: list) -> None:
@@ -237,9 +251,9 @@ class GroupRun:
         """
         host_state = jax.device_get(self.state)
 
-        def write(index: int) -> None:
+        def write(row_index: int, index: int) -> None:
             trial, row = self.trials[index], rows[index]
-            trial_state = take(host_state, index)
+            trial_state = take(host_state, row_index)
             if row.pop("_frozen"):
                 trial.record_divergence(row)
                 return
@@ -248,17 +262,44 @@ class GroupRun:
             trial.save_last(epoch, trial_state)
 
         with ThreadPoolExecutor(WRITERS) as pool:
-            list(pool.map(write, [index for index, row in enumerate(rows) if row is not None]))
+            live = [(row_index, index) for row_index, index in enumerate(self.slots)
+                    if rows[index] is not None]
+            list(pool.map(lambda pair: write(*pair), live))
 
     def stop_trial(self, index: int, status: str, **summary) -> None:
         """End one trial (early stopping, pruning): it is frozen from the next epoch on."""
         trial = self.trials[index]
         trial.status = status
         trial.summary.update(summary)
+        if status == "pruned":  # final at once: a sweep killed before finish() must not re-run it
+            trial.finish(None, self.program.task, self.compile_s)
 
     def mask_stopped(self) -> None:
         """Freeze every trial that no longer trains: its updates are masked on the device."""
-        self.state = self.state.replace(active=self.placement.active([t.live for t in self.trials]))
+        self.state = self.state.replace(
+            active=self.placement.active([self.trials[index].live for index in self.slots]))
+
+    def compact_if_due(self) -> None:
+        """Re-stack the live trials into a smaller state once half or more are frozen."""
+        if self.compact:
+            slots = compaction.compacted_slots(self.slots, [self.trials[i].live for i in self.slots])
+            if slots is not None:
+                self._restack(slots)
+
+    def _restack(self, slots: list[int]) -> None:
+        """Keep the host state of each trial leaving the stacked state (its test evaluation and
+        predictions use it), stack the ones in `slots` and compile for their size."""
+        states = self.trial_states()
+        self.kept.update({index: state for index, state in enumerate(states) if index not in slots})
+        self.slots = list(slots)
+        self.state = self._place([states[index] for index in slots])
+        self.compile()
+
+    def trial_states(self) -> list:
+        """Every trial's current state on the host, stacked or compacted out, in group order."""
+        host_state = jax.device_get(self.state)
+        rows = {index: take(host_state, row_index) for row_index, index in enumerate(self.slots)}
+        return [rows.get(index, self.kept.get(index)) for index in range(len(self.trials))]
 
     def finish(self) -> list[dict]:
         """Evaluate the test set once per trial (best or final parameters); write summaries.
@@ -278,14 +319,13 @@ class GroupRun:
     def _test(self):
         """Evaluate the test set: each trial's final parameters, or its best where it uses them."""
         try:
-            variables = {"params": self.state.params, "batch_stats": self.state.batch_stats}
-            if any(trial.uses_best() for trial in self.trials):
-                host = jax.device_get(variables)
-                variables = self.placement.stacked(stack([
-                    trial.best_variables if trial.uses_best() else take(host, index)
-                    for index, trial in enumerate(self.trials)]))
+            states = self.trial_states()
         except RuntimeError:  # a second Ctrl-C can land while the state's buffers are donated
             return None
+        variables = self.placement.stacked(stack([
+            trial.best_variables if trial.uses_best()
+            else {"params": state.params, "batch_stats": state.batch_stats}
+            for trial, state in zip(self.trials, states)]))
         args = (variables["params"], variables["batch_stats"], *self.test)
         if self.program.task != "classification":
             return jax.device_get(self.assess_fn(*args))
@@ -324,19 +364,20 @@ class GroupRun:
 
 
 def run_group(cfgs: list, run_dirs: list, *, resume: bool = False,
-              callbacks: tuple = ()) -> list[dict]:
+              callbacks: tuple = (), compact: bool = True) -> list[dict]:
     """Train the trials of one group into their folders; return their summaries.
 
     `callbacks` (dlrun/callbacks.py) hook into the epoch loop; early stopping always does.
     A stop request (dlrun/interrupt.py) ends every live trial as `interrupted` at the next safe
     point; one before the folders were written writes nothing. Raises RunFailed after recording
-    status `failed` in every folder if training raises.
+    status `failed` in every folder if training raises. `compact=False` keeps frozen trials
+    in the stacked state (to compare against compaction).
     """
     enable_compilation_cache()
     with handling_signals() as stop:
         try:
             stop.check()
-            group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data))
+            group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data), compact)
         except Interrupted:
             return [{"status": "interrupted", "epochs_run": 0} for _ in cfgs]
         try:
@@ -372,6 +413,8 @@ def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
             for callback in callbacks:
                 callback.on_epoch(group, epoch, rows)
             group.mask_stopped()
+            with stop.critical():  # the stacked state is donated and rebuilt
+                group.compact_if_due()
             stop.check()
             if not any(trial.live for trial in group.trials):
                 break

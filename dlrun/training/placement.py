@@ -23,26 +23,30 @@ AXIS = "trials"
 
 
 class Placement:
+    """Whether a group is sharded (decided once, from its full size) and how to place its rows;
+    a group compacted to fewer trials keeps its mesh and pads to the device count again."""
+
     def __init__(self, trials: int, devices: list | None = None):
         devices = list(jax.local_devices() if devices is None else devices)
-        self.trials = trials
-        self.sharded = len(devices) > 1 and trials > 1
-        self.rows = -(-trials // len(devices)) * len(devices) if self.sharded else trials
+        self.devices = len(devices)
+        self.sharded = self.devices > 1 and trials > 1
         if self.sharded:
             mesh = Mesh(np.array(devices), (AXIS,))
             self.split = NamedSharding(mesh, PartitionSpec(AXIS))
             self.whole = NamedSharding(mesh, PartitionSpec())
 
-    @property
-    def padding(self) -> int:
-        return self.rows - self.trials
+    def padding(self, rows: int) -> int:
+        """Rows to add to `rows` trials: up to a multiple of the device count when sharded."""
+        return -rows % self.devices if self.sharded else 0
 
     def stacked(self, tree):
-        """Place a tree whose leaves have a leading axis of `trials`: padded, then split."""
+        """Place a tree whose leaves have a leading trial axis: padded, then split."""
         if not self.sharded:
             return jax.device_put(tree)
-        pad = lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[:1], self.padding, axis=0)])
-        return jax.device_put(jax.tree_util.tree_map(pad, tree), self.split)
+        rows = jax.tree_util.tree_leaves(tree)[0].shape[0]
+        extra = self.padding(rows)
+        pad = lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[:1], extra, axis=0)])
+        return jax.device_put(jax.tree_util.tree_map(pad, tree) if extra else tree, self.split)
 
     def replicated(self, tree):
         """Place a tree every trial reads whole (the data, a shared key) on every device."""
@@ -50,8 +54,5 @@ class Placement:
 
     def active(self, live: list):
         """The `active` flags of the rows: the trials' own, False for the padding."""
-        return self.stacked_flags([*live, *([False] * self.padding)])
-
-    def stacked_flags(self, flags: list):
-        array = jnp.asarray(flags)
-        return jax.device_put(array, self.split) if self.sharded else array
+        flags = jnp.asarray([*live, *([False] * self.padding(len(live)))])
+        return jax.device_put(flags, self.split) if self.sharded else flags

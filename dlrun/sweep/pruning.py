@@ -1,0 +1,71 @@
+"""Each epoch, tell the study every live trial's metric and stop those its pruner gives up on.
+
+A group job of an adaptive sweep carries a `StudyLink` (plain data: it pickles to a worker
+process): the storage URL, the study's name, the pruner, and which Optuna trial each run folder
+is. `StudyPruning` is the epoch callback built from it wherever the group runs.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dlrun.sweep.pruners import make_pruner
+from dlrun.training.callbacks import EpochCallback
+
+
+@dataclass
+class StudyLink:
+    storage: str  # an Optuna RDB URL
+    study: str
+    metric: str
+    pruner: str = "none"
+    min_epochs: int = 1
+    max_epochs: int = 1
+    trials: dict = field(default_factory=dict)  # run folder name -> Optuna trial id
+
+
+class StudyPruning(EpochCallback):
+    """Report each live trial's epoch value to its Optuna trial; prune the ones it says to."""
+
+    def __init__(self, link: StudyLink):
+        self.link = link
+        self.study = None
+
+    def on_start(self, group, first_epoch: int) -> None:
+        import optuna
+
+        from dlrun.sweep.study_store import open_storage
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.study = optuna.load_study(
+                study_name=self.link.study, storage=open_storage(self.link.storage),
+                pruner=make_pruner(self.link.pruner, self.link.min_epochs, self.link.max_epochs))
+
+    def on_epoch(self, group, epoch: int, rows: list) -> None:
+        """1. report every live trial (the group's trials then compete with each other too),
+        2. ask the pruner about each; the last epoch is never pruned (nothing left to save)."""
+        import optuna
+
+        from dlrun.sweep.search import epoch_value
+
+        reported = []
+        for index, (trial, row) in enumerate(zip(group.trials, rows)):
+            # by folder, every epoch: the trial an index names is the folder's, whatever the group does
+            trial_id = self.link.trials.get(Path(trial.run_dir).name)
+            value = epoch_value(self.link.metric, row) if row is not None else None
+            if trial_id is None or not trial.live or value is None or not math.isfinite(value):
+                continue
+            optuna_trial = optuna.Trial(self.study, trial_id)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an epoch already reported before a resume
+                optuna_trial.report(value, epoch)
+            reported.append((index, optuna_trial))
+        if self.link.pruner == "none" or epoch >= self.link.max_epochs:
+            return
+        for index, optuna_trial in reported:
+            if optuna_trial.should_prune():
+                group.stop_trial(index, "pruned", pruned_epoch=epoch)

@@ -1,0 +1,139 @@
+"""Adaptive search: the sweep grammar as an Optuna search space, the samplers, the options.
+
+The space is the one `dlrun sweep` already parses (dlrun/sweep/space.py): `interval()` is a
+float (log scale for the scale-like keys, `tag(log|linear)` wins), an interval over an integer
+key is an int, a comma list or `choice()` is categorical, `range()` over integers is an int with
+its step. `glob()` only names a grid's options, so a sampler refuses it and says which names it
+matches. `--search grid|random` stay today's planner (dlrun/sweep/plan.py); only the samplers
+named in SAMPLERS go through Optuna.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hydra.core.override_parser.types import Glob, RangeSweep
+
+from dlrun.errors import ConfigError
+from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_integer_key
+
+# Samplers run through an Optuna study; `grid` and `random` are today's planner.
+SAMPLERS = ("tpe", "cmaes", "qmc")
+SEARCHES = ("grid", "random", *SAMPLERS)
+PRUNERS = ("none", "median", "sha", "hyperband")  # dlrun/sweep/pruners.py's registry
+# What a study can optimise: a summary's numbers that exist after every epoch too.
+METRICS = ("best_val_accuracy", "best_val_loss")
+
+
+@dataclass
+class SearchOptions:
+    """What `dlrun sweep` was asked for beyond the overrides (plain data, so it pickles)."""
+
+    search: str | None = None  # None: grid, or random when --trials is given (today's rule)
+    trials: int | None = None
+    seed: int = 0
+    batch: int | None = None  # trials asked at a time (None: what fits memory)
+    metric: str | None = None  # None: best_val_accuracy, or best_val_loss for regression
+    pruner: str = "none"
+    min_epochs: int = 1
+    storage: str | None = None  # None: sqlite:///<out>/study.db
+    study: str | None = None  # None: the sweep folder's name
+
+    @property
+    def adaptive(self) -> bool:
+        return self.search in SAMPLERS
+
+    def check(self) -> None:
+        """Refuse options that contradict each other, in one line each (ConfigError)."""
+        if self.search is not None and self.search not in SEARCHES:
+            raise ConfigError(f"unknown --search '{self.search}' (choose from: {', '.join(SEARCHES)})")
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"unknown --pruner '{self.pruner}' (choose from: {', '.join(PRUNERS)})")
+        if self.adaptive and self.trials is None:
+            raise ConfigError(f"--search {self.search} needs a budget: add --trials N")
+        if self.search == "grid" and self.trials is not None:
+            raise ConfigError(f"--search grid runs every combination; drop --trials {self.trials} "
+                              "or use --search random")
+        if self.search == "random" and self.trials is None:
+            raise ConfigError("--search random draws trials: add --trials N")
+        if not self.adaptive:
+            extra = [flag for flag, value in (("--pruner", self.pruner != "none"),
+                     ("--batch", self.batch), ("--metric", self.metric),
+                     ("--storage", self.storage), ("--study", self.study)) if value]
+            if extra:
+                raise ConfigError(f"{extra[0]} needs an adaptive search: add --search "
+                                  f"{'|'.join(SAMPLERS)}")
+        if self.metric is not None and self.metric not in METRICS:
+            raise ConfigError(f"unknown --metric '{self.metric}' (choose from: {', '.join(METRICS)})")
+        for flag, value in (("--batch", self.batch), ("--min-epochs", self.min_epochs)):
+            if value is not None and value < 1:
+                raise ConfigError(f"{flag} must be >= 1, got {value}")
+
+
+def distribution(key: str, override):
+    """The Optuna distribution of one swept key. Raises ConfigError for a grid-only value."""
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    value = override.value()
+    if isinstance(value, Glob):
+        names = _discrete_values(key, override)
+        raise ConfigError(f"{override.input_line}: glob() is grid-only, a sampler needs the "
+                          f"choices written out, e.g. {key}=choice({','.join(names)})")
+    if override.is_interval_sweep():
+        _check_interval(key, override)
+        log = _is_log(key, override)
+        if log and value.start <= 0:
+            raise ConfigError(f"{key}: a log-scale interval needs a positive start, got {value.start}")
+        if is_integer_key(key):
+            return IntDistribution(int(round(value.start)), int(round(value.end)), log=log)
+        return FloatDistribution(float(value.start), float(value.end), log=log)
+    values = _discrete_values(key, override)
+    if isinstance(value, RangeSweep) and all(isinstance(v, int) for v in (value.start, value.step)):
+        numbers = [int(v) for v in values]
+        return IntDistribution(min(numbers), max(numbers), step=abs(int(value.step)))
+    return CategoricalDistribution(values)
+
+
+def distributions(swept: dict) -> dict:
+    """{key: Optuna distribution} for the swept keys (their order kept)."""
+    if not swept:
+        raise ConfigError("an adaptive search needs a swept key, e.g. lr='interval(1e-4,1e-1)'")
+    return {key: distribution(key, override) for key, override in swept.items()}
+
+
+def value_text(value) -> str:
+    """An Optuna parameter as override text: exact, so the config holds what the study holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
+def make_sampler(name: str, seed: int):
+    """The Optuna sampler `name`, seeded by the sweep's seed."""
+    import optuna
+
+    if name == "tpe":
+        # constant liar: trials asked but not yet told count as bad, so a batch asked at once
+        # spreads out instead of being N copies of one point
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    if name == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
+    if name == "qmc":
+        return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    raise ConfigError(f"unknown --search '{name}' (choose from: {', '.join(SEARCHES)})")
+
+
+def default_metric(task: str) -> str:
+    return "best_val_accuracy" if task == "classification" else "best_val_loss"
+
+
+def direction(metric: str) -> str:
+    """Losses and errors are minimised, everything else (accuracies) maximised."""
+    return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
+
+
+def epoch_value(metric: str, row: dict) -> float | None:
+    """The per-epoch value reported for `metric` (best_val_accuracy -> that epoch's val_accuracy)."""
+    name = metric.removeprefix("best_")
+    value = row.get(name)
+    return None if value is None else float(value)
