@@ -36,6 +36,7 @@ CASES = {
     "bias_init": (["bias_scale=0.5"], ("zeros", "constant")),
     "bias_scale": (["bias_init=constant"], ("0.1", "0.9")),
     "seed": ([], ("0", "1")),
+    "data_seed": ([], ("0", "1")),
     "early_stopping": ([], None),  # host-side: checked by test_early_stopping_works_per_trial
     "name": ([], None),  # bookkeeping only
 }
@@ -81,6 +82,8 @@ def test_an_entry_reaches_the_state_of_each_trial(key, tmp_path):
     elif how.reaches == hparams.STATE:
         np.testing.assert_allclose(np.asarray(state.hparams[how.name]),
                                    [float(v) for v in CASES[key][1]], rtol=1e-6)
+    elif how.reaches == hparams.ORDER:  # the two trials draw their own batch orders
+        assert not group.shares_batches
     else:  # init and random keys: the two trials start from different parameters
         first = jax.tree_util.tree_leaves(state.params)
         assert any(not np.array_equal(leaf[0], leaf[1]) for leaf in first)

@@ -237,6 +237,9 @@ class Config:
     batch_size: int = 128
     epochs: int = 10
     seed: int = 0
+    # the order of the training batches; None = `seed`. Trials of a group that agree on it
+    # share every batch (one gather, one wide first-layer matmul), e.g. a sweep over init seeds
+    data_seed: Optional[int] = None
     init: str = "auto"  # weight init; auto = he_normal for relu-like, glorot_uniform otherwise
     init_scale: Optional[float] = None  # normal: std, uniform: half-width, constant: value, orthogonal: gain
     bias_init: str = "zeros"  # zeros | constant | normal | uniform

@@ -51,12 +51,18 @@ def trial_bytes(cfg) -> int:
 
 
 def device_memory() -> int:
-    """Bytes of the first device's memory; the host's RAM when the device does not say (CPU)."""
-    device = jax.devices()[0]
-    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
-    if stats and "bytes_limit" in stats:
-        return stats["bytes_limit"]
+    """Bytes of memory a group may spread over: the sum over the local devices, since a group
+    shards its trials over all of them (dlrun/training/placement.py); the host's RAM, once,
+    when the devices do not say (CPU devices, forced or not, share it)."""
+    sizes = [_bytes_limit(device) for device in jax.local_devices()]
+    if all(sizes):
+        return sum(sizes)
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _bytes_limit(device) -> int | None:
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    return stats.get("bytes_limit") if stats else None
 
 
 def trials_that_fit(cfg, budget: int | None = None) -> int:

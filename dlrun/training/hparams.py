@@ -20,13 +20,14 @@ OPTIMIZER = "optimizer"  # injected into the optimizer state (optax.inject_hyper
 STATE = "state"  # a traced number in the state's `hparams`, read by the step
 INIT = "init"  # how the trial's parameters are first drawn
 RANDOM = "random"  # the trial's random keys: initialisation, shuffling, dropout, noise
+ORDER = "order"  # the order of its batches: a group shares them when all its trials agree
 HOST = "host"  # read only by the host loop (early stopping) or bookkeeping (the run's name)
 
 
 @dataclass(frozen=True)
 class TrialHparam:
     key: str  # dotted config key; a section name covers every key under it
-    reaches: str  # one of the five ways above
+    reaches: str  # one of the six ways above
     name: str | None = None  # its name in the state: an injected hyperparameter or hparams key
     # the program flag compiled in when any trial of the group has a non-zero value (a zero is
     # then a no-op), so a group that never uses dropout pays nothing for it
@@ -52,6 +53,7 @@ TRIAL_HPARAMS = (
     TrialHparam("bias_init", INIT),
     TrialHparam("bias_scale", INIT),
     TrialHparam("seed", RANDOM),
+    TrialHparam("data_seed", ORDER),
     TrialHparam("early_stopping", HOST),
     TrialHparam("name", HOST),
 )
@@ -67,6 +69,11 @@ def state_hparams(cfg) -> dict:
     """The numbers a trial carries in its state's `hparams` (the step reads them traced)."""
     return {entry.name: float(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS
             if entry.reaches == STATE}
+
+
+def init_scheme(cfg) -> tuple:
+    """The values that decide how a trial's parameters are drawn (trials alike share one init)."""
+    return tuple(str(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS if entry.reaches == INIT)
 
 
 def compiled_flags(cfgs: list) -> dict:

@@ -49,20 +49,29 @@ class Program:
     augment_flip: bool = False
     use_noise: bool = False
     schedule: Any = None  # step -> lr multiplier (the optimizer's); the metrics report the lr
-    # In a group of trials a step that yields a non-finite loss or gradient freezes that trial,
-    # so its siblings go on; a run alone just ends as diverged, without the per-step select.
+    # In a group of trials an epoch with a non-finite loss or gradient leaves that trial as it
+    # was (its siblings go on), and so does an epoch of a trial already stopped; a run alone
+    # just ends as diverged, without the select. Once per epoch, not per step: a select over
+    # the whole state every step cost more than the step's own elementwise work.
     mask_updates: bool = False
 
 
+def init_variables(program: Program, key: jax.Array) -> dict:
+    """Return the model's variables (params, batch_stats) drawn from `key`."""
+    dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
+    return program.model.init({"params": key, "dropout": key}, dummy, train=False)
+
+
 def create_state(program: Program, key: jax.Array, hparams: dict,
-                 optimizer: optax.GradientTransformation | None = None) -> TrainState:
+                 optimizer: optax.GradientTransformation | None = None,
+                 variables: dict | None = None) -> TrainState:
     """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters.
 
     `optimizer` (same structure as the program's, other hyperparameter values) lets each trial
-    of a group start with its own injected lr, momentum, etc.
+    of a group start with its own injected lr, momentum, etc. `variables`: already drawn from
+    `key` (a group draws them jitted: op by op, 32 trials cost seconds).
     """
-    dummy = jnp.zeros((1, *program.input_shape), jnp.float32)
-    variables = program.model.init({"params": key, "dropout": key}, dummy, train=False)
+    variables = init_variables(program, key) if variables is None else variables
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -161,10 +170,6 @@ def train_step(program: Program, state: TrainState, x, y, key):
     )
     layer_norms = layer_grad_norms(grads)
     grad_norm = jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values()))
-    if program.mask_updates:
-        keep = state.active & jnp.isfinite(data_loss) & jnp.isfinite(grad_norm)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old), new_state, state)
-        new_state = new_state.replace(active=keep)
     metrics = {
         "loss": data_loss,
         "accuracy": jnp.mean(correct),
@@ -192,13 +197,16 @@ def _reduce_epoch(metrics):
     return reduced
 
 
-def train_epoch(program: Program, state: TrainState, x, y, key):
+def train_epoch(program: Program, state: TrainState, x, y, key, order_key=None):
     """One epoch: shuffle, then scan `train_step` over `steps_per_epoch` full mini-batches.
 
     The last partial batch is dropped so every step has the same shape (one compiled program).
-    Returns the new state and the epoch's metrics, reduced on the device.
+    `order_key` (default: drawn from `key`) shuffles; a group whose trials share it passes it
+    unbatched under vmap, so each batch is gathered once and the first layer sees one input for
+    all trials. Returns the new state and the epoch's metrics, reduced on the device.
     """
-    order_key, steps_key = jax.random.split(key)
+    own_order_key, steps_key = jax.random.split(key)
+    order_key = own_order_key if order_key is None else order_key
     used = program.steps_per_epoch * program.batch_size
     order = jax.random.permutation(order_key, x.shape[0])[:used]
     batches = order.reshape(program.steps_per_epoch, program.batch_size)
@@ -209,8 +217,13 @@ def train_epoch(program: Program, state: TrainState, x, y, key):
         return train_step(program, carry, x[indices], y[indices], step_key)
 
     lr = epoch_lr(program, state)
-    state, metrics = jax.lax.scan(body, state, (batches, step_keys))
-    return state, {**_reduce_epoch(metrics), "lr": lr}
+    new_state, metrics = jax.lax.scan(body, state, (batches, step_keys))
+    if program.mask_updates:
+        finite = jnp.all(jnp.isfinite(metrics["loss"])) & jnp.all(jnp.isfinite(metrics["grad_norm"]))
+        keep = state.active & finite
+        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old),
+                                           new_state, state).replace(active=keep)
+    return new_state, {**_reduce_epoch(metrics), "lr": lr}
 
 
 def epoch_lr(program: Program, state: TrainState):
@@ -219,8 +232,13 @@ def epoch_lr(program: Program, state: TrainState):
     return injected * (program.schedule(state.step) if program.schedule else 1.0)
 
 
-def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
-    """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples)."""
+def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask,
+             probabilities: bool = False):
+    """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples).
+
+    With `probabilities` also return the class probabilities [batches, batch, classes] (for
+    votes) from the same forward pass: the test set is run through each trial once.
+    """
 
     def body(totals, inputs):
         x, y, valid = inputs
@@ -229,22 +247,17 @@ def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask):
         per_example, correct = batch_metrics(program, outputs, y)
         loss_sum = jnp.sum(jnp.where(valid, per_example, 0.0))
         correct_sum = jnp.sum(jnp.where(valid, correct, 0.0))
-        return (totals[0] + loss_sum, totals[1] + correct_sum), None
+        kept = class_probabilities(program, outputs) if probabilities else None
+        return (totals[0] + loss_sum, totals[1] + correct_sum), kept
 
-    (loss_sum, correct_sum), _ = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
+    (loss_sum, correct_sum), kept = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
     count = jnp.sum(mask)
-    return {"loss": loss_sum / count, "accuracy": correct_sum / count}
+    metrics = {"loss": loss_sum / count, "accuracy": correct_sum / count}
+    return (metrics, kept) if probabilities else metrics
 
 
-def predict(program: Program, params, batch_stats, x_batches):
-    """Return class probabilities [batches, batch, classes] for pre-batched inputs (for votes)."""
-
-    def body(_, x):
-        outputs, _ = _forward(program, params, batch_stats, prepare_inputs(program, x), False,
-                              0.0, jax.random.PRNGKey(0))
-        if losses.LOSSES[program.loss_name].binary_only:  # one logit: p(class 1)
-            p = jax.nn.sigmoid(outputs[:, 0])
-            return None, jnp.stack([1 - p, p], axis=-1)
-        return None, jax.nn.softmax(outputs, axis=-1)
-
-    return jax.lax.scan(body, None, x_batches)[1]
+def class_probabilities(program: Program, outputs):
+    if losses.LOSSES[program.loss_name].binary_only:  # one logit: p(class 1)
+        p = jax.nn.sigmoid(outputs[:, 0])
+        return jnp.stack([1 - p, p], axis=-1)
+    return jax.nn.softmax(outputs, axis=-1)

@@ -63,7 +63,24 @@ def epoch_row(epoch: int, metrics: dict, val: dict, seconds: float) -> dict:
 
 def epoch_key(cfg, epoch: int) -> jax.Array:
     """The key of an epoch depends only on the seed and the epoch: a resumed run repeats it."""
-    return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(cfg.seed))[1], epoch)
+    return _epoch_key(cfg.seed, epoch)
+
+
+def order_key(cfg, epoch: int) -> jax.Array:
+    """The key that shuffles an epoch's batches: drawn as `epoch_key` draws it, from the data seed.
+
+    With `data_seed` unset this is exactly the shuffle of a run made before `data_seed` existed.
+    """
+    return jax.random.split(_epoch_key(data_seed(cfg), epoch))[0]
+
+
+def data_seed(cfg) -> int:
+    value = cfg.get("data_seed")
+    return cfg.seed if value is None else int(value)
+
+
+def _epoch_key(seed: int, epoch: int) -> jax.Array:
+    return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(seed))[1], epoch)
 
 
 def init_key(cfg) -> jax.Array:

@@ -1,0 +1,58 @@
+"""Where a group's arrays live: its trial axis sharded over every local device.
+
+A group of several trials on a host with several devices (GPUs, or CPU devices forced with
+XLA_FLAGS=--xla_force_host_platform_device_count=N) is one program over a mesh with a `trials`
+axis: the stacked state is split along its leading axis, the data replicated, and XLA
+partitions the vmapped step so that each device trains its share of the trials.
+
+The trial count is padded up to a multiple of the device count rather than the group split:
+a group stays one compiled program and one set of folders, and at most devices-1 extra rows
+train. Padding rows are copies of the first trial, inactive from the start (their updates
+are masked like a stopped trial's) and never reach a folder: every reader stops at the real
+trial count. On one device, or for a group of one, nothing changes: plain `device_put`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "trials"
+
+
+class Placement:
+    """Whether a group is sharded (decided once, from its full size) and how to place its rows;
+    a group compacted to fewer trials keeps its mesh and pads to the device count again."""
+
+    def __init__(self, trials: int, devices: list | None = None):
+        devices = list(jax.local_devices() if devices is None else devices)
+        self.devices = len(devices)
+        self.sharded = self.devices > 1 and trials > 1
+        if self.sharded:
+            mesh = Mesh(np.array(devices), (AXIS,))
+            self.split = NamedSharding(mesh, PartitionSpec(AXIS))
+            self.whole = NamedSharding(mesh, PartitionSpec())
+
+    def padding(self, rows: int) -> int:
+        """Rows to add to `rows` trials: up to a multiple of the device count when sharded."""
+        return -rows % self.devices if self.sharded else 0
+
+    def stacked(self, tree):
+        """Place a tree whose leaves have a leading trial axis: padded, then split."""
+        if not self.sharded:
+            return jax.device_put(tree)
+        rows = jax.tree_util.tree_leaves(tree)[0].shape[0]
+        extra = self.padding(rows)
+        pad = lambda leaf: jnp.concatenate([leaf, jnp.repeat(leaf[:1], extra, axis=0)])
+        return jax.device_put(jax.tree_util.tree_map(pad, tree) if extra else tree, self.split)
+
+    def replicated(self, tree):
+        """Place a tree every trial reads whole (the data, a shared key) on every device."""
+        return jax.device_put(tree, self.whole) if self.sharded else jax.device_put(tree)
+
+    def active(self, live: list):
+        """The `active` flags of the rows: the trials' own, False for the padding."""
+        flags = jnp.asarray([*live, *([False] * self.padding(len(live)))])
+        return jax.device_put(flags, self.split) if self.sharded else flags
