@@ -101,6 +101,7 @@ class ResNetConfig(ModelConfig):
     width: int = 1  # channel multiplier on 16/32/64
     skip: bool = True  # false: the plain net of the same depth (no additions)
     shortcut: Shortcut = Shortcut.projection  # where the shape changes: 1x1 conv + BN, or zero-pad
+    dropout: float = 0.0  # drop probability on the pooled features, before the output layer
     conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
 
 

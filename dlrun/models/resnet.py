@@ -1,16 +1,18 @@
 """CIFAR-style ResNet (He et al. 2016, section 4.2): depth 6n + 2.
 
 3x3 stem conv (16 channels) -> three stages of n basic blocks with 16, 32, 64 channels (times
-`width`) -> global average pooling -> dense output. A basic block is conv3x3-BN-act-conv3x3-BN,
-plus its input, then act. Stages 2 and 3 open with a stride-2 block whose skip is a projection
+`width`) -> global average pooling -> (dropout, off by default) -> dense output. A basic block
+is conv3x3-BN-act-conv3x3-BN, plus its input, then act. Stages 2 and 3 open with a stride-2 block whose skip is a projection
 (1x1 conv, stride 2, + BN: the paper's option B; `shortcut=identity` is its option A, which
 subsamples and pads with zero channels); every other skip is the identity. With `skip=false`
 the additions are left out and nothing else changes (the paper's "plain" net: the same
 parameters as the option-A ResNet, the option-B one less its projections).
 
-Parameter modules are top-level and named `<layer>_<part>` (`stem`, `stem_bn`, `block3_conv1`,
-`block3_bn1`, ..., `output`) so that `models.layer_of` groups each block's convs and batch
-norms into one layer, in network order, and the unit statistics are sown at the top level.
+Parameter modules are top-level and named `<layer>_<part>`: `layer00` is the stem conv (with
+`layer00_bn`), `layerKK` block KK (`layer03_conv1`, `layer03_bn1`, ..., `layer03_proj`), then
+`output`. So `models.layer_of` groups each block's convs and batch norms into one layer, the
+names sort in network order (jit returns parameter dicts with sorted keys), and the unit
+statistics are sown at the top level, where the step collects them.
 Convolutions have no bias: the batch norm after each one has its own shift.
 """
 
@@ -24,7 +26,7 @@ import jax.numpy as jnp
 
 from dlrun.errors import ConfigError
 from dlrun.models import conv
-from dlrun.models.layers import ActivationSpec, activate
+from dlrun.models.layers import ActivationSpec, activate, check_dropout, dropout
 from dlrun.models.lenet import check_lowering  # one message for every conv family
 
 # The paper's CIFAR depths (section 4.2, table 6) besides the two small ones the lessons use.
@@ -82,6 +84,7 @@ class ResNet(nn.Module):
     skip: bool = True
     shortcut: str = "projection"
     lowering: str = "auto"
+    use_dropout: bool = False
 
     def _conv(self, x, features, kernel_size, stride, name):
         return Conv(features, kernel_size, stride, self.lowering, self.kernel_init, name=name)(x)
@@ -115,24 +118,26 @@ class ResNet(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False, dropout_rate=0.0):
-        del dropout_rate  # the step passes it to every model; ResNet has no dropout
         batch_last = self.lowering == "batch_last"
         unit_axis = 0 if batch_last else -1
         if batch_last:
             x = conv.to_batch_last(x)
-        x = self._bn(self._conv(x, STAGE_CHANNELS[0] * self.width, 3, 1, "stem"), train, "stem_bn")
-        x = activate(self, x, self.act, "stem", unit_axis)
+        x = self._bn(self._conv(x, STAGE_CHANNELS[0] * self.width, 3, 1, "layer00"), train,
+                     "layer00_bn")
+        x = activate(self, x, self.act, "layer00", unit_axis)
         blocks_per_stage = (self.depth - 2) // 6
         index = 0
         for stage, channels in enumerate(STAGE_CHANNELS):
             for block in range(blocks_per_stage):
                 index += 1
                 stride = 2 if stage > 0 and block == 0 else 1
-                x = self._block(x, channels * self.width, stride, train, f"block{index}")
+                x = self._block(x, channels * self.width, stride, train, f"layer{index:02d}")
         # global average pooling over H and W (axes 1, 2 in both layouts)
         x = x.mean(axis=(1, 2))
         if batch_last:
             x = x.T
+        if self.use_dropout:
+            x = dropout(self, x, dropout_rate, train)
         return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init,
                         name="output")(x)
 
@@ -142,7 +147,7 @@ def build(model, outputs: int, common: dict) -> ResNet:
     lowering = conv.resolve_lowering(model.conv_lowering, jax.default_backend())
     return ResNet(outputs=outputs, depth=int(model.depth), width=int(model.width),
                   skip=bool(model.skip), shortcut=str(model.shortcut),
-                  lowering=lowering, **common)
+                  lowering=lowering, use_dropout=model.dropout > 0, **common)
 
 
 def check_depth(key: str, depth) -> None:
@@ -160,7 +165,8 @@ def check_shortcut(key: str, shortcut) -> None:
         raise ConfigError(f"unknown {key} '{shortcut}' (choose from: {', '.join(SHORTCUTS)})")
 
 
-OPTIONS = {"depth": check_depth, "shortcut": check_shortcut, "width": check_width, "conv_lowering": check_lowering}
+OPTIONS = {"depth": check_depth, "shortcut": check_shortcut, "width": check_width, "conv_lowering": check_lowering,
+           "dropout": check_dropout}
 
 
 def workspace(model, spec) -> int:
