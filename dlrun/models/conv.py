@@ -1,15 +1,17 @@
-"""2-D convolution and pooling lowerings for LeNet-sized networks.
+"""2-D convolution and pooling lowerings for LeNet- and CIFAR-ResNet-sized networks.
 
 XLA's own convolution is slow on CPU for these shapes (a LeNet-5 training
 step, batch 128: ~25 ms with lax.conv vs ~12 ms for PyTorch eager), so this
-module offers several lowerings of the same stride-1, zero-padded,
+module offers several lowerings of the same zero-padded, strided
 cross-correlation and picks one per backend:
 
 * ``"xla"``        lax.conv_general_dilated (cuDNN on GPU; the reference).
 * ``"im2col"``     NHWC patches by slicing + one matmul, autodiff backward.
 * ``"batch_last"`` internal layout [C, H, W, B] (batch in the vector lanes).
-  For cin == 1 the forward is a sum of kh*kw shifted slices times scalar
-  weights with a custom VJP; for cin > 1 it is im2col in that layout.
+  For cin == 1 at stride 1 the forward is a sum of kh*kw shifted slices
+  times scalar weights with a custom VJP; otherwise it is im2col in that
+  layout (a stride takes every s-th shifted slice; a 1x1 kernel is a
+  strided slice and one matmul).
 
 Layout names: NHWC = [batch, height, width, channel]; CHWB ("batch last")
 = [channel, height, width, batch].  Kernels are always HWIO.
