@@ -208,9 +208,9 @@ def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(t
 @needs_mnist
 def test_skip_connections_the_plain_deep_net_trains_worse(tmp_path):
     rows, _ = run_study(tmp_path, "skip_connections")
-    loss = {}
-    for (skip, seed), row in rows.iterrows():
-        loss[skip, seed] = pd.read_csv(f"{row.folder}/metrics.csv").train_loss
+    final = {(str(skip).lower(), str(seed)): pd.read_csv(f"{row.folder}/metrics.csv").train_loss.iloc[-1]
+             for (skip, seed), row in rows.iterrows()}
     for seed in ("0", "1"):
-        # higher training loss at the end on every seed: the optimisation, not overfitting
-        assert loss["false", seed].iloc[-1] > loss["true", seed].iloc[-1] * GAP, seed
+        # the training loss, not the test's: the plain net is harder to optimise, not overfitting.
+        # Measured 1.59 vs 0.96 (seed 0) and 1.49 vs 0.82 (seed 1): 1.25x leaves a margin.
+        assert final["false", seed] > 1.25 * final["true", seed], (seed, final)
