@@ -51,17 +51,6 @@ class Conv(nn.Module):
     lowering: str
     kernel_init: Callable
 
-    def _shortcut(self, x, features, stride, train, name):
-        if self.shortcut == "projection":  # option B: 1x1 conv, stride 2, + BN
-            return self._bn(self._conv(x, features, 1, stride, f"{name}_proj"), train,
-                            f"{name}_projbn")
-        # option A: every other pixel, the new channels zero; no parameters
-        x = x[:, ::stride, ::stride, :]
-        axis = 0 if self.lowering == "batch_last" else 3
-        pad = [(0, 0)] * 4
-        pad[axis] = (0, features - x.shape[axis])
-        return jnp.pad(x, pad)
-
     @nn.compact
     def __call__(self, x):
         batch_last = self.lowering == "batch_last"
