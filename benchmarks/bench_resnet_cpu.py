@@ -108,7 +108,7 @@ def torch_side(dataset: Dataset):
             loss = loss_fn(net(inputs), labels[index])
             loss.backward()
             optimizer.step()
-        return float(loss)
+        return loss.item()
 
     return sum(p.numel() for p in net.parameters()), run
 
