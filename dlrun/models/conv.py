@@ -34,8 +34,8 @@ LOWERINGS = ("xla", "im2col", "batch_last")
 # ResNet-20 (3x3 convs of 16-64 channels, stride 2, 1x1 projections, batch
 # norm on the channel axis 0), batch 128, 32x32x3, whole training step
 # (benchmarks/bench_resnet_cpu.py, one run on a heavily shared 2-core CPU):
-# batch_last ~0.6-0.9 s/step, lax.conv NHWC ~41-66 s/step (and a 13-minute
-# compile), PyTorch eager ~3-6 s/step. So batch_last stays the CPU default
+# batch_last ~0.6-0.9 s/step, lax.conv NHWC ~41-66 s/step (compile + first
+# 3 steps: 13 min, against 1.6 min), PyTorch eager ~3-6 s/step. So batch_last stays the CPU default
 # for every shape measured; no per-shape switch to XLA was worth it.
 _AUTO = {"cpu": "batch_last"}
 
