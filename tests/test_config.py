@@ -26,7 +26,7 @@ def test_the_issue_commands_compose_literally():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, vgg)"),
+    ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, vgg)"),
     ("data=cifar", "unknown data 'cifar'"),
     ("optim=lion", "unknown optim 'lion'"),
     ("init=magic", "unknown init 'magic'"),

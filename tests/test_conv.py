@@ -190,3 +190,35 @@ def test_resolve_lowering():
     with pytest.raises(ValueError) as err:
         conv.resolve_lowering("winograd")
     assert "winograd" in str(err.value) and "im2col" in str(err.value)
+
+
+@pytest.mark.parametrize("lowering", conv.LOWERINGS)
+@pytest.mark.parametrize("kernel,cin,cout,size,padding,stride", [
+    (3, 3, 4, 9, 1, 1),  # a ResNet stem / block conv: 3x3, "same" padding
+    (3, 4, 6, 8, 1, 2),  # the first conv of a downsampling block
+    (1, 4, 6, 8, 0, 2),  # its 1x1 projection shortcut
+    (3, 1, 2, 7, 1, 2),  # one input channel, odd size: the last row/column is dropped
+])
+def test_strided_convs_match_lax_conv_forward_and_grads(lowering, kernel, cin, cout, size, padding,
+                                                         stride):
+    rng = np.random.default_rng(kernel * 10 + stride)
+    x = jnp.asarray(rng.standard_normal((3, size, size, cin)), jnp.float32)
+    k = jnp.asarray(rng.standard_normal((kernel, kernel, cin, cout)) / kernel, jnp.float32)
+    ref = lambda x, k: lax.conv_general_dilated(
+        x, k, (stride, stride), [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+    ours = lambda x, k: conv.conv2d(x, k, padding=padding, lowering=lowering, stride=stride)
+    y_ref = ref(x, k)
+    forward = kernel * kernel * cin
+    _assert_float32_close(jax.jit(ours)(x, k), y_ref, ref(jnp.abs(x), jnp.abs(k)), forward)
+    w = jnp.asarray(rng.standard_normal(y_ref.shape), jnp.float32)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.tanh(f(x, k)) * w)
+    g = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, k)
+    g_ref = jax.jit(jax.grad(loss(ref), argnums=(0, 1)))(x, k)
+    _assert_float32_close(g[0], g_ref[0], g_ref[0], forward + kernel * kernel * cout)
+    _assert_float32_close(g[1], g_ref[1], g_ref[1], forward + int(np.prod(y_ref.shape[:3])))
+
+
+def test_conv2d_rejects_a_bad_stride():
+    with pytest.raises(ValueError, match="stride must be a positive int, got 0"):
+        conv.conv2d(jnp.zeros((1, 8, 8, 3)), jnp.zeros((3, 3, 3, 4)), stride=0)

@@ -194,4 +194,4 @@ def test_every_model_option_has_a_check_in_its_family():
         name = module.__name__.rsplit(".", 1)[1]
         unchecked = {"name", "batch_norm", "pool", "global_pool"}  # typed by the schema alone
         assert set(module.OPTIONS) == set(fields_of("model", name)) - unchecked
-    assert models.MODELS.names == ("alexnet", "cnn", "lenet", "mlp", "vgg")
+    assert models.MODELS.names == ("alexnet", "cnn", "lenet", "mlp", "resnet", "vgg")  # resnet: tests/test_resnet.py

@@ -30,6 +30,7 @@ class Choice(str, Enum):
 Pooling = Choice("Pooling", {"max": "max", "avg": "avg"})
 StackPooling = Choice("StackPooling", {"max": "max", "avg": "avg", "none": "none"})
 ConvLowering = Choice("ConvLowering", {name: name for name in ("auto", "xla", "im2col", "batch_last")})
+Shortcut = Choice("Shortcut", {name: name for name in ("projection", "identity")})
 Scaling = Choice("Scaling", {name: name for name in ("standardize", "unit", "none")})
 TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", "none")})
 LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt")})
@@ -92,6 +93,16 @@ class VGGConfig(ModelConfig):  # dlrun/models/vgg.py
     dropout: float = 0.5  # VGG's, on the input of each dense layer
     batch_norm: bool = False  # VGG-BN: BatchNorm before each activation
     conv_lowering: ConvLowering = ConvLowering.auto
+
+
+@dataclass
+class ResNetConfig(ModelConfig):
+    depth: int = 20  # 6n+2: n basic blocks per stage (dlrun/models/resnet.py)
+    width: int = 1  # channel multiplier on 16/32/64
+    skip: bool = True  # false: the plain net of the same depth (no additions)
+    shortcut: Shortcut = Shortcut.projection  # where the shape changes: 1x1 conv + BN, or zero-pad
+    dropout: float = 0.0  # drop probability on the pooled features, before the output layer
+    conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
 
 
 @dataclass
@@ -256,7 +267,7 @@ class Config:
 # group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults
 OPTION_SCHEMAS = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "cnn": CNNConfig, "alexnet": AlexNetConfig,
-              "vgg": VGGConfig},
+              "vgg": VGGConfig, "resnet": ResNetConfig},
     "data": {"mnist": MnistConfig, "fashion_mnist": ImageDataConfig, "cifar10": ImageDataConfig,
              **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
              "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},

@@ -12,7 +12,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun.models import alexnet, cnn, lenet, mlp, vgg
+from dlrun.models import alexnet, cnn, lenet, mlp, resnet, vgg
 from dlrun.models.inits import make_bias_init, make_kernel_init
 from dlrun.models.layers import ActivationSpec
 from dlrun.registry import Check, Registry, check_options
@@ -34,6 +34,7 @@ MODELS = Registry("model", {
     "cnn": Family(cnn.build, cnn.OPTIONS, cnn.check_fits, cnn.workspace),
     "alexnet": Family(alexnet.build, alexnet.OPTIONS, alexnet.check_fits, alexnet.workspace),
     "vgg": Family(vgg.build, vgg.OPTIONS, vgg.check_fits, vgg.workspace),
+    "resnet": Family(resnet.build, resnet.OPTIONS, resnet.check_fits, resnet.workspace),
 })
 
 

@@ -1,15 +1,17 @@
-"""2-D convolution and pooling lowerings for LeNet-sized networks.
+"""2-D convolution and pooling lowerings for LeNet- and CIFAR-ResNet-sized networks.
 
 XLA's own convolution is slow on CPU for these shapes (a LeNet-5 training
 step, batch 128: ~25 ms with lax.conv vs ~12 ms for PyTorch eager), so this
-module offers several lowerings of the same stride-1, zero-padded,
+module offers several lowerings of the same zero-padded, strided
 cross-correlation and picks one per backend:
 
 * ``"xla"``        lax.conv_general_dilated (cuDNN on GPU; the reference).
 * ``"im2col"``     NHWC patches by slicing + one matmul, autodiff backward.
 * ``"batch_last"`` internal layout [C, H, W, B] (batch in the vector lanes).
-  For cin == 1 the forward is a sum of kh*kw shifted slices times scalar
-  weights with a custom VJP; for cin > 1 it is im2col in that layout.
+  For cin == 1 at stride 1 the forward is a sum of kh*kw shifted slices
+  times scalar weights with a custom VJP; otherwise it is im2col in that
+  layout (a stride takes every s-th shifted slice; a 1x1 kernel is a
+  strided slice and one matmul).
 
 Layout names: NHWC = [batch, height, width, channel]; CHWB ("batch last")
 = [channel, height, width, batch].  Kernels are always HWIO.
@@ -29,6 +31,12 @@ LOWERINGS = ("xla", "im2col", "batch_last")
 # ~14 ms through NHWC conv2d (im2col ~17, xla ~70) and ~8.5 ms when the model
 # stays in CHWB via conv2d_batch_last (PyTorch eager ~11).  On GPU/TPU
 # lax.conv maps to cuDNN / the MXU.
+# ResNet-20 (3x3 convs of 16-64 channels, stride 2, 1x1 projections, batch
+# norm on the channel axis 0), batch 128, 32x32x3, whole training step
+# (benchmarks/bench_resnet_cpu.py, one run on a heavily shared 2-core CPU):
+# batch_last ~0.6-0.9 s/step, lax.conv NHWC ~41-66 s/step (compile + first
+# 3 steps: 13 min, against 1.6 min), PyTorch eager ~3-6 s/step. So batch_last stays the CPU default
+# for every shape measured; no per-shape switch to XLA was worth it.
 _AUTO = {"cpu": "batch_last"}
 
 
@@ -65,75 +73,78 @@ def to_batch_last(x):
 from_batch_last = to_batch_last
 
 
-def _check_conv_args(x, kernel, padding):
+def _check_conv_args(x, kernel, padding, stride=1):
     if x.ndim != 4 or kernel.ndim != 4:
         raise ValueError(f"conv2d wants a 4-D input and an HWIO kernel, got shapes "
                          f"{x.shape} and {kernel.shape}")
     if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
         raise ValueError(f"padding must be a non-negative int, got {padding!r}")
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"stride must be a positive int, got {stride!r}")
 
 
-def conv2d(x, kernel, *, padding: int = 0, lowering: str = "auto"):
-    """Stride-1 cross-correlation, NHWC input/output, HWIO kernel, no bias.
+def conv2d(x, kernel, *, padding: int = 0, lowering: str = "auto", stride: int = 1):
+    """Cross-correlation, NHWC input/output, HWIO kernel, no bias.
 
-    ``padding`` zero-pads both sides of H and W.  ``lowering`` is one of
-    ``LOWERINGS`` or ``"auto"`` (see ``resolve_lowering``).
+    ``padding`` zero-pads both sides of H and W; ``stride`` steps both.
+    ``lowering`` is one of ``LOWERINGS`` or ``"auto"`` (see ``resolve_lowering``).
     """
-    _check_conv_args(x, kernel, padding)
+    _check_conv_args(x, kernel, padding, stride)
     if x.shape[-1] != kernel.shape[2]:
         raise ValueError(f"input has {x.shape[-1]} channels, kernel expects {kernel.shape[2]}")
     name = resolve_lowering(lowering)
     if name == "xla":
         return lax.conv_general_dilated(
-            x, kernel, (1, 1), [(padding, padding)] * 2,
+            x, kernel, (stride, stride), [(padding, padding)] * 2,
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
     if name == "im2col":
-        return _conv_im2col_nhwc(x, kernel, padding)
+        return _conv_im2col_nhwc(x, kernel, padding, stride)
     # NHWC in/out costs transposes (~6 ms of a 14 ms step: XLA fuses them
     # into neighbours badly); models that stay in CHWB call conv2d_batch_last.
     xc = _materialize_grad(to_batch_last(x))
-    return from_batch_last(conv2d_batch_last(xc, kernel, padding=int(padding)))
+    return from_batch_last(conv2d_batch_last(xc, kernel, padding=int(padding), stride=stride))
 
 
-def conv2d_batch_last(x, kernel, *, padding: int = 0):
+def conv2d_batch_last(x, kernel, *, padding: int = 0, stride: int = 1):
     """Like ``conv2d`` but on the CHWB layout: x [cin, H, W, B] -> [cout, H', W', B]."""
-    _check_conv_args(x, kernel, padding)
+    _check_conv_args(x, kernel, padding, stride)
     if x.shape[0] != kernel.shape[2]:
         raise ValueError(f"input has {x.shape[0]} channels, kernel expects {kernel.shape[2]}")
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    if kernel.shape[2] == 1:
+    if kernel.shape[2] == 1 and stride == 1:
         return _shifted_conv(xp, kernel)
-    return _im2col_batch_last(xp, kernel)
+    return _im2col_batch_last(xp, kernel, stride)
 
 
-def _conv_im2col_nhwc(x, kernel, padding):
+def _conv_im2col_nhwc(x, kernel, padding, stride=1):
     kh, kw, cin, cout = kernel.shape
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
-    h, w = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1
-    cols = [xp[:, i:i + h, j:j + w, :] for i in range(kh) for j in range(kw)]
+    h, w = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
+    cols = [xp[:, i:i + (h - 1) * stride + 1:stride, j:j + (w - 1) * stride + 1:stride, :]
+            for i in range(kh) for j in range(kw)]
     patches = jnp.concatenate(cols, axis=-1).reshape(-1, kh * kw * cin)
     y = patches @ kernel.reshape(kh * kw * cin, cout)
     return y.reshape(x.shape[0], h, w, cout)
 
 
-def _patches_batch_last(xp, kh, kw):
+def _patches_batch_last(xp, kh, kw, stride=1):
     """[C, Hp, Wp, B] -> [(kh, kw, C), H*W*B] rows ordered like an HWIO kernel."""
     c, hp, wp, b = xp.shape
-    h, w = hp - kh + 1, wp - kw + 1
+    h, w = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     # Stacking the 5 W-shifts, then 5 H-shifts of that, is ~2x faster on XLA
     # CPU than one 25-way stack of 2-D-strided slices.
-    xj = jnp.stack([xp[:, :, j:j + w, :] for j in range(kw)])
-    p = jnp.stack([xj[:, :, i:i + h] for i in range(kh)])
+    xj = jnp.stack([xp[:, :, j:j + (w - 1) * stride + 1:stride, :] for j in range(kw)])
+    p = jnp.stack([xj[:, :, i:i + (h - 1) * stride + 1:stride] for i in range(kh)])
     return p.reshape(kh * kw * c, h * w * b)
 
 
-def _im2col_batch_last(xp, kernel):
+def _im2col_batch_last(xp, kernel, stride=1):
     # cin > 1: one [cout, K] x [K, N] matmul with N = H*W*B in the lanes.
     # Autodiff of it gives the good backward (dK = dy @ P^T, dx = col2im of
     # K @ dy); conv2 fwd+bwd ~1.5x faster than NHWC im2col, ~2x than lax.conv.
     kh, kw, cin, cout = kernel.shape
-    h, w, b = xp.shape[1] - kh + 1, xp.shape[2] - kw + 1, xp.shape[3]
-    p = _patches_batch_last(xp, kh, kw)
+    h, w, b = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1, xp.shape[3]
+    p = _patches_batch_last(xp, kh, kw, stride)
     y = lax.dot_general(kernel.reshape(kh * kw * cin, cout), p, (((0,), (0,)), ((), ())))
     return y.reshape(cout, h, w, b)
 
