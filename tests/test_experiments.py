@@ -1,10 +1,13 @@
 """Every study in dlrun/experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
 
+import json
+
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from conftest import needs_mnist
-from dlrun.sweep import executor, folder, studies
+from dlrun.sweep import executor, folder, pretrain, studies
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
@@ -19,11 +22,11 @@ def test_every_study_plans_and_says_what_it_shows(name):
     assert len(studies.load_experiment(name).summary) > 40
 
 
-def test_there_are_the_ten_studies_of_the_lessons():
+def test_there_are_the_eleven_studies_of_the_lessons():
     assert set(studies.list_experiments()) == {
         "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
         "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble", "search",
-        "architectures"}
+        "architectures", "transfer"}
 
 
 def test_command_line_overrides_win_and_variants_expand():
@@ -49,6 +52,7 @@ def run_study(tmp_path, name, *extra):
     plan = make_plan([f"experiment={name}", *extra])
     out = tmp_path / name
     folder.prepare_folder(out, plan, name)
+    pretrain.run_stage(plan, [f"experiment={name}", *extra], out, Console(stderr=True))
     executor.run_plan(plan, out)
     built = build_report([out])
     swept = list(plan.trials[0].params)
@@ -190,6 +194,16 @@ def test_search_tpe_is_at_least_random_and_hyperband_spends_a_fraction(tmp_path)
     assert best["tpe hyperband"] >= 0.9, best
 
 
+def test_the_transfer_study_pretrains_on_other_classes_with_only_the_fixed_overrides():
+    stage = pretrain.stage_overrides(["experiment=transfer", "epochs=5", "data.per_class=10",
+                                      "variant=head", "data.val_size=500"])
+    assert stage[:4] == ["model=lenet", "data=mnist", "data.classes=[0,1,2,3,4]", "epochs=3"]
+    assert stage[4:] == ["data.val_size=500"]  # epochs: its own; per_class: swept; variant: the trials'
+    plan = make_plan(["experiment=transfer"])  # its trials wait for the pre-trained run
+    assert {t.cfg.init_from for t in plan.trials} == {pretrain.PRETRAINED, None}
+    assert len(plan.groups) == 6  # per_class x (head: frozen layers; fine_tune; scratch)
+
+
 @pytest.mark.slow
 @needs_mnist
 def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(tmp_path):
@@ -202,3 +216,16 @@ def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(t
     assert accuracy["lenet"] > 0.9 and accuracy["vgg"] > 0.85
     # two 3x3 conv layers averaged over the map, no dense head: far behind after the same epochs
     assert accuracy["cnn"] < min(accuracy["lenet"], accuracy["vgg"]) - 0.1
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_transfer_with_few_labels_beats_training_from_scratch(tmp_path):
+    rows, _ = run_study(tmp_path, "transfer", "data.per_class=10", "epochs=10")
+    acc = rows.test_accuracy
+    assert acc["head"] > acc["scratch"] + 0.1 and acc["fine_tune"] > acc["scratch"] + 0.1, dict(acc)
+    source = tmp_path / "transfer" / "pretrain"
+    assert json.loads((source / "summary.json").read_text())["test_accuracy"] > 0.95
+    head = json.loads(open(f"{rows.folder['head']}/summary.json").read())
+    assert head["init_from"]["source"] == str(source.absolute())
+    assert head["init_from"]["reinitialised"] == ["output"]  # digits 5-9: a new head

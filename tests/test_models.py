@@ -176,7 +176,7 @@ def test_a_family_refuses_its_own_bad_options(name, fields, message):
 
 
 def test_a_model_refuses_another_familys_option_by_name():
-    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, hidden"):
+    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, trainable, hidden"):
         compose_config(["data=xor", "model=mlp", "model.pooling=min"])
 
 

@@ -3,8 +3,9 @@
 A study file may hold `pretrain:`, the overrides of one run trained before its sweep; its
 trials name that run with `init_from=PRETRAINED`. `dlrun sweep experiment=NAME` trains it into
 `<sweep>/pretrain/` first (the same command again continues or skips it, as `dlrun train --out`
-does), then points those trials at it. The command line's fixed overrides (not the study's swept
-keys, nor its variants' keys) apply to the pre-training run too, so `epochs=2` shortens both.
+does), then points those trials at it. The command line's fixed overrides apply to the
+pre-training run too, but for the keys it sets itself, the study's swept keys and its variants'
+keys: `data.subset=2000` trains both on less, `epochs=5` changes the trials' length alone.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ def stage_overrides(overrides: list[str]) -> list[str] | None:
     study = studies.load_experiment(named[0].partition("=")[2])
     if not study.pretrain:
         return None
-    own = {o.partition("=")[0] for variant in study.variants.values() for o in variant}
-    skipped = {"experiment", studies.VARIANT_KEY, *study.sweep, *own}
-    rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") not in skipped]
+    key = lambda override: override.partition("=")[0].lstrip("+~")  # noqa: E731
+    skipped = {"experiment", studies.VARIANT_KEY, *study.sweep, *map(key, study.pretrain),
+               *(key(o) for variant in study.variants.values() for o in variant)}
+    rest = [o for o in overrides if key(o) not in skipped]
     return [*study.pretrain, *rest]
 
 
