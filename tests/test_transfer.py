@@ -212,3 +212,9 @@ def test_bad_trainable_or_flags_are_one_line(args, message, tmp_path, source):
     assert result.exit_code == 2, result.output
     assert message.replace("RUN", str(source)) in " ".join(result.output.split())
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_resume_cannot_change_where_a_run_started_from(source, tmp_path):
+    result = dlrun("train", "--resume", str(source), f"init_from={tmp_path}")
+    assert result.exit_code == 2, result.output
+    assert "--resume cannot change init_from (None -> " in result.output
