@@ -151,7 +151,8 @@ def train_step(program: Program, state: TrainState, x, y, key):
                                     state.hparams["dropout"], dropout_key)
         per_example, correct = batch_metrics(program, outputs, y)
         data_loss = jnp.mean(per_example)
-        return data_loss + state.hparams["l2"] * l2_penalty(params, program.frozen), (data_loss, correct, updates)
+        penalty = state.hparams["l2"] * l2_penalty(params, program.frozen)
+        return data_loss + penalty, (data_loss, correct, updates)
 
     grads, (data_loss, correct, updates) = jax.grad(objective, has_aux=True)(state.params)
     step_updates, opt_state = program.optimizer.update(grads, state.opt_state, state.params)
