@@ -63,6 +63,8 @@ def train(
                                        "(default runs/<name>/<timestamp>/)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder "
                                           "from its last finished epoch."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's best "
+                                             "parameters, layer by layer (sets init_from)."),
 ) -> None:
     """Train one model and write its results folder.
 
@@ -73,6 +75,9 @@ def train(
     from dlrun.training.group import RunFailed, train_and_evaluate
 
     if resume is not None:
+        if init_from is not None:
+            raise ConfigError(f"--resume {resume} continues a run from its own checkpoint; "
+                              f"--init-from {init_from} starts a new one: give one of them")
         if out is not None and Path(out) != Path(resume):
             raise ConfigError(f"--resume {resume} continues the run in its own folder; drop "
                               f"--out {out} (or copy the folder there first)")
@@ -80,8 +85,10 @@ def train(
     else:
         from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
         from dlrun.sweep.folder import check_run_folder
+        from dlrun.training.transfer import check_init, init_override
 
-        cfg = compose_config(overrides or [])
+        cfg = compose_config([*(overrides or []), *([init_override(init_from)] if init_from else [])])
+        init = check_init(cfg)  # a bad source is refused before anything is written
         run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
         check_run_folder(run_dir)
         start = resuming.for_out(run_dir, cfg)
@@ -89,6 +96,8 @@ def train(
         console.print(start.note, highlight=False, soft_wrap=True)
     if start.mode == "done":
         return
+    if resume is None and init is not None:
+        console.print(init.describe(), highlight=False, soft_wrap=True)
     keep = resuming.kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
     try:
         with keep:
@@ -144,10 +153,12 @@ def sweep(
                                           "(default: sqlite study.db in the sweep folder)."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage "
                                         "(default: the sweep folder's name)."),
+    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start every trial from "
+                                             "this run's best parameters (sets init_from)."),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import results
-    from dlrun.sweep import executor, folder, memory, ray_executor
+    from dlrun.sweep import executor, folder, memory, pretrain, ray_executor
     from dlrun.sweep.plan import make_plan
     from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table, plan_table
@@ -164,11 +175,16 @@ def sweep(
         raise ConfigError(f"--search {search} runs on --executor local for now; drop --executor ray")
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
         folder.check_sweep_folder(out)
+    if init_from is not None:
+        from dlrun.training.transfer import init_override
+
+        overrides = [*(overrides or []), init_override(init_from)]
     if options.adaptive:
         return _adaptive_sweep(overrides or [], options, out, name, jobs or 1, max_group, dry_run)
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
                      size_limit=memory.trials_that_fit)
+    pretrain.check_sources(plan, console)  # a bad --init-from is refused before anything is written
     STOP.check()  # stopped while composing: nothing written yet
     runner = None
     if executor_name == "ray" and not dry_run:  # an unreachable or too small cluster: refused here
@@ -177,6 +193,7 @@ def sweep(
     if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
         out = out or results.default_run_dir(name, Path("runs") / "sweeps")
         folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
+        pretrain.run_stage(plan, overrides or [], out, console)
     stdout = Console()
     stdout.print(plan_table(plan))
     if dry_run:

@@ -106,10 +106,10 @@ CASES = [
     # train: unknown names
     case("train-unknown-key", [*TRAIN, "colour=red"], "unknown config key 'colour'"),
     case("train-unknown-nested-key", [*TRAIN, "model.foo=1"], "model mlp has no field 'foo'",
-         "its fields: name, hidden, dropout, batch_norm"),
+         "its fields: name, trainable, hidden, dropout, batch_norm"),
     # each option has only its own fields
     case("train-lenet-has-no-hidden", [*TRAIN, "model=lenet", "model.hidden=[8]"],
-         "model lenet has no field 'hidden'", "its fields: name, pooling, conv_lowering"),
+         "model lenet has no field 'hidden'", "its fields: name, trainable, pooling, conv_lowering"),
     case("train-sgd-has-no-b1", [*TRAIN, "optim=sgd", "optim.b1=0.5"], "optim sgd has no field 'b1'"),
     case("train-mnist-has-no-noise", ["train", "data.noise=0.5"], "data mnist has no field 'noise'"),
     case("train-bad-pooling", [*TRAIN, "model=lenet", "model.pooling=mean"],

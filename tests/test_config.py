@@ -33,7 +33,7 @@ def test_the_issue_commands_compose_literally():
     ("activation=swish2", "unknown activation 'swish2'"),
     ("loss=hinge", "unknown loss 'hinge'"),
     ("lr2=0.1", "unknown config key 'lr2'"),
-    ("model.depth=3", "model mlp has no field 'depth'; its fields: name, hidden, dropout, batch_norm"),
+    ("model.depth=3", "model mlp has no field 'depth'; its fields: name, trainable, hidden, dropout, batch_norm"),
     ("+extra=1", "unknown config key 'extra'"),
     ("lr=-0.1", "lr must be > 0, got -0.1"),
     ("batch_size=0", "batch_size must be > 0, got 0"),
@@ -65,8 +65,8 @@ def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
 
 # Each option has its own schema: a run's config holds only the fields that mean something for it.
 OWN_FIELDS = [
-    (["model=lenet"], "model", {"name", "pooling", "conv_lowering", "dropout", "batch_norm"}),
-    (["model=mlp"], "model", {"name", "hidden", "dropout", "batch_norm"}),
+    (["model=lenet"], "model", {"name", "trainable", "pooling", "conv_lowering", "dropout", "batch_norm"}),
+    (["model=mlp"], "model", {"name", "trainable", "hidden", "dropout", "batch_norm"}),
     (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",
                               "per_class"}),
     (["data=cifar10"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",

@@ -1,10 +1,13 @@
 """Every study in dlrun/experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
 
+import json
+
 import pandas as pd
 import pytest
+from rich.console import Console
 
 from conftest import needs_mnist
-from dlrun.sweep import executor, folder, studies
+from dlrun.sweep import executor, folder, pretrain, studies
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
@@ -19,11 +22,11 @@ def test_every_study_plans_and_says_what_it_shows(name):
     assert len(studies.load_experiment(name).summary) > 40
 
 
-def test_there_are_the_eleven_studies_of_the_lessons():
+def test_there_are_the_fourteen_studies_of_the_lessons():
     assert set(studies.list_experiments()) == {
         "activations", "init", "learning_rate", "batch_size_lr", "optimizers", "regularisation",
         "depth_vs_width", "nonlinear_data", "mlp_vs_cnn", "ensemble", "search",
-        "architectures", "skip_connections"}
+        "architectures", "skip_connections", "transfer"}
 
 
 def test_command_line_overrides_win_and_variants_expand():
@@ -49,6 +52,7 @@ def run_study(tmp_path, name, *extra):
     plan = make_plan([f"experiment={name}", *extra])
     out = tmp_path / name
     folder.prepare_folder(out, plan, name)
+    pretrain.run_stage(plan, [f"experiment={name}", *extra], out, Console(stderr=True))
     executor.run_plan(plan, out)
     built = build_report([out])
     swept = list(plan.trials[0].params)
@@ -190,6 +194,16 @@ def test_search_tpe_is_at_least_random_and_hyperband_spends_a_fraction(tmp_path)
     assert best["tpe hyperband"] >= 0.9, best
 
 
+def test_the_transfer_study_pretrains_on_other_classes_with_only_the_fixed_overrides():
+    stage = pretrain.stage_overrides(["experiment=transfer", "epochs=5", "data.per_class=10",
+                                      "variant=head", "data.val_size=500"])
+    assert stage[:4] == ["model=lenet", "data=mnist", "data.classes=[0,1,2,3,4]", "epochs=3"]
+    assert stage[4:] == ["data.val_size=500"]  # epochs: its own; per_class: swept; variant: the trials'
+    plan = make_plan(["experiment=transfer"])  # its trials wait for the pre-trained run
+    assert {t.cfg.init_from for t in plan.trials} == {pretrain.PRETRAINED, None}
+    assert len(plan.groups) == 8  # per_class x variants: each freezes other layers, or starts elsewhere
+
+
 @pytest.mark.slow
 @needs_mnist
 def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(tmp_path):
@@ -214,3 +228,18 @@ def test_skip_connections_the_plain_deep_net_trains_worse(tmp_path):
         # the training loss, not the test's: the plain net is harder to optimise, not overfitting.
         # Measured 1.59 vs 0.96 (seed 0) and 1.49 vs 0.82 (seed 1): 1.25x leaves a margin.
         assert final["false", seed] > 1.25 * final["true", seed], (seed, final)
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_transfer_with_few_labels_beats_training_from_scratch(tmp_path):
+    rows, _ = run_study(tmp_path, "transfer", "data.per_class=10")
+    acc = rows.test_accuracy
+    # measured: head 74.1%, frozen_convs 88.6%, fine_tune 89.3%, scratch 87.2% (README)
+    assert max(acc["fine_tune"], acc["frozen_convs"]) > acc["scratch"], dict(acc)
+    assert acc["head"] < acc["frozen_convs"] - 0.05  # fc2's features were made for digits 0-4
+    source = tmp_path / "transfer" / "pretrain"
+    assert json.loads((source / "summary.json").read_text())["test_accuracy"] > 0.95
+    head = json.loads(open(f"{rows.folder['head']}/summary.json").read())
+    assert head["init_from"]["source"] == str(source.absolute())
+    assert head["init_from"]["reinitialised"] == ["output"]  # digits 5-9: a new head

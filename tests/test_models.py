@@ -176,7 +176,7 @@ def test_a_family_refuses_its_own_bad_options(name, fields, message):
 
 
 def test_a_model_refuses_another_familys_option_by_name():
-    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, hidden"):
+    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, trainable, hidden"):
         compose_config(["data=xor", "model=mlp", "model.pooling=min"])
 
 
@@ -192,6 +192,7 @@ def test_every_model_option_has_a_check_in_its_family():
         assert set(module.OPTIONS) <= set(OWN_FIELDS[module.__name__.rsplit(".", 1)[1]])
     for module in (alexnet, cnn, vgg):  # every field but the name has a check
         name = module.__name__.rsplit(".", 1)[1]
-        unchecked = {"name", "batch_norm", "pool", "global_pool"}  # typed by the schema alone
+        # typed by the schema alone; trainable is checked against the model's layers (transfer.py)
+        unchecked = {"name", "batch_norm", "pool", "global_pool", "trainable"}
         assert set(module.OPTIONS) == set(fields_of("model", name)) - unchecked
     assert models.MODELS.names == ("alexnet", "cnn", "lenet", "mlp", "resnet", "vgg")  # resnet: tests/test_resnet.py

@@ -45,6 +45,9 @@ StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "
 @dataclass
 class ModelConfig:
     name: str = MISSING
+    # the layers that train: all | head | lastN | names joined by + (fc2+output); the others are
+    # frozen (dlrun/training/transfer.py)
+    trainable: str = "all"
 
 
 @dataclass
@@ -262,6 +265,8 @@ class Config:
     huber_delta: float = 1.0
     eval_batch_size: int = 1000
     name: Optional[str] = None  # run name for the default output folder; None = <model>-<data>
+    # a run folder whose best parameters start this run, layer by layer (--init-from)
+    init_from: Optional[str] = None
 
 
 # group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults

@@ -50,7 +50,7 @@ def validate(cfg: DictConfig) -> None:
     """
     from dlrun import data, models
     from dlrun.models import activations, inits
-    from dlrun.training import losses, optim
+    from dlrun.training import losses, optim, transfer
 
     names = names_of(cfg)
     try:  # `+key=value` lets Hydra add keys the schema lacks: refuse them here
@@ -72,6 +72,7 @@ def validate(cfg: DictConfig) -> None:
     except DataError as error:
         raise ConfigError(str(error)) from None
     models.check(cfg, spec)
+    transfer.check_trainable(cfg, spec)
     losses.check(cfg, spec)
     if cfg.batch_size > spec.n_train:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {spec.n_train} training examples")

@@ -2,7 +2,8 @@
 
 A study file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
 key), optionally named variants (alternatives that set several keys at once, such as "L2" vs
-"dropout"), and the command and conclusion in its opening comment. Overrides given on the
+"dropout"), optionally a run to pre-train first (`pretrain:`, see pretrain.py), and the command
+and conclusion in its opening comment. Overrides given on the
 command line after `experiment=...` win, so a study runs smaller with e.g. `epochs=2`.
 """
 
@@ -26,6 +27,7 @@ class Experiment:
     sweep: dict
     variants: dict = field(default_factory=dict)  # variant name -> its overrides
     summary: str = ""  # the first comment line after the command: what it shows
+    pretrain: list = field(default_factory=list)  # a run to train first (dlrun/sweep/pretrain.py)
 
 
 def experiments_dir() -> Path:
@@ -44,13 +46,15 @@ def load_experiment(name: str) -> Experiment:
         raise ConfigError(f"unknown experiment '{name}' (choose from: {', '.join(list_experiments())})")
     text = path.read_text()
     data = yaml.safe_load(text) or {}
-    unknown = set(data) - {"overrides", "sweep", "variants"}
+    unknown = set(data) - {"overrides", "sweep", "variants", "pretrain"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} (valid: overrides, sweep, variants)")
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
+                          "(valid: overrides, sweep, variants, pretrain)")
     shows = _paragraph(text, "Shows:")
     variants = {str(k): [str(o) for o in v] for k, v in (data.get("variants") or {}).items()}
     sweep = {str(k): str(v) for k, v in (data.get("sweep") or {}).items()}
-    return Experiment(name, [str(o) for o in data.get("overrides") or []], sweep, variants, shows)
+    return Experiment(name, [str(o) for o in data.get("overrides") or []], sweep, variants, shows,
+                      [str(o) for o in data.get("pretrain") or []])
 
 
 def _paragraph(text: str, heading: str) -> str:

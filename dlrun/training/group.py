@@ -29,7 +29,7 @@ import numpy as np
 from rich.console import Console
 
 from dlrun import data, models, results
-from dlrun.training import compaction, hparams, losses, optim
+from dlrun.training import compaction, hparams, losses, optim, transfer
 from dlrun.backend import enable_compilation_cache
 from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
@@ -57,9 +57,10 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
     steps_per_epoch = spec.n_train // cfg.batch_size
     flags = hparams.compiled_flags(cfgs)
     model = models.build_model(cfg, spec).clone(use_dropout=flags["use_dropout"])
+    frozen = transfer.frozen_modules(cfg, spec)  # model.trainable splits groups: one per group
     return Program(
         model=model,
-        optimizer=optim.make_optimizer(cfg, steps_per_epoch),
+        optimizer=transfer.freeze(optim.make_optimizer(cfg, steps_per_epoch), frozen),
         schedule=optim.make_schedule(cfg, steps_per_epoch),
         loss_name=losses.resolve_loss(cfg.loss, spec),
         task=spec.task,
@@ -73,6 +74,7 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
         augment_flip=bool(cfg.augment.flip) and len(spec.input_shape) == 3,
         use_noise=flags["use_noise"],
         mask_updates=len(cfgs) > 1,
+        frozen=frozen,
     )
 
 
@@ -138,16 +140,8 @@ class GroupRun:
         self.dataset = dataset
         self.program = build_program(cfgs, dataset)
         self.trials = [Trial.create(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
-        steps = self.program.steps_per_epoch
-        # each trial draws its parameters with its own init scheme: the model's initialisers are
-        # attributes, so initialise through a copy of the program holding that trial's model
-        draw = {}  # one jitted init per scheme: drawn op by op, 32 trials took seconds
-        for cfg in cfgs:
-            if hparams.init_scheme(cfg) not in draw:
-                draw[hparams.init_scheme(cfg)] = jax.jit(partial(init_variables, self._initialiser(cfg)))
-        self.states = [create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
-                                    optim.make_optimizer(cfg, steps),
-                                    draw[hparams.init_scheme(cfg)](init_key(cfg))) for cfg in cfgs]
+        self._draws = {}  # one jitted init per init scheme: drawn op by op, 32 trials took seconds
+        self.states = [self._initial_state(trial) for trial in self.trials]
         self.placement = Placement(len(cfgs))
         self.x, self.y = self.placement.replicated((dataset.x_train, dataset.y_train))
         eval_size = cfgs[0].eval_batch_size
@@ -163,6 +157,22 @@ class GroupRun:
         self.slots = list(range(len(cfgs)))  # row i of the stacked state is trial slots[i]
         self.kept = {}  # index -> host state of a trial compacted out of the stacked state
         self.compiled = {}  # stacked size -> (epoch, validation) executables
+
+    def _initial_state(self, trial: Trial):
+        """The trial's first state: drawn with its own init scheme (the model's initialisers are
+        attributes, so through a copy of the program holding that trial's model), then the
+        layers of the run it starts from (init_from) loaded over it."""
+        cfg = trial.cfg
+        optimizer = transfer.freeze(optim.make_optimizer(cfg, self.program.steps_per_epoch),
+                                    self.program.frozen)
+        scheme = hparams.init_scheme(cfg)
+        if scheme not in self._draws:
+            self._draws[scheme] = jax.jit(partial(init_variables, self._initialiser(cfg)))
+        state = create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
+                             optimizer, self._draws[scheme](init_key(cfg)))
+        state, plan = transfer.initialise(state, cfg, self.dataset.spec, optimizer)
+        trial.init_record = plan.record() if plan else None
+        return state
 
     def _initialiser(self, cfg) -> Program:
         model = models.build_model(cfg, self.dataset.spec).clone(

@@ -58,6 +58,10 @@ TRIAL_HPARAMS = (
     TrialHparam("name", HOST),
 )
 
+# Left out on purpose, so each value starts a group: model.trainable changes the optimizer's
+# structure (dlrun/training/transfer.py), and init_from, which could reach the state as an INIT
+# key, would need a source run per value in tests/test_hparams.py's two-trial check.
+
 TRIAL_KEYS = frozenset(entry.key for entry in TRIAL_HPARAMS)
 
 

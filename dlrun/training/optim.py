@@ -168,6 +168,9 @@ def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
 
 def injected_hyperparams(opt_state) -> dict:
     """Return the injected hyperparameters (arrays) found in an optimizer state from make_optimizer."""
+    inner = getattr(opt_state, "inner_states", None)
+    if inner is not None:  # frozen layers (transfer.freeze): the trainable partition holds them
+        opt_state = inner["trainable"].inner_state
     for part in opt_state:
         if hasattr(part, "hyperparams"):  # InjectHyperparamsState or its stateful variant
             return part.hyperparams

@@ -54,6 +54,7 @@ class Program:
     # just ends as diverged, without the select. Once per epoch, not per step: a select over
     # the whole state every step cost more than the step's own elementwise work.
     mask_updates: bool = False
+    frozen: frozenset = frozenset()  # top-level parameter modules that never train (model.trainable)
 
 
 def init_variables(program: Program, key: jax.Array) -> dict:
@@ -114,9 +115,10 @@ def augment(program: Program, x, key, noise_std):
     return x
 
 
-def l2_penalty(params):
-    """Return sum(w^2) over weight matrices and kernels (biases, slopes and BN scales excluded)."""
-    leaves = jax.tree_util.tree_leaves(params)
+def l2_penalty(params, frozen=frozenset()):
+    """Return sum(w^2) over weight matrices and kernels (biases, slopes and BN scales excluded)
+    of the modules that train (a frozen one's penalty would only be a gradient thrown away)."""
+    leaves = jax.tree_util.tree_leaves({k: v for k, v in params.items() if k not in frozen})
     return sum(jnp.sum(jnp.square(w)) for w in leaves if w.ndim >= 2)
 
 
@@ -158,7 +160,8 @@ def train_step(program: Program, state: TrainState, x, y, key):
                                     state.hparams["dropout"], dropout_key)
         per_example, correct = batch_metrics(program, outputs, y)
         data_loss = jnp.mean(per_example)
-        return data_loss + state.hparams["l2"] * l2_penalty(params), (data_loss, correct, updates)
+        penalty = state.hparams["l2"] * l2_penalty(params, program.frozen)
+        return data_loss + penalty, (data_loss, correct, updates)
 
     grads, (data_loss, correct, updates) = jax.grad(objective, has_aux=True)(state.params)
     step_updates, opt_state = program.optimizer.update(grads, state.opt_state, state.params)

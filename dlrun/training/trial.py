@@ -97,6 +97,7 @@ class Trial:
     best_variables: dict | None = None
     status: str = "running"  # becomes completed | diverged | failed | interrupted
     started: float = field(default_factory=time.perf_counter)
+    init_record: dict | None = None  # where its parameters came from (init_from), for the summary
 
     @classmethod
     def create(cls, cfg, run_dir) -> "Trial":
@@ -121,6 +122,7 @@ class Trial:
             "dlrun_version": __version__, "jax_version": jax.__version__,
             # the resolved config again, so that a report over thousands of runs reads JSON only
             "config": plain(self.cfg),
+            **({"init_from": self.init_record} if self.init_record else {}),
         }
         results.write_summary(self.run_dir, self.summary)
 
