@@ -1,7 +1,10 @@
 """Training a group of trials (a lone run is a group of one) into run folders.
 
     step.py       the pure, jitted training step, epoch and evaluation: no I/O
-    group.py      a group of trials: data on the device, the compiled epoch, the epoch loop
+    group.py      a group of trials: data on the device, the epoch loop, compaction, finishing
+    program.py    the compiled half of a group: its program, the vmapped epoch and evaluations
+    placement.py  where a group's arrays live: the trial axis sharded over the local devices
+    transfer.py   init_from (which layers load) and model.trainable (which layers freeze)
     compaction.py which trials stay stacked once half a group stopped training (pruning)
     trial.py      one trial's bookkeeping: curves, best epoch, checkpoints, summary
     hparams.py    which hyperparameters may differ inside a group, and how each reaches the state

@@ -1,0 +1,105 @@
+"""The compiled half of a group: its static program, the jitted epoch and evaluations over a
+leading trial axis, and the padded evaluation batches (dlrun/training/group.py runs them).
+
+`build_program` fixes everything that shapes the compiled code from a group's first config;
+`compiled_functions` vmaps the step's pure functions over the trials, or, for a group of one,
+only adds and drops the axis so that `dlrun train` pays nothing for vmap.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dlrun import data, models
+from dlrun.training import hparams, losses, optim, transfer
+from dlrun.training.step import Program, evaluate, train_epoch
+
+
+def build_program(cfgs: list, dataset: data.Dataset) -> Program:
+    """Return the static program shared by a group (taken from its first config).
+
+    Dropout and noise are compiled in when any trial uses them; a rate of 0 then is a no-op.
+    """
+    cfg, spec = cfgs[0], dataset.spec
+    steps_per_epoch = spec.n_train // cfg.batch_size
+    flags = hparams.compiled_flags(cfgs)
+    model = models.build_model(cfg, spec).clone(use_dropout=flags["use_dropout"])
+    frozen = transfer.frozen_modules(cfg, spec)  # model.trainable splits groups: one per group
+    return Program(
+        model=model,
+        optimizer=transfer.freeze(optim.make_optimizer(cfg, steps_per_epoch), frozen),
+        schedule=optim.make_schedule(cfg, steps_per_epoch),
+        loss_name=losses.resolve_loss(cfg.loss, spec),
+        task=spec.task,
+        input_shape=tuple(spec.input_shape),
+        batch_size=cfg.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        x_offset=float(dataset.x_offset),
+        x_scale=float(dataset.x_scale),
+        huber_delta=float(cfg.huber_delta),
+        augment_shift=int(cfg.augment.shift) if len(spec.input_shape) == 3 else 0,
+        augment_flip=bool(cfg.augment.flip) and len(spec.input_shape) == 3,
+        use_noise=flags["use_noise"],
+        mask_updates=len(cfgs) > 1,
+        frozen=frozen,
+    )
+
+
+def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Pad to whole batches and reshape to [batches, batch, ...] with a mask of real examples."""
+    batch_size = min(batch_size, len(x))
+    count = -(-len(x) // batch_size)
+    pad = count * batch_size - len(x)
+    mask = np.arange(count * batch_size) < len(x)
+    x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    y = np.concatenate([y, np.zeros((pad, *y.shape[1:]), y.dtype)])
+    shape = lambda a: a.reshape(count, batch_size, *a.shape[1:])
+    return jax.device_put((shape(x), shape(y), mask.reshape(count, batch_size)))
+
+
+def stack(trees: list):
+    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *trees)
+
+
+def take(tree, index: int):
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+def compiled_functions(program: Program, batched: bool, shared: bool = False):
+    """Return jitted (epoch, evaluate, evaluate with probabilities) over a leading trial axis.
+
+    A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
+    pays nothing for vmap; a larger group vmaps the state and shares the data. `shared`: the
+    trials draw one batch order, passed as one key (unbatched), so each batch is gathered once.
+    """
+    epoch = partial(train_epoch, program)
+    assessors = (partial(evaluate, program), partial(evaluate, program, probabilities=True))
+    if batched:
+        epoch = jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0))
+        assessors = [jax.vmap(fn, in_axes=(0, 0, None, None, None)) for fn in assessors]
+    else:
+        one_epoch = epoch
+        epoch = lambda state, x, y, keys, orders: _expand(
+            one_epoch(take(state, 0), x, y, keys[0], orders[0]))
+        assessors = [partial(_one_trial, fn) for fn in assessors]
+    return (jax.jit(epoch, donate_argnums=0), *map(jax.jit, assessors))
+
+
+def _expand(tree):
+    return jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
+
+
+def _one_trial(fn, params, batch_stats, *batches):
+    return _expand(fn(take(params, 0), take(batch_stats, 0), *batches))
+
+
+def compile_timed(fn, *args):
+    """Compile `fn` ahead of time for these arguments; return the executable and the seconds taken."""
+    start = time.perf_counter()
+    compiled = fn.lower(*args).compile()
+    return compiled, time.perf_counter() - start
