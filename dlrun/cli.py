@@ -171,8 +171,6 @@ def sweep(
                             storage, study)
     options.check()
     ray_executor.check_options(executor_name, jobs, address)
-    if options.adaptive and executor_name == "ray":
-        raise ConfigError(f"--search {search} runs on --executor local for now; drop --executor ray")
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
         folder.check_sweep_folder(out)
     if init_from is not None:
@@ -180,7 +178,16 @@ def sweep(
 
         overrides = [*(overrides or []), init_override(init_from)]
     if options.adaptive:
-        return _adaptive_sweep(overrides or [], options, out, name, jobs or 1, max_group, dry_run)
+        runner = None
+        if executor_name == "ray" and not dry_run:
+            runner = ray_executor.RayExecutor(address, gpus_per_group, cpus_per_group)
+            runner.connect()
+        try:
+            return _adaptive_sweep(overrides or [], options, out, name, jobs or 1, max_group,
+                                   dry_run, runner)
+        finally:
+            if runner is not None:
+                runner.close()
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
                      size_limit=memory.trials_that_fit)
@@ -209,7 +216,7 @@ def sweep(
         raise typer.Exit(EXIT_INTERRUPTED)
 
 
-def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run) -> None:
+def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run, runner=None) -> None:
     """An Optuna search (dlrun/sweep/adaptive.py): asked a batch at a time, trained in groups."""
     from dlrun import results
     from dlrun.sweep import adaptive, memory
@@ -224,7 +231,8 @@ def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run) -> 
     limit = (lambda cfg: max_group) if max_group else memory.trials_that_fit
     out = out or results.default_run_dir(name, Path("runs") / "sweeps")
     index, plan = adaptive.run_search(searched, out, "dlrun sweep " + " ".join(sys.argv[2:]),
-                                      jobs=jobs, size_limit=limit, console=console)
+                                      jobs=jobs, size_limit=limit, console=console,
+                                      executor=runner)
     stdout.print(best_table(index, plan))
     stdout.print(f"sweep folder: {out}  (index: {out / INDEX_FILE})")
     if STOP.requested or (not index.empty and (index.status == "interrupted").any()):

@@ -17,10 +17,9 @@ import time
 import pandas as pd
 import pytest
 
-ray = pytest.importorskip("ray", reason="the test extra installs Ray: pip install -e '.[test]'")
-from ray.cluster_utils import Cluster  # noqa: E402
+from ray.cluster_utils import Cluster  # the test extra installs Ray: never skipped
 
-from conftest import FLOAT32_RTOL  # noqa: E402
+from conftest import FLOAT32_RTOL
 
 OBJECT_STORE = 80 * 2**20  # small: the tests ship kilobytes
 # long enough epochs (batch 8 on the spirals) that a kill lands between the first and the last
@@ -146,6 +145,27 @@ def test_a_killed_driver_is_finished_by_the_same_command_again(cluster, tmp_path
     assert_every_epoch_once(sweep_dir, ["trial-000", "trial-001"])
     assert 1 <= resumed_from(sweep_dir, "trial-000")[0] <= stopped_at
     assert list(pd.read_csv(sweep_dir / "trials.csv").status) == ["completed"] * 2
+
+
+def test_an_adaptive_search_runs_its_rounds_as_ray_tasks_that_report_every_epoch(cluster, tmp_path):
+    """--search tpe --executor ray: the round's group trains on the worker node, and its pruning
+    callback reports each epoch's value to the study from there (here SQLite on the one disk;
+    across machines --storage names a server)."""
+    import optuna
+
+    ray_cluster, _ = cluster
+    command = [sys.executable, "-m", "dlrun", *SWEEP, "epochs=3", "lr=interval(1e-3,1e-1)",
+               "--search", "tpe", "--trials", "3", "--batch", "3", "--executor", "ray",
+               "--address", ray_cluster.address, "--out", "runs/s"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs/s/study.db'}")
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(finished) == 3
+    for trial in finished:
+        assert sorted(trial.intermediate_values) == [1, 2, 3]
+        run_dir = tmp_path / "runs/s" / trial.user_attrs["run_dir"].rpartition("/")[2]
+        assert list(pd.read_csv(run_dir / "metrics.csv").epoch) == [1, 2, 3]
 
 
 @pytest.mark.slow  # starts a Ray instance of its own: ~25 s on an idle 2-core machine

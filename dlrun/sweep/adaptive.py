@@ -109,9 +109,11 @@ def write_record(out: Path, search: Search, command: str) -> None:
 class Driver:
     """One adaptive sweep into `out`: the study, the heartbeat, and the rounds of asks."""
 
-    def __init__(self, search: Search, study, url: str, out: Path, beat, size_limit):
+    def __init__(self, search: Search, study, url: str, out: Path, beat, size_limit,
+                 runner=None):
         self.search, self.study, self.url, self.out, self.beat = search, study, url, Path(out), beat
         self.size_limit = size_limit
+        self.runner = runner  # an executor that replaces the local ones (e.g. Ray's)
         self.refused = 0
 
     @property
@@ -188,7 +190,7 @@ class Driver:
         for job in work:
             job.link = link
         stopped = False
-        for job, summaries, error in executor_for(jobs, len(work), progress).run(work):
+        for job, summaries, error in (self.runner or executor_for(jobs, len(work), progress)).run(work):
             _report(job, summaries, error, progress, console)
             for run_dir in map(Path, job.run_dirs):
                 stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name], run_dir)
@@ -230,8 +232,12 @@ def index_plan(search: Search, study, out: Path) -> Plan:
 
 
 def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_limit=None,
-               console: Console | None = None) -> tuple[pd.DataFrame, Plan]:
-    """Run (or continue) the adaptive sweep into `out`; return its index and the trials' plan."""
+               console: Console | None = None, executor=None) -> tuple[pd.DataFrame, Plan]:
+    """Run (or continue) the adaptive sweep into `out`; return its index and the trials' plan.
+
+    `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py: a
+    round's groups are then in flight together across the cluster.
+    """
     from dlrun.training.progress import SweepProgress
 
     import optuna
@@ -258,6 +264,6 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
     if done:
         console.print(f"{done} of {options.trials} trials already finished in study '{name}'")
     with store.Heartbeat(storage) as beat, SweepProgress(console, options.trials, done) as progress:
-        Driver(search, study, url, out, beat, size_limit).loop(batch, jobs, progress, console)
+        Driver(search, study, url, out, beat, size_limit, executor).loop(batch, jobs, progress, console)
     plan = index_plan(search, study, out)
     return write_index(out, plan), plan
