@@ -94,7 +94,7 @@ def test_list_gives_every_model_its_parameter_counts_at_80_columns():
 
 
 @pytest.mark.parametrize("override, fragment", [
-    ("model=resnet", "unknown model 'resnet'"),
+    ("model=unet", "unknown model 'unet'"),
     ("data=imagenet", "unknown data 'imagenet'"),
     ("optim=lion", "unknown optim 'lion'"),
     ("init=magic", "unknown init 'magic'"),

@@ -84,7 +84,7 @@ def test_max_group_wins_over_the_size_limit():
     (["lr=0.1,-1"], "lr must be > 0, got -1.0 (trial 1: lr=-1)"),
     (["lr=0.1,fast"], "lr=fast is not a valid float"),
     (["colour=red,blue"], "unknown config key 'colour'"),
-    (["model=mlp,resnet"], "unknown model 'resnet'"),
+    (["model=mlp,unet"], "unknown model 'unet'"),
     (["activation=glob(zz*)"], "matches no activation"),
     (["lr=0.1,,"], "cannot parse 'lr=0.1,,'"),
 ])
