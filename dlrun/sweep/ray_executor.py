@@ -221,7 +221,8 @@ def train_group_remotely(job: GroupJob, mirror) -> tuple:
     scratch = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     try:
         (scratch / "pid").write_text(str(os.getpid()))  # which process holds this scratch
-        local = {run_dir: scratch / f"trial-{i}" for i, run_dir in enumerate(job.run_dirs)}
+        # the trial folders' own names: an adaptive search's callback finds its trials by them
+        local = {run_dir: scratch / Path(run_dir).name for run_dir in job.run_dirs}
         shipper = Shipper(mirror, local)
         shipper.pull()
         summaries, error = {}, None
@@ -232,7 +233,8 @@ def train_group_remotely(job: GroupJob, mirror) -> tuple:
                 for index in indices:
                     shipper.reset(job.run_dirs[index])
             part = GroupJob(f"{job.id}@{epoch}", [job.containers[i] for i in indices],
-                            [str(local[job.run_dirs[i]]) for i in indices], epoch > 0)
+                            [str(local[job.run_dirs[i]]) for i in indices], epoch > 0,
+                            link=job.link)
             done, failure = run_group_job(part, [shipper])
             error = error or failure
             shipper.ship()  # the summaries, test predictions (or error.txt) written at the end
