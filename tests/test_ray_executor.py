@@ -85,7 +85,7 @@ def status(run_dir):
 def second_group_started(sweep_dir, worker_tmp, groups):
     """(finished group, running group) once one group is done in the sweep folder and the
     other has 2 epochs in its scratch folder (no shipping lag: the kill must land mid-group)."""
-    running = list(worker_tmp.glob("dlrun-group-*/trial-0"))
+    running = list(worker_tmp.glob("dlrun-group-*/trial-*"))
     for first, second in (groups, groups[::-1]):
         if all(status(sweep_dir / t) == "completed" for t in first) and running and \
                 epochs_written(running[0]) >= 2:
@@ -114,7 +114,7 @@ def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_check
     first_done = {t: (sweep_dir / t / "summary.json").read_bytes() for t in first}
     os.kill(scratch_pid(worker_tmp), signal.SIGKILL)
     # the task trained in its scratch folder on the worker node, outside the sweep folder
-    assert epochs_written(next(worker_tmp.glob("dlrun-group-*/trial-0"))) < EPOCHS
+    assert epochs_written(next(worker_tmp.glob("dlrun-group-*/trial-*"))) < EPOCHS
     output, _ = process.communicate(timeout=180)
 
     assert process.returncode == 0, output
