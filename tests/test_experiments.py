@@ -206,16 +206,17 @@ def test_the_transfer_study_pretrains_on_other_classes_with_only_the_fixed_overr
 
 @pytest.mark.slow
 @needs_mnist
-def test_lenet_and_a_small_vgg_learn_mnist_alike_and_global_pooling_alone_lags(tmp_path):
+def test_lenet_a_small_vgg_and_a_small_resnet_learn_mnist_and_global_pooling_alone_lags(tmp_path):
     rows, _ = run_study(tmp_path, "architectures", "data.subset=3000", "epochs=3")
     summaries = {name: pd.read_json(f"{row.folder}/summary.json", typ="series")
                  for name, row in rows.iterrows()}
     params = {name: summary["params"] for name, summary in summaries.items()}
-    assert params["vgg"] > params["lenet"] > params["cnn"]
+    assert params["vgg"] > params["resnet"] > params["lenet"] > params["cnn"]
     accuracy = rows.test_accuracy
-    assert accuracy["lenet"] > 0.9 and accuracy["vgg"] > 0.85
+    # measured on this reduced run: lenet 91.2%, resnet 85.8%, vgg 85.2%, cnn 37.5%
+    assert accuracy["lenet"] > 0.88 and accuracy["vgg"] > 0.8 and accuracy["resnet"] > 0.8
     # two 3x3 conv layers averaged over the map, no dense head: far behind after the same epochs
-    assert accuracy["cnn"] < min(accuracy["lenet"], accuracy["vgg"]) - 0.1
+    assert accuracy["cnn"] < min(accuracy["lenet"], accuracy["vgg"], accuracy["resnet"]) - 0.1
 
 
 @pytest.mark.slow
