@@ -186,8 +186,6 @@ CASES = [
          "--address nowhere: give auto, host:port or ray://host:port"),
     case("sweep-ray-gpus-on-a-cpu-cluster", [*SWEEP, "--executor", "ray", "--gpus-per-group", "1"],
          "--gpus-per-group 1", "no node of the Ray cluster has that much", "0 GPUs"),
-    case("sweep-ray-adaptive-search", [*SWEEP, "lr=interval(1e-3,1e-1)", "--trials", "2", "--search",
-                                       "tpe", "--executor", "ray"], "--search tpe runs on --executor local"),
     case("sweep-ray-not-installed", [*SWEEP, "--executor", "ray"],
          "pip install 'dlrun[ray]'", setup=without_ray, env={"PYTHONPATH": "no-ray"}),
     # sweep: the space
