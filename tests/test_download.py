@@ -2,16 +2,12 @@
 data/mnist.py), for real against a local HTTP server serving small files the tests build in the
 official formats; the tests vouch for them through a DLRUN_DATA_MD5 manifest, as a user would."""
 
-import functools
 import gzip
 import hashlib
 import io
 import json
 import pickle
 import tarfile
-import threading
-from contextlib import contextmanager
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
@@ -19,28 +15,11 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.data import DataError, cifar10, load, mnist
+from test_data import serve  # one local HTTP server for every download test
 
 NOWHERE = "http://127.0.0.1:9/"  # port 9 (discard) is closed: connections fail at once
 PER_BATCH, N_TEST = 20, 30
 ARCHIVE = "cifar-10-python.tar.gz"
-
-
-class QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def serve(directory):
-    """Serve `directory` over HTTP on a random local port; yield its base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)
