@@ -13,9 +13,13 @@ import textwrap
 import numpy as np
 import pytest
 
-from dlrun import results
+import jax
+
+from dlrun import data, results
 from dlrun.config.load import compose_config
-from dlrun.training.group import run_group
+from dlrun.training.group import GroupRun, run_group
+from dlrun.training.placement import TRIALS_PER_PASS_ENV, Placement
+from dlrun.training.program import step_flops
 
 # lr x seed: 4 trials that draw their own batches; 3 devices pad them to 6 rows
 OVERRIDES = [["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[32,16]",
@@ -62,3 +66,54 @@ def test_a_group_over_several_devices_trains_as_on_one(devices, one_device, tmp_
         got = results.read_metrics(tmp_path / f"t{index}")[COLUMNS].to_numpy()
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
         assert results.read_summary(tmp_path / f"t{index}")["group_size"] == len(OVERRIDES)
+
+
+@pytest.mark.parametrize("per_pass, shared", [(1, False), (3, False), (3, True)])
+def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, one_device, tmp_path,
+                                                     monkeypatch):
+    """Passes of `per_pass` trials inside one program (3 of 4: a pass and a remainder) give
+    each trial the curves of the all-at-once vmapped group; with one seed the passes share
+    one batch order."""
+    overrides = [[*o[:-1], "seed=0"] for o in OVERRIDES] if shared else OVERRIDES
+    if shared:
+        expected_dirs = [tmp_path / "vmapped" / f"t{i}" for i in range(len(overrides))]
+        run_group([compose_config(o) for o in overrides], expected_dirs)
+        expected = [results.read_metrics(d)[COLUMNS].to_numpy() for d in expected_dirs]
+    else:
+        expected = one_device
+    monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(per_pass))
+    dirs = [tmp_path / "passes" / f"t{i}" for i in range(len(overrides))]
+    summaries = run_group([compose_config(o) for o in overrides], dirs)
+    assert [s["status"] for s in summaries] == ["completed"] * len(overrides)
+    for directory, want in zip(dirs, expected):
+        got = results.read_metrics(directory)[COLUMNS].to_numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    if shared:  # the trials of one seed differ only by lr: their curves must differ
+        assert not np.allclose(expected[0], expected[2])
+
+
+def test_trials_per_pass_fills_the_cpu_cores_and_no_more(monkeypatch):
+    monkeypatch.delenv(TRIALS_PER_PASS_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    placement = Placement(8, devices=jax.local_devices()[:1])
+    # 2 cores want 1e8 FLOP a step in a pass
+    assert placement.trials_per_pass(8, 3.2e8) == 1  # MLP 784-512-256-10 at batch 128
+    assert placement.trials_per_pass(8, 2.5e7) == 4
+    assert placement.trials_per_pass(8, 1e4) == 8  # tiny steps: the whole group at once
+    assert placement.trials_per_pass(8, 0.0) == 8  # no cost analysis: as before, all at once
+    monkeypatch.setenv(TRIALS_PER_PASS_ENV, "3")
+    assert placement.trials_per_pass(8, 3.2e8) == 3
+    assert placement.trials_per_pass(2, 3.2e8) == 2
+
+
+def test_step_flops_match_the_closed_form_of_an_mlp(tmp_path):
+    """XLA's count for one step of an MLP 2-512-256-2 at batch B: the forward and the weight
+    gradients are 2*B*MACs each, the input gradients of the two upper layers 2*B*their MACs
+    (the first layer's input needs none); elementwise work adds under 10%."""
+    cfg = compose_config(["data=moons", "model.hidden=[512,256]", "batch_size=128"])
+    group = GroupRun([cfg], [tmp_path / "t0"], data.load(cfg.data))
+    macs = [2 * 512, 512 * 256, 256 * 2]
+    closed_form = 128 * (2 * sum(macs) * 2 + 2 * (macs[1] + macs[2]))
+    flops = step_flops(group.program, group.states[0], group.x, group.y)
+    assert closed_form <= flops <= 1.1 * closed_form
+    assert not (tmp_path / "t0").exists()  # measuring writes nothing

@@ -6,6 +6,7 @@ type with the key's name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, field
@@ -301,11 +302,19 @@ def option_schema(group: str, option) -> type | None:
 
 
 def structured(names: dict) -> DictConfig:
-    """The whole schema with each group's node typed by its chosen option ({group: option})."""
+    """The whole schema with each group's node typed by its chosen option ({group: option}).
+
+    A fresh copy each call (callers merge into it); the copy costs a tenth of building it from
+    the dataclasses, which was 2 s of a 32-trial sweep's planning."""
+    return copy.deepcopy(_structured(tuple(sorted((str(g), str(o)) for g, o in names.items()))))
+
+
+@functools.lru_cache(maxsize=None)
+def _structured(names: tuple) -> DictConfig:
     from omegaconf import OmegaConf
 
     cfg = OmegaConf.structured(Config)
-    for group, option in names.items():
+    for group, option in names:
         schema = option_schema(group, option)
         if schema is not None:
             cfg[group] = OmegaConf.structured(schema(name=str(option)))

@@ -36,7 +36,7 @@ from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.training.placement import Placement
 from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.program import (build_program, compile_timed, compiled_functions, eval_batches,
-                                    stack, take)
+                                    stack, step_flops, take)
 from dlrun.training.step import Program, create_state, init_variables
 from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
 from dlrun.training.trial import data_seed as trial_data_seed
@@ -65,6 +65,7 @@ class GroupRun:
         self.val = self.placement.replicated(eval_batches(dataset.x_val, dataset.y_val, eval_size))
         self.test = self.placement.replicated(eval_batches(dataset.x_test, dataset.y_test, eval_size))
         self.compile_s = 0.0
+        self.step_flops = None  # one trial's step, measured once (sizes the vmapped passes)
         self.epochs = int(cfgs[0].epochs)
         self.begun = False  # whether any trial folder was written
         # every trial draws the same batch order: gather each batch once for all of them
@@ -131,7 +132,8 @@ class GroupRun:
         if size not in self.compiled:
             batched = size > 1
             epoch_fn, assess_fn, predict_fn = compiled_functions(
-                self.program, batched, batched and self.shares_batches)
+                self.program, batched, batched and self.shares_batches,
+                self._per_pass() if batched else None)
             epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
                                                *self.epoch_keys(1))
             val_exe, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
@@ -142,6 +144,16 @@ class GroupRun:
             self.assess_fn = self.assess_fn or assess_fn
             self.predict_fn = self.predict_fn or predict_fn
         self.epoch_fn, self.assess_val = self.compiled[size]
+
+    def _per_pass(self) -> int | None:
+        """Trials per vmapped pass of the stacked state (None: all of them at once)."""
+        rows = int(self.state.active.shape[0])
+        if self.step_flops is None:
+            one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
+                                         self.state)
+            self.step_flops = step_flops(self.program, one, self.x, self.y)
+        per_pass = self.placement.trials_per_pass(rows, self.step_flops)
+        return per_pass if per_pass < rows else None
 
     def epoch_keys(self, epoch: int) -> tuple:
         """(the key of each trial in the stacked state, in its order; the batch-order keys: one

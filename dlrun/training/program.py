@@ -17,7 +17,7 @@ import numpy as np
 
 from dlrun import data, models
 from dlrun.training import hparams, losses, optim, transfer
-from dlrun.training.step import Program, evaluate, train_epoch
+from dlrun.training.step import Program, evaluate, train_epoch, train_step
 
 
 def build_program(cfgs: list, dataset: data.Dataset) -> Program:
@@ -70,17 +70,21 @@ def take(tree, index: int):
     return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
 
 
-def compiled_functions(program: Program, batched: bool, shared: bool = False):
+def compiled_functions(program: Program, batched: bool, shared: bool = False,
+                       per_pass: int | None = None):
     """Return jitted (epoch, evaluate, evaluate with probabilities) over a leading trial axis.
 
     A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
     pays nothing for vmap; a larger group vmaps the state and shares the data. `shared`: the
     trials draw one batch order, passed as one key (unbatched), so each batch is gathered once.
+    `per_pass`: train that many trials vmapped at a time, the passes one after another in the
+    same program (dlrun/training/placement.py says when that is faster); None: all at once.
     """
     epoch = partial(train_epoch, program)
     assessors = (partial(evaluate, program), partial(evaluate, program, probabilities=True))
     if batched:
-        epoch = jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0))
+        epoch = (_in_passes(epoch, per_pass, shared) if per_pass else
+                 jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0)))
         assessors = [jax.vmap(fn, in_axes=(0, 0, None, None, None)) for fn in assessors]
     else:
         one_epoch = epoch
@@ -88,6 +92,28 @@ def compiled_functions(program: Program, batched: bool, shared: bool = False):
             one_epoch(take(state, 0), x, y, keys[0], orders[0]))
         assessors = [partial(_one_trial, fn) for fn in assessors]
     return (jax.jit(epoch, donate_argnums=0), *map(jax.jit, assessors))
+
+
+def _in_passes(epoch, per_pass: int, shared: bool):
+    """The epoch over the trial axis as `lax.map` in chunks of `per_pass` vmapped trials."""
+    if shared:
+        return lambda state, x, y, keys, order: jax.lax.map(
+            lambda row: epoch(row[0], x, y, row[1], order), (state, keys), batch_size=per_pass)
+    return lambda state, x, y, keys, orders: jax.lax.map(
+        lambda row: epoch(row[0], x, y, row[1], row[2]), (state, keys, orders), batch_size=per_pass)
+
+
+def step_flops(program: Program, state, x, y) -> float:
+    """FLOPs of one trial's training step, from XLA's cost analysis of the lowered step (no
+    compile); 0 when the backend gives none."""
+    batch = jax.ShapeDtypeStruct((program.batch_size, *x.shape[1:]), x.dtype)
+    labels = jax.ShapeDtypeStruct((program.batch_size, *y.shape[1:]), y.dtype)
+    lowered = jax.jit(partial(train_step, program)).lower(state, batch, labels,
+                                                           jax.random.PRNGKey(0))
+    try:
+        return float((lowered.cost_analysis() or {}).get("flops", 0.0))
+    except Exception:  # an analysis the backend lacks must not stop training
+        return 0.0
 
 
 def _expand(tree):
