@@ -69,27 +69,29 @@ def test_a_group_over_several_devices_trains_as_on_one(devices, one_device, tmp_
 
 
 @pytest.mark.parametrize("per_pass, shared", [(1, False), (3, False), (3, True)])
-def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, one_device, tmp_path,
-                                                     monkeypatch):
-    """Passes of `per_pass` trials inside one program (3 of 4: a pass and a remainder) give
-    each trial the curves of the all-at-once vmapped group; with one seed the passes share
+def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, tmp_path, monkeypatch):
+    """Passes of `per_pass` trials inside one program (3 of 5: a pass and a remainder) give
+    each trial the curves and status of the all-at-once vmapped group, a trial that diverges
+    (skipped from then on when a pass is one trial) included; with one seed the passes share
     one batch order."""
-    overrides = [[*o[:-1], "seed=0"] for o in OVERRIDES] if shared else OVERRIDES
+    overrides = [*OVERRIDES, [*OVERRIDES[0][:-2], "lr=1e4", "seed=1"]]
     if shared:
-        expected_dirs = [tmp_path / "vmapped" / f"t{i}" for i in range(len(overrides))]
-        run_group([compose_config(o) for o in overrides], expected_dirs)
-        expected = [results.read_metrics(d)[COLUMNS].to_numpy() for d in expected_dirs]
-    else:
-        expected = one_device
+        overrides = [[*o[:-1], "seed=0"] for o in overrides]
+
+    def run(folder: str) -> tuple:
+        dirs = [tmp_path / folder / f"t{i}" for i in range(len(overrides))]
+        summaries = run_group([compose_config(o) for o in overrides], dirs)
+        return ([s["status"] for s in summaries],
+                [results.read_metrics(d)[COLUMNS].to_numpy() for d in dirs])
+
+    monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(len(overrides)))
+    expected_status, expected = run("vmapped")
     monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(per_pass))
-    dirs = [tmp_path / "passes" / f"t{i}" for i in range(len(overrides))]
-    summaries = run_group([compose_config(o) for o in overrides], dirs)
-    assert [s["status"] for s in summaries] == ["completed"] * len(overrides)
-    for directory, want in zip(dirs, expected):
-        got = results.read_metrics(directory)[COLUMNS].to_numpy()
+    status, curves = run("passes")
+    assert status == expected_status == ["completed"] * len(OVERRIDES) + ["diverged"]
+    for got, want in zip(curves, expected):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-    if shared:  # the trials of one seed differ only by lr: their curves must differ
-        assert not np.allclose(expected[0], expected[2])
+    assert not np.allclose(expected[0], expected[2])  # lr 0.01 and 0.1 train differently
 
 
 def test_trials_per_pass_fills_the_cpu_cores_and_no_more(monkeypatch):

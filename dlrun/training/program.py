@@ -95,12 +95,28 @@ def compiled_functions(program: Program, batched: bool, shared: bool = False,
 
 
 def _in_passes(epoch, per_pass: int, shared: bool):
-    """The epoch over the trial axis as `lax.map` in chunks of `per_pass` vmapped trials."""
+    """The epoch over the trial axis as `lax.map` in chunks of `per_pass` vmapped trials.
+
+    One trial a pass is a plain loop, where a frozen trial (pruned, stopped, diverged, padding)
+    is skipped by `lax.cond` instead of computed and masked: under vmap a cond computes both
+    sides, so only this case saves the work before compaction re-stacks the group.
+    """
+    def one(state, x, y, key, order):
+        if per_pass > 1:
+            return epoch(state, x, y, key, order)
+        trained = lambda: epoch(state, x, y, key, order)
+        _, metric_shapes = jax.eval_shape(trained)
+        skipped = lambda: (state, jax.tree_util.tree_map(
+            lambda shape: jnp.zeros(shape.shape, shape.dtype), metric_shapes))
+        return jax.lax.cond(state.active, trained, skipped)
+
+    batch_size = per_pass if per_pass > 1 else None
     if shared:
         return lambda state, x, y, keys, order: jax.lax.map(
-            lambda row: epoch(row[0], x, y, row[1], order), (state, keys), batch_size=per_pass)
+            lambda row: one(row[0], x, y, row[1], order), (state, keys), batch_size=batch_size)
     return lambda state, x, y, keys, orders: jax.lax.map(
-        lambda row: epoch(row[0], x, y, row[1], row[2]), (state, keys, orders), batch_size=per_pass)
+        lambda row: one(row[0], x, y, row[1], row[2]), (state, keys, orders),
+        batch_size=batch_size)
 
 
 def step_flops(program: Program, state, x, y) -> float:
