@@ -9,7 +9,7 @@ from dlrun.config.load import compose_config
 from dlrun.sweep import executor, folder
 from dlrun.sweep.plan import make_plan
 from dlrun.training import group
-from dlrun.training.progress import EpochProgress, summary_table
+from dlrun.training.progress import EpochProgress, FolderEpochs, SweepProgress, summary_table
 
 MOONS = ["data=moons", "data.n_samples=600", "data.val_size=100", "model.hidden=[8]", "epochs=3"]
 
@@ -60,3 +60,26 @@ def test_a_real_regression_runs_summary_has_no_accuracy_and_no_nan(tmp_path):
     assert "nan" not in text.lower() and "accuracy" not in text and "%" not in text
     assert "best_val_loss" in text and "test_loss" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_groups_trained_out_of_sight_are_counted_from_their_folders(tmp_path):
+    """Worker processes (and Ray) report no epochs to this process: the trial-epochs bar
+    counts the rows their folders' metrics.csv gain, and only as many as each trial has."""
+    screen = console()
+    plan = make_plan([*MOONS, "lr=0.1,0.01", "batch_size=16,32"])
+    out = tmp_path / "sweep"
+    folder.prepare_folder(out, plan, "test")
+    executor.run_plan(plan, out, jobs=2, console=screen)
+    text = screen.file.getvalue()
+    assert "trial-epochs" in text and "12/12" in text and "4/4" in text
+
+    sweep = SweepProgress(console(), 4, 0)
+    jobs = [executor.GroupJob("g", [{"epochs": 3}] * 4,
+                              [str(out / f"trial-{i:03d}") for i in range(4)], False)]
+    watcher = FolderEpochs(sweep, jobs)
+    assert sweep.progress.tasks[watcher.task].completed == 12
+    metrics = out / "trial-001" / "metrics.csv"
+    metrics.write_text("\n".join(metrics.read_text().splitlines()[:2]) + "\n")  # header + 1 row
+    watcher.refresh()
+    assert sweep.progress.tasks[watcher.task].completed == 10
+    assert sweep.progress.tasks[watcher.task].total == 12

@@ -190,10 +190,13 @@ class Driver:
         for job in work:
             job.link = link
         stopped = False
-        for job, summaries, error in (self.runner or executor_for(jobs, len(work), progress)).run(work):
-            _report(job, summaries, error, progress, console)
-            for run_dir in map(Path, job.run_dirs):
-                stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name], run_dir)
+        runner = self.runner or executor_for(jobs, len(work), progress)
+        with progress.watching(work, runner, keep=False):
+            for job, summaries, error in runner.run(work):
+                _report(job, summaries, error, progress, console)
+                for run_dir in map(Path, job.run_dirs):
+                    stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name],
+                                              run_dir)
         return not (stopped or STOP.requested)
 
     def _tell(self, number: int, trial_id: int, run_dir: Path) -> bool:

@@ -108,6 +108,8 @@ class InProcessExecutor:
     """Groups one after another in this process; a stop ends the sweep between two groups (the
     running group sees the process's STOP itself and stops after its epoch)."""
 
+    reports_epochs = True  # its groups' callbacks draw the epochs bar (SweepProgress.watching)
+
     def __init__(self, callbacks_for: Callable[[GroupJob], list] = lambda job: []):
         self.callbacks_for = callbacks_for
         self._stopping = False
@@ -207,8 +209,9 @@ def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = 
         console.print(f"{done} of {len(plan.trials)} trials already finished in {out}: skipped")
     with SweepProgress(console, len(plan.trials), done) as progress:
         runner = executor or executor_for(jobs, len(work), progress)
-        for job, summaries, error in runner.run(work):
-            _report(job, summaries, error, progress, console)
+        with progress.watching(work, runner):
+            for job, summaries, error in runner.run(work):
+                _report(job, summaries, error, progress, console)
     return write_index(out, plan)
 
 

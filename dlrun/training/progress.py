@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -62,6 +65,70 @@ class SweepProgress:
 
     def group(self, group_id: str, size: int) -> EpochCallback:
         return GroupEpochs(self, f"{group_id} ({size} trials) epochs")
+
+    @contextlib.contextmanager
+    def watching(self, jobs: list, executor, keep: bool = True):
+        """While `executor` runs `jobs` out of this process's sight (worker processes, Ray), a
+        trial-epochs bar counts the rows their folders' metrics.csv gain; an executor whose
+        groups report their epochs here (`reports_epochs`) needs none. `keep`: leave the bar
+        once done (an adaptive search drops each round's)."""
+        if getattr(executor, "reports_epochs", False) or not jobs:
+            yield
+            return
+        watcher = FolderEpochs(self, jobs)
+        watcher.start()
+        try:
+            yield
+        finally:
+            watcher.stop()
+            if not keep:
+                self.progress.remove_task(watcher.task)
+
+
+class FolderEpochs(threading.Thread):
+    """Counts, every second, the epochs written into the folders of groups trained elsewhere.
+
+    A folder is read again only when its metrics.csv changed size, so a large sweep costs one
+    stat per running trial a second."""
+
+    EVERY_S = 1.0
+
+    def __init__(self, sweep: SweepProgress, jobs: list):
+        super().__init__(daemon=True, name="dlrun-folder-epochs")
+        self.sweep, self._stopped = sweep, threading.Event()
+        self.files = {Path(run_dir) / "metrics.csv": int(container["epochs"])
+                      for job in jobs for run_dir, container in zip(job.run_dirs, job.containers)}
+        self.seen: dict = {}  # file -> (size, epochs written)
+        self.task = sweep.progress.add_task("trial-epochs", total=sum(self.files.values()),
+                                            completed=self._count(), note="")
+
+    def _count(self) -> int:
+        total = 0
+        for path, epochs in self.files.items():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                size = 0
+            if self.seen.get(path, (None,))[0] != size:
+                try:  # rows after the header; a file being replaced reads as before
+                    rows = max(0, len(path.read_bytes().splitlines()) - 1) if size else 0
+                except OSError:
+                    rows = self.seen.get(path, (0, 0))[1]
+                self.seen[path] = (size, min(rows, epochs))
+            total += self.seen[path][1]
+        return total
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.EVERY_S):
+            self.refresh()
+
+    def refresh(self) -> None:
+        self.sweep.progress.update(self.task, completed=self._count())
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+        self.refresh()
 
 
 class GroupEpochs(EpochCallback):
