@@ -6,7 +6,8 @@ user writes with Optuna, side by side in one run.
 
 The peer loop: `study.optimize` with the same TPE sampler, one trial at a time in one process,
 the epoch `jit`-compiled once (lr and L2 traced arguments), the data on the device, the best
-validation accuracy over the epochs as the objective; the default MLP (784-512-256-10), SGD
+validation accuracy over the epochs as the objective, a trial whose parameters went
+non-finite stopped (as dlrun stops it); the default MLP (784-512-256-10), SGD
 with momentum 0.9 and dlrun's cosine schedule, on the same MNIST subset and validation split as
 dlrun (read through dlrun's own loader). Each dlrun figure is a real command in a fresh process
 (imports, compile, training, evaluation, the run folders written).
@@ -109,6 +110,8 @@ def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     def accuracy(params):
         return jnp.mean(jnp.argmax(model.apply(params, x_val), -1) == y_val)
 
+    finite = jax.jit(lambda params: jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf))
+                                                       for leaf in jax.tree_util.tree_leaves(params)])))
     spent = []
 
     def objective(trial):
@@ -121,7 +124,9 @@ def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
             params, velocity = epoch(params, velocity, lr, l2, jax.random.fold_in(key, index),
                                      index * steps)
             best = max(best, float(accuracy(params)))
-        spent.append(epochs)
+            if not bool(finite(params)):  # diverged: a careful loop stops it, as dlrun does
+                break
+        spent.append(index + 1)
         return best
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

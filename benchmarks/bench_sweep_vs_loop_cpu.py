@@ -6,9 +6,11 @@ Workload (issue 12): the default MLP 784-512-256-10 on a 10,000-image MNIST subs
 batch 128, SGD with momentum 0.9, constant lr, lr log-uniform in [1e-3, 1] and L2 log-uniform
 in [1e-6, 1e-2], one seed for all trials. The peer is the loop a careful user writes: one
 process, data on the device, the epoch compiled once with lr and L2 as traced arguments, the
-trials one after another, validation accuracy after every epoch. Both sides are timed as whole
-commands in fresh processes (imports, data, compile, training, evaluation; dlrun also writes
-its run folders), with the persistent compilation cache warmed first for dlrun.
+trials one after another, validation accuracy after every epoch, and a trial whose training
+loss went non-finite stopped (lr near 1 with momentum diverges: 12 of the 32 draws), as dlrun
+stops it. Both sides are timed as whole commands in fresh processes (imports, data, compile,
+training, evaluation; dlrun also writes its run folders and evaluates the test set), with the
+persistent compilation cache warmed first for dlrun.
 Target: dlrun at most 0.8x the loop's time.
 """
 
@@ -33,6 +35,7 @@ def loop(trials: int) -> None:
     """The peer: run the same draws one after another in this process, printing val accuracy."""
     import flax.linen as nn
     import jax
+    import numpy as np
     import jax.numpy as jnp
     import optax
 
@@ -71,13 +74,13 @@ def loop(trials: int) -> None:
 
         def step(carry, idx):
             params, opt_state = carry
-            grads = jax.grad(loss_fn)(params, x[idx], y[idx], l2)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x[idx], y[idx], l2)
             updates, opt_state = optimizer.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
+            return (optax.apply_updates(params, updates), opt_state), loss
 
-        (params, opt_state), _ = jax.lax.scan(step, (params, opt_state), order)
+        (params, opt_state), losses = jax.lax.scan(step, (params, opt_state), order)
         logits = model.apply({"params": params}, (xv - scale[0]) * scale[1])
-        return params, opt_state, jnp.mean(jnp.argmax(logits, -1) == yv)
+        return params, opt_state, jnp.mean(jnp.argmax(logits, -1) == yv), jnp.mean(losses)
 
     for index, (lr, l2) in enumerate(draws):
         key = jax.random.PRNGKey(0)
@@ -85,8 +88,10 @@ def loop(trials: int) -> None:
         opt_state = optimizer.init(params)
         accuracies = []
         for e in range(3):
-            params, opt_state, acc = epoch(params, opt_state, lr, l2, jax.random.fold_in(key, e))
+            params, opt_state, acc, loss = epoch(params, opt_state, lr, l2, jax.random.fold_in(key, e))
             accuracies.append(float(acc))
+            if not np.isfinite(float(loss)):  # diverged: a careful loop stops it, as dlrun does
+                break
         print(f"trial {index}: lr={lr:.4g} l2={l2:.3g} val_accuracy={accuracies}", flush=True)
 
 

@@ -15,12 +15,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from dlrun.config.compose import with_values
 from dlrun.config.load import compose_config
-from dlrun.config.schema import plain
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
 from dlrun.sweep import studies
 from dlrun.sweep.space import CONFIG_GROUPS, expand, parse_space, parser_for
-from dlrun.training.hparams import TRIAL_KEYS
+from dlrun.training.hparams import shape_key
 
 
 @dataclass
@@ -60,16 +59,6 @@ class Plan:
             "groups": [{"id": g.id, "trials": [t.id for t in g.trials], "shape": g.shape}
                        for g in self.groups],
         }
-
-
-def shape_key(cfg) -> dict:
-    """Return the part of a config that fixes the compiled program (everything but TRIAL_KEYS)."""
-    container = plain(cfg)
-    for key in TRIAL_KEYS:
-        parent, _, leaf = key.rpartition(".")
-        node = container[parent] if parent else container
-        node.pop(leaf, None)
-    return container
 
 
 def describe_shape(cfg) -> dict:

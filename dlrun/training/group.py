@@ -36,7 +36,7 @@ from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.training.placement import Placement
 from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.program import (build_program, compile_timed, compiled_functions, eval_batches,
-                                    stack, step_flops, take)
+                                    program_key, reused, stack, step_flops, take)
 from dlrun.training.step import Program, create_state, init_variables
 from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
 from dlrun.training.trial import data_seed as trial_data_seed
@@ -127,19 +127,27 @@ class GroupRun:
         return placed
 
     def compile(self) -> None:
-        """Compile the epoch and validation for the stacked state's size, once per size."""
+        """Compile the epoch and validation for the stacked state's size, once per size; a
+        program this process compiled for another group of the same shape is reused."""
         size = len(self.slots)
         if size not in self.compiled:
             batched = size > 1
-            epoch_fn, assess_fn, predict_fn = compiled_functions(
-                self.program, batched, batched and self.shares_batches,
-                self._per_pass() if batched else None)
-            epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
-                                               *self.epoch_keys(1))
-            val_exe, val_s = compile_timed(assess_fn, self.state.params, self.state.batch_stats,
-                                           *self.val)
+            per_pass = self._per_pass() if batched else None
+            key = program_key(self.trials[0].cfg, self.program, size, per_pass,
+                              self.shares_batches, (self.state, self.x, self.y, self.val))
+
+            def build():
+                epoch_fn, assess_fn, predict_fn = compiled_functions(
+                    self.program, batched, batched and self.shares_batches, per_pass)
+                epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
+                                                   *self.epoch_keys(1))
+                val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,
+                                               self.state.batch_stats, *self.val)
+                self.compile_s += epoch_s + val_s
+                return epoch_exe, val_exe, assess_fn, predict_fn
+
+            epoch_exe, val_exe, assess_fn, predict_fn = reused(key, build)
             self.compiled[size] = (epoch_exe, val_exe)
-            self.compile_s += epoch_s + val_s
             # the first size is the whole group's, over which the test set is assessed at the end
             self.assess_fn = self.assess_fn or assess_fn
             self.predict_fn = self.predict_fn or predict_fn
@@ -151,7 +159,8 @@ class GroupRun:
         if self.step_flops is None:
             one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
                                          self.state)
-            self.step_flops = step_flops(self.program, one, self.x, self.y)
+            key = program_key(self.trials[0].cfg, self.program, 1, None, False, (one, self.x))
+            self.step_flops = reused(key, lambda: step_flops(self.program, one, self.x, self.y))
         per_pass = self.placement.trials_per_pass(rows, self.step_flops)
         return per_pass if per_pass < rows else None
 
@@ -169,7 +178,10 @@ class GroupRun:
         start = time.perf_counter()
         was_active = np.asarray(jax.device_get(self.state.active))
         self.state, metrics = self.epoch_fn(self.state, self.x, self.y, *self.epoch_keys(epoch))
-        val = self.assess_val(self.state.params, self.state.batch_stats, *self.val)
+        # rows that trained this epoch (one that just diverged too: its row shows the val loss
+        # of the parameters it is reverted to); the others' val is not read
+        trained = self.placement.stacked(jnp.asarray(was_active))
+        val = self.assess_val(trained, self.state.params, self.state.batch_stats, *self.val)
         metrics, val, active = jax.device_get((metrics, val, self.state.active))
         seconds = time.perf_counter() - start
         rows = [None] * len(self.trials)
@@ -265,7 +277,8 @@ class GroupRun:
             trial.best_variables if trial.uses_best()
             else {"params": state.params, "batch_stats": state.batch_stats}
             for trial, state in zip(self.trials, states)]))
-        args = (variables["params"], variables["batch_stats"], *self.test)
+        tested = self.placement.active([self._tested(trial) for trial in self.trials])
+        args = (tested, variables["params"], variables["batch_stats"], *self.test)
         if self.program.task != "classification":
             return jax.device_get(self.assess_fn(*args))
         test, probabilities = jax.device_get(self.predict_fn(*args))
@@ -276,7 +289,7 @@ class GroupRun:
         """Keep each trial's test-set probabilities, so that runs can vote (report --ensemble)."""
         count = len(self.dataset.y_test)
         for index, trial in enumerate(self.trials):
-            if trial.status == "diverged" or not trial.rows:
+            if not self._tested(trial):
                 continue
             per_example = probabilities[index].reshape(-1, probabilities.shape[-1])[:count]
             buffer = io.BytesIO()
@@ -284,10 +297,15 @@ class GroupRun:
                                 labels=np.asarray(self.dataset.y_test))
             results.atomic_write_bytes(trial.run_dir / results.PREDICTIONS_FILE, buffer.getvalue())
 
+    @staticmethod
+    def _tested(trial) -> bool:
+        """Whether a trial gets test metrics: a diverged one, or one without an epoch, does not."""
+        return trial.status != "diverged" and bool(trial.rows)
+
     def _summaries(self, test) -> list[dict]:
         summaries = []
         for index, trial in enumerate(self.trials):
-            evaluated = test is not None and trial.status != "diverged" and trial.rows
+            evaluated = test is not None and self._tested(trial)
             summaries.append(trial.finish(take(test, index) if evaluated else None,
                                           self.program.task, self.compile_s))
         return summaries

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
+from dlrun.config.schema import plain
+
 # How a value reaches the training of its trial.
 OPTIMIZER = "optimizer"  # injected into the optimizer state (optax.inject_hyperparams)
 STATE = "state"  # a traced number in the state's `hparams`, read by the step
@@ -78,6 +80,16 @@ def state_hparams(cfg) -> dict:
 def init_scheme(cfg) -> tuple:
     """The values that decide how a trial's parameters are drawn (trials alike share one init)."""
     return tuple(str(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS if entry.reaches == INIT)
+
+
+def shape_key(cfg) -> dict:
+    """Return the part of a config that fixes the compiled program (everything but TRIAL_KEYS)."""
+    container = plain(cfg)
+    for key in TRIAL_KEYS:
+        parent, _, leaf = key.rpartition(".")
+        node = container[parent] if parent else container
+        node.pop(leaf, None)
+    return container
 
 
 def compiled_flags(cfgs: list) -> dict:

@@ -8,6 +8,7 @@ only adds and drops the axis so that `dlrun train` pays nothing for vmap.
 
 from __future__ import annotations
 
+import json
 import time
 from functools import partial
 
@@ -75,23 +76,46 @@ def compiled_functions(program: Program, batched: bool, shared: bool = False,
     """Return jitted (epoch, evaluate, evaluate with probabilities) over a leading trial axis.
 
     A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
-    pays nothing for vmap; a larger group vmaps the state and shares the data. `shared`: the
+    pays nothing for vmap; a larger group vmaps the state and shares the data. The evaluations
+    take the rows' `active` flags first: one trial a pass skips the rows that are not. `shared`: the
     trials draw one batch order, passed as one key (unbatched), so each batch is gathered once.
     `per_pass`: train that many trials vmapped at a time, the passes one after another in the
     same program (dlrun/training/placement.py says when that is faster); None: all at once.
     """
     epoch = partial(train_epoch, program)
     assessors = (partial(evaluate, program), partial(evaluate, program, probabilities=True))
-    if batched:
+    if batched and per_pass == 1:
+        epoch = _in_passes(epoch, per_pass, shared)
+        assessors = [_skipping_frozen(fn) for fn in assessors]
+    elif batched:
         epoch = (_in_passes(epoch, per_pass, shared) if per_pass else
                  jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0)))
-        assessors = [jax.vmap(fn, in_axes=(0, 0, None, None, None)) for fn in assessors]
+        assessors = [_vmapped(fn) for fn in assessors]
     else:
         one_epoch = epoch
         epoch = lambda state, x, y, keys, orders: _expand(
             one_epoch(take(state, 0), x, y, keys[0], orders[0]))
         assessors = [partial(_one_trial, fn) for fn in assessors]
     return (jax.jit(epoch, donate_argnums=0), *map(jax.jit, assessors))
+
+
+def _vmapped(assess):
+    """An evaluation over the trial axis; every row is assessed (`active` is not read)."""
+    vmapped = jax.vmap(assess, in_axes=(0, 0, None, None, None))
+    return lambda active, params, batch_stats, *batches: vmapped(params, batch_stats, *batches)
+
+
+def _skipping_frozen(assess):
+    """An evaluation trial by trial that skips the rows not `active` (zeros stand in)."""
+    def assess_row(row, batches):
+        active, params, batch_stats = row
+        assessed = lambda: assess(params, batch_stats, *batches)
+        shapes = jax.eval_shape(assessed)
+        zeros = lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+        return jax.lax.cond(active, assessed, zeros)
+
+    return lambda active, params, batch_stats, *batches: jax.lax.map(
+        lambda row: assess_row(row, batches), (active, params, batch_stats))
 
 
 def _in_passes(epoch, per_pass: int, shared: bool):
@@ -136,8 +160,35 @@ def _expand(tree):
     return jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
 
 
-def _one_trial(fn, params, batch_stats, *batches):
+def _one_trial(fn, active, params, batch_stats, *batches):
     return _expand(fn(take(params, 0), take(batch_stats, 0), *batches))
+
+
+# compiled programs (and step costs) by program_key: the groups of an adaptive search's rounds,
+# or of a sweep split by --max-group, share one compile; a few are kept, the oldest dropped first
+_PROGRAMS: dict = {}
+KEPT_PROGRAMS = 8
+
+
+def program_key(cfg, program: Program, size: int, per_pass: int | None, shared: bool,
+                arrays) -> str:
+    """What fixes a group's compiled code: its config but the trial keys, the compiled-in
+    flags, the stacked size and layout, and the shapes (and placement) of the state and data."""
+    shapes = jax.tree_util.tree_map(
+        lambda a: (a.shape, str(a.dtype), str(getattr(a, "sharding", None))), arrays)
+    return json.dumps([hparams.shape_key(cfg), program.mask_updates, program.model.use_dropout,
+                       program.use_noise, size, per_pass, shared,
+                       str(jax.tree_util.tree_structure(shapes)),
+                       str(jax.tree_util.tree_leaves(shapes))], sort_keys=True, default=str)
+
+
+def reused(key: str, build):
+    """`build()`, or what it returned for the same key earlier in this process."""
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = build()
+        while len(_PROGRAMS) > KEPT_PROGRAMS:
+            _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    return _PROGRAMS[key]
 
 
 def compile_timed(fn, *args):
