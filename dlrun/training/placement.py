@@ -55,7 +55,7 @@ class Placement:
         a CPU, vmapping trials whose step already keeps every core busy only costs: the batched
         matmuls need transposed copies of the stacked weights and the working set leaves the
         cache. Measured on 2 cores (MLP 784-512-256-10, batch 128, ~3e8 FLOP a step): 32 trials
-        vmapped trained 1.2x slower than one at a time; with 4e7 FLOP a step (one hidden layer
+        vmapped trained 1.2x slower than one at a time; with 3e7 FLOP a step (one hidden layer
         of 64) vmapping 4 to 16 trials was the faster. So small steps are vmapped until a pass
         has ~5e7 FLOP a step per core, and big ones run one trial per pass.
         """
