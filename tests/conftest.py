@@ -61,5 +61,14 @@ def _mnist_available() -> bool:
     return any((folder / "train-images-idx3-ubyte.gz").exists() for folder in folders)
 
 
+@pytest.fixture
+def local_mnist():
+    """Fail, not skip, without a local MNIST copy: tests never download, and a suite that
+    skipped every MNIST test would pass while checking none of them (CI has ../shared)."""
+    if not _mnist_available():
+        pytest.fail(f"no local MNIST copy: put the official files in {SHARED_DATA / 'mnist'} "
+                    "(or in DLRUN_DATA_DIR/mnist)")
+
+
 # Tests that read MNIST: without a local copy they would need the network, which tests never use.
-needs_mnist = pytest.mark.skipif(not _mnist_available(), reason="no local MNIST copy")
+needs_mnist = pytest.mark.usefixtures("local_mnist")

@@ -51,7 +51,7 @@ def offline_env(monkeypatch, tmp_path):
 def mnist_files():
     """The shared official MNIST folder, for serving or copying."""
     if not SHARED_MNIST.is_dir():
-        pytest.skip(f"no MNIST files at {SHARED_MNIST}")
+        pytest.fail(f"no MNIST files at {SHARED_MNIST}: the tests read the shared official copy")
     return SHARED_MNIST
 
 
@@ -65,7 +65,7 @@ def mnist_env(monkeypatch, mnist_files):
 def mnist_default():
     """The default MNIST load, shared by read-only tests because it is the slow one."""
     if not SHARED_MNIST.is_dir():
-        pytest.skip(f"no MNIST files at {SHARED_MNIST}")
+        pytest.fail(f"no MNIST files at {SHARED_MNIST}: the tests read the shared official copy")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DLRUN_DATA_DIR", str(SHARED_MNIST.parent))
         mp.setenv("DLRUN_MNIST_MIRRORS", NOWHERE)
