@@ -83,6 +83,9 @@ def test_max_group_wins_over_the_size_limit():
     (["lr=interval(1e-4,1e-1)"], "add --trials N"),
     (["lr=0.1,-1"], "lr must be > 0, got -1.0 (trial 1: lr=-1)"),
     (["lr=0.1,fast"], "lr=fast is not a valid float"),
+    # a later trial's values are checked alone (its base passed with the first): still refused
+    (["lr=0.1,nan"], "lr=nan is not a finite number"),
+    (["model.hidden=[8],[8,x]"], "model.hidden[1]=x is not a valid integer"),
     (["colour=red,blue"], "unknown config key 'colour'"),
     (["model=mlp,unet"], "unknown model 'unet'"),
     (["activation=glob(zz*)"], "matches no activation"),

@@ -96,7 +96,11 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     updates = {key: parser.parse_override(f"{key}={value}").value()
                for key, value in values.items() if key not in CONFIG_GROUPS}
     cfg = with_values(composed[cache_key], updates)
-    validate(cfg)
+    # the base's schema check holds for every trial once one passed (the same keys are set on
+    # it each time): later trials check only their values
+    checked = ("checked", cache_key)
+    validate(cfg, updates if checked in composed else None)
+    composed[checked] = True
     return cfg
 
 
