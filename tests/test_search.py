@@ -123,3 +123,25 @@ def test_dry_run_shows_the_search_and_writes_nothing(tmp_path):
     assert ("tpe search, 4 trials asked 2 at a time, best_val_accuracy, median pruner: "
             "lr=interval(1e-3,1), seed=range(3)") in " ".join(result.output.split())
     assert not (tmp_path / "s").exists()
+
+
+def test_a_storage_is_opened_once_per_process_and_again_for_a_new_file(tmp_path):
+    """Every group of a sweep shares the driver's storage; a study file deleted and made again
+    gets a new connection (a pooled one would write to the deleted file)."""
+    import warnings
+
+    from dlrun.sweep import study_store
+
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    first = study_store.open_storage(url)
+    assert study_store.open_storage(url) is first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.create_study(storage=first, study_name="before")
+    (tmp_path / "study.db").unlink()
+    second = study_store.open_storage(url)
+    assert second is not first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.create_study(storage=second, study_name="after")
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["after"]

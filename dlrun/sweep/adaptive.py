@@ -145,8 +145,10 @@ class Driver:
                 warnings.simplefilter("ignore")  # "heartbeat is meant for optimize()": we beat
                 trial = self.study.ask(self.search.space)
             storage, trial_id = self.study._storage, trial._trial_id
-            before = [t for t in store.in_budget(self.study) if t.number < trial.number]
-            if len(before) >= self.budget:
+            # numbers count every trial before this one, so a number under the budget is within
+            # it; only past it are the surplus (not counted) looked up
+            if trial.number >= self.budget and len(
+                    [t for t in store.in_budget(self.study) if t.number < trial.number]) >= self.budget:
                 self._discard(trial, "beyond --trials")
                 break
             storage.set_trial_system_attr(trial_id, store.OWNER, store.me())
