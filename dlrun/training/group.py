@@ -7,7 +7,8 @@ trial folders (dlrun/results.py), so another engine can run groups elsewhere unc
 For a group of several trials the compiled epoch is `vmap`ped over a leading trial axis of the
 whole training state; the host loop fetches the metrics once per epoch, evaluates validation,
 writes curves and checkpoints, and freezes trials that diverge or stop early while the others
-go on. Once half or more of the stacked trials are frozen the group is compacted: the live
+go on. Once half or more of the stacked trials are frozen the group is compacted (unless it
+runs one trial a pass, where a frozen trial is skipped already): the live
 trials are re-stacked into a smaller state (dlrun/training/compaction.py). A signal stops every
 live trial after the current epoch, status `interrupted`.
 """
@@ -15,11 +16,10 @@ live trial after the current epoch, status `interrupted`.
 from __future__ import annotations
 
 import dataclasses
-import io
+import json
 import math
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -39,11 +39,8 @@ from dlrun.training.program import (build_program, compile_timed, compiled_funct
                                     program_key, reused, stack, step_flops, take)
 from dlrun.training.step import Program, create_state, init_variables
 from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
+from dlrun.training.writes import FolderWrites, write_predictions
 from dlrun.training.trial import data_seed as trial_data_seed
-
-
-# Threads writing trial folders at once: enough to overlap the fsyncs of a large group.
-WRITERS = 8
 
 
 class RunFailed(Exception):
@@ -75,6 +72,7 @@ class GroupRun:
         self.slots = list(range(len(cfgs)))  # row i of the stacked state is trial slots[i]
         self.kept = {}  # index -> host state of a trial compacted out of the stacked state
         self.compiled = {}  # stacked size -> (epoch, validation) executables
+        self.writes = FolderWrites()  # the last epoch's files, written while the next trains
 
     def _initial_state(self, trial: Trial):
         """The trial's first state: drawn with its own init scheme (the model's initialisers are
@@ -85,7 +83,12 @@ class GroupRun:
                                     self.program.frozen)
         scheme = hparams.init_scheme(cfg)
         if scheme not in self._draws:
-            self._draws[scheme] = jax.jit(partial(init_variables, self._initialiser(cfg)))
+            # the jitted draw outlives the group: the next group of this shape (an adaptive
+            # sweep's next round) would otherwise compile it again
+            key = json.dumps(["init", hparams.shape_key(cfg), self.program.model.use_dropout,
+                              scheme], sort_keys=True, default=str)
+            initialiser = self._initialiser(cfg)
+            self._draws[scheme] = reused(key, lambda: jax.jit(partial(init_variables, initialiser)))
         state = create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
                              optimizer, self._draws[scheme](init_key(cfg)))
         state, plan = transfer.initialise(state, cfg, self.dataset.spec, optimizer)
@@ -195,27 +198,21 @@ class GroupRun:
         return rows
 
     def record(self, epoch: int, rows: list) -> None:
-        """Write curves and checkpoints; a trial whose step went non-finite is `diverged`.
-
-        The trials' folders are written side by side: each file is fsynced, and the waits
-        for the disk overlap instead of adding up (32 trials: ~100 files an epoch).
-        """
+        """Note the epoch in each trial (a trial whose step went non-finite is `diverged`) and
+        start writing its curves and checkpoints, which go on while the next epoch trains."""
         host_state = jax.device_get(self.state)
-
-        def write(row_index: int, index: int) -> None:
+        writes = []
+        for row_index, index in enumerate(self.slots):
             trial, row = self.trials[index], rows[index]
-            trial_state = take(host_state, row_index)
+            if row is None:
+                continue
             if row.pop("_frozen"):
-                trial.record_divergence(row)
-                return
+                writes.append(trial.record_divergence(row))
+                continue
+            trial_state = take(host_state, row_index)
             variables = {"params": trial_state.params, "batch_stats": trial_state.batch_stats}
-            trial.record(epoch, row, variables)
-            trial.save_last(epoch, trial_state)
-
-        with ThreadPoolExecutor(WRITERS) as pool:
-            live = [(row_index, index) for row_index, index in enumerate(self.slots)
-                    if rows[index] is not None]
-            list(pool.map(lambda pair: write(*pair), live))
+            writes.append(trial.record(epoch, row, variables, trial_state))
+        self.writes.submit(writes)
 
     def stop_trial(self, index: int, status: str, **summary) -> None:
         """End one trial (early stopping, pruning): it is frozen from the next epoch on."""
@@ -223,6 +220,7 @@ class GroupRun:
         trial.status = status
         trial.summary.update(summary)
         if status == "pruned":  # final at once: a sweep killed before finish() must not re-run it
+            self.writes.wait()  # its last epoch's files before its final summary
             trial.finish(None, self.program.task, self.compile_s)
 
     def mask_stopped(self) -> None:
@@ -234,7 +232,8 @@ class GroupRun:
         """Re-stack the live trials into a smaller state once half or more are frozen."""
         if self.compact:
             slots = compaction.compacted_slots(self.slots, [self.trials[i].live for i in self.slots])
-            if slots is not None:
+            # one trial a pass skips a frozen trial already (lax.cond): re-stacking would only cost
+            if slots is not None and self._per_pass() != 1:
                 self._restack(slots)
 
     def _restack(self, slots: list[int]) -> None:
@@ -260,6 +259,8 @@ class GroupRun:
         """
         if not self.begun:
             return [{"status": trial.status, "epochs_run": 0} for trial in self.trials]
+        with STOP.critical():  # the last epoch's files, before any summary says it ended
+            self.writes.close()
         try:
             test = self._test() if self.assess_fn is not None else None
         except KeyboardInterrupt:
@@ -286,16 +287,11 @@ class GroupRun:
         return test
 
     def _save_predictions(self, probabilities: np.ndarray) -> None:
-        """Keep each trial's test-set probabilities, so that runs can vote (report --ensemble)."""
         count = len(self.dataset.y_test)
         for index, trial in enumerate(self.trials):
-            if not self._tested(trial):
-                continue
-            per_example = probabilities[index].reshape(-1, probabilities.shape[-1])[:count]
-            buffer = io.BytesIO()
-            np.savez_compressed(buffer, probabilities=per_example.astype(np.float32),
-                                labels=np.asarray(self.dataset.y_test))
-            results.atomic_write_bytes(trial.run_dir / results.PREDICTIONS_FILE, buffer.getvalue())
+            if self._tested(trial):
+                per_example = probabilities[index].reshape(-1, probabilities.shape[-1])[:count]
+                write_predictions(trial.run_dir, per_example, self.dataset.y_test)
 
     @staticmethod
     def _tested(trial) -> bool:
@@ -312,6 +308,10 @@ class GroupRun:
 
     def fail(self, error: BaseException) -> None:
         text = traceback.format_exc()
+        try:
+            self.writes.close()
+        except Exception:  # the failure being recorded may be the disk's own
+            pass
         for trial in self.trials:
             trial.run_dir.mkdir(parents=True, exist_ok=True)
             (trial.run_dir / "error.txt").write_text(text)

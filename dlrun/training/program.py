@@ -164,10 +164,11 @@ def _one_trial(fn, active, params, batch_stats, *batches):
     return _expand(fn(take(params, 0), take(batch_stats, 0), *batches))
 
 
-# compiled programs (and step costs) by program_key: the groups of an adaptive search's rounds,
-# or of a sweep split by --max-group, share one compile; a few are kept, the oldest dropped first
+# compiled programs (and step costs, jitted init draws) by key: the groups of an adaptive
+# search's rounds, or of a sweep split by --max-group, share one compile; a shape keeps a few
+# (a size per compaction, its step cost, its draw), the oldest dropped first
 _PROGRAMS: dict = {}
-KEPT_PROGRAMS = 8
+KEPT_PROGRAMS = 16
 
 
 def program_key(cfg, program: Program, size: int, per_pass: int | None, shared: bool,

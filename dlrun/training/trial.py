@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import flax.serialization
 import jax
@@ -126,26 +127,32 @@ class Trial:
         }
         results.write_summary(self.run_dir, self.summary)
 
-    def record(self, epoch: int, row: dict, variables: dict) -> None:
-        """Append an epoch; keep the best checkpoint."""
+    def record(self, epoch: int, row: dict, variables: dict, state) -> Callable[[], None]:
+        """Append an epoch, keep the best parameters; return the function that writes the
+        folder's files for it (metrics.csv, the best and last checkpoints), to run later."""
         self.rows.append(row)
-        results.write_metrics(self.run_dir, self.rows)
-        if self.tracker.update(epoch, row[self.tracker.metric]):
+        rows, tracker = list(self.rows), self.tracker
+        improved = tracker.update(epoch, row[tracker.metric])
+        if improved:
             self.best_variables = variables
-            results.atomic_write_bytes(self.run_dir / results.BEST_CHECKPOINT,
-                                       flax.serialization.to_bytes(variables))
+        last = {"state": state, "epoch": epoch, "best_value": tracker.best_value,
+                "best_epoch": tracker.best_epoch, "bad_epochs": tracker.bad_epochs}
 
-    def record_divergence(self, row: dict) -> None:
+        def write() -> None:
+            results.write_metrics(self.run_dir, rows)
+            if improved:
+                results.atomic_write_bytes(self.run_dir / results.BEST_CHECKPOINT,
+                                           flax.serialization.to_bytes(variables))
+            results.atomic_write_bytes(self.run_dir / results.LAST_CHECKPOINT,
+                                       flax.serialization.to_bytes(last))
+        return write
+
+    def record_divergence(self, row: dict) -> Callable[[], None]:
+        """Append the epoch that went non-finite; status `diverged`. Returns the write."""
         self.rows.append(row)
-        results.write_metrics(self.run_dir, self.rows)
         self.status = "diverged"
-
-    def save_last(self, epoch: int, state) -> None:
-        tracker = self.tracker
-        payload = {"state": state, "epoch": epoch, "best_value": tracker.best_value,
-                   "best_epoch": tracker.best_epoch, "bad_epochs": tracker.bad_epochs}
-        results.atomic_write_bytes(self.run_dir / results.LAST_CHECKPOINT,
-                                   flax.serialization.to_bytes(payload))
+        rows = list(self.rows)
+        return lambda: results.write_metrics(self.run_dir, rows)
 
     def restore_last(self, template_state):
         """Load the last epoch checkpoint; return (state, epoch it ended)."""
