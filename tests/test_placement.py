@@ -18,7 +18,7 @@ import jax
 from dlrun import data, results
 from dlrun.config.load import compose_config
 from dlrun.training.group import GroupRun, run_group
-from dlrun.training.placement import TRIALS_PER_PASS_ENV, Placement
+from dlrun.training.placement import SIDE_BY_SIDE_ENV, TRIALS_PER_PASS_ENV, Placement
 from dlrun.training.program import step_flops
 
 # lr x seed: 4 trials that draw their own batches; 3 devices pad them to 6 rows
@@ -68,12 +68,14 @@ def test_a_group_over_several_devices_trains_as_on_one(devices, one_device, tmp_
         assert results.read_summary(tmp_path / f"t{index}")["group_size"] == len(OVERRIDES)
 
 
-@pytest.mark.parametrize("per_pass, shared", [(1, False), (3, False), (3, True)])
-def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, tmp_path, monkeypatch):
-    """Passes of `per_pass` trials inside one program (3 of 5: a pass and a remainder) give
-    each trial the curves and status of the all-at-once vmapped group, a trial that diverges
-    (skipped from then on when a pass is one trial) included; with one seed the passes share
-    one batch order."""
+@pytest.mark.parametrize("per_pass, shared, side_by_side", [
+    (1, False, 1), (1, False, 2), (1, True, 2), (3, False, 1), (3, True, 1)])
+def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, side_by_side, tmp_path,
+                                                     monkeypatch):
+    """Passes of `per_pass` trials inside one program (3 of 5: a pass and a remainder), or one
+    trial a pass run `side_by_side` from threads, give each trial the curves and status of the
+    all-at-once vmapped group, a trial that diverges (skipped from then on when a pass is one
+    trial) included; with one seed the passes share one batch order."""
     overrides = [*OVERRIDES, [*OVERRIDES[0][:-2], "lr=1e4", "seed=1"]]
     if shared:
         overrides = [[*o[:-1], "seed=0"] for o in overrides]
@@ -87,6 +89,7 @@ def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, tmp_path,
     monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(len(overrides)))
     expected_status, expected = run("vmapped")
     monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(per_pass))
+    monkeypatch.setenv(SIDE_BY_SIDE_ENV, str(side_by_side))
     status, curves = run("passes")
     assert status == expected_status == ["completed"] * len(OVERRIDES) + ["diverged"]
     for got, want in zip(curves, expected):
@@ -106,6 +109,17 @@ def test_trials_per_pass_fills_the_cpu_cores_and_no_more(monkeypatch):
     monkeypatch.setenv(TRIALS_PER_PASS_ENV, "3")
     assert placement.trials_per_pass(8, 3.2e8) == 3
     assert placement.trials_per_pass(2, 3.2e8) == 2
+
+
+def test_one_trial_passes_run_a_core_each_at_once_on_a_cpu(monkeypatch):
+    monkeypatch.delenv(SIDE_BY_SIDE_ENV, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    placement = Placement(8, devices=jax.local_devices()[:1])
+    assert placement.side_by_side(8) == 2 and placement.side_by_side(1) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert placement.side_by_side(5) == 5
+    monkeypatch.setenv(SIDE_BY_SIDE_ENV, "1")
+    assert placement.side_by_side(8) == 1
 
 
 def test_step_flops_match_the_closed_form_of_an_mlp(tmp_path):

@@ -15,12 +15,9 @@ live trial after the current epoch, status `interrupted`.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 import time
 import traceback
-from functools import partial
 from pathlib import Path
 
 import jax
@@ -29,16 +26,15 @@ import numpy as np
 from rich.console import Console
 
 from dlrun import data, models, results
-from dlrun.training import compaction, hparams, optim, transfer
+from dlrun.training import compaction, side_by_side
 from dlrun.backend import enable_compilation_cache
 from dlrun.training.callbacks import EarlyStopping
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.training.placement import Placement
 from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.program import (build_program, compile_timed, compiled_functions, eval_batches,
-                                    program_key, reused, stack, step_flops, take)
-from dlrun.training.step import Program, create_state, init_variables
-from dlrun.training.trial import Trial, epoch_key, epoch_row, init_key, order_key
+                                    initial_state, program_key, reused, stack, step_flops, take)
+from dlrun.training.trial import Trial, epoch_key, epoch_row, order_key
 from dlrun.training.writes import FolderWrites, write_predictions
 from dlrun.training.trial import data_seed as trial_data_seed
 
@@ -54,7 +50,6 @@ class GroupRun:
         self.dataset = dataset
         self.program = build_program(cfgs, dataset)
         self.trials = [Trial.create(cfg, run_dir) for cfg, run_dir in zip(cfgs, run_dirs)]
-        self._draws = {}  # one jitted init per init scheme: drawn op by op, 32 trials took seconds
         self.states = [self._initial_state(trial) for trial in self.trials]
         self.placement = Placement(len(cfgs))
         self.x, self.y = self.placement.replicated((dataset.x_train, dataset.y_train))
@@ -75,30 +70,9 @@ class GroupRun:
         self.writes = FolderWrites()  # the last epoch's files, written while the next trains
 
     def _initial_state(self, trial: Trial):
-        """The trial's first state: drawn with its own init scheme (the model's initialisers are
-        attributes, so through a copy of the program holding that trial's model), then the
-        layers of the run it starts from (init_from) loaded over it."""
-        cfg = trial.cfg
-        optimizer = transfer.freeze(optim.make_optimizer(cfg, self.program.steps_per_epoch),
-                                    self.program.frozen)
-        scheme = hparams.init_scheme(cfg)
-        if scheme not in self._draws:
-            # the jitted draw outlives the group: the next group of this shape (an adaptive
-            # sweep's next round) would otherwise compile it again
-            key = json.dumps(["init", hparams.shape_key(cfg), self.program.model.use_dropout,
-                              scheme], sort_keys=True, default=str)
-            initialiser = self._initialiser(cfg)
-            self._draws[scheme] = reused(key, lambda: jax.jit(partial(init_variables, initialiser)))
-        state = create_state(self._initialiser(cfg), init_key(cfg), hparams.state_hparams(cfg),
-                             optimizer, self._draws[scheme](init_key(cfg)))
-        state, plan = transfer.initialise(state, cfg, self.dataset.spec, optimizer)
-        trial.init_record = plan.record() if plan else None
+        """The trial's first state (drawn, then the layers of init_from loaded over it)."""
+        state, trial.init_record = initial_state(self.program, trial.cfg, self.dataset.spec)
         return state
-
-    def _initialiser(self, cfg) -> Program:
-        model = models.build_model(cfg, self.dataset.spec).clone(
-            use_dropout=self.program.model.use_dropout)
-        return dataclasses.replace(self.program, model=model)
 
     def begin(self, resume: bool) -> int:
         """Write each trial's start (or restore its checkpoint); return the first epoch to run."""
@@ -136,12 +110,19 @@ class GroupRun:
         if size not in self.compiled:
             batched = size > 1
             per_pass = self._per_pass() if batched else None
-            key = program_key(self.trials[0].cfg, self.program, size, per_pass,
+            workers = self.placement.side_by_side(size) if per_pass == 1 else 1
+            key = program_key(self.trials[0].cfg, self.program, size, (per_pass, workers),
                               self.shares_batches, (self.state, self.x, self.y, self.val))
 
             def build():
                 epoch_fn, assess_fn, predict_fn = compiled_functions(
                     self.program, batched, batched and self.shares_batches, per_pass)
+                if workers > 1:
+                    runner, seconds = side_by_side.compiled(
+                        self.program, self.state, self.x, self.y, *self.epoch_keys(1), self.val,
+                        self.shares_batches, workers)
+                    self.compile_s += seconds
+                    return runner.epoch, runner.assess, assess_fn, predict_fn
                 epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
                                                    *self.epoch_keys(1))
                 val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,

@@ -12,7 +12,8 @@ are masked like a stopped trial's) and never reach a folder: every reader stops 
 trial count. On one device, or for a group of one, nothing changes: plain `device_put`.
 
 On one CPU device a group may instead train its trials in passes, a few vmapped at a time,
-one pass after another in the same compiled epoch (`trials_per_pass`).
+one pass after another in the same compiled epoch (`trials_per_pass`); passes of one trial
+run a core each at once (`side_by_side`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ AXIS = "trials"
 CPU_FLOPS_PER_CORE = 5e7
 # forces the pass size (benchmarks and the tests of the mapped path use it)
 TRIALS_PER_PASS_ENV = "DLRUN_TRIALS_PER_PASS"
+# forces how many one-trial passes run at once (1: one after another, in one program)
+SIDE_BY_SIDE_ENV = "DLRUN_SIDE_BY_SIDE"
 
 
 class Placement:
@@ -66,6 +69,16 @@ class Placement:
             return rows
         wanted = CPU_FLOPS_PER_CORE * (os.cpu_count() or 1)
         return max(1, min(rows, math.ceil(wanted / step_flops)))
+
+    def side_by_side(self, rows: int) -> int:
+        """How many one-trial passes run at once, from threads (dlrun/training/side_by_side.py):
+        on a CPU one a core, else 1 (one program: a GPU runs the whole group vmapped anyway)."""
+        override = os.environ.get(SIDE_BY_SIDE_ENV)
+        if override:
+            return max(1, min(rows, int(override)))
+        if self.sharded or jax.default_backend() != "cpu":
+            return 1
+        return max(1, min(rows, os.cpu_count() or 1))
 
     def padding(self, rows: int) -> int:
         """Rows to add to `rows` trials: up to a multiple of the device count when sharded."""

@@ -8,6 +8,7 @@ only adds and drops the axis so that `dlrun train` pays nothing for vmap.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from functools import partial
@@ -18,7 +19,9 @@ import numpy as np
 
 from dlrun import data, models
 from dlrun.training import hparams, losses, optim, transfer
-from dlrun.training.step import Program, evaluate, train_epoch, train_step
+from dlrun.training.step import (Program, create_state, evaluate, init_variables, train_epoch,
+                                 train_step)
+from dlrun.training.trial import init_key
 
 
 def build_program(cfgs: list, dataset: data.Dataset) -> Program:
@@ -197,3 +200,23 @@ def compile_timed(fn, *args):
     start = time.perf_counter()
     compiled = fn.lower(*args).compile()
     return compiled, time.perf_counter() - start
+
+
+def initial_state(program: Program, cfg, spec) -> tuple:
+    """A trial's first state and where its layers came from (None: all drawn).
+
+    Drawn with the trial's own init scheme (the model's initialisers are attributes, so through
+    a copy of the program holding that trial's model), jitted once per scheme and shape in the
+    process (op by op, 32 trials took seconds; the next group of an adaptive sweep's round would
+    compile it again), then the layers of the run it starts from (init_from) loaded over it.
+    """
+    optimizer = transfer.freeze(optim.make_optimizer(cfg, program.steps_per_epoch), program.frozen)
+    model = models.build_model(cfg, spec).clone(use_dropout=program.model.use_dropout)
+    initialiser = dataclasses.replace(program, model=model)
+    key = json.dumps(["init", hparams.shape_key(cfg), program.model.use_dropout,
+                      hparams.init_scheme(cfg)], sort_keys=True, default=str)
+    draw = reused(key, lambda: jax.jit(partial(init_variables, initialiser)))
+    state = create_state(initialiser, init_key(cfg), hparams.state_hparams(cfg), optimizer,
+                         draw(init_key(cfg)))
+    state, plan = transfer.initialise(state, cfg, spec, optimizer)
+    return state, plan.record() if plan else None
