@@ -9,8 +9,9 @@ the epoch `jit`-compiled once (lr and L2 traced arguments), the data on the devi
 validation accuracy over the epochs as the objective, a trial whose parameters went
 non-finite stopped (as dlrun stops it); the default MLP (784-512-256-10), SGD
 with momentum 0.9 and dlrun's cosine schedule, on the same MNIST subset and validation split as
-dlrun (read through dlrun's own loader). Each dlrun figure is a real command in a fresh process
-(imports, compile, training, evaluation, the run folders written).
+dlrun (read through dlrun's own loader). Both sides are timed as whole commands in fresh
+processes, as bench_sweep_vs_loop_cpu.py times them: imports, data, compile, training,
+evaluation (dlrun also writes its run folders and evaluates the test set).
 Targets (issue 11): tpe no slower than the loop; tpe + hyperband at most 0.5x the loop's wall
 time with a best validation accuracy within 0.3 points (mean over 3 seeds) and at most 40 % of
 the trial-epochs; TPE >= random at equal trial-epochs on two problems (mean over 3 seeds).
@@ -19,6 +20,7 @@ the trial-epochs; TPE >= random at equal trial-epochs on two problems (mean over
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -57,6 +59,16 @@ def run_dlrun(problem: list, mode: str, trials: int, seed: int, batch: int | Non
 
 
 def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
+    """The Optuna loop as a command of its own (this script with --as-loop), timed whole."""
+    command = [sys.executable, __file__, "--as-loop", "--subset", str(subset), "--epochs",
+               str(epochs), "--trials", str(trials), "--seeds", str(seed)]
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    return {"wall_s": wall, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     """The Optuna loop: one trial at a time, one compiled epoch, lr and L2 traced."""
     import jax
     import jax.numpy as jnp
@@ -69,7 +81,6 @@ def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     from dlrun.config.load import compose_config
 
     cfg = compose_config(["model=mlp", "optim=momentum", f"data.subset={subset}", f"epochs={epochs}"])
-    start = time.perf_counter()
     dataset = data.load(cfg.data)
     scale = lambda x: ((x.astype(np.float32) - dataset.x_offset) * dataset.x_scale).reshape(len(x), -1)
     x, y = jax.device_put((scale(dataset.x_train), dataset.y_train))
@@ -132,8 +143,7 @@ def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(objective, n_trials=trials)
-    return {"wall_s": time.perf_counter() - start, "best_val_acc": study.best_value,
-            "trial_epochs": sum(spent)}
+    return {"best_val_acc": study.best_value, "trial_epochs": sum(spent)}
 
 
 def main() -> None:
@@ -146,7 +156,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--subset", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=8, help="dlrun --batch (trials asked at a time)")
+    parser.add_argument("--as-loop", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.as_loop:  # the peer's own process: print its result for run_loop
+        print(json.dumps(loop(args.subset, args.epochs, args.trials, args.seeds[0])))
+        return
     problem = [*PROBLEMS[args.problem], f"epochs={args.epochs}"]
     if args.problem.startswith("mnist"):
         problem.append(f"data.subset={args.subset}")
