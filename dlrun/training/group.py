@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -79,8 +80,8 @@ class GroupRun:
         params = models.count_params(self.states[0].params)
         if not resume:
             self.begun = True
-            for trial in self.trials:
-                trial.start(self.dataset.spec, params, len(self.trials))
+            self.writes.submit([trial.start(self.dataset.spec, params, len(self.trials))
+                                for trial in self.trials])
             self.state = self._place(self.states)
             return 1
         restored = [trial.restore_last(state) for trial, state in zip(self.trials, self.states)]
@@ -122,7 +123,7 @@ class GroupRun:
                         self.program, self.state, self.x, self.y, *self.epoch_keys(1), self.val,
                         self.shares_batches, workers)
                     self.compile_s += seconds
-                    return runner.epoch, runner.assess, assess_fn, predict_fn
+                    return runner.epoch, runner.assess, runner.assess, runner.predict
                 epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
                                                    *self.epoch_keys(1))
                 val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,
@@ -240,13 +241,12 @@ class GroupRun:
         """
         if not self.begun:
             return [{"status": trial.status, "epochs_run": 0} for trial in self.trials]
-        with STOP.critical():  # the last epoch's files, before any summary says it ended
-            self.writes.close()
         try:
             test = self._test() if self.assess_fn is not None else None
         except KeyboardInterrupt:
             test = None
-        with STOP.critical():
+        with STOP.critical():  # every file of the folders (predictions too), then the summaries
+            self.writes.close()
             return self._summaries(test)
 
     def _test(self):
@@ -268,11 +268,10 @@ class GroupRun:
         return test
 
     def _save_predictions(self, probabilities: np.ndarray) -> None:
-        count = len(self.dataset.y_test)
-        for index, trial in enumerate(self.trials):
-            if self._tested(trial):
-                per_example = probabilities[index].reshape(-1, probabilities.shape[-1])[:count]
-                write_predictions(trial.run_dir, per_example, self.dataset.y_test)
+        count, labels = len(self.dataset.y_test), self.dataset.y_test
+        rows = [(trial.run_dir, probabilities[index].reshape(-1, probabilities.shape[-1])[:count])
+                for index, trial in enumerate(self.trials) if self._tested(trial)]
+        self.writes.submit([partial(write_predictions, run_dir, row, labels) for run_dir, row in rows])
 
     @staticmethod
     def _tested(trial) -> bool:

@@ -27,13 +27,15 @@ from dlrun.training.step import Program, evaluate, train_epoch
 
 
 class SideBySide:
-    """The stacked interface of a group's epoch and validation over one-trial executables."""
+    """The stacked interface of a group's epoch and evaluations over one-trial executables."""
 
-    def __init__(self, epoch_exe, assess_exe, metric_shapes, val_shapes, shared: bool,
+    def __init__(self, program: Program, epoch_exe, assess_exe, metric_shapes, shared: bool,
                  workers: int):
         self.epoch_exe, self.assess_exe, self.shared = epoch_exe, assess_exe, shared
+        self.assess_fn = jax.jit(partial(evaluate, program))  # its shapes, for untested rows
         self.metric_zeros = _zeros(metric_shapes)
-        self.val_zeros = _zeros(val_shapes)
+        # the test pass (once a group) compiles on its first call
+        self.predict_fn = jax.jit(partial(evaluate, program, probabilities=True))
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="dlrun-trials")
 
     def epoch(self, state, x, y, keys, orders):
@@ -45,6 +47,7 @@ class SideBySide:
             if not active[index]:
                 return rows[index], self.metric_zeros
             order = orders if self.shared else orders[index]
+            # waited for here: the rows' executions overlap only when each thread waits for its own
             return jax.block_until_ready(self.epoch_exe(rows[index], x, y, keys[index], order))
 
         trained = list(self.pool.map(train, range(len(rows))))
@@ -52,15 +55,19 @@ class SideBySide:
 
     def assess(self, tested, params, batch_stats, *batches):
         """Evaluate the `tested` rows (zeros for the others)."""
+        return self._each(self.assess_exe, self.assess_fn, tested, params, batch_stats, batches)
+
+    def predict(self, tested, params, batch_stats, *batches):
+        """`assess` with the class probabilities too (the test pass)."""
+        return self._each(self.predict_fn, self.predict_fn, tested, params, batch_stats, batches)
+
+    def _each(self, assess, traceable, tested, params, batch_stats, batches):
         tested = np.asarray(jax.device_get(tested))
-
-        def assess_row(index: int):
-            if not tested[index]:
-                return self.val_zeros
-            return jax.block_until_ready(
-                self.assess_exe(take(params, index), take(batch_stats, index), *batches))
-
-        return stack(list(self.pool.map(assess_row, range(len(tested)))))
+        row = lambda index: (take(params, index), take(batch_stats, index), *batches)
+        zeros = _zeros(jax.eval_shape(traceable, *row(0))) if not tested.all() else None
+        run = lambda index: (jax.block_until_ready(assess(*row(index))) if tested[index]
+                             else zeros)
+        return stack(list(self.pool.map(run, range(len(tested)))))
 
 
 def compiled(program: Program, state, x, y, keys, orders, val, shared: bool,
@@ -75,8 +82,7 @@ def compiled(program: Program, state, x, y, keys, orders, val, shared: bool,
     epoch_exe = epoch_fn.lower(one, x, y, keys[0], order).compile()
     assess_exe = assess_fn.lower(one.params, one.batch_stats, *val).compile()
     metric_shapes = jax.eval_shape(partial(train_epoch, program), one, x, y, keys[0], order)[1]
-    val_shapes = jax.eval_shape(partial(evaluate, program), one.params, one.batch_stats, *val)
-    runner = SideBySide(epoch_exe, assess_exe, metric_shapes, val_shapes, shared, workers)
+    runner = SideBySide(program, epoch_exe, assess_exe, metric_shapes, shared, workers)
     return runner, time.perf_counter() - start
 
 

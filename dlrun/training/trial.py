@@ -109,9 +109,9 @@ class Trial:
     def live(self) -> bool:
         return self.status == "running"
 
-    def start(self, spec, params: int, group_size: int) -> None:
-        """Write config.yaml and a `running` summary.json."""
-        results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
+    def start(self, spec, params: int, group_size: int) -> Callable[[], None]:
+        """Begin the summary; return the function that writes config.yaml and a `running`
+        summary.json, to run later."""
         self.summary = {
             "status": "running", "task": spec.task, "model": self.cfg.model.name, "data": spec.name,
             "params": params, "n_train": spec.n_train, "n_val": spec.n_val, "n_test": spec.n_test,
@@ -125,7 +125,12 @@ class Trial:
             "config": plain(self.cfg),
             **({"init_from": self.init_record} if self.init_record else {}),
         }
-        results.write_summary(self.run_dir, self.summary)
+        summary = dict(self.summary)  # as it is now: the training thread goes on updating it
+
+        def write() -> None:
+            results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
+            results.write_summary(self.run_dir, summary)
+        return write
 
     def record(self, epoch: int, row: dict, variables: dict, state) -> Callable[[], None]:
         """Append an epoch, keep the best parameters; return the function that writes the
