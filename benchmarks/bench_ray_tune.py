@@ -2,7 +2,7 @@
 --executor ray` and the local `dlrun sweep`, side by side in one run.
 
     pip install -e '.[bench]'        # ray[tune]
-    python benchmarks/bench_ray_tune.py
+    python benchmarks/bench_ray_tune.py [--cluster]
 
 The workload (issue 12): the default MLP 784-512-256-10 on a 10,000-image MNIST subset, 3 epochs,
 SGD, 4 learning rates x 4 seeds. Every figure is the wall time of a whole command in a fresh
@@ -11,6 +11,11 @@ training, evaluation, the run folders). Tune's trainable trains its trial with d
 trainer and reports every epoch to Tune, so the two differ only in how the trials are run:
 one process and one compiled program per trial in Tune, one vectorised group (one Ray task) in
 dlrun. The issue measured Ray Tune 2.60 at ~110 s and `dlrun sweep` at ~28 s (3.9x).
+
+By default each Ray command starts (and stops) a Ray instance of its own, as `dlrun sweep
+--executor ray` without --address does: ~3.7 s of Ray's own on this machine. With --cluster a
+Ray head is started once (`ray start --head`, as on a cluster) and both Tune and dlrun join it
+(`--address auto`).
 """
 
 from __future__ import annotations
@@ -50,12 +55,12 @@ def tune_trainable(config: dict) -> None:
     run_group([cfg], [tempfile.mkdtemp(prefix="tune-trial-")], callbacks=(ReportToTune(),))
 
 
-def run_tune(storage: str) -> None:
+def run_tune(storage: str, address: str | None) -> None:
     """The Tune command: a grid of 16 trials, one CPU each (Tune's default)."""
     import ray
     from ray import tune
 
-    ray.init(include_dashboard=False, log_to_driver=False)
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
     tuner = tune.Tuner(
         tune_trainable,
         param_space={"lr": tune.grid_search(LRS), "seed": tune.grid_search(SEEDS)},
@@ -68,27 +73,43 @@ def run_tune(storage: str) -> None:
 
 def main() -> None:
     if sys.argv[1:2] == ["--tune"]:  # the Tune side, in a process of its own
-        return run_tune(sys.argv[2])
+        return run_tune(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
+    cluster = "--cluster" in sys.argv[1:]
     scratch = Path(tempfile.mkdtemp(prefix="bench-ray-tune-"))
     env = {**os.environ, "DLRUN_CACHE_DIR": str(scratch / "cache")}
+    ray_cli = [str(Path(sys.executable).with_name("ray"))]
+    if cluster:
+        subprocess.run([*ray_cli, "start", "--head", "--include-dashboard=false",
+                        "--disable-usage-stats"], check=True, env=env, capture_output=True)
+    joined = ["auto"] if cluster else []
+    try:
+        figures = _measure(scratch, env, joined)
+    finally:
+        if cluster:
+            subprocess.run([*ray_cli, "stop"], env=env, capture_output=True)
+    import ray
+
+    where = "a running Ray head joined" if cluster else "a Ray instance started per command"
+    print(f"{os.cpu_count()} cores, Ray {ray.__version__}, {where}; 16 trials, MLP "
+          "784-512-256-10, 10,000 MNIST images, 3 epochs, SGD; wall seconds of whole commands")
+    tune_s = figures["Ray Tune (Tuner, function trainable)"]
+    for name, seconds in figures.items():
+        print(f"{name:<40}{seconds:8.1f} s   Tune / this: {tune_s / seconds:4.2f}x")
+
+
+def _measure(scratch: Path, env: dict, joined: list) -> dict:
     dlrun = [sys.executable, "-m", "dlrun"]
     # warm the persistent compilation cache for both shapes (16 vmapped trials, 1 trial)
     timed([*dlrun, *SWEEP, "--out", str(scratch / "warm16")], env)
     timed([*dlrun, "train", *WORKLOAD, "--out", str(scratch / "warm1")], env)
-    figures = {
+    address = ["--address", *joined] if joined else []
+    return {
         "Ray Tune (Tuner, function trainable)":
-            timed([sys.executable, __file__, "--tune", str(scratch / "tune")], env),
-        "dlrun sweep --executor ray": timed([*dlrun, *SWEEP, "--executor", "ray", "--out",
-                                             str(scratch / "ray")], env),
+            timed([sys.executable, __file__, "--tune", str(scratch / "tune"), *joined], env),
+        "dlrun sweep --executor ray": timed([*dlrun, *SWEEP, "--executor", "ray", *address,
+                                             "--out", str(scratch / "ray")], env),
         "dlrun sweep (local)": timed([*dlrun, *SWEEP, "--out", str(scratch / "local")], env),
     }
-    import ray
-
-    print(f"{os.cpu_count()} cores, Ray {ray.__version__}; 16 trials, MLP 784-512-256-10, "
-          "10,000 MNIST images, 3 epochs, SGD; wall seconds of whole commands")
-    tune_s = figures["Ray Tune (Tuner, function trainable)"]
-    for name, seconds in figures.items():
-        print(f"{name:<40}{seconds:8.1f} s   Tune / this: {tune_s / seconds:4.2f}x")
 
 
 if __name__ == "__main__":
