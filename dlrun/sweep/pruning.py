@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,11 @@ class StudyPruning(EpochCallback):
     def __init__(self, link: StudyLink):
         self.link = link
         self.study = None
+        # reports go to the storage from a thread of their own: each is a committed (fsynced)
+        # transaction, ~10 ms while the epoch's checkpoints are written; only a pruning
+        # decision waits for them
+        self.reporter = ThreadPoolExecutor(1, thread_name_prefix="dlrun-study")
+        self.pending: list = []
 
     def on_start(self, group, first_epoch: int) -> None:
         import optuna
@@ -47,11 +53,12 @@ class StudyPruning(EpochCallback):
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
         """1. report every live trial (the group's trials then compete with each other too),
-        2. ask the pruner about each; the last epoch is never pruned (nothing left to save)."""
-        import optuna
+        2. ask the pruner about each; the last epoch is never pruned (nothing left to save).
 
+        Straight to the storage: `optuna.Trial(...).report` first reads the whole trial back."""
         from dlrun.sweep.search import epoch_value
 
+        storage = self.study._storage
         reported = []
         for index, (trial, row) in enumerate(zip(group.trials, rows)):
             # by folder, every epoch: the trial an index names is the folder's, whatever the group does
@@ -59,13 +66,25 @@ class StudyPruning(EpochCallback):
             value = epoch_value(self.link.metric, row) if row is not None else None
             if trial_id is None or not trial.live or value is None or not math.isfinite(value):
                 continue
-            optuna_trial = optuna.Trial(self.study, trial_id)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # an epoch already reported before a resume
-                optuna_trial.report(value, epoch)
-            reported.append((index, optuna_trial))
+            # an epoch trained again after a resume reports the value it had
+            self.pending.append(self.reporter.submit(storage.set_trial_intermediate_value,
+                                                     trial_id, epoch, float(value)))
+            reported.append((index, trial_id))
         if self.link.pruner == "none" or epoch >= self.link.max_epochs:
             return
-        for index, optuna_trial in reported:
-            if optuna_trial.should_prune():
+        self._wait()
+        for index, trial_id in reported:
+            if self.study.pruner.prune(self.study, storage.get_trial(trial_id)):
                 group.stop_trial(index, "pruned", pruned_epoch=epoch)
+
+    def on_end(self, group) -> None:
+        """Every report is in the study before the group's trials are told their end."""
+        try:
+            self._wait()
+        finally:
+            self.reporter.shutdown()
+
+    def _wait(self) -> None:
+        pending, self.pending = self.pending, []
+        for report in pending:
+            report.result()
