@@ -4,6 +4,8 @@
     group.py      a group of trials: data on the device, the epoch loop, compaction, finishing
     program.py    the compiled half of a group: its program, the vmapped epoch and evaluations
     placement.py  where a group's arrays live: the trial axis sharded over the local devices
+    side_by_side.py  a CPU group's one-trial passes run a core each, from threads
+    writes.py     a group's trial folders written while the next epoch trains
     transfer.py   init_from (which layers load) and model.trainable (which layers freeze)
     compaction.py which trials stay stacked once half a group stopped training (pruning)
     trial.py      one trial's bookkeeping: curves, best epoch, checkpoints, summary
