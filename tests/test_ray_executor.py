@@ -194,3 +194,20 @@ def test_a_local_ray_stopped_by_ctrl_c_and_run_again_trains_what_this_process_wo
                                   for where in ("ray", "local"))
         columns = ["epoch", "train_loss", "val_loss", "val_accuracy"]
         pd.testing.assert_frame_equal(ray_curve[columns], local_curve[columns], rtol=FLOAT32_RTOL)
+
+
+def test_groups_sharing_a_node_run_their_passes_side_by_side_on_their_share_of_cores():
+    """--cpus-per-group below a node's cores: a group's one-trial passes run side by side on
+    that many cores (and one core means single-threaded XLA); by default a group has the node."""
+    from dlrun.sweep.ray_executor import RayExecutor
+
+    shared = RayExecutor(cpus_per_group=3)
+    shared.gpus = 0
+    assert shared.task_options()["runtime_env"] == {"env_vars": {"DLRUN_SIDE_BY_SIDE": "3"}}
+    single = RayExecutor(cpus_per_group=1)
+    single.gpus = 0
+    env = single.task_options()["runtime_env"]["env_vars"]
+    assert env["DLRUN_SIDE_BY_SIDE"] == "1" and "--xla_cpu_multi_thread_eigen=false" in env["XLA_FLAGS"]
+    whole = RayExecutor()
+    whole.gpus, whole.cpus = 0, 2  # what the cluster's smallest node gives it
+    assert "runtime_env" not in whole.task_options()

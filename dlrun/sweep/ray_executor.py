@@ -92,6 +92,7 @@ class RayExecutor:
         self.address = address
         self.gpus = gpus_per_group
         self.cpus = cpus_per_group
+        self.shared_node = cpus_per_group is not None  # groups may share a node's cores
         self.max_retries = max_retries
         self._started = False  # whether this executor called ray.init (and so shuts it down)
         self._mirror = None
@@ -177,11 +178,22 @@ class RayExecutor:
         return self._mirror
 
     def _task(self, ray):
+        return ray.remote(train_group_remotely).options(**self.task_options())
+
+    def task_options(self) -> dict:
+        """A group task's Ray options (once the cluster's resources set gpus and cpus)."""
+        from dlrun.training.placement import SIDE_BY_SIDE_ENV  # JAX: not in the mirror's process
+
         options = {"num_cpus": self.cpus, "num_gpus": self.gpus, "max_retries": self.max_retries}
+        env = {}
+        if not self.gpus and self.shared_node:
+            # a group's one-trial passes run side by side on its share of the cores, not on all
+            env[SIDE_BY_SIDE_ENV] = str(max(1, int(self.cpus)))
         if not self.gpus and self.cpus < 2:  # JAX on a CPU takes every core unless told one
-            flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false"
-            options["runtime_env"] = {"env_vars": {"XLA_FLAGS": flags.strip()}}
-        return ray.remote(train_group_remotely).options(**options)
+            env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
+        if env:
+            options["runtime_env"] = {"env_vars": env}
+        return options
 
     def _as_finished(self, ray, mirror) -> Iterator[Outcome]:
         told = False
