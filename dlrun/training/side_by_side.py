@@ -67,6 +67,8 @@ class SideBySide:
         zeros = _zeros(jax.eval_shape(traceable, *row(0))) if not tested.all() else None
         run = lambda index: (jax.block_until_ready(assess(*row(index))) if tested[index]
                              else zeros)
+        if assess is traceable:  # compiled here, once, not by each thread's first call
+            assess = assess.lower(*row(0)).compile()
         return stack(list(self.pool.map(run, range(len(tested)))))
 
 
