@@ -162,6 +162,7 @@ def sweep(
     from dlrun.sweep.plan import make_plan
     from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table, plan_table
+    from dlrun.training.placement import check_forced
 
     if max_group is not None and max_group < 1:
         raise ConfigError(f"--max-group must be >= 1, got {max_group}")
@@ -171,6 +172,7 @@ def sweep(
                             storage, study)
     options.check()
     ray_executor.check_options(executor_name, jobs, address)
+    check_forced()
     if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
         folder.check_sweep_folder(out)
     if init_from is not None:

@@ -174,6 +174,10 @@ CASES = [
          "--out sweep holds a different sweep", setup=a_sweep_file("command: old\nplan: {trials: []}\n")),
     case("sweep-corrupt-data", ["sweep", "data.subset=500", "epochs=1", "lr=0.1,0.01"],
          "not a valid gzip file", setup=corrupt_mnist, env={"DLRUN_DATA_DIR": "data"}),
+    case("sweep-side-by-side-not-a-number", SWEEP, "DLRUN_SIDE_BY_SIDE=two is not a whole number >= 1",
+         env={"DLRUN_SIDE_BY_SIDE": "two"}),
+    case("sweep-trials-per-pass-zero", SWEEP, "DLRUN_TRIALS_PER_PASS=0 is not a whole number >= 1",
+         env={"DLRUN_TRIALS_PER_PASS": "0"}),
     # sweep: the executor (the Ray cases connect, or start a local Ray, before writing anything)
     case("sweep-executor-unknown", [*SWEEP, "--executor", "spark"], "unknown --executor 'spark'",
          "choices: local, ray"),

@@ -26,6 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from dlrun.errors import ConfigError
+
 AXIS = "trials"
 
 
@@ -35,6 +37,23 @@ CPU_FLOPS_PER_CORE = 5e7
 TRIALS_PER_PASS_ENV = "DLRUN_TRIALS_PER_PASS"
 # forces how many one-trial passes run at once (1: one after another, in one program)
 SIDE_BY_SIDE_ENV = "DLRUN_SIDE_BY_SIDE"
+
+
+def forced(name: str) -> int | None:
+    """The whole number >= 1 that the environment variable `name` forces (None: unset).
+    Raises ConfigError for anything else."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name}={text} is not a whole number >= 1 (unset it and dlrun chooses)")
+    return int(text)
+
+
+def check_forced() -> None:
+    """Refuse a bad DLRUN_TRIALS_PER_PASS or DLRUN_SIDE_BY_SIDE before a sweep writes anything."""
+    for name in (TRIALS_PER_PASS_ENV, SIDE_BY_SIDE_ENV):
+        forced(name)
 
 
 class Placement:
@@ -62,9 +81,9 @@ class Placement:
         of 64) vmapping 4 to 16 trials was the faster. So small steps are vmapped until a pass
         has ~5e7 FLOP a step per core, and big ones run one trial per pass.
         """
-        override = os.environ.get(TRIALS_PER_PASS_ENV)
+        override = forced(TRIALS_PER_PASS_ENV)
         if override:
-            return max(1, min(rows, int(override)))
+            return min(rows, override)
         if self.sharded or jax.default_backend() != "cpu" or step_flops <= 0:
             return rows
         wanted = CPU_FLOPS_PER_CORE * (os.cpu_count() or 1)
@@ -73,9 +92,9 @@ class Placement:
     def side_by_side(self, rows: int) -> int:
         """How many one-trial passes run at once, from threads (dlrun/training/side_by_side.py):
         on a CPU one a core, else 1 (one program: a GPU runs the whole group vmapped anyway)."""
-        override = os.environ.get(SIDE_BY_SIDE_ENV)
+        override = forced(SIDE_BY_SIDE_ENV)
         if override:
-            return max(1, min(rows, int(override)))
+            return min(rows, override)
         if self.sharded or jax.default_backend() != "cpu":
             return 1
         return max(1, min(rows, os.cpu_count() or 1))
