@@ -34,9 +34,9 @@ def _leaves(node, prefix: str = ""):
             yield f"{prefix}{key}", value
 
 
-def _check_finite(cfg: DictConfig) -> None:
+def _check_finite(values: dict) -> None:
     """OmegaConf reads `nan` and `inf` as floats; no key means anything by them."""
-    for key, value in _leaves(OmegaConf.to_container(cfg)):
+    for key, value in _leaves(values):
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}={value} is not a finite number: give a finite value, "
                               f"e.g. {_example(key)}")
@@ -51,7 +51,7 @@ def _check_schema(cfg: DictConfig, names: dict, changed: dict | None) -> None:
             OmegaConf.merge(structured(names), OmegaConf.to_container(cfg))
         except Exception as error:
             raise ConfigError(explain_compose_error(error, [], names)) from None
-        _check_finite(cfg)
+        _check_finite(OmegaConf.to_container(cfg))
         return
     scratch = _scratch_schema(tuple(sorted(names.items())))
     for key, value in changed.items():
@@ -59,12 +59,7 @@ def _check_schema(cfg: DictConfig, names: dict, changed: dict | None) -> None:
             OmegaConf.update(scratch, key, value, merge=False)
         except Exception as error:
             raise ConfigError(explain_compose_error(error, [], names)) from None
-        plain = OmegaConf.to_container(value) if isinstance(value, DictConfig) else value
-        for leaf_key, leaf in _leaves({key: plain} if not isinstance(plain, dict) else
-                                      {f"{key}.{k}": v for k, v in plain.items()}):
-            if isinstance(leaf, float) and not math.isfinite(leaf):
-                raise ConfigError(f"{leaf_key}={leaf} is not a finite number: give a finite "
-                                  f"value, e.g. {_example(leaf_key)}")
+        _check_finite({key: value})
 
 
 @functools.lru_cache(maxsize=32)
