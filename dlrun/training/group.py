@@ -116,14 +116,14 @@ class GroupRun:
                               self.shares_batches, (self.state, self.x, self.y, self.val))
 
             def build():
-                epoch_fn, assess_fn, predict_fn = compiled_functions(
-                    self.program, batched, batched and self.shares_batches, per_pass)
                 if workers > 1:
                     runner, seconds = side_by_side.compiled(
                         self.program, self.state, self.x, self.y, *self.epoch_keys(1), self.val,
                         self.shares_batches, workers)
                     self.compile_s += seconds
                     return runner.epoch, runner.assess, runner.assess, runner.predict
+                epoch_fn, assess_fn, predict_fn = compiled_functions(
+                    self.program, batched, batched and self.shares_batches, per_pass)
                 epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
                                                    *self.epoch_keys(1))
                 val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,
