@@ -6,6 +6,7 @@ as one row of a vectorised group (`dlrun sweep`); either way it leaves the same 
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ def order_key(cfg, epoch: int) -> jax.Array:
 
     With `data_seed` unset this is exactly the shuffle of a run made before `data_seed` existed.
     """
-    return jax.random.split(_epoch_key(data_seed(cfg), epoch))[0]
+    return _order_key(data_seed(cfg), epoch)
 
 
 def data_seed(cfg) -> int:
@@ -80,12 +81,24 @@ def data_seed(cfg) -> int:
     return cfg.seed if value is None else int(value)
 
 
+# Kept: the trials of a sweep mostly share a seed, and drawing a key op by op costs ~1 ms.
+@functools.lru_cache(maxsize=4096)
+def _order_key(seed: int, epoch: int) -> jax.Array:
+    return jax.random.split(_epoch_key(seed, epoch))[0]
+
+
+@functools.lru_cache(maxsize=4096)
 def _epoch_key(seed: int, epoch: int) -> jax.Array:
     return jax.random.fold_in(jax.random.split(jax.random.PRNGKey(seed))[1], epoch)
 
 
 def init_key(cfg) -> jax.Array:
-    return jax.random.split(jax.random.PRNGKey(cfg.seed))[0]
+    return _init_key(cfg.seed)
+
+
+@functools.lru_cache(maxsize=4096)
+def _init_key(seed: int) -> jax.Array:
+    return jax.random.split(jax.random.PRNGKey(seed))[0]
 
 
 @dataclass
