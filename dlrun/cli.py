@@ -55,6 +55,19 @@ def user_errors(command):
     return wrapper
 
 
+def reusing_data(command):
+    """Run the command with one load of each data set it trains on (data.reused_loads)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from dlrun import data
+
+        with data.reused_loads():
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
 @app.command()
 @user_errors
 def train(
@@ -112,6 +125,7 @@ def train(
 
 @app.command()
 @user_errors
+@reusing_data
 def sweep(
     overrides: Optional[List[str]] = typer.Argument(None, help="Hydra overrides and sweeps, e.g. "
                                                     "lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",

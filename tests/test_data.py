@@ -473,3 +473,18 @@ def test_generated_input_scalings(name):
     # Val and test are scaled with the train statistics, not their own.
     lo, span = raw.x_train.min(axis=0), raw.x_train.max(axis=0) - raw.x_train.min(axis=0)
     np.testing.assert_allclose(unit.x_test, (raw.x_test - lo) / span, atol=1e-5)
+
+
+def test_a_command_reusing_loads_loads_each_data_set_once(mnist_env, monkeypatch):
+    from dlrun.data import reused_loads
+
+    with reused_loads():
+        first = load(make_cfg(subset=1000))
+        assert load(make_cfg(subset=1000)) is first
+        other = load(make_cfg(subset=2000))  # another config: loaded, and kept in its place
+        assert len(other.y_train) == 2000 and load(make_cfg(subset=2000)) is other
+        monkeypatch.setenv("DLRUN_DATA_DIR", str(mnist_env.parent) + "/")  # other files: loaded
+        assert load(make_cfg(subset=2000)) is not other
+    again = load(make_cfg(subset=1000))  # outside the block, every load is the loader's own
+    assert again is not first and load(make_cfg(subset=1000)) is not again
+    assert np.array_equal(again.x_train, first.x_train) and np.array_equal(again.y_val, first.y_val)
