@@ -151,3 +151,18 @@ def test_two_sweeps_share_one_postgresql_study_and_run_no_trial_twice(tmp_path, 
     assert len({t.number for t in counted}) == 6
     ran = [len(list((tmp_path / name).glob("trial-*"))) for name in ("a", "b")]
     assert sum(ran) == 6 and min(ran) >= 1, ran  # both sweeps trained trials
+
+
+def test_a_group_never_prunes_a_trial_better_than_one_it_lets_go_on(tmp_path):
+    # the 8 trials reach epoch 1 together; judged in the order asked, the first went on even
+    # when worse than those judged after it, some of which were pruned
+    out = tmp_path / "s"
+    result = dlrun("sweep", *SPACE, "epochs=3", *TPE, "--trials", "8", "--batch", "8",
+                   "--pruner", "sha", "--min-epochs", "1", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    trials = load(out).trials
+    stopped_at_1 = [t.intermediate_values[1] for t in trials
+                    if t.state.name == "PRUNED" and max(t.intermediate_values) == 1]
+    went_on = [t.intermediate_values[1] for t in trials if 2 in t.intermediate_values]
+    assert len(stopped_at_1) >= 4 and went_on
+    assert min(went_on) >= max(stopped_at_1)

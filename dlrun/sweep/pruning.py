@@ -69,11 +69,17 @@ class StudyPruning(EpochCallback):
             # an epoch trained again after a resume reports the value it had
             self.pending.append(self.reporter.submit(storage.set_trial_intermediate_value,
                                                      trial_id, epoch, float(value)))
-            reported.append((index, trial_id))
+            reported.append((float(value), index, trial_id))
         if self.link.pruner == "none" or epoch >= self.link.max_epochs:
             return
         self._wait()
-        for index, trial_id in reported:
+        # Judged best first. Optuna's pruners judge a trial against those judged before it, and
+        # a group's trials reach each epoch together: in any other order a trial can go on while
+        # a better one of the same epoch is pruned (the worse one, judged first, had fewer rivals).
+        import optuna
+
+        best_first = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        for _, index, trial_id in sorted(reported, key=lambda r: r[0], reverse=best_first):
             if self.study.pruner.prune(self.study, storage.get_trial(trial_id)):
                 group.stop_trial(index, "pruned", pruned_epoch=epoch)
 
