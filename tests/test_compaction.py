@@ -85,17 +85,23 @@ def test_a_compacted_trial_has_the_curve_it_has_without_compaction(tmp_path):
 
 
 def test_a_group_run_one_trial_a_pass_is_not_restacked_and_keeps_its_curves(tmp_path, monkeypatch):
-    """One trial a pass skips a frozen trial already (lax.cond): compaction would only cost."""
+    """One trial a pass skips a frozen trial already (lax.cond, or not run at all side by side):
+    compaction would only cost. Run one side by side, whose rows carry over between epochs."""
     monkeypatch.setenv("DLRUN_TRIALS_PER_PASS", "1")
+    monkeypatch.setenv("DLRUN_SIDE_BY_SIDE", "2")
     pruner = PruneAt(1, (1, 3))
     summaries, dirs = _group(tmp_path, "passes", callbacks=[pruner])
     assert pruner.sizes == [4, 4, 4, 4] and pruner.compiled == [4]
     monkeypatch.delenv("DLRUN_TRIALS_PER_PASS")
+    monkeypatch.delenv("DLRUN_SIDE_BY_SIDE")
     reference, plain_dirs = _group(tmp_path, "plain", callbacks=[PruneAt(1, (1, 3))], compact=False)
     for ours, theirs in zip(dirs, plain_dirs):
         np.testing.assert_allclose(results.read_metrics(ours)["val_loss"],
                                    results.read_metrics(theirs)["val_loss"], rtol=1e-4)
     assert [s["epochs_run"] for s in summaries] == [4, 1, 4, 1]
+    assert [s["status"] for s in summaries] == [s["status"] for s in reference]
+    for ours, theirs in zip(summaries, reference):  # tested with the state each trial ended with
+        assert ours["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-4)
 
 
 def test_survivors_train_as_they_would_in_a_group_of_their_own(tmp_path):

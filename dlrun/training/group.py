@@ -64,6 +64,7 @@ class GroupRun:
         # every trial draws the same batch order: gather each batch once for all of them
         self.shares_batches = len({trial_data_seed(cfg) for cfg in cfgs}) == 1
         self.assess_fn = self.predict_fn = None  # set once compiled
+        self.rows_runner = None  # the side-by-side runner, where the group has one
         self.compact = compact
         self.slots = list(range(len(cfgs)))  # row i of the stacked state is trial slots[i]
         self.kept = {}  # index -> host state of a trial compacted out of the stacked state
@@ -121,7 +122,7 @@ class GroupRun:
                         self.program, self.state, self.x, self.y, *self.epoch_keys(1), self.val,
                         self.shares_batches, workers)
                     self.compile_s += seconds
-                    return runner.epoch, runner.assess, runner.assess, runner.predict
+                    return runner.epoch, runner.assess, runner.assess, runner.predict, runner
                 epoch_fn, assess_fn, predict_fn = compiled_functions(
                     self.program, batched, batched and self.shares_batches, per_pass)
                 epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
@@ -129,9 +130,10 @@ class GroupRun:
                 val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,
                                                self.state.batch_stats, *self.val)
                 self.compile_s += epoch_s + val_s
-                return epoch_exe, val_exe, assess_fn, predict_fn
+                return epoch_exe, val_exe, assess_fn, predict_fn, None
 
-            epoch_exe, val_exe, assess_fn, predict_fn = reused(key, build)
+            epoch_exe, val_exe, assess_fn, predict_fn, runner = reused(key, build)
+            self.rows_runner = self.rows_runner or runner
             self.compiled[size] = (epoch_exe, val_exe)
             # the first size is the whole group's, over which the test set is assessed at the end
             self.assess_fn = self.assess_fn or assess_fn
@@ -245,6 +247,8 @@ class GroupRun:
             test = self._test() if self.assess_fn is not None else None
         except KeyboardInterrupt:
             test = None
+        if self.rows_runner is not None:  # kept for the next group of this shape: not our rows
+            self.rows_runner.forget()
         with STOP.critical():  # every file of the folders (predictions too), then the summaries
             self.writes.close()
             return self._summaries(test)

@@ -62,6 +62,10 @@ class SideBySide:
         self.stacked = stack(self.rows)
         return self.stacked, _host_stack([metrics for _, metrics in trained])
 
+    def forget(self) -> None:
+        """Drop the last group's rows (the runner outlives its group, kept with the programs)."""
+        self.rows, self.stacked = None, None
+
     def _rows(self, state) -> list:
         if self.stacked is not None and _same_but_active(state, self.stacked):
             return self.rows
