@@ -34,6 +34,7 @@ class StudyPruning(EpochCallback):
     def __init__(self, link: StudyLink):
         self.link = link
         self.study = None
+        self.best_first = True  # the study's direction, once loaded
         # reports go to the storage from a thread of their own: each is a committed (fsynced)
         # transaction, ~10 ms while the epoch's checkpoints are written; only a pruning
         # decision waits for them
@@ -50,6 +51,7 @@ class StudyPruning(EpochCallback):
             self.study = optuna.load_study(
                 study_name=self.link.study, storage=open_storage(self.link.storage),
                 pruner=make_pruner(self.link.pruner, self.link.min_epochs, self.link.max_epochs))
+        self.best_first = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
         """1. report every live trial (the group's trials then compete with each other too),
@@ -76,10 +78,7 @@ class StudyPruning(EpochCallback):
         # Judged best first. Optuna's pruners judge a trial against those judged before it, and
         # a group's trials reach each epoch together: in any other order a trial can go on while
         # a better one of the same epoch is pruned (the worse one, judged first, had fewer rivals).
-        import optuna
-
-        best_first = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        for _, index, trial_id in sorted(reported, key=lambda r: r[0], reverse=best_first):
+        for _, index, trial_id in sorted(reported, key=lambda r: r[0], reverse=self.best_first):
             if self.study.pruner.prune(self.study, storage.get_trial(trial_id)):
                 group.stop_trial(index, "pruned", pruned_epoch=epoch)
 

@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from dlrun.training.program import stack, take
@@ -33,7 +32,7 @@ class SideBySide:
                  workers: int):
         self.epoch_exe, self.assess_exe, self.shared = epoch_exe, assess_exe, shared
         self.assess_fn = jax.jit(partial(evaluate, program))  # its shapes, for untested rows
-        self.metric_zeros = jax.device_get(_zeros(metric_shapes))
+        self.metric_zeros = _host_zeros(metric_shapes)
         # the test pass (once a group) compiles on its first call
         self.predict_fn = jax.jit(partial(evaluate, program, probabilities=True))
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="dlrun-trials")
@@ -88,7 +87,7 @@ class SideBySide:
             row = lambda index: (take(params, index), take(batch_stats, index), *batches)
         zeros = None
         if not tested.all():
-            zeros = jax.device_get(_zeros(jax.eval_shape(traceable, *row(0))))
+            zeros = _host_zeros(jax.eval_shape(traceable, *row(0)))
         run = lambda index: jax.device_get(assess(*row(index))) if tested[index] else zeros
         if assess is traceable:  # compiled here, once, not by each thread's first call
             assess = assess.lower(*row(0)).compile()
@@ -124,5 +123,5 @@ def _host_stack(trees: list):
     return jax.tree_util.tree_map(lambda *leaves: np.stack(leaves), *trees)
 
 
-def _zeros(shapes):
-    return jax.tree_util.tree_map(lambda shape: jnp.zeros(shape.shape, shape.dtype), shapes)
+def _host_zeros(shapes):
+    return jax.tree_util.tree_map(lambda shape: np.zeros(shape.shape, shape.dtype), shapes)
