@@ -3,16 +3,21 @@ groups, tell the study how each ended, and ask again until --trials are spent.
 
 1. The space (dlrun/sweep/search.py) and a probe trial are composed and checked, and an
    external storage is opened, before anything is written.
-2. Each round first takes over this folder's trials that a dead sweep left RUNNING (they
+2. The study is held to the folders (dlrun/sweep/rebuild.py): a lost study is rebuilt from
+   them, one that disagrees with them is refused. The sweep is known by the id in its
+   sweep.yaml, not by its path, so a copied or moved folder continues where it stopped.
+3. Each round first takes over this folder's trials that a dead sweep left RUNNING (they
    resume from their checkpoints, dlrun/sweep/executor.py's jobs_for), then asks for new ones.
-3. The round's trials are composed and validated as the planner does, grouped by program shape
+4. The round's trials are composed and validated as the planner does, grouped by program shape
    (dlrun/sweep/plan.py) and run through the executor; each group job carries a StudyLink, so
    that every epoch its trials report to the study and the pruner may stop them.
-4. Each trial's folder, read back when its group returns, is what the study is told.
+5. Each trial's folder, read back when its group returns, is what the study is told, and
+   trials.csv is written again, so a running search can be read.
 """
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,12 +32,13 @@ from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
 from dlrun.sweep import study_store as store
 from dlrun.sweep.folder import SWEEP_FILE, check_data, check_writable, read_sweep_record, \
-    trial_status, write_index
+    settle_trials, sweep_identity, trial_status, write_index
 from dlrun.sweep.plan import Plan, PlannedTrial, _plan_trial, _study_space, group_trials
 from dlrun.sweep.pruners import make_pruner
 from dlrun.sweep.pruning import StudyLink
-from dlrun.sweep.search import SearchOptions, default_metric, direction, distributions, \
-    make_sampler, value_text
+from dlrun.sweep.rebuild import reconcile
+from dlrun.sweep.search import SearchOptions, default_batch, default_metric, direction, \
+    distributions, make_sampler, value_text
 
 # An asked trial whose config is refused (say, a sampled width the model cannot take) is told
 # FAIL so the sampler learns, and costs no budget; this many of them in a row mean the space
@@ -57,11 +63,16 @@ class Search:
         values = {key: value_text(params[key]) for key in self.space}
         return _plan_trial(number, values, self.fixed, self.variants, self.composed)
 
-    def describe(self) -> str:
+    def batch(self, size_limit=None) -> int:
+        """Trials asked at a time: --batch, else what lets the sampler learn (search.py)."""
+        fits = max(1, size_limit(self.probe.cfg)) if size_limit else self.options.trials
+        return self.options.batch or default_batch(self.options.search, self.options.trials, fits)
+
+    def describe(self, size_limit=None) -> str:
         options = self.options
         space = ", ".join(f"{key}={text}" for key, text in self.space_text.items())
         return (f"{options.search} search, {options.trials} trials asked "
-                f"{options.batch or 'a group'} at a time, {self.metric}, {options.pruner} pruner: {space}")
+                f"{self.batch(size_limit)} at a time, {self.metric}, {options.pruner} pruner: {space}")
 
     def record(self) -> dict:
         return {"mode": self.options.search, "seed": self.options.seed, "base": self.fixed,
@@ -88,7 +99,14 @@ def prepare(overrides: list[str], options: SearchOptions) -> Search:
     return Search(options, fixed, variants, space, space_text, metric, probe, composed)
 
 
-def write_record(out: Path, search: Search, command: str) -> None:
+def study_name(out: Path, options: SearchOptions) -> str:
+    """--study, else the name the sweep recorded when it began (a copied folder keeps it),
+    else the folder's name."""
+    recorded = read_sweep_record(out) if (Path(out) / SWEEP_FILE).exists() else None
+    return options.study or (recorded or {}).get("study") or Path(out).resolve().name
+
+
+def write_record(out: Path, search: Search, command: str, study: str) -> None:
     """Write sweep.yaml, or check that the adaptive sweep already in `out` is this one."""
     check_writable(out)
     check_data(Plan(search.fixed, search.space_text, "probe", [search.probe], []))
@@ -101,7 +119,8 @@ def write_record(out: Path, search: Search, command: str) -> None:
                               "use another folder")
         return
     # `search` and `metric` at the top, where the report's search progress reads them
-    record = {"command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    record = {"id": uuid.uuid4().hex, "study": study, "command": command,
+              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "search": search.options.search, "metric": search.metric, "plan": described}
     results.atomic_write_text(Path(out) / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
@@ -110,11 +129,34 @@ class Driver:
     """One adaptive sweep into `out`: the study, the heartbeat, and the rounds of asks."""
 
     def __init__(self, search: Search, study, url: str, out: Path, beat, size_limit,
-                 runner=None):
+                 runner=None, sweep_id: str = "", own_storage: bool = True):
         self.search, self.study, self.url, self.out, self.beat = search, study, url, Path(out), beat
         self.size_limit = size_limit
         self.runner = runner  # an executor that replaces the local ones (e.g. Ray's)
         self.refused = 0
+        self.sweep_id, self.own_storage = sweep_id, own_storage
+
+    def belongs(self, trial) -> bool:
+        """Whether a study trial is this sweep folder's (a shared storage holds others')."""
+        recorded = trial.user_attrs.get("sweep_id")
+        if recorded is not None:
+            return recorded == self.sweep_id
+        # a trial from before sweeps had ids: the folder's own study.db holds only its trials
+        return self.own_storage or trial.user_attrs.get("sweep_folder") == str(self.out.resolve())
+
+    @property
+    def identity(self) -> dict:
+        """The user attrs that name a trial's sweep: the id decides, the path only informs."""
+        return {"sweep_id": self.sweep_id, "sweep_folder": str(self.out.resolve())}
+
+    def hold_to_folders(self, console) -> None:
+        """Rebuild what the study lost from the folders; refuse a study that disagrees."""
+        added = reconcile(self.study, self.out, self.search.space, self.search.metric,
+                          self.belongs, self.identity)
+        if added:
+            console.print(f"study '{self.study.study_name}' lacked {added} trial folders of "
+                          f"{self.out}: rebuilt them from their configs and curves", highlight=False,
+                          soft_wrap=True)
 
     @property
     def budget(self) -> int:
@@ -124,7 +166,7 @@ class Driver:
         """Claim this folder's orphaned RUNNING trials; tell the finished ones from their folders
         and return the others, to resume."""
         resumed = []
-        for frozen in store.orphans(self.study, self.out):
+        for frozen in store.orphans(self.study, self.belongs):
             if not store.claim(self.study, frozen._trial_id):
                 continue
             self.beat.trial_ids.add(frozen._trial_id)
@@ -154,8 +196,15 @@ class Driver:
             storage.set_trial_system_attr(trial_id, store.OWNER, store.me())
             storage.record_heartbeat(trial_id)
             # named before composing: a kill from here on leaves an orphan the next run finds
-            storage.set_trial_user_attr(trial_id, "run_dir", f"trial-{trial.number:03d}")
-            storage.set_trial_user_attr(trial_id, "sweep_folder", str(self.out.resolve()))
+            run_dir = f"trial-{trial.number:03d}"
+            storage.set_trial_user_attr(trial_id, "run_dir", run_dir)
+            for key, value in self.identity.items():
+                storage.set_trial_user_attr(trial_id, key, value)
+            if (self.out / run_dir / results.CONFIG_FILE).exists():
+                # a folder the study did not know (another storage's numbering): never pair
+                # new values with what it trained
+                self._discard(trial, f"{run_dir} exists")
+                continue
             try:
                 planned = self.search.compose(trial.number, trial.params)
             except ConfigError as error:
@@ -199,7 +248,11 @@ class Driver:
                 for run_dir in map(Path, job.run_dirs):
                     stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name],
                                               run_dir)
+                self.write_index()
         return not (stopped or STOP.requested)
+
+    def write_index(self) -> pd.DataFrame:
+        return write_index(self.out, index_plan(self.search, self.study, self.belongs))
 
     def _tell(self, number: int, trial_id: int, run_dir: Path) -> bool:
         """Tell the study the folder's end; False for a trial interrupted (left RUNNING)."""
@@ -227,12 +280,11 @@ def _number(run_id: str) -> int:
     return int(run_id.rpartition("-")[2])
 
 
-def index_plan(search: Search, study, out: Path) -> Plan:
+def index_plan(search: Search, study, belongs) -> Plan:
     """The trials of this sweep folder, in the order the study numbered them."""
-    folder = str(Path(out).resolve())
     trials = [PlannedTrial(t.user_attrs["run_dir"], [], {k: value_text(v) for k, v in t.params.items()})
               for t in sorted(store.in_budget(study), key=lambda t: t.number)
-              if t.user_attrs.get("sweep_folder") == folder]
+              if "run_dir" in t.user_attrs and belongs(t)]
     return Plan(search.fixed, search.space_text, search.options.search, trials, [], search.options.seed)
 
 
@@ -251,11 +303,12 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
     console = console or Console(stderr=True)
     options = search.options
     url = store.storage_url(options.storage, out)
-    name = options.study or Path(out).resolve().name
+    name = study_name(out, options)
     storage = store.open_storage(url) if options.storage else None
     if storage is not None:  # refused before the folder is written
         store.check_study(storage, name, search.space, search.metric)
-    write_record(out, search, command)
+    write_record(out, search, command, name)
+    sweep_id, _ = sweep_identity(out, name)
     storage = storage or store.open_storage(url)
     max_epochs = int(search.probe.cfg.epochs)
     with warnings.catch_warnings():
@@ -263,12 +316,18 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
         study = store.open_study(storage, name, search.space, search.metric,
                                  direction(search.metric), make_sampler(options.search, options.seed),
                                  make_pruner(options.pruner, options.min_epochs, max_epochs))
-    console.print(search.describe(), highlight=False)
-    batch = options.batch or max(1, size_limit(search.probe.cfg) if size_limit else options.trials)
+    console.print(search.describe(size_limit), highlight=False)
+    driver = Driver(search, study, url, out, None, size_limit, executor, sweep_id,
+                    own_storage=not options.storage)
+    settle_trials(out, lambda line: console.print(line, highlight=False, markup=False))
+    driver.hold_to_folders(console)  # before counting: a rebuilt study's trials count
+    before = len(study.get_trials(deepcopy=False))
+    if before:  # a continued study: fresh draws, not the first run's again
+        study.sampler = make_sampler(options.search, options.seed, before)
     done = sum(t.state.is_finished() for t in store.in_budget(study))
     if done:
         console.print(f"{done} of {options.trials} trials already finished in study '{name}'")
     with store.Heartbeat(storage) as beat, SweepProgress(console, options.trials, done) as progress:
-        Driver(search, study, url, out, beat, size_limit, executor).loop(batch, jobs, progress, console)
-    plan = index_plan(search, study, out)
-    return write_index(out, plan), plan
+        driver.beat = beat
+        driver.loop(search.batch(size_limit), jobs, progress, console)
+    return driver.write_index(), index_plan(search, study, driver.belongs)

@@ -10,7 +10,9 @@ sweep run again into its folder sees what is finished, whatever stopped it.
 
 from __future__ import annotations
 
+import math
 import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pandas as pd
 import yaml
 
 from dlrun import results
+from dlrun.claims import claimed
 from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
 from dlrun.sweep.plan import Plan
@@ -131,13 +134,94 @@ def prepare_folder(out: Path, plan: Plan, command: str) -> None:
     results.atomic_write_text(existing, yaml.safe_dump(record, sort_keys=False))
 
 
+def sweep_identity(out: Path, study: str) -> tuple[str, str]:
+    """(id, study name) of the adaptive sweep in `out`, recorded in sweep.yaml on first use.
+
+    Both travel with the folder: a sweep copied or moved elsewhere is still the same sweep,
+    so its study trials are found by this id, not by the folder's absolute path.
+    """
+    path = Path(out) / SWEEP_FILE
+    record = read_sweep_record(out)
+    if record is None:
+        raise ConfigError(f"{path} is missing: the sweep record is written first")
+    if "id" in record and "study" in record:
+        return record["id"], record["study"]
+    record = {"id": record.get("id") or uuid.uuid4().hex, "study": record.get("study") or study,
+              **record}
+    results.atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
+    return record["id"], record["study"]
+
+
+def trained_value(config: dict, key: str):
+    """What a run's config.yaml holds at an override's key: a config group's chosen option is
+    its `name` (`optim=adam` trains optim.name adam). KeyError when the key is not there."""
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(key)
+        node = node[part]
+    return node.get("name") if isinstance(node, dict) else node
+
+
+def same_value(trained, text: str) -> bool:
+    """Whether an override's value text (`0.01`, `[32,32]`, `adam`) is what was trained."""
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = text
+    return _equal(trained, parsed)
+
+
+def _equal(trained, parsed) -> bool:
+    if isinstance(trained, list) and isinstance(parsed, list):
+        return len(trained) == len(parsed) and all(map(_equal, trained, parsed))
+    if isinstance(parsed, str) and not isinstance(trained, str):
+        try:  # YAML reads 1e-3 (no dot) as text, Hydra as a number
+            parsed = float(parsed)
+        except ValueError:
+            return False
+    numbers = (int, float)
+    if isinstance(trained, numbers) and isinstance(parsed, numbers) and not isinstance(trained, bool):
+        return math.isclose(float(trained), float(parsed), rel_tol=1e-12, abs_tol=0.0)
+    return trained == parsed
+
+
+def trained_params(run_dir: Path, params: dict) -> dict | None:
+    """`params` as the folder trained them: each value replaced by the folder's own where they
+    differ (the folder is the truth). None when the folder holds no readable config."""
+    try:
+        config = results.read_config(run_dir)
+    except (ValueError, OSError):
+        return None
+    trained = {}
+    for key, text in params.items():
+        try:
+            value = trained_value(config, key)
+        except KeyError:
+            trained[key] = text
+            continue
+        trained[key] = text if same_value(value, text) else _as_text(value)
+    return trained
+
+
+def _as_text(value) -> str:
+    if isinstance(value, list):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    return str(value) if isinstance(value, (bool, str, int)) else repr(float(value))
+
+
 def write_index(out: Path, plan: Plan) -> pd.DataFrame:
-    """Rebuild trials.csv from the trial folders (their summaries are the truth) and return it."""
+    """Rebuild trials.csv from the trial folders (their summaries are the truth) and return it.
+
+    A trial's settings come from its folder's config.yaml where it has one: whatever the plan
+    or the study say, the index never pairs a folder with values it did not train.
+    """
     group_of = {trial.id: group.id for group in plan.groups for trial in group.trials}
     rows = []
     for trial in plan.trials:
         run_dir = trial_dir(out, trial)
-        row = {"trial": trial.id, "group": group_of.get(trial.id, ""), **trial.params,
+        params = trained_params(run_dir, trial.params) if trial.params else None
+        row = {"trial": trial.id, "group": group_of.get(trial.id, ""), **(params or trial.params),
                "status": trial_status(run_dir)}
         if row["status"] not in ("pending", "corrupt"):
             summary = results.read_summary(run_dir)
@@ -149,6 +233,19 @@ def write_index(out: Path, plan: Plan) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     results.atomic_write_text(Path(out) / INDEX_FILE, frame.to_csv(index=False))
     return frame
+
+
+# A killed sweep's worker sees its parent die within seconds; a claim held longer than this is
+# a live rival, and the sweep is refused rather than planned from folders still being written.
+SETTLE_WAIT_S = 60
+
+
+def settle_trials(out: Path, say) -> None:
+    """Wait until no other process trains a trial folder of `out`, so that what is planned
+    next (which trials are finished, where each resumes) is read from folders at rest."""
+    for run_dir in sorted(Path(out).glob("trial-*/")):
+        with claimed(run_dir, SETTLE_WAIT_S, say, note=False):
+            pass
 
 
 def resumable_epoch(run_dir: Path) -> int:

@@ -108,9 +108,18 @@ def value_text(value) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def make_sampler(name: str, seed: int):
-    """The Optuna sampler `name`, seeded by the sweep's seed."""
+def make_sampler(name: str, seed: int, trials_before: int = 0):
+    """The Optuna sampler `name`, seeded by the sweep's seed.
+
+    A sweep that continues a study of `trials_before` trials draws from a stream of its own:
+    seeded as the first run was, TPE's and CMA-ES's random draws would repeat the trials the
+    study already holds. QMC's sequence is indexed by the study itself, so it keeps its seed.
+    """
+    import numpy as np
     import optuna
+
+    if trials_before and name != "qmc":
+        seed = int(np.random.SeedSequence([seed, trials_before]).generate_state(1)[0])
 
     if name == "tpe":
         # constant liar: trials asked but not yet told count as bad, so a batch asked at once
@@ -121,6 +130,20 @@ def make_sampler(name: str, seed: int):
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
     raise ConfigError(f"unknown --search '{name}' (choose from: {', '.join(SEARCHES)})")
+
+
+# A model-based sampler learns only from the trials told before it asks, so a search asked all
+# at once is a random search. Four rounds (what benchmarks/bench_search_cpu.py times: 32 trials,
+# --batch 8) let TPE and CMA-ES learn from the first quarter on, while each round still fills
+# a vectorised group.
+LEARNING_ROUNDS = 4
+
+
+def default_batch(search: str, trials: int, fits: int) -> int:
+    """Trials asked at a time when --batch is not given; `fits`: one group's memory limit."""
+    if search == "qmc":  # a fixed low-discrepancy sequence: nothing to learn between rounds
+        return max(1, min(fits, trials))
+    return max(1, min(fits, -(-trials // LEARNING_ROUNDS)))
 
 
 def default_metric(task: str) -> str:

@@ -1,8 +1,9 @@
 """The Optuna study behind an adaptive sweep: its storage, its space, who owns which trial.
 
-The run folders are the truth (dlrun/sweep/folder.py); the study mirrors them, so
-`optuna.load_study` and optuna-dashboard show the sweep. Each Optuna trial names its folder in
-its user attrs (`run_dir`, and `sweep_folder` for the sweep it belongs to), and the process
+The run folders are the truth (dlrun/sweep/folder.py); the study mirrors them (and is rebuilt
+from them, dlrun/sweep/rebuild.py), so `optuna.load_study` and optuna-dashboard show the sweep.
+Each Optuna trial names its folder in its user attrs (`run_dir` relative to the sweep, and
+`sweep_id`, the id in the sweep's sweep.yaml; `sweep_folder` only informs), and the process
 that trains it in a system attr (`dlrun:owner`, host:pid). A RUNNING trial whose owner is dead
 is taken over by the next `dlrun sweep` into that folder and resumed from its checkpoints: on
 this host the owner's pid tells at once, elsewhere Optuna's heartbeat (no beat for GRACE_S).
@@ -152,14 +153,14 @@ def claim(study, trial_id: int) -> bool:
     return storage.get_trial(trial_id).system_attrs.get(OWNER) == me()
 
 
-def orphans(study, out: Path) -> list:
-    """RUNNING trials of this sweep folder whose owner is dead or silent: to take over."""
+def orphans(study, belongs) -> list:
+    """RUNNING trials of this sweep folder (`belongs`) whose owner is dead or silent: to take
+    over. A trial rebuilt from its folder has no owner."""
     from optuna.trial import TrialState
 
     stale = set(study._storage._get_stale_trial_ids(study._study_id))
-    folder = str(Path(out).resolve())
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if t.user_attrs.get("sweep_folder") == folder
+            if "run_dir" in t.user_attrs and belongs(t)
             and (owner_dead(t.system_attrs.get(OWNER)) or t._trial_id in stale)]
 
 
