@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 
 from dlrun import results
 from dlrun.config.schema import own_fields
-from dlrun.report import diagnose
+from dlrun.report import diagnose, query
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
 RUN_FILES = (results.SUMMARY_FILE, results.METRICS_FILE, results.CONFIG_FILE)
@@ -264,35 +263,37 @@ def _short_names(run_dirs: list[Path]) -> list[str]:
 
 def select(report: Report, *, where: str | None = None, sort: str | None = None,
            top: int | None = None) -> pd.DataFrame:
-    """Filter with a pandas expression, sort (accuracies and times descending as told, losses
-    ascending), keep the first `top`. Raises ValueError naming a bad column or expression."""
+    """Filter with a condition over the columns (grammar: query.py), sort (accuracies and times
+    descending as told, losses ascending), keep the first `top`. Raises ValueError naming a bad
+    column or expression."""
     frame = report.rows
     if where:
-        try:
-            frame = frame.query(where, engine="python")
-        except Exception as error:
-            raise ValueError(f"bad --filter '{where}': {error}{_filter_hint(where, frame)}") from None
+        frame = query.filter_rows(frame, where)
     if sort:
         if sort not in frame.columns:
-            raise ValueError(f"unknown --sort column '{sort}' (choose from: {', '.join(frame.columns)})")
-        frame = frame.sort_values(sort, ascending="loss" in sort or sort in ("gap", "time_s"),
-                                  na_position="last")
+            choices = query.name_list(frame.columns)
+            raise ValueError(f"unknown --sort column '{sort}' (choose from: {choices})")
+        ascending = "loss" in sort or sort in ("gap", "time_s")
+        try:
+            frame = frame.sort_values(sort, ascending=ascending, na_position="last")
+        except TypeError:  # numbers beside text (16 and '[16]'): order them as they are printed
+            frame = frame.sort_values(sort, ascending=ascending, na_position="last",
+                                      key=lambda column: column.map(_as_text))
     return frame.head(top) if top else frame
 
 
-def _filter_hint(where: str, frame: pd.DataFrame) -> str:
-    """How to fix a filter: pandas reads `optim.lr` as attribute lr of a variable optim."""
-    unquoted = re.sub(r"`[^`]*`|'[^']*'|\"[^\"]*\"", "", where)
-    dotted = re.search(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+", unquoted)
-    if dotted:
-        return f"; wrap dotted column names in backticks, e.g. `{dotted.group()}` > 0.1"
-    return f" (columns: {', '.join(frame.columns)})"
+def _as_text(value):
+    missing = value is None or isinstance(value, float) and math.isnan(value)
+    return value if missing else str(value)  # a blank stays blank, so it still sorts last
 
 
 def group_by(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean and std of the numeric columns over the runs sharing `key` (e.g. seeds per lr)."""
-    if key not in frame.columns:
-        raise ValueError(f"unknown --group-by column '{key}' (choose from: {', '.join(frame.columns)})")
+    if key not in frame.columns or _holds_lists(frame[key]):
+        keys = [c for c in frame.columns if not _holds_lists(frame[c])]
+        what = (f"--group-by column '{key}' holds lists, which cannot be grouped" if key in frame.columns
+                else f"unknown --group-by column '{key}'")
+        raise ValueError(f"{what} (choose from: {query.name_list(keys)})")
     numeric = [c for c in ("best_val_loss", "best_val_accuracy", "test_accuracy", "test_loss", "gap",
                            "epochs_run", "time_s") if c in frame and frame[c].notna().any()]
     grouped = frame.groupby(key, dropna=False)
@@ -301,3 +302,8 @@ def group_by(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     table.insert(0, "runs", grouped.size())
     table.insert(1, "diagnosis", grouped["diagnosis"].agg(lambda s: s.mode().iat[0]))
     return table.reset_index()
+
+
+def _holds_lists(column: pd.Series) -> bool:
+    """Whether a cell of `column` is a list (flags): pandas cannot hash one into a group's key."""
+    return bool(column.map(lambda value: isinstance(value, list)).any())
