@@ -1,4 +1,5 @@
-"""The two kinds of user-facing error: the CLI prints either as one line and exits 2.
+"""The kinds of error the CLI reports in one line: bad input (exit 2), and a run that failed
+(exit 1).
 
 A leaf module, so that any module can raise them without importing the config machinery.
 """
@@ -10,3 +11,8 @@ class ConfigError(Exception):
 
 class DataError(Exception):
     """A bad data configuration or unavailable data; the message is one user-facing line."""
+
+
+class RunFailed(Exception):
+    """Training raised; every trial folder that could still be written records status `failed`
+    and the traceback. The message is one line."""

@@ -29,6 +29,10 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from dlrun.claims import LOCK_FILE
+from dlrun.errors import ConfigError
+from dlrun.text import NAME_MAX_BYTES, clip, name_bytes
+
 try:  # libyaml's loader is ~10x faster; 2,000 config.yaml files must load in well under a second
     from yaml import CSafeLoader as _YamlLoader
 except ImportError:  # pragma: no cover - depends on how PyYAML was built
@@ -214,22 +218,47 @@ def finished_epoch(run_dir: Path) -> int:
 def snapshot(run_dir: Path) -> dict[Path, bytes]:
     """Every file of a run folder and its bytes, to put back if a resume fails."""
     run_dir = Path(run_dir)
+    # the claim's lock file is held open: putting back a copy would swap the file under it
     return {path.relative_to(run_dir): path.read_bytes() for path in run_dir.rglob("*")
-            if path.is_file()}
+            if path.is_file() and path.name != LOCK_FILE}
 
 
 def restore(run_dir: Path, files: dict[Path, bytes]) -> None:
     """Put a run folder back exactly as `snapshot` found it (files added since are removed)."""
     run_dir = Path(run_dir)
     for path in run_dir.rglob("*"):
-        if path.is_file() and path.relative_to(run_dir) not in files:
+        if path.is_file() and path.relative_to(run_dir) not in files and path.name != LOCK_FILE:
             path.unlink()
     for relative, data in files.items():
         atomic_write_bytes(run_dir / relative, data)
 
 
-def default_run_dir(name: str, root: Path = Path("runs")) -> Path:
-    """Return `runs/<name>/<timestamp>/`, unique even for runs started in the same second."""
+def folder_name_problem(name: str) -> str | None:
+    """What keeps `name` from being one folder's name inside the runs folder; None when nothing.
+
+    A path separator or `..` could put the run elsewhere (`../../x`, `/tmp/x`), and a name over
+    NAME_MAX_BYTES would fail only once the run is about to be written."""
+    if name in (".", ".."):
+        return "'.' and '..' name the folders that are there already, not a new one"
+    if "/" in name or os.sep in name:
+        return "it holds a path separator, so it is a path (../x leads outside), not one folder's name"
+    if "\0" in name:
+        return "no folder name may hold a NUL character"
+    size = name_bytes(name)
+    if size > NAME_MAX_BYTES:
+        return f"it is {size} bytes long, over the {NAME_MAX_BYTES} a folder name may have"
+    return None
+
+
+def default_run_dir(name: str, root: Path = Path("runs"), option: str = "name=") -> Path:
+    """Return `runs/<name>/<timestamp>/`, unique even for runs started in the same second.
+
+    Raises ConfigError, naming `option` and the name, when `name` cannot be one folder there.
+    """
+    problem = folder_name_problem(name)
+    if problem:
+        raise ConfigError(f"{option}{clip(name)} cannot name the run's folder under {root}/: "
+                          f"{problem}; give a plain name such as lr-test (or --out DIR)")
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     candidate = root / name / stamp
     suffix = 1

@@ -3,10 +3,18 @@ refusal: Typer's default draws a multi-line box."""
 
 from __future__ import annotations
 
+from dlrun.text import QUOTED_CHARS, clip
+
 
 def one_line(error, argv: list[str]) -> str:
-    """The error's message, the value given when an option's value was bad, and where help is."""
-    return f"{error.format_message()}{_given(error, argv)} (see {_help_hint(error)})"
+    """The error's message, the value given when an option's value was bad, and where help is.
+
+    A long argument is quoted only in part, in Click's own words too."""
+    message = error.format_message()
+    for arg in argv:
+        if len(arg) > QUOTED_CHARS:
+            message = message.replace(arg, clip(arg))
+    return f"{message}{_given(error, argv)} (see {_help_hint(error)})"
 
 
 def _given(error, argv: list[str]) -> str:
@@ -15,9 +23,9 @@ def _given(error, argv: list[str]) -> str:
     for index, arg in enumerate(argv):
         for option in options:
             if arg == option and index + 1 < len(argv):
-                return f", got '{argv[index + 1]}'"
+                return f", got '{clip(argv[index + 1])}'"
             if arg.startswith(f"{option}="):
-                return f", got '{arg.partition('=')[2]}'"
+                return f", got '{clip(arg.partition('=')[2])}'"
     return ""
 
 

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, names_of, register_schemas
 from dlrun.errors import ConfigError
+from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 
 
 def conf_dir() -> Path:
@@ -41,28 +42,46 @@ HOW_TO_WRITE = "write key=value, e.g. lr=0.01 or model.hidden=[64,32]"
 def parse_overrides(overrides) -> list:
     """Parse overrides with Hydra's grammar and return them (hydra Override objects).
 
-    Raises ConfigError saying how to write one that does not parse, has no key, or deletes a
-    key (`~lr`): every key has a default, so deleting one would only leave a hole (None).
+    Raises ConfigError saying how to write one that does not parse, has no key, deletes a key
+    (`~lr`: every key has a default, so deleting one would only leave a hole, None), sets
+    Hydra's own runtime (`hydra.run.dir`) or holds an interpolation (`${...}`).
     """
     parser = OverridesParser.create()
     parsed = []
     for text in overrides:
         if "=" not in text and not text.startswith("~"):
-            raise ConfigError(f"'{text}' has no '=': {HOW_TO_WRITE}")
+            raise ConfigError(f"'{clip(text)}' has no '=': {HOW_TO_WRITE}")
         try:
             override = parser.parse_override(text)
         except Exception as error:  # Hydra's parser raises HydraException with ANTLR's wording
             reason = re.sub(r" expecting \{.*\}", "", str(error).splitlines()[0])
-            raise ConfigError(f"cannot parse '{text}' ({reason}): {HOW_TO_WRITE}") from None
-        if not override.key_or_group:
-            raise ConfigError(f"'{text}' has no key before '=': {HOW_TO_WRITE}")
+            raise ConfigError(f"cannot parse '{clip(text)}' ({clip(reason)}): {HOW_TO_WRITE}") from None
+        key = override.key_or_group
+        if not key:
+            raise ConfigError(f"'{clip(text)}' has no key before '=': {HOW_TO_WRITE}")
         if override.is_delete():
-            raise ConfigError(f"'{text}' deletes a key, which dlrun does not support (every key "
-                              f"has a default): set it instead, e.g. {_example(override.key_or_group)}")
-        if override.is_add() and _is_known(override.key_or_group):
-            raise ConfigError(f"'{text}' adds a key that exists already: set it with {text[1:]}")
+            raise ConfigError(f"'{clip(text)}' deletes a key, which dlrun does not support (every "
+                              f"key has a default): set it instead, e.g. {_example(key)}")
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(f"'{clip(text)}' sets Hydra's runtime, which dlrun does not use: "
+                              f"choose the run folder with --out DIR (or name=NAME for runs/NAME/)")
+        check_no_interpolation(text)
+        if override.is_add() and _is_known(key):
+            raise ConfigError(f"'{clip(text)}' adds a key that exists already: set it with "
+                              f"{clip(text[1:])}")
         parsed.append(override)
     return parsed
+
+
+def check_no_interpolation(text: str) -> None:
+    """Refuse `key=${...}`: an override is a value. Resolved later, an interpolation or resolver
+    (`${oc.env:HOME}`) would fail deep in composition or put the environment into a config."""
+    key, _, value = text.partition("=")
+    if "${" in value:
+        key = key.lstrip("+")
+        raise ConfigError(f"'{clip(text)}' holds an interpolation (${{...}}), which dlrun does not "
+                          f"support in overrides: give the value itself, e.g. "
+                          f"{_example(key) if _is_known(key) else 'lr=0.001'}")
 
 
 def _default_of(key: str, missing=None):
@@ -102,15 +121,31 @@ def _example(key: str) -> str:
     return f"{key}={'null' if default is None else default}"
 
 
-def _check_single_run(overrides) -> None:
+def _check_single_run(parsed: list) -> None:
     """Refuse what only `dlrun sweep` understands: swept values and study keys."""
-    for override in parse_overrides(overrides):
+    for override in parsed:
         if override.is_sweep_override():
-            raise ConfigError(f"'{override.input_line}' is a sweep (several values): run it "
-                              f"with `dlrun sweep {override.input_line}`")
+            raise ConfigError(f"'{clip(override.input_line)}' is a sweep (several values): run "
+                              f"it with `dlrun sweep {clip(override.input_line)}`")
         if override.key_or_group in SWEEP_ONLY_KEYS:
-            raise ConfigError(f"'{override.input_line}' names a study: run it with "
-                              f"`dlrun sweep {override.input_line}`")
+            raise ConfigError(f"'{clip(override.input_line)}' names a study: run it with "
+                              f"`dlrun sweep {clip(override.input_line)}`")
+
+
+def _too_long(name: str) -> bool:
+    return name_bytes(name) > NAME_MAX_BYTES
+
+
+def _check_lookup_names(parsed: list, overrides) -> None:
+    """Refuse a key or group option too long to be a file name: Hydra looks both up as paths
+    in its config folders, and the lookup fails as an OSError, not as an unknown name."""
+    for override in parsed:
+        key, value = override.key_or_group, override.value()
+        if _too_long(key):
+            raise ConfigError(_unknown_key(key.lstrip("+"), overrides, None))
+        if key in GROUPS and isinstance(value, str) and _too_long(value):
+            raise ConfigError(f"unknown {key} '{clip(value)}' (choose from: "
+                              f"{', '.join(group_options(key))})")
 
 
 def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -118,7 +153,9 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
 
     Raises ConfigError with a one-line message for any problem.
     """
-    _check_single_run(overrides)
+    parsed = parse_overrides(overrides)
+    _check_single_run(parsed)
+    _check_lookup_names(parsed, overrides)
     register_schemas()
     GlobalHydra.instance().clear()
     try:
@@ -166,14 +203,14 @@ def _unknown_key(full: str, overrides, chosen: dict | None) -> str:
     group, _, field = full.partition(".")
     if group in GROUPS and field and "." not in field:
         option = _chosen(group, overrides, chosen)
-        return (f"{group} {option} has no field '{field}'; its fields: "
+        return (f"{group} {clip(option)} has no field '{clip(field)}'; its fields: "
                 f"{', '.join(fields_of(group, option))}")
     parent = full.rpartition(".")[0]
     try:
         valid = ", ".join(_keys_of(parent))
     except Exception:
         valid = "see `dlrun config show`"
-    return f"unknown config key '{full}' (valid keys{' in ' + parent if parent else ''}: {valid})"
+    return f"unknown config key '{clip(full)}' (valid keys{' in ' + parent if parent else ''}: {valid})"
 
 
 def explain_compose_error(error: Exception, overrides, chosen: dict | None = None) -> str:
@@ -182,7 +219,7 @@ def explain_compose_error(error: Exception, overrides, chosen: dict | None = Non
     missing = re.search(r"Could not find '(\w+)/([^']*)'", text)
     if missing:
         group, option = missing.groups()
-        return f"unknown {group} '{option}' (choose from: {', '.join(group_options(group))})"
+        return f"unknown {group} '{clip(option)}' (choose from: {', '.join(group_options(group))})"
     unknown_key = re.search(r"Key '[^']+' (?:not in|is not in struct)[\s\S]*?full_key: ([\w.\[\]]+)", text)
     if unknown_key:
         return _unknown_key(unknown_key.group(1), overrides, chosen)
@@ -190,15 +227,15 @@ def explain_compose_error(error: Exception, overrides, chosen: dict | None = Non
                        text)
     if choice:
         value, choices, key = choice.groups()
-        return f"{key}={value} is not one of: {choices}"
+        return f"{key}={clip(value)} is not one of: {choices}"
     bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
                           r"is not a valid) (\w+)", text)
     if bad_value:
         key = re.search(r"full_key: ([\w.\[\]]+)", text)
         where = f"{key.group(1)}=" if key else ""
-        return f"{where}{bad_value.group(1)} is not a valid {bad_value.group(2).lower()}"
+        return f"{where}{clip(bad_value.group(1))} is not a valid {bad_value.group(2).lower()}"
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
+    return clip(lines[0], 4 * QUOTED_CHARS) if lines else type(error).__name__
 
 
 def to_yaml(cfg: DictConfig) -> str:

@@ -12,11 +12,12 @@ from omegaconf import DictConfig, OmegaConf
 from dlrun.config.compose import _example, explain_compose_error
 from dlrun.config.schema import names_of, structured
 from dlrun.errors import ConfigError, DataError
+from dlrun.text import clip
 
 
 def _choose(what: str, value: str, choices) -> None:
     if value not in choices:
-        raise ConfigError(f"unknown {what} '{value}' (choose from: {', '.join(sorted(choices))})")
+        raise ConfigError(f"unknown {what} '{clip(value)}' (choose from: {', '.join(sorted(choices))})")
 
 
 def _positive(name: str, value, allow_zero: bool = False) -> None:

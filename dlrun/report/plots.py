@@ -111,6 +111,14 @@ def _safe_name(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
 
 
+def curves_note(frame: pd.DataFrame) -> str | None:
+    """The line that says write_plots drew the per-run curves of only some of `frame`'s runs."""
+    if len(frame) <= MAX_RUN_PLOTS:
+        return None
+    return (f"curves of the first {MAX_RUN_PLOTS} of {len(frame)} runs; use --filter/--top to "
+            "choose")
+
+
 def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) -> list[Path]:
     """Draw the report's figures into `folder`; return their paths.
 
@@ -139,7 +147,6 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
         if key != "seed" and is_numeric(known[key]):  # a seed is not a knob to tune
             written.append(sensitivity(known, key, metric, folder / f"sensitivity_{_safe_name(key)}.png"))
     return written
-
 
 
 def search_plot(frame: pd.DataFrame, records: list[dict], folder: Path) -> list[Path]:

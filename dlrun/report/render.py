@@ -57,10 +57,10 @@ def ensemble_table(votes: pd.DataFrame) -> Table:
     """The votes, one row per ensemble: its settings as in the report, accuracies as percentages."""
     table = Table(title="ensembles (test accuracy)")
     for column in votes.columns:
-        table.add_column(column, justify="right")
-    for _, row in votes.iterrows():
+        table.add_column(escape(column), justify="right")
+    for _, row in votes.iterrows():  # a setting such as [8, 8] is text, not rich markup
         table.add_row(*(f"{value:.2%}" if column in ACCURACIES else
-                        str(int(value)) if column == "members" else _cell(column, value)
+                        str(int(value)) if column == "members" else escape(_cell(column, value))
                         for column, value in row.items()))
     return table
 

@@ -12,6 +12,7 @@ import math
 import os
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 # Short headers, so that a narrow column is as wide as its numbers; the legend spells them out.
@@ -134,17 +135,19 @@ def choose(required: list[str], optional: list[str], widths: dict, limit: int) -
 def build_table(title: str, columns: list[str], headers: dict, cells: dict, width: int,
                 left=LEFT) -> Table:
     """A rich table whose columns are exactly as wide as their widest cell: nothing to crop.
-    At least as wide as its title (up to `width`), so that a folder's path in it is not broken."""
-    table = Table(title=title, min_width=min(len(title), width))
+    At least as wide as its title (up to `width`), so that a folder's path in it is not broken.
+    Every text is escaped: a folder or a value such as `[red]abc` is shown, not read as markup."""
+    table = Table(title=escape(title), min_width=min(len(title), width))
     for column in columns:
         width = max([len(headers[column]), *map(len, cells[column])])
         # When even the required columns are too wide, rich narrows the wrapping columns first:
         # the run id folds onto a second line (whole, no ellipsis) and every number stays whole.
         wraps = column == columns[0]
-        table.add_column(headers[column], min_width=min(width, 3) if wraps else width, no_wrap=not wraps,
-                         overflow="fold", justify="left" if column in left else "right")
+        table.add_column(escape(headers[column]), min_width=min(width, 3) if wraps else width,
+                         no_wrap=not wraps, overflow="fold",
+                         justify="left" if column in left else "right")
     for row in zip(*(cells[column] for column in columns)):
-        table.add_row(*row)
+        table.add_row(*map(escape, row))
     return table
 
 
@@ -236,7 +239,7 @@ def _caption(table: Table, frame: pd.DataFrame, columns: list[str], headers: dic
     if "advice" in frame and "diagnosis" in frame:
         advice = frame.drop_duplicates("diagnosis").set_index("diagnosis")["advice"]
         lines.extend(f"{label}: {text}" for label, text in advice.items())
-    table.caption, table.caption_justify = "\n".join(lines) or None, "left"
+    table.caption, table.caption_justify = escape("\n".join(lines)) or None, "left"
 
 
 def mean_std(column: str, mean, std) -> str:
@@ -275,6 +278,6 @@ def grouped_table(frame: pd.DataFrame, title: str, width: int = 80,
     table = build_table(title, chosen, headers, cells, width, left=(key, "diagnosis"))
     widths = column_widths(headers, cells)
     lines = legend(chosen, headers, table_width([widths[c] for c in chosen]))
-    table.caption = "\n".join([*lines, "mean±std over the runs of each group"])
+    table.caption = escape("\n".join([*lines, "mean±std over the runs of each group"]))
     table.caption_justify = "left"
     return table

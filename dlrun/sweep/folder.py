@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -259,5 +260,6 @@ def resumable_epoch(run_dir: Path) -> int:
         return 0
     try:
         return results.finished_epoch(run_dir)
-    except ValueError:
+    except ValueError as error:  # said: the caller removes the folder, and its epochs are lost
+        print(f"warning: {error}; {Path(run_dir).name} is trained again from scratch", file=sys.stderr)
         return 0

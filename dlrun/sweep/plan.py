@@ -8,10 +8,12 @@ passes in, e.g. what fits the device's memory) are the groups the executor runs.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Glob
 
 from dlrun.config.compose import with_values
 from dlrun.config.load import compose_config
@@ -19,6 +21,7 @@ from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
 from dlrun.sweep import studies
 from dlrun.sweep.space import CONFIG_GROUPS, expand, parse_space, parser_for
+from dlrun.text import clip
 from dlrun.training.hparams import shape_key
 
 
@@ -51,6 +54,7 @@ class Plan:
     trials: list
     groups: list
     seed: int = 0
+    notes: list = field(default_factory=list)  # one line each, for the user: duplicates dropped
 
     def to_dict(self) -> dict:
         return {
@@ -128,7 +132,7 @@ def _plan_trial(index: int, values: dict, fixed: list, variants: dict, composed:
     try:
         cfg = _compose_trial([*fixed, *variant], settings, composed)
     except ConfigError as error:
-        where = f" (trial {index}: {', '.join(f'{k}={v}' for k, v in values.items())})"
+        where = f" (trial {index}: {', '.join(f'{k}={clip(v)}' for k, v in values.items())})"
         raise ConfigError(f"{error}{where if values else ''}") from None
     return PlannedTrial(f"trial-{index:03d}", trial_overrides, values, cfg)
 
@@ -144,11 +148,42 @@ def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,
     fixed, swept, variants = _study_space(overrides)
     if trials is not None and trials < 1:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
+    points, notes = expand(swept, trials, seed), []
+    if trials is None:  # a random search's draws may repeat: they are its budget, as asked
+        points, notes = _distinct(points, swept)
     composed: dict = {}
     planned = [_plan_trial(index, values, fixed, variants, composed)
-               for index, values in enumerate(expand(swept, trials, seed))]
+               for index, values in enumerate(points)]
     if max_group is not None:
         size_limit = lambda cfg: max_group  # noqa: E731 (the flag wins over any estimate)
     space = {key: override.input_line.partition("=")[2] for key, override in swept.items()}
     return Plan(fixed, space, "random" if trials is not None else "grid", planned,
-                group_trials(planned, size_limit), seed)
+                group_trials(planned, size_limit), seed, notes)
+
+
+def _distinct(points: list[dict], swept: dict) -> tuple[list[dict], list[str]]:
+    """The grid's points without repeats (a repeat trains the same run again: the seed is one of
+    the values), and a note for each swept key that lists a value more than once. Dropped
+    before numbering, so the same command names the same trial folders."""
+    kept, seen = [], set()
+    for values in points:
+        key = tuple(sorted(values.items()))  # Hydra's texts: 1e-1 is listed as 0.1
+        if key not in seen:
+            seen.add(key)
+            kept.append(values)
+    return kept, [note for override in swept.values() for note in _repeats(override)]
+
+
+def _repeats(override) -> list[str]:
+    """'lr=0.1,0.1 lists 0.1 twice: the duplicate trial is dropped', one per repeated value."""
+    if not override.is_discrete_sweep() or isinstance(override.value(), Glob):
+        return []  # an interval draws its values; a glob matches each name once
+    counts = Counter(override.sweep_string_iterator())
+    return [f"{clip(override.input_line)} lists {clip(value)} {_times(count)}" for value, count
+            in counts.items() if count > 1]
+
+
+def _times(count: int) -> str:
+    if count == 2:
+        return "twice: the duplicate trial is dropped"
+    return f"{count} times: the duplicate trials are dropped"

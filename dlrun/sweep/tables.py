@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from dlrun.sweep.folder import FINAL_STATUSES
@@ -26,10 +27,11 @@ def plan_table(plan: Plan) -> Table:
     for group in plan.groups:
         cfg, shape = group.trials[0].cfg, group.shape
         steps = describe(cfg.data).n_train // cfg.batch_size
-        table.add_row(group.id, str(group.size), shape["model"], shape["data"],
-                      str(shape["batch_size"]), shape["activation"], shape["optim"],
-                      str(shape["epochs"]), f"{group.size * cfg.epochs * steps:,}")
-    varied = ", ".join(plan.space) or "nothing"
+        cells = (group.id, group.size, shape["model"], shape["data"], shape["batch_size"],
+                 shape["activation"], shape["optim"], shape["epochs"],
+                 f"{group.size * cfg.epochs * steps:,}")
+        table.add_row(*(escape(str(cell)) for cell in cells))  # a user's model is named by them
+    varied = escape(", ".join(plan.space)) or "nothing"
     cost = sum(g.size * g.trials[0].cfg.epochs for g in plan.groups)
     table.caption = (f"varied: {varied}; cost: {plural(cost, 'trial-epoch')}"
                      " (updates = trials x epochs x steps)")
@@ -37,9 +39,10 @@ def plan_table(plan: Plan) -> Table:
 
 
 def _cell(column: str, value) -> str:
+    """A cell as rich markup: a swept value such as `[relu]` is text, so it is escaped."""
     if isinstance(value, float):
         return "" if pd.isna(value) else (f"{value:.2%}" if "accuracy" in column else f"{value:.4g}")
-    return str(value)
+    return escape(str(value))
 
 
 def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:
@@ -55,7 +58,7 @@ def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:
                "test_accuracy"]
     columns = [c for c in columns if c in finished]
     for column in columns:
-        table.add_column(SHORT.get(column, column), no_wrap=column in ("trial", "status"),
+        table.add_column(escape(SHORT.get(column, column)), no_wrap=column in ("trial", "status"),
                          justify="left" if column in ("trial", "status") else "right")
     for _, row in finished.iterrows():
         table.add_row(*(_cell(column, row[column]) for column in columns))

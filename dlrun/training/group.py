@@ -16,6 +16,7 @@ live trial after the current epoch, status `interrupted`.
 from __future__ import annotations
 
 import math
+import os
 import time
 import traceback
 from functools import partial
@@ -25,8 +26,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
+from rich.markup import escape
 
 from dlrun import data, models, results
+from dlrun.errors import RunFailed  # noqa: F401 (the CLI and the executors import it from here)
 from dlrun.training import compaction, side_by_side
 from dlrun.backend import enable_compilation_cache
 from dlrun.training.callbacks import EarlyStopping
@@ -36,12 +39,8 @@ from dlrun.training.progress import EpochProgress, summary_table
 from dlrun.training.program import (build_program, compile_timed, compiled_functions, eval_batches,
                                     initial_state, program_key, reused, stack, step_flops, take)
 from dlrun.training.trial import Trial, epoch_key, epoch_row, order_key
-from dlrun.training.writes import FolderWrites, write_predictions
+from dlrun.training.writes import FolderWrites, cannot_write, write_predictions
 from dlrun.training.trial import data_seed as trial_data_seed
-
-
-class RunFailed(Exception):
-    """Training raised; every trial folder records status `failed` and the traceback."""
 
 
 class GroupRun:
@@ -290,18 +289,30 @@ class GroupRun:
                                           self.program.task, self.compile_s))
         return summaries
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException) -> Path | None:
+        """Record status `failed` and the traceback in every trial folder that can still be
+        written; return the first error.txt written (None: none could be)."""
         text = traceback.format_exc()
         try:
             self.writes.close()
         except Exception:  # the failure being recorded may be the disk's own
             pass
+        written = None
         for trial in self.trials:
-            trial.run_dir.mkdir(parents=True, exist_ok=True)
-            (trial.run_dir / "error.txt").write_text(text)
             trial.summary["error"] = f"{type(error).__name__}: {error}"
             trial.status = "failed"
-            trial.finish(None, self.program.task, self.compile_s)
+            try:
+                results.atomic_write_text(trial.run_dir / "error.txt", text)
+                written = written or trial.run_dir / "error.txt"
+                trial.finish(None, self.program.task, self.compile_s)
+            except OSError:  # a full or read-only disk: the folder keeps its last whole files
+                continue
+        return written
+
+    def folder(self) -> Path:
+        """The folder the group writes into: its one trial's, else the one holding them all."""
+        dirs = [trial.run_dir for trial in self.trials]
+        return dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs))
 
 
 def run_group(cfgs: list, run_dirs: list, *, resume: bool = False,
@@ -329,10 +340,19 @@ def run_group(cfgs: list, run_dirs: list, *, resume: bool = False,
         except RunFailed:
             raise
         except Exception as error:
-            group.fail(error)
-            where = group.trials[0].run_dir
-            raise RunFailed(f"{type(error).__name__}: {error} (traceback in {where}/error.txt)") from error
-        return group.finish()
+            raise _failed(group, error) from error
+        try:
+            return group.finish()
+        except OSError as error:  # the last epoch's files, the predictions or a summary
+            raise _failed(group, error) from error
+
+
+def _failed(group: GroupRun, error: Exception) -> RunFailed:
+    """Record the failure in the group's folders; return the one line that says what failed."""
+    where = group.fail(error)
+    if isinstance(error, OSError):  # the run folder's own files are all it writes
+        return RunFailed(cannot_write(error, group.folder()))
+    return RunFailed(f"{type(error).__name__}: {error}" + (f" (traceback in {where})" if where else ""))
 
 
 def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
@@ -371,9 +391,9 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
     """Train one config into `run_dir` (or continue the run there); return its summary."""
     console = console or Console(stderr=True)
     spec = data.describe(cfg.data)
-    console.print(f"[bold]{cfg.model.name}[/] on [bold]{spec.name}[/]: "
+    console.print(f"[bold]{escape(cfg.model.name)}[/] on [bold]{escape(spec.name)}[/]: "
                   f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
-                  f"examples, {jax.default_backend()} backend -> {run_dir}")
+                  f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}")
     (summary,) = run_group([cfg], [run_dir], resume=resume,
                            callbacks=[EpochProgress(console, cfg.model.name)])
     if (Path(run_dir) / results.SUMMARY_FILE).exists():

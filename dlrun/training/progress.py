@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -15,7 +16,9 @@ from dlrun.training.callbacks import EpochCallback
 
 
 def progress_bar(console: Console, field: str) -> Progress:
-    """A bar with its count, a free-text task field (latest numbers, notes) and elapsed time."""
+    """A bar with its count, a free-text task field (latest numbers, notes) and elapsed time.
+
+    Both texts are rich markup: a description or note that holds a user's text is escaped."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn(f"{{task.fields[{field}]}}"), TimeElapsedColumn(), console=console)
 
@@ -29,7 +32,7 @@ class EpochProgress(EpochCallback):
 
     def on_start(self, group, first_epoch: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task(self.description, total=group.epochs,
+        self.task = self.progress.add_task(escape(self.description), total=group.epochs,
                                            completed=first_epoch - 1, metrics="compiled, training...")
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
@@ -61,7 +64,7 @@ class SweepProgress:
         self.progress.stop()
 
     def trials_done(self, count: int, note: str = "") -> None:
-        self.progress.update(self.trials, advance=count, note=note)
+        self.progress.update(self.trials, advance=count, note=escape(note))
 
     def group(self, group_id: str, size: int) -> EpochCallback:
         return GroupEpochs(self, f"{group_id} ({size} trials) epochs")
@@ -141,7 +144,7 @@ class GroupEpochs(EpochCallback):
         progress = self.sweep.progress
         if self.sweep.epochs is not None:
             progress.remove_task(self.sweep.epochs)
-        self.sweep.epochs = progress.add_task(self.description, total=group.epochs,
+        self.sweep.epochs = progress.add_task(escape(self.description), total=group.epochs,
                                               completed=first_epoch - 1, note="compiled, training...")
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
@@ -154,7 +157,7 @@ class GroupEpochs(EpochCallback):
 
 def summary_table(summary: dict, run_dir) -> Table:
     """Return a two-column table of a finished run's summary."""
-    table = Table(title=f"run {summary['status']}: {run_dir}", show_header=False)
+    table = Table(title=escape(f"run {summary['status']}: {run_dir}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
     keys = ("status", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
@@ -165,5 +168,5 @@ def summary_table(summary: dict, run_dir) -> Table:
             continue  # e.g. no accuracy for a regression
         if isinstance(value, float):
             value = f"{value:.2%}" if "accuracy" in key else f"{value:.4g}"
-        table.add_row(key, str(value))
+        table.add_row(key, escape(str(value)))
     return table

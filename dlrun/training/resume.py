@@ -25,9 +25,12 @@ from omegaconf import DictConfig
 
 from dlrun import results
 from dlrun.config.schema import plain
-from dlrun.errors import ConfigError
+from dlrun.config.compose import check_no_interpolation
 from dlrun.config.load import load_run_config
 from dlrun.config.validate import validate
+from dlrun.errors import ConfigError, RunFailed
+from dlrun.text import clip
+from dlrun.training.writes import cannot_write
 
 RESUMABLE_KEYS = ("epochs", "early_stopping.patience", "early_stopping.min_delta",
                   "early_stopping.restore_best")
@@ -111,8 +114,9 @@ def for_out(run_dir: Path, cfg: DictConfig) -> Start:
     differ = changes(_stored_config(run_dir, "--out"), cfg)
     if differ:
         key, (old, new) = next(iter(differ.items()))
-        raise ConfigError(f"--out {run_dir} already holds another run ({key}: {old} there, {new} "
-                          f"here); use another --out, or --resume {run_dir} to continue that one")
+        raise ConfigError(f"--out {run_dir} already holds another run ({key}: {clip(old)} there, "
+                          f"{clip(new)} here); use another --out, or --resume {run_dir} to continue "
+                          "that one")
     status = _status(run_dir)
     if status in FINISHED:
         return Start(cfg, run_dir, "done", f"{run_dir} already holds this run, {status}: nothing "
@@ -130,8 +134,8 @@ def for_resume(run_dir: Path, overrides: list[str]) -> Start:
     refused = [key for key in changes(stored, cfg) if key not in RESUMABLE_KEYS]
     if refused:
         old, new = changes(stored, cfg)[refused[0]]
-        raise ConfigError(f"--resume cannot change {refused[0]} ({old} -> {new}): the checkpoint "
-                          f"is of the run as it was; a resume may change only "
+        raise ConfigError(f"--resume cannot change {refused[0]} ({clip(old)} -> {clip(new)}): the "
+                          f"checkpoint is of the run as it was; a resume may change only "
                           f"{', '.join(RESUMABLE_KEYS)} (start a new run with --out to change it)")
     epoch, status = _finished_epoch(run_dir, "--resume"), _status(run_dir)
     if epoch == 0:
@@ -151,12 +155,14 @@ def for_resume(run_dir: Path, overrides: list[str]) -> Start:
 
 
 def _with_overrides(stored: DictConfig, overrides: list[str]) -> DictConfig:
+    for text in overrides:  # OmegaConf would resolve it later, deep in training's first write
+        check_no_interpolation(text)
     cfg = stored.copy()
     try:
         cfg.merge_with_dotlist(list(overrides))
     except Exception as error:
-        raise ConfigError(f"bad override for --resume: {str(error).splitlines()[0]} (write key=value, "
-                          f"e.g. epochs=20)") from None
+        raise ConfigError(f"bad override for --resume: {clip(str(error).splitlines()[0])} (write "
+                          f"key=value, e.g. epochs=20)") from None
     validate(cfg)
     return cfg
 
@@ -176,10 +182,21 @@ def _extended(stored: DictConfig, cfg: DictConfig, run_dir: Path, epoch: int) ->
 
 @contextmanager
 def kept_on_failure(run_dir: Path):
-    """Put the folder back as it was if the block raises (an interrupt is not a failure)."""
+    """Put the folder back as it was if the block raises (an interrupt is not a failure).
+
+    A failed run (RunFailed) is raised again saying whether the folder could be put back: the
+    failure may be the disk's own (full), and then so is putting it back.
+    """
     files = results.snapshot(run_dir)
     try:
         yield
-    except Exception:
-        results.restore(run_dir, files)
+    except Exception as error:
+        try:
+            results.restore(run_dir, files)
+        except OSError as failure:
+            why = cannot_write(failure, run_dir)
+            raise RunFailed(f"{error}; putting {run_dir} back failed too ({why}): each file there "
+                            "is whole, some of them from this attempt") from None
+        if isinstance(error, RunFailed):
+            raise RunFailed(f"{error}; {run_dir} is left as it was") from None
         raise

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -57,3 +58,17 @@ def write_predictions(run_dir, probabilities: np.ndarray, labels: np.ndarray) ->
     np.savez_compressed(buffer, probabilities=probabilities.astype(np.float32),
                         labels=np.asarray(labels))
     results.atomic_write_bytes(run_dir / results.PREDICTIONS_FILE, buffer.getvalue())
+
+
+def cannot_write(error: OSError, folder) -> str:
+    """'cannot write <path>: <reason>' for an OSError raised while writing a run folder.
+
+    The path is the file or folder the error names, or `folder` where it names none (a write
+    that found the disk full) or only the temporary file of an atomic write (results.py), whose
+    name would mean nothing to the user: its folder is what could not be written.
+    """
+    named = error.filename2 or error.filename
+    path = Path(folder) if named is None else Path(named)
+    if path.name.startswith(".") and path.name.endswith(".tmp"):
+        path = path.parent
+    return f"cannot write {path}: {error.strerror or error}"
