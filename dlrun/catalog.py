@@ -36,10 +36,10 @@ def choices_table() -> Table:
 
 
 def studies_table() -> Table:
-    """Each study in dlrun/experiments/ with what it shows."""
+    """Each study in experiments/ with what it shows."""
     from dlrun.sweep.studies import list_experiments, load_experiment
 
-    table = Table(title="studies in dlrun/experiments/ (dlrun sweep experiment=NAME)")
+    table = Table(title="studies in experiments/ (dlrun sweep experiment=NAME)")
     table.add_column("study", no_wrap=True)
     table.add_column("shows")
     for name in list_experiments():

@@ -1,4 +1,4 @@
-"""Every study in dlrun/experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
+"""Every study in experiments/ runs (reduced where needed) and shows its conclusion in numbers."""
 
 import json
 
@@ -178,7 +178,7 @@ SEARCH_TRIALS = 16
 
 @pytest.mark.slow
 def test_search_tpe_is_at_least_random_and_hyperband_spends_a_fraction(tmp_path):
-    """Equal budget (16 trials of 9 epochs), mean over 2 seeds, as dlrun/experiments/search.yaml
+    """Equal budget (16 trials of 9 epochs), mean over 2 seeds, as experiments/search.yaml
     says (~4 min on a busy 2-core CPU)."""
     best, spent = {}, {}
     for arm in (["--search", "random"], ["--search", "tpe", "--batch", "4"],

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "dlrun"
 # Only what a build reads: a stale build/ or egg-info in the checkout could mask a missing file.
-BUILD_INPUTS = ("pyproject.toml", "README.md", "dlrun")
+BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "dlrun", "conf", "experiments")
 
 
 def _run(*args, cwd, check=True):
@@ -68,11 +67,11 @@ def test_wheel_holds_every_config_and_study(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "dlrun/conf/config.yaml" in names
     for group in ("model", "data", "optim", "schedule", "preset"):
-        options = sorted((PACKAGE / "conf" / group).glob("*.yaml"))
+        options = sorted((ROOT / "conf" / group).glob("*.yaml"))
         assert options, group
         for path in options:
             assert f"dlrun/conf/{group}/{path.name}" in names
-    studies = sorted((PACKAGE / "experiments").glob("*.yaml"))
+    studies = sorted((ROOT / "experiments").glob("*.yaml"))
     assert len(studies) >= 10
     for path in studies:
         assert f"dlrun/experiments/{path.name}" in names

@@ -1,4 +1,4 @@
-"""Composition of `dlrun/conf/` with Hydra's override grammar, and errors as one line.
+"""Composition of `conf/` with Hydra's override grammar, and errors as one line.
 
 No validation here (dlrun/config/validate.py): composing and checking are separate steps, so the
 sweep planner can compose once and update values cheaply before validating each trial.
@@ -7,9 +7,7 @@ sweep planner can compose once and update values cheaply before validating each 
 from __future__ import annotations
 
 import copy
-import os
 import re
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -18,15 +16,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, names_of, register_schemas
 from dlrun.errors import ConfigError
+from dlrun.layout import conf_dir
 from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
-
-
-def conf_dir() -> Path:
-    """Return the folder of YAML config groups (`$DLRUN_CONF_DIR` or the package's `dlrun/conf/`)."""
-    configured = os.environ.get("DLRUN_CONF_DIR")
-    # Inside the package so that a wheel carries it; Hydra needs a real folder, which both a
-    # wheel install and an editable one give.
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "conf"
 
 
 def group_options(group: str) -> list[str]:

@@ -39,7 +39,7 @@ StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "
 
 
 # Each option of a config group has its own schema, so a run's config holds only what means
-# something for it: `dlrun/conf/<group>/<option>.yaml` extends `<option>_schema` (Hydra's
+# something for it: `conf/<group>/<option>.yaml` extends `<option>_schema` (Hydra's
 # structured-config schema pattern) and the base class holds what every option shares.
 
 
@@ -270,7 +270,7 @@ class Config:
     init_from: Optional[str] = None
 
 
-# group -> option -> its schema; `dlrun/conf/<group>/<option>.yaml` names it in its defaults
+# group -> option -> its schema; `conf/<group>/<option>.yaml` names it in its defaults
 OPTION_SCHEMAS = {
     "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "cnn": CNNConfig, "alexnet": AlexNetConfig,
               "vgg": VGGConfig, "resnet": ResNetConfig},

@@ -2,7 +2,7 @@
 of the options the runs chose (model, data set, optimizer, schedule).
 
 A default is what composing would give: the option's schema (dlrun/config/schema.py) overlaid
-with its YAML file in `dlrun/conf/`, which may set its own values (moons: val_size 500). Read
+with its YAML file in `conf/`, which may set its own values (moons: val_size 500). Read
 with dataclasses and PyYAML, not Hydra or OmegaConf, so the report starts quickly.
 """
 
@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from dlrun.config.schema import GROUPS, Config, option_schema
+from dlrun.layout import conf_dir
 from dlrun.report.build import flatten
-
-
-def conf_dir() -> Path:
-    """The YAML config groups: the same folder as dlrun.config.compose.conf_dir (which imports
-    Hydra, so it is not imported here); tests check the two agree."""
-    configured = os.environ.get("DLRUN_CONF_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "conf"
 
 
 def _dataclass_defaults(schema) -> dict:

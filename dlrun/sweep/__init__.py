@@ -1,3 +1,3 @@
 """Many trials from one command: the search space, the plan of vectorised groups, the studies
-in `dlrun/experiments/`, and the executors that run the groups into one sweep folder.
+in `experiments/`, and the executors that run the groups into one sweep folder.
 """

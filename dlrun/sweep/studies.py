@@ -1,4 +1,4 @@
-"""Ready-made studies: `dlrun/experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
+"""Ready-made studies: `experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
 
 A study file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
 key), optionally named variants (alternatives that set several keys at once, such as "L2" vs
@@ -9,13 +9,12 @@ command line after `experiment=...` win, so a study runs smaller with e.g. `epoc
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
 from dlrun.errors import ConfigError
+from dlrun.layout import experiments_dir
 
 VARIANT_KEY = "variant"
 
@@ -28,11 +27,6 @@ class Experiment:
     variants: dict = field(default_factory=dict)  # variant name -> its overrides
     summary: str = ""  # the first comment line after the command: what it shows
     pretrain: list = field(default_factory=list)  # a run to train first (dlrun/sweep/pretrain.py)
-
-
-def experiments_dir() -> Path:
-    configured = os.environ.get("DLRUN_EXPERIMENTS_DIR")
-    return Path(configured) if configured else Path(__file__).resolve().parents[1] / "experiments"
 
 
 def list_experiments() -> list[str]:
