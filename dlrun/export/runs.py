@@ -1,4 +1,5 @@
-"""The runs an export writes: one report over a folder, and what both trackers need from it."""
+"""The runs an export writes: one report over a folder, and what both trackers need from it
+(dlrun/export/trackers.py picks the tracker)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.report.build import Report, build_report
 
-TARGETS = ("tensorboard", "mlflow")
 # The numbers a sweep is compared on: the hparams view's metrics. Accuracies are absent for
 # regression runs; a metric no run has is left out.
 HEADLINE_METRICS = ("best_val_loss", "best_val_accuracy", "test_loss", "test_accuracy", "epochs_run")
@@ -30,15 +30,6 @@ class Collected:
     @property
     def folders(self) -> list[Path]:
         return [Path(folder) for folder in self.report.rows["folder"]]
-
-
-@dataclass
-class Exported:
-    """What an export did, for the command's one line."""
-
-    runs: int
-    where: str
-    warnings: list
 
 
 def collect(path: Path) -> Collected:
@@ -103,35 +94,3 @@ def epoch_times(run_dir: Path, curves: pd.DataFrame | None) -> tuple[float, list
     if curves is None or "epoch_time_s" not in curves:
         return started, [started] * (0 if curves is None else len(curves))
     return started, list(started + curves["epoch_time_s"].fillna(0).cumsum())
-
-
-def export(path: Path, to: str, target: str | None, experiment: str = "dlrun") -> Exported:
-    """Export the runs under `path` to `to` (tensorboard: into the folder `target`; mlflow: to
-    the tracking URI `target`, default a file store in ./mlruns). Raises ConfigError for bad
-    input or a missing extra, before anything is written."""
-    if to not in TARGETS:
-        raise ConfigError(f"unknown --to '{to}' (choose from: {', '.join(TARGETS)})")
-    if to == "tensorboard" and not target:
-        raise ConfigError("--to tensorboard needs a folder to write to: dlrun export RUNS "
-                          "--to tensorboard DIR")
-    _require(to)
-    collected = collect(path)
-    if to == "tensorboard":
-        from dlrun.export.tensorboard import export_tensorboard
-
-        where = export_tensorboard(collected, Path(target))
-    else:
-        from dlrun.export.mlflow import export_mlflow
-
-        where = export_mlflow(collected, target, experiment)
-    return Exported(len(collected.folders), where, collected.report.warnings)
-
-
-def _require(to: str) -> None:
-    """Refuse, in one line saying how to install it, a tracker whose extra is not installed."""
-    module = "tensorboard" if to == "tensorboard" else "mlflow"
-    try:
-        __import__(module)
-    except ImportError:
-        # escaped: the command prints errors as rich markup, where [mlflow] would be a style tag
-        raise ConfigError(f"--to {to} needs {module}: pip install 'dlrun\\[{to}]'") from None

@@ -18,6 +18,7 @@ import pandas as pd
 import yaml
 
 from dlrun.report import figures, search
+from dlrun.report.cells import cell_text
 from dlrun.report.figures import value_text
 from dlrun.text import plural
 
@@ -87,11 +88,7 @@ def _e(value) -> str:
 
 
 def _cell_text(column: str, value) -> str:
-    from dlrun.report.render import _cell  # one number format for every format of the report
-
-    if isinstance(value, float) and column in ("epochs_run", "best_epoch") and value.is_integer():
-        return str(int(value))
-    return _cell(column, value)
+    return cell_text(column, value)
 
 
 def _is_blank(value) -> bool:

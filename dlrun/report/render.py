@@ -17,25 +17,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dlrun.report.cells import cell_text
 from dlrun.report.ensemble import ACCURACIES, ensembles
 from dlrun.report.terminal import terminal_table
 from dlrun.text import plural
 
 FORMATS = ("table", "csv", "markdown", "json", "html", "latex")
-
-
-def _cell(column: str, value) -> str:
-    if isinstance(value, list):
-        return ", ".join(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return ""
-        if "accuracy" in column:
-            return f"{value:.1%}"
-        if column == "gap":
-            return f"{value:+.3g}"
-        return f"{value:.3g}"
-    return str(value)
 
 
 def report_title(runs: int, groups: int | None, folders: list) -> str:
@@ -60,7 +47,7 @@ def ensemble_table(votes: pd.DataFrame) -> Table:
         table.add_column(escape(column), justify="right")
     for _, row in votes.iterrows():  # a setting such as [8, 8] is text, not rich markup
         table.add_row(*(f"{value:.2%}" if column in ACCURACIES else
-                        str(int(value)) if column == "members" else escape(_cell(column, value))
+                        str(int(value)) if column == "members" else escape(cell_text(column, value))
                         for column, value in row.items()))
     return table
 
@@ -130,7 +117,7 @@ def render_text(frame: pd.DataFrame, fmt: str, constant: dict) -> str:
         return (shared + "\n" if shared else "") + _plain(frame).to_markdown(index=False) + "\n"
     if fmt == "latex":
         return _plain(frame).to_latex(index=False, float_format="%.4g", na_rep="")
-    if fmt == "html":
+    if fmt == "html":  # here, not above: the page's figures cost matplotlib's start-up
         from dlrun.report.html import report_page
 
         return report_page(frame, shared=constant)
