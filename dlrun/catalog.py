@@ -15,7 +15,7 @@ def choices_table() -> Table:
     """Models, data sets, optimizers, schedules, inits, activations, losses and studies."""
     from dlrun.models import activations, inits
     from dlrun.sweep.studies import list_experiments
-    from dlrun.training import losses
+    from dlrun.models import losses
 
     rows = [
         ("model", "model=", group_options("model")),

@@ -11,7 +11,8 @@ import pytest
 
 from dlrun import data, results
 from dlrun.sweep import executor, folder
-from dlrun.training import hparams, optim
+from dlrun import optim
+from dlrun.training import hparams
 from dlrun.training.group import GroupRun, stack
 from dlrun.sweep.plan import make_plan
 

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import FLOAT32_MATH_RTOL
-from dlrun.training import losses
+from dlrun.models import losses
 from dlrun.errors import ConfigError
 from dlrun.data import DataSpec
 

@@ -5,7 +5,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import FLOAT32_RTOL
-from dlrun.training import optim
+from dlrun import optim
 from dlrun.errors import ConfigError
 from dlrun.config.load import compose_config
 

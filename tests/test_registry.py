@@ -6,7 +6,8 @@ from dlrun import data, models
 from dlrun.errors import ConfigError, DataError
 from dlrun.models import activations, inits, lenet
 from dlrun.registry import Registry, at_least_zero, check_options
-from dlrun.training import losses, optim
+from dlrun import optim
+from dlrun.models import losses
 
 COLOURS = Registry("colour", {"red": 1, "green": 2, "blue": 3}, extra=("auto",))
 

@@ -13,7 +13,9 @@ from dlrun import data
 from dlrun.cli import app
 from dlrun.config.load import compose_config
 from dlrun.errors import ConfigError
-from dlrun.training import optim, step, transfer
+from dlrun import optim
+from dlrun.models import trainable
+from dlrun.training import step, transfer
 from dlrun.training.group import GroupRun
 
 runner = CliRunner()
@@ -57,7 +59,7 @@ def source(tmp_path_factory):
     ("output+conv1", ["conv1", "output"]),  # in network order, whatever the order given
 ])
 def test_trainable_names_layers(text, trained):
-    assert transfer.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet") == trained
+    assert trainable.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet") == trained
 
 
 @pytest.mark.parametrize("text, message", [
@@ -70,23 +72,23 @@ def test_trainable_names_layers(text, trained):
 def test_trainable_refuses_what_the_model_lacks(text, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("+", r"\+")):
-        transfer.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet")
+        trainable.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet")
 
 
 def test_batch_norm_belongs_to_its_layer_and_the_layers_are_in_network_order():
     for hidden in ([16, 16], list(range(1, 12))):  # hidden10 and hidden11 after hidden9
         cfg = compose_config([*SOURCE, f"model.hidden=[{','.join(map(str, hidden))}]"])
-        modules = transfer.model_modules(cfg, data.describe(cfg.data))
-        assert transfer.model_layers(modules) == [f"hidden{i}" for i in range(1, len(hidden) + 1)] + ["output"]
+        modules = trainable.model_modules(cfg, data.describe(cfg.data))
+        assert trainable.model_layers(modules) == [f"hidden{i}" for i in range(1, len(hidden) + 1)] + ["output"]
     cfg = compose_config([*SOURCE, "model.trainable=last2"])
-    assert transfer.frozen_modules(cfg, data.describe(cfg.data)) == {"hidden1", "hidden1_bn"}
+    assert trainable.frozen_modules(cfg, data.describe(cfg.data)) == {"hidden1", "hidden1_bn"}
 
 
 def test_optimizer_state_holds_nothing_for_frozen_layers():
     cfg = compose_config([*SOURCE, "optim=adamw", "model.trainable=head"])
     spec = data.describe(cfg.data)
     params = compose_params(cfg, spec)
-    frozen = transfer.frozen_modules(cfg, spec)
+    frozen = trainable.frozen_modules(cfg, spec)
     assert frozen == set(FROZEN_BY_HEAD)
     opt_state = transfer.freeze(optim.make_optimizer(cfg, 10), frozen).init(params)
     arrays = [leaf for leaf in jax.tree_util.tree_leaves(opt_state) if leaf.ndim > 0]

@@ -80,7 +80,8 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     """
     from dlrun import data, models
     from dlrun.models import activations, inits
-    from dlrun.training import losses, optim, transfer
+    from dlrun import optim
+    from dlrun.models import losses, trainable
 
     names = names_of(cfg)
     _check_schema(cfg, names, changed)
@@ -98,7 +99,7 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     except DataError as error:
         raise ConfigError(str(error)) from None
     models.check(cfg, spec)
-    transfer.check_trainable(cfg, spec)
+    trainable.check_trainable(cfg, spec)
     losses.check(cfg, spec)
     if cfg.batch_size > spec.n_train:
         raise ConfigError(f"batch_size {cfg.batch_size} exceeds the {spec.n_train} training examples")

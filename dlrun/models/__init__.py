@@ -1,7 +1,9 @@
 """Models keyed by config name, as Flax linen modules: one module per family.
 
 Adding a family is one module (its linen module, `build`, `OPTIONS` and `check_fits`; see
-mlp.py) and one line in MODELS. The shared layers are in layers.py.
+mlp.py) and one line in MODELS. The shared layers are in layers.py; the losses (losses.py)
+and which layers train (trainable.py) live here too, since they are read off the model's head
+and its layer names.
 """
 
 from __future__ import annotations
@@ -12,11 +14,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun.models import alexnet, cnn, lenet, mlp, resnet, vgg
+from dlrun.models import alexnet, cnn, lenet, losses, mlp, resnet, vgg
 from dlrun.models.inits import make_bias_init, make_kernel_init
 from dlrun.models.layers import ActivationSpec
 from dlrun.registry import Check, Registry, check_options
-from dlrun.training import losses
 
 
 class Family(NamedTuple):

@@ -6,12 +6,14 @@
     placement.py  where a group's arrays live: the trial axis sharded over the local devices
     side_by_side.py  a CPU group's one-trial passes run a core each, from threads
     writes.py     a group's trial folders written while the next epoch trains
-    transfer.py   init_from (which layers load) and model.trainable (which layers freeze)
+    transfer.py   init_from (which layers load) and freezing what model.trainable names
+
+The components it trains with sit below it: dlrun/optim.py (optimizers and lr schedules),
+dlrun/models/losses.py and dlrun/models/trainable.py (which layers train), so that config
+checks read them without reaching up into the engine.
     compaction.py which trials stay stacked once half a group stopped training (pruning)
     trial.py      one trial's bookkeeping: curves, best epoch, checkpoints, summary
     hparams.py    which hyperparameters may differ inside a group, and how each reaches the state
-    optim.py      optimizers and lr schedules (Optax), keyed by config name
-    losses.py     losses keyed by config name
     callbacks.py  hooks into the epoch loop: early stopping, progress, pruning
     progress.py   the rich progress bars and the closing summary table
     resume.py     what `dlrun train` does with a folder that already holds a run

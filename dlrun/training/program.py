@@ -18,7 +18,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlrun import data, models
-from dlrun.training import hparams, losses, optim, transfer
+from dlrun import optim
+from dlrun.models import losses, trainable
+from dlrun.training import hparams, transfer
 from dlrun.training.step import (Program, create_state, evaluate, init_variables, train_epoch,
                                  train_step)
 from dlrun.training.trial import init_key
@@ -33,7 +35,7 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
     steps_per_epoch = spec.n_train // cfg.batch_size
     flags = hparams.compiled_flags(cfgs)
     model = models.build_model(cfg, spec).clone(use_dropout=flags["use_dropout"])
-    frozen = transfer.frozen_modules(cfg, spec)  # model.trainable splits groups: one per group
+    frozen = trainable.frozen_modules(cfg, spec)  # model.trainable splits groups: one per group
     return Program(
         model=model,
         optimizer=transfer.freeze(optim.make_optimizer(cfg, steps_per_epoch), frozen),

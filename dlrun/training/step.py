@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from dlrun.training import losses, optim
+from dlrun import optim
+from dlrun.models import losses
 from dlrun.models import layer_of
 
 

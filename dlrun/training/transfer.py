@@ -1,13 +1,8 @@
 """Transfer learning: start from another run's parameters (`init_from`), train only some layers
 (`model.trainable`).
 
-A model's layers are its top-level parameter modules in network order, grouped by
-`models.layer_of` (`conv1` and `conv1_bn` are layer `conv1`); the head is the layer `output`.
-
-`model.trainable` says which layers train: `all` (the default), `head`, `lastN` (the last N
-layers) or layer names joined by `+` (`fc2+output`: `+`, not `,`, so that a sweep's comma list
-`model.trainable=head,last2,all` keeps its meaning). The other layers are frozen: the optimizer
-gives them zero updates and holds no state for them (`optax.multi_transform` with
+Which layers train is `model.trainable`, read by dlrun/models/trainable.py. The other
+layers are frozen: the optimizer gives them zero updates and holds no state for them (`optax.multi_transform` with
 `set_to_zero`), and the L2 penalty leaves them out, so their parameters stay bit-identical.
 A frozen layer's batch-norm *statistics* still follow the new data (as in PyTorch, unlike
 Keras): they describe the data rather than what was learnt, re-estimating them adapts the frozen
@@ -27,7 +22,6 @@ written (one line, exit 2, when broken):
 from __future__ import annotations
 
 import functools
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,70 +32,7 @@ import optax
 
 from dlrun import models, results
 from dlrun.errors import ConfigError
-
-HEAD = "output"
-ALL = "all"
-
-
-def model_modules(cfg, spec) -> dict:
-    """{top-level parameter module: its tree of leaf shapes}, in network order (no compute)."""
-    model = models.build_model(cfg, spec)
-    order: list = []
-
-    def init(x):
-        variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                               x, train=False)
-        order.extend(variables["params"])  # still in creation order: no tree op has sorted it
-        return variables["params"]
-
-    shapes = jax.eval_shape(init, jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32))
-    return {module: jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), shapes[module])
-            for module in order}
-
-
-def model_layers(modules) -> list[str]:
-    """The layers of a model's modules, in network order."""
-    return list(dict.fromkeys(models.layer_of(module) for module in modules))
-
-
-def trainable_layers(text: str, layers: list[str], model: str) -> list[str]:
-    """The layers `model.trainable=text` trains. Raises ConfigError naming the model's layers."""
-    text = str(text)
-    last = re.fullmatch(r"last(\d+)", text)
-    if text == ALL:
-        return list(layers)
-    if text == "head":
-        chosen = [HEAD]
-    elif last:
-        count = int(last.group(1))
-        if not 1 <= count <= len(layers):
-            raise ConfigError(f"model.trainable={text}: model {model} has {len(layers)} layers "
-                              f"({', '.join(layers)}); give last1 to last{len(layers)}")
-        return layers[-count:]
-    else:
-        chosen = [name for name in text.split("+")]
-    unknown = [name for name in chosen if name not in layers]
-    if unknown:
-        raise ConfigError(f"model.trainable={text}: model {model} has no layer '{unknown[0]}'; its "
-                          f"layers: {', '.join(layers)} (give all, head, lastN or names joined "
-                          f"by +, e.g. {'+'.join(layers[-2:])})")
-    return [layer for layer in layers if layer in chosen]
-
-
-def frozen_modules(cfg, spec) -> frozenset:
-    """The top-level parameter modules `cfg.model.trainable` freezes (none for `all`)."""
-    text = str(cfg.model.get("trainable", ALL))
-    if text == ALL:
-        return frozenset()
-    modules = model_modules(cfg, spec)
-    trained = set(trainable_layers(text, model_layers(modules), cfg.model.name))
-    return frozenset(module for module in modules if models.layer_of(module) not in trained)
-
-
-def check_trainable(cfg, spec) -> None:
-    """Raise ConfigError when `model.trainable` names no layers of this model."""
-    frozen_modules(cfg, spec)
-
+from dlrun.models.trainable import HEAD, model_modules
 
 def freeze(optimizer: optax.GradientTransformation, frozen: frozenset) -> optax.GradientTransformation:
     """The optimizer for the trainable modules; zero updates and no state for the frozen ones."""
