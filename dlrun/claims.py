@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dlrun.errors import ConfigError
+from dlrun.interrupt import STOP
 
 LOCK_FILE = ".dlrun.lock"
 POLL_S = 0.25
@@ -118,6 +119,7 @@ def _acquire(fd: int, folder: Path, wait_s: float, on_wait) -> None:
         if on_wait is not None and not told:
             on_wait(f"{folder} is in use by {holder(folder)}: waiting up to {wait_s:.0f} s")
             told = True
+        STOP.check()  # a Ctrl-C or SIGTERM while waiting ends the wait
         time.sleep(POLL_S)
 
 

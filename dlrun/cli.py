@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import sys
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP, Interrupted, handling_signals
@@ -84,43 +85,47 @@ def train(
     Run again with the same --out, it continues an unfinished run there (--resume DIR too).
     """
     from dlrun import results
+    from dlrun.claims import claimed
     from dlrun.training import resume as resuming
     from dlrun.training.group import RunFailed, train_and_evaluate
 
-    if resume is not None:
-        if init_from is not None:
-            raise ConfigError(f"--resume {resume} continues a run from its own checkpoint; "
-                              f"--init-from {init_from} starts a new one: give one of them")
-        if out is not None and Path(out) != Path(resume):
-            raise ConfigError(f"--resume {resume} continues the run in its own folder; drop "
-                              f"--out {out} (or copy the folder there first)")
-        start = resuming.for_resume(resume, overrides or [])
-    else:
-        from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
-        from dlrun.sweep.folder import check_run_folder
-        from dlrun.training.transfer import check_init, init_override
+    with ExitStack() as claims:
+        if resume is not None:
+            if init_from is not None:
+                raise ConfigError(f"--resume {resume} continues a run from its own checkpoint; "
+                                  f"--init-from {init_from} starts a new one: give one of them")
+            if out is not None and Path(out) != Path(resume):
+                raise ConfigError(f"--resume {resume} continues the run in its own folder; drop "
+                                  f"--out {out} (or copy the folder there first)")
+            if Path(resume).is_dir():  # else for_resume says there is no such folder
+                claims.enter_context(claimed(resume))
+            start = resuming.for_resume(resume, overrides or [])
+        else:
+            from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
+            from dlrun.sweep.folder import check_run_folder
+            from dlrun.training.transfer import check_init, init_override
 
-        cfg = compose_config([*(overrides or []), *([init_override(init_from)] if init_from else [])])
-        init = check_init(cfg)  # a bad source is refused before anything is written
-        run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
-        check_run_folder(run_dir)
-        start = resuming.for_out(run_dir, cfg)
-    if start.note:
-        console.print(start.note, highlight=False, soft_wrap=True)
-    if start.mode == "done":
-        return
-    if resume is None and init is not None:
-        console.print(init.describe(), highlight=False, soft_wrap=True)
-    keep = resuming.kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
-    try:
-        with keep:
-            summary = train_and_evaluate(start.cfg, start.run_dir, resume=start.mode == "continue")
-    except RunFailed as error:
-        left = f"; {start.run_dir} is left as it was" if start.mode == "continue" else ""
-        console.print(f"[red]run failed:[/] {error}{left}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    if summary["status"] == "interrupted":
-        raise typer.Exit(EXIT_INTERRUPTED)
+            cfg = compose_config([*(overrides or []), *([init_override(init_from)] if init_from else [])])
+            init = check_init(cfg)  # a bad source is refused before anything is written
+            run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
+            check_run_folder(run_dir)
+            claims.enter_context(claimed(run_dir))  # a second command here is refused, not run twice
+            start = resuming.for_out(run_dir, cfg)
+        if start.note:
+            console.print(start.note, highlight=False, soft_wrap=True, markup=False)
+        if start.mode == "done":
+            return
+        if resume is None and init is not None:
+            console.print(init.describe(), highlight=False, soft_wrap=True, markup=False)
+        keep = resuming.kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
+        try:
+            with keep:
+                summary = train_and_evaluate(start.cfg, start.run_dir, resume=start.mode == "continue")
+        except RunFailed as error:  # a continued run's says whether its folder was put back
+            console.print(f"[red]run failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(EXIT_FAILED) from None
+        if summary["status"] == "interrupted":
+            raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
@@ -156,7 +161,9 @@ def sweep(
     search: Optional[str] = typer.Option(None, "--search", help="grid, random (the default "
                                          "with --trials), or an Optuna sampler: tpe, cmaes, qmc."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Adaptive search: trials asked at "
-                                        "a time (default: what fits one group in memory)."),
+                                        "a time (default: tpe/cmaes a quarter of --trials, so "
+                                        "the sampler learns between rounds; qmc all; at most "
+                                        "what fits one group in memory)."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Adaptive search: what is "
                                          "optimised, best_val_accuracy or best_val_loss."),
     pruner: str = typer.Option("none", "--pruner", help="Adaptive search: none, median, sha or "
@@ -172,6 +179,7 @@ def sweep(
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun import results
+    from dlrun.claims import claimed
     from dlrun.sweep import executor, folder, memory, pretrain, ray_executor
     from dlrun.sweep.plan import make_plan
     from dlrun.sweep.search import SearchOptions
@@ -207,27 +215,33 @@ def sweep(
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
                      size_limit=memory.trials_that_fit)
+    for note in plan.notes:
+        console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
     pretrain.check_sources(plan, console)  # a bad --init-from is refused before anything is written
     STOP.check()  # stopped while composing: nothing written yet
     runner = None
     if executor_name == "ray" and not dry_run:  # an unreachable or too small cluster: refused here
         runner = ray_executor.RayExecutor(address, gpus_per_group, cpus_per_group)
         runner.connect()
-    if not dry_run:  # refuse a bad folder or data file before showing a plan that will not run
-        out = out or results.default_run_dir(name, Path("runs") / "sweeps")
-        folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
-        pretrain.run_stage(plan, overrides or [], out, console)
     stdout = Console()
-    stdout.print(plan_table(plan))
     if dry_run:
+        stdout.print(plan_table(plan))
         return
+    out = out or results.default_run_dir(name, Path("runs") / "sweeps", option="--name ")
+    folder.check_writable(out)
     try:
-        index = executor.run_plan(plan, out, jobs=jobs or 1, console=console, executor=runner)
+        with claimed(out):  # a second sweep into this folder is refused, not run beside it
+            # a bad folder or data file is refused before showing a plan that will not run
+            folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
+            pretrain.run_stage(plan, overrides or [], out, console)
+            stdout.print(plan_table(plan))
+            index = executor.run_plan(plan, out, jobs=jobs or 1, console=console, executor=runner)
     finally:
         if runner is not None:
             runner.close()
     stdout.print(best_table(index, plan))
-    stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})")
+    stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})", markup=False)
+    _exit_if_groups_failed(index)
     if (index.status == "interrupted").any() or (index.status == "pending").any():
         raise typer.Exit(EXIT_INTERRUPTED)
 
@@ -235,24 +249,40 @@ def sweep(
 def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run, runner=None) -> None:
     """An Optuna search (dlrun/sweep/adaptive.py): asked a batch at a time, trained in groups."""
     from dlrun import results
+    from dlrun.claims import claimed
     from dlrun.sweep import adaptive, memory
-    from dlrun.sweep.folder import INDEX_FILE
+    from dlrun.sweep.folder import INDEX_FILE, check_writable
     from dlrun.sweep.tables import best_table
 
     searched = adaptive.prepare(overrides, options)
     stdout = Console()
-    if dry_run:
-        stdout.print(searched.describe(), highlight=False)
-        return
     limit = (lambda cfg: max_group) if max_group else memory.trials_that_fit
-    out = out or results.default_run_dir(name, Path("runs") / "sweeps")
-    index, plan = adaptive.run_search(searched, out, "dlrun sweep " + " ".join(sys.argv[2:]),
-                                      jobs=jobs, size_limit=limit, console=console,
-                                      executor=runner)
+    if dry_run:
+        stdout.print(searched.describe(limit), highlight=False, markup=False)
+        return
+    out = out or results.default_run_dir(name, Path("runs") / "sweeps", option="--name ")
+    check_writable(out)
+    with claimed(out):  # a second sweep into this folder is refused, not run beside it
+        index, plan = adaptive.run_search(searched, out, "dlrun sweep " + " ".join(sys.argv[2:]),
+                                          jobs=jobs, size_limit=limit, console=console,
+                                          executor=runner)
     stdout.print(best_table(index, plan))
-    stdout.print(f"sweep folder: {out}  (index: {out / INDEX_FILE})")
+    stdout.print(f"sweep folder: {out}  (index: {out / INDEX_FILE})", markup=False)
+    _exit_if_groups_failed(index)
     if STOP.requested or (not index.empty and (index.status == "interrupted").any()):
         raise typer.Exit(EXIT_INTERRUPTED)
+
+
+def _exit_if_groups_failed(index) -> None:
+    """Exit 1 with one line naming the groups that failed (the others ran, the index is written)."""
+    from rich.markup import escape
+
+    from dlrun.sweep.executor import failure_line
+
+    line = failure_line(index)
+    if line:
+        console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()
@@ -263,8 +293,13 @@ def report(
     sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (accuracies "
                                        "descending, losses ascending)."),
     top: Optional[int] = typer.Option(None, "--top", help="Show only the first N rows."),
-    where: Optional[str] = typer.Option(None, "--filter", help="A pandas expression, e.g. "
-                                        "'best_val_accuracy > 0.9 and status == \"completed\"'."),
+    where: Optional[str] = typer.Option(None, "--filter", help="A condition on the columns, e.g. "
+                                        "'best_val_accuracy > 0.9 and status == \"completed\"': "
+                                        "column names (optim.lr, or `any name` in backticks), "
+                                        "numbers, strings, True/False/None, == != < <= > >= "
+                                        "(chained: 0.1 < lr < 1), and/or/not, unary minus, and "
+                                        "in/not in a list of constants. Nothing else (no calls, "
+                                        "attributes, arithmetic or @variables)."),
     group: Optional[str] = typer.Option(None, "--group-by", help="Mean and std over the runs "
                                         "sharing this column (e.g. seeds per lr)."),
     fmt: str = typer.Option("table", "--format", help="table, csv, markdown, json, html or latex."),
@@ -311,7 +346,9 @@ def report(
         images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
         # every trial of the search, not only those --filter/--top show
         images += plots.search_plot(built.rows, read_sweeps(targets), plot_folder)
-        console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False)
+        console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False, markup=False)
+        if plots.curves_note(frame):
+            console.print(f"note: {plots.curves_note(frame)}", highlight=False)
     if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
     text = _render(fmt, built, frame, shown, targets, group is not None, columns, output)
@@ -395,13 +432,13 @@ def export(
     """Export runs to TensorBoard or MLflow; exporting again updates them, never duplicates."""
     from rich.markup import escape
 
-    from dlrun.export.runs import export as export_runs
+    from dlrun.export.trackers import export as export_runs
 
     done = export_runs(runs, to, target, experiment)
     for warning in done.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     Console().print(f"exported {plural(done.runs, 'run')} to {to} at {done.where}",
-                    highlight=False, soft_wrap=True)
+                    highlight=False, soft_wrap=True, markup=False)
 
 
 @config_app.command("show")
@@ -442,7 +479,8 @@ def main() -> None:
     except exceptions.ClickException as error:
         from dlrun.usage import one_line
 
-        console.print(f"[red]error:[/] {one_line(error, sys.argv[1:])}", highlight=False, soft_wrap=True)
+        message = escape(one_line(error, sys.argv[1:]))
+        console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         code = error.exit_code
     sys.exit(code or 0)
 

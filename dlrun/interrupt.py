@@ -40,7 +40,13 @@ class StopRequests:
         if self.requested:
             raise Interrupted(signal.Signals(self.signum).name)
 
-    def _handle(self, signum, frame) -> None:
+    def request(self, signum: int) -> None:
+        """Record a stop request, as a first signal does; never a second one."""
+        if self.signum is None:
+            self.signum = signum
+
+    def handle(self, signum, frame=None) -> None:
+        """What a signal does: the first requests a stop, a second stops at once."""
         if self.signum is None:
             self.signum = signum
         elif self._critical:
@@ -65,7 +71,7 @@ class StopRequests:
         if threading.current_thread() is not threading.main_thread():
             return
         if self._installs == 0:
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in signals}
+            self._previous = {sig: signal.signal(sig, self.handle) for sig in signals}
         self._installs += 1
 
     def uninstall(self) -> None:

@@ -87,6 +87,8 @@ def test_a_failing_group_does_not_stop_the_others(tmp_path, monkeypatch):
     assert sorted(index.status) == ["completed", "failed"]
     failed = index[index.status == "failed"].trial.iloc[0]
     assert "simulated compiler crash" in (out / failed / "error.txt").read_text()
+    (group_id, error), = index.attrs[executor.FAILED_GROUPS].items()  # what exits 1 (test_orphans)
+    assert group_id == index[index.status == "failed"].group.iloc[0] and "simulated" in error
 
 
 def test_rerunning_a_sweep_skips_finished_trials(tmp_path):

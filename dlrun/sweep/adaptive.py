@@ -135,6 +135,7 @@ class Driver:
         self.runner = runner  # an executor that replaces the local ones (e.g. Ray's)
         self.refused = 0
         self.sweep_id, self.own_storage = sweep_id, own_storage
+        self.failed: dict = {}  # job id -> error, of the groups that failed in this run
 
     def belongs(self, trial) -> bool:
         """Whether a study trial is this sweep folder's (a shared storage holds others')."""
@@ -244,7 +245,7 @@ class Driver:
         runner = self.runner or executor_for(jobs, len(work), progress)
         with progress.watching(work, runner, keep=False):
             for job, summaries, error in runner.run(work):
-                _report(job, summaries, error, progress, console)
+                _report(job, summaries, error, progress, console, self.failed)
                 for run_dir in map(Path, job.run_dirs):
                     stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name],
                                               run_dir)
@@ -295,6 +296,7 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
     `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py: a
     round's groups are then in flight together across the cluster.
     """
+    from dlrun.sweep.executor import with_failures
     from dlrun.training.progress import SweepProgress
 
     import optuna
@@ -330,4 +332,5 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
     with store.Heartbeat(storage) as beat, SweepProgress(console, options.trials, done) as progress:
         driver.beat = beat
         driver.loop(search.batch(size_limit), jobs, progress, console)
-    return driver.write_index(), index_plan(search, study, driver.belongs)
+    index = with_failures(driver.write_index(), driver.failed)
+    return index, index_plan(search, study, driver.belongs)

@@ -8,10 +8,16 @@ machine) runs it with `run_group_job` alone. Every executor has the same two met
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -20,9 +26,17 @@ from typing import Callable, Iterator, Protocol
 import pandas as pd
 from rich.console import Console
 
+from dlrun.claims import FolderInUse, claimed
 from dlrun.config.schema import plain
 from dlrun.interrupt import STOP
-from dlrun.sweep.folder import FINAL_STATUSES, resumable_epoch, trial_dir, trial_status, write_index
+from dlrun.sweep.folder import (
+    FINAL_STATUSES,
+    resumable_epoch,
+    settle_trials,
+    trial_dir,
+    trial_status,
+    write_index,
+)
 from dlrun.sweep.plan import Group, Plan
 from dlrun.training.progress import SweepProgress
 
@@ -43,6 +57,9 @@ class GroupJob:
 
 
 Outcome = tuple  # (GroupJob, summaries or None, error message or None)
+# A trial folder still claimed is most often a killed sweep's worker that has not yet seen its
+# parent die (it does within seconds); longer than this is a live rival, and the group fails.
+CLAIM_WAIT_S = 60
 
 
 def run_group_job(job: GroupJob, callbacks=()) -> tuple:
@@ -56,9 +73,16 @@ def run_group_job(job: GroupJob, callbacks=()) -> tuple:
 
         callbacks = [*callbacks, StudyPruning(job.link)]
     try:
-        return run_group(cfgs, job.run_dirs, resume=job.resume, callbacks=callbacks), None
-    except RunFailed as error:
+        with ExitStack() as claims:  # no other process trains these folders meanwhile
+            for run_dir in job.run_dirs:
+                claims.enter_context(claimed(run_dir, CLAIM_WAIT_S, _say))
+            return run_group(cfgs, job.run_dirs, resume=job.resume, callbacks=callbacks), None
+    except (RunFailed, FolderInUse) as error:
         return None, str(error)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _job(job_id: str, trials: list, out: Path, resume: bool) -> GroupJob:
@@ -127,14 +151,98 @@ class InProcessExecutor:
                 return
 
 
-def _worker_setup(threads: int) -> None:
-    """Give each worker its share of the cores before it imports JAX.
+# The parent's word to its workers: not SIGTERM, which a scheduler (Slurm, systemd) sends to the
+# whole process group, so a worker would count the parent's word as a second signal.
+STOP_WORD = signal.SIGUSR1
+PARENT_POLL_S = 0.5  # how often a worker checks that its sweep still runs
+# An orphaned worker (its sweep was killed) has this long to end its epoch; then it exits
+# wherever it is: a training step in XLA cannot be interrupted, and the folders, written
+# atomically, keep their last finished epoch.
+ORPHAN_GRACE_S = 5.0
+EXIT_ORPHANED = 128 + signal.SIGTERM
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
-    A worker stops only when the parent says so (SIGTERM): Ctrl-C reaches the whole process
-    group, and a worker taking it as well would count the parent's word as a second signal.
+
+class _Tether:
+    """A worker process's tie to its sweep (the parent process).
+
+    While the parent lives, SIGTERM and the parent's word each stop the running group after its
+    epoch, a second one of the same kind at once; an idle worker waits for the pool to shut it
+    down (a ProcessPoolExecutor whose worker vanishes fails every group in flight). Once the
+    parent is gone, nothing will shut it down: an idle worker exits at once, a busy one when
+    its group has stopped, at most ORPHAN_GRACE_S later.
     """
+
+    def __init__(self, parent_pid: int):
+        self.parent_pid = parent_pid
+        self.idle = threading.Event()
+        self.idle.set()
+        self.received: set = set()
+
+    def orphaned(self) -> bool:
+        return os.getppid() != self.parent_pid
+
+    def on_signal(self, signum, frame) -> None:
+        if self.orphaned():
+            STOP.request(signum)
+            if self.idle.is_set():
+                os._exit(EXIT_ORPHANED)
+            return  # the watchdog gives the group its grace
+        if signum in self.received or not STOP.requested:
+            STOP.handle(signum, frame)
+        self.received.add(signum)
+
+    def watch(self) -> None:
+        """The watchdog thread: portable, and it also ends a worker stuck outside Python."""
+        while not self.orphaned():
+            time.sleep(PARENT_POLL_S)
+        STOP.request(signal.SIGTERM)
+        self.idle.wait(ORPHAN_GRACE_S)
+        os._exit(EXIT_ORPHANED)
+
+    def run(self, job: GroupJob) -> tuple:
+        self.idle.clear()
+        try:
+            return run_group_job(job)
+        finally:
+            self.idle.set()
+            if self.orphaned():  # no one reads the outcome; take no further job
+                os._exit(EXIT_ORPHANED)
+
+
+_tether: _Tether | None = None  # in a worker process
+
+
+def _work(job: GroupJob) -> tuple:
+    """A worker process's job (what the pool calls)."""
+    return _tether.run(job)
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM when the parent dies (when its thread that spawned this
+    process does: the sweep's main thread). Else the watchdog alone notices, within a poll."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_setup(threads: int, parent_pid: int) -> None:
+    """Tie the worker to its sweep; give it its share of the cores before it imports JAX.
+
+    Ctrl-C reaches the whole process group: a worker ignores it and waits for the parent's word.
+    """
+    global _tether
+    _tether = _Tether(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    STOP.install(signals=(signal.SIGTERM,))
+    # counted as installed, so that the group runner's handling_signals keeps these handlers
+    STOP.install(signals=(signal.SIGTERM, STOP_WORD))
+    for signum in (signal.SIGTERM, STOP_WORD):
+        signal.signal(signum, _tether.on_signal)
+    _die_with_parent()  # a parent that died before this is the watchdog's first finding
+    threading.Thread(target=_tether.watch, name="dlrun-parent-watch", daemon=True).start()
     # A one-core share runs XLA's CPU kernels on one thread. XLA has no flag for "N threads";
     # the former `intra_op_parallelism_threads=N` was no flag at all, and alone in XLA_FLAGS it
     # made XLA abort, so larger shares keep XLA's default pool.
@@ -152,22 +260,25 @@ class WorkerProcessExecutor:
         self._futures: dict = {}
 
     def request_stop(self) -> None:
-        """Cancel the jobs not started; tell the running workers to stop (SIGTERM). Like
-        Ctrl-C, a first call stops them after their epoch, a second one at once."""
+        """Cancel the jobs not started; tell the workers to stop (STOP_WORD). Like Ctrl-C, a
+        first call stops them after their epoch, a second one at once."""
         for future in self._futures:
             future.cancel()
         # ProcessPoolExecutor has no public way to signal its workers; its process table is stable
         processes = getattr(self._pool, "_processes", None) or {}
         for process in list(processes.values()):
             if process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    os.kill(process.pid, STOP_WORD)
+                except ProcessLookupError:  # it ended since is_alive()
+                    pass
 
     def run(self, jobs: list[GroupJob]) -> Iterator[Outcome]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = get_context("spawn")  # a fresh interpreter: JAX must not be forked after init
         with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup,
-                                 initargs=(threads,)) as self._pool:
-            self._futures = {self._pool.submit(run_group_job, job): job for job in jobs}
+                                 initargs=(threads, os.getpid())) as self._pool:
+            self._futures = {self._pool.submit(_work, job): job for job in jobs}
             try:
                 yield from self._as_finished()
             except (KeyboardInterrupt, GeneratorExit):  # a second Ctrl-C: the workers stop at once too
@@ -180,10 +291,18 @@ class WorkerProcessExecutor:
             done, waiting = wait(waiting, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in done:
                 if not future.cancelled():
-                    yield (self._futures[future], *future.result())
+                    yield self._outcome(future)
             if STOP.requested and not told:
                 self.request_stop()
                 told = True
+
+
+    def _outcome(self, future) -> Outcome:
+        job = self._futures[future]
+        try:
+            return (job, *future.result())
+        except BrokenProcessPool:  # killed, or out of memory: its folders keep their last epoch
+            return job, None, "a worker process of the sweep died; the same command continues it"
 
 
 def executor_for(workers: int, jobs: int, progress) -> Executor:
@@ -196,28 +315,53 @@ def executor_for(workers: int, jobs: int, progress) -> Executor:
 
 def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = None,
              executor: Executor | None = None) -> pd.DataFrame:
-    """Train every unfinished trial of the plan into `out`; return the refreshed index.
+    """Train every unfinished trial of the plan into `out`; return the refreshed index, with
+    the groups that failed in `index.attrs[FAILED_GROUPS]` ({job id: error}).
 
     One failing group does not stop the others; a signal stops after the current epoch and
     leaves the unfinished trials `interrupted` (the same command then continues them).
     `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py.
     """
     console = console or Console(stderr=True)
+    settle_trials(out, lambda line: console.print(line, highlight=False, markup=False))
     work = jobs_for(plan, Path(out))
     done = len(plan.trials) - sum(job.size for job in work)
     if done:
         console.print(f"{done} of {len(plan.trials)} trials already finished in {out}: skipped")
+    failed = {}
     with SweepProgress(console, len(plan.trials), done) as progress:
         runner = executor or executor_for(jobs, len(work), progress)
         with progress.watching(work, runner):
             for job, summaries, error in runner.run(work):
-                _report(job, summaries, error, progress, console)
-    return write_index(out, plan)
+                _report(job, summaries, error, progress, console, failed)
+    return with_failures(write_index(out, plan), failed)
 
 
-def _report(job: GroupJob, summaries, error, progress, console) -> None:
+FAILED_GROUPS = "failed_groups"  # the key of a sweep index's attrs that lists its failures
+
+
+def with_failures(index: pd.DataFrame, failed: dict) -> pd.DataFrame:
+    """The index, marked with the groups ({job id: error}) that failed in this run."""
+    index.attrs[FAILED_GROUPS] = dict(failed)
+    return index
+
+
+def failure_line(index: pd.DataFrame) -> str | None:
+    """One line naming the groups that failed in the run that wrote `index`; None if none."""
+    failed = index.attrs.get(FAILED_GROUPS) or {}
+    if not failed:
+        return None
+    word = "group" if len(failed) == 1 else "groups"
+    return (f"{len(failed)} {word} failed: {', '.join(failed)} (errors above); the other groups "
+            "ran, and the same command runs the failed ones again")
+
+
+def _report(job: GroupJob, summaries, error, progress, console, failed: dict | None = None) -> None:
+    """Show a job's outcome; a failure is also noted in `failed` ({job id: error})."""
     if error:
         console.print(f"[red]group {job.id} failed:[/] {error}", highlight=False)
+        if failed is not None:
+            failed[job.id] = error
     statuses = [summary["status"] for summary in summaries or []]
     progress.trials_done(job.size, f"{job.id}: " + ", ".join(
         f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) if statuses else "failed")

@@ -248,12 +248,20 @@ def train_group_remotely(job: GroupJob, mirror) -> tuple:
                             [str(local[job.run_dirs[i]]) for i in indices], epoch > 0,
                             link=job.link)
             done, failure = run_group_job(part, [shipper])
-            error = error or failure
+            error = error or _as_the_driver_names_it(failure, local)
             shipper.ship()  # the summaries, test predictions (or error.txt) written at the end
             summaries.update(zip(indices, done or []))
         return [summaries.get(i) or _summary_of(local[d]) for i, d in enumerate(job.run_dirs)], error
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _as_the_driver_names_it(error: str | None, local: dict) -> str | None:
+    """The error with the driver's trial folders for the scratch ones, gone once it is read
+    (its traceback is shipped to the driver's error.txt)."""
+    for run_dir, scratch_dir in local.items():
+        error = error and error.replace(str(scratch_dir), run_dir)
+    return error
 
 
 def _remove_orphaned_scratch() -> None:
