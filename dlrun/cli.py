@@ -178,111 +178,27 @@ def sweep(
                                              "this run's best parameters (sets init_from)."),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
-    from dlrun import results
-    from dlrun.claims import claimed
-    from dlrun.sweep import executor, folder, memory, pretrain, ray_executor
-    from dlrun.sweep.plan import make_plan
+    from dlrun.sweep.folder import INDEX_FILE
+    from dlrun.sweep.run import SweepSettings, run_sweep
     from dlrun.sweep.search import SearchOptions
-    from dlrun.sweep.tables import best_table, plan_table
-    from dlrun.training.placement import check_forced
-
-    if max_group is not None and max_group < 1:
-        raise ConfigError(f"--max-group must be >= 1, got {max_group}")
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs must be >= 1, got {jobs}")
-    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs,
-                            storage, study)
-    options.check()
-    ray_executor.check_options(executor_name, jobs, address)
-    check_forced()
-    if out is not None:  # before composing every trial: a bad folder is the cheaper refusal
-        folder.check_sweep_folder(out)
-    if init_from is not None:
-        from dlrun.training.transfer import init_override
-
-        overrides = [*(overrides or []), init_override(init_from)]
-    if options.adaptive:
-        runner = None
-        if executor_name == "ray" and not dry_run:
-            runner = ray_executor.RayExecutor(address, gpus_per_group, cpus_per_group)
-            runner.connect()
-        try:
-            return _adaptive_sweep(overrides or [], options, out, name, jobs or 1, max_group,
-                                   dry_run, runner)
-        finally:
-            if runner is not None:
-                runner.close()
-    # planned once: these groups, split to what fits the device's memory, are the ones that run
-    plan = make_plan(overrides or [], trials=trials, seed=search_seed, max_group=max_group,
-                     size_limit=memory.trials_that_fit)
-    for note in plan.notes:
-        console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
-    pretrain.check_sources(plan, console)  # a bad --init-from is refused before anything is written
-    STOP.check()  # stopped while composing: nothing written yet
-    runner = None
-    if executor_name == "ray" and not dry_run:  # an unreachable or too small cluster: refused here
-        runner = ray_executor.RayExecutor(address, gpus_per_group, cpus_per_group)
-        runner.connect()
-    stdout = Console()
-    if dry_run:
-        stdout.print(plan_table(plan))
-        return
-    out = out or results.default_run_dir(name, Path("runs") / "sweeps", option="--name ")
-    folder.check_writable(out)
-    try:
-        with claimed(out):  # a second sweep into this folder is refused, not run beside it
-            # a bad folder or data file is refused before showing a plan that will not run
-            folder.prepare_folder(out, plan, "dlrun sweep " + " ".join(sys.argv[2:]))
-            pretrain.run_stage(plan, overrides or [], out, console)
-            stdout.print(plan_table(plan))
-            index = executor.run_plan(plan, out, jobs=jobs or 1, console=console, executor=runner)
-    finally:
-        if runner is not None:
-            runner.close()
-    stdout.print(best_table(index, plan))
-    stdout.print(f"sweep folder: {out}  (index: {out / folder.INDEX_FILE})", markup=False)
-    _exit_if_groups_failed(index)
-    if (index.status == "interrupted").any() or (index.status == "pending").any():
-        raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _adaptive_sweep(overrides, options, out, name, jobs, max_group, dry_run, runner=None) -> None:
-    """An Optuna search (dlrun/sweep/adaptive.py): asked a batch at a time, trained in groups."""
-    from dlrun import results
-    from dlrun.claims import claimed
-    from dlrun.sweep import adaptive, memory
-    from dlrun.sweep.folder import INDEX_FILE, check_writable
     from dlrun.sweep.tables import best_table
 
-    searched = adaptive.prepare(overrides, options)
+    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs,
+                            storage, study)
+    settings = SweepSettings(options, out, name, jobs, max_group, executor_name, address,
+                             gpus_per_group, cpus_per_group, init_from, dry_run)
     stdout = Console()
-    limit = (lambda cfg: max_group) if max_group else memory.trials_that_fit
-    if dry_run:
-        stdout.print(searched.describe(limit), highlight=False, markup=False)
+    outcome = run_sweep(overrides or [], settings, "dlrun sweep " + " ".join(sys.argv[2:]),
+                        console, stdout)
+    if outcome.index is None:  # a dry run: the plan was shown
         return
-    out = out or results.default_run_dir(name, Path("runs") / "sweeps", option="--name ")
-    check_writable(out)
-    with claimed(out):  # a second sweep into this folder is refused, not run beside it
-        index, plan = adaptive.run_search(searched, out, "dlrun sweep " + " ".join(sys.argv[2:]),
-                                          jobs=jobs, size_limit=limit, console=console,
-                                          executor=runner)
-    stdout.print(best_table(index, plan))
-    stdout.print(f"sweep folder: {out}  (index: {out / INDEX_FILE})", markup=False)
-    _exit_if_groups_failed(index)
-    if STOP.requested or (not index.empty and (index.status == "interrupted").any()):
-        raise typer.Exit(EXIT_INTERRUPTED)
-
-
-def _exit_if_groups_failed(index) -> None:
-    """Exit 1 with one line naming the groups that failed (the others ran, the index is written)."""
-    from rich.markup import escape
-
-    from dlrun.sweep.executor import failure_line
-
-    line = failure_line(index)
-    if line:
-        console.print(f"[red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+    stdout.print(best_table(outcome.index, outcome.plan))
+    stdout.print(f"sweep folder: {outcome.out}  (index: {outcome.out / INDEX_FILE})", markup=False)
+    if outcome.failure:  # the other groups ran and the index is written
+        console.print(f"[red]error:[/] {escape(outcome.failure)}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED)
+    if outcome.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
@@ -316,106 +232,10 @@ def report(
                                           "the terminal)."),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
-    from rich.markup import escape
+    from dlrun.report.output import ReportRequest, show_report
 
-    from dlrun.report import options
-    from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
-
-    options.check_options(top, fmt)
-    thresholds = options.parse_thresholds(threshold or [])
-    targets = paths or [options.latest_runs_folder()]
-    plot_folder = (output.parent if output else Path(targets[0])) / PLOTS_FOLDER
-    options.check_outputs(output, plot_folder if plot else None)
-    if paths and not any(path.exists() for path in paths):  # beside a real one it is a warning
-        raise ConfigError(f"no such folder: {', '.join(map(str, paths))} (give run or sweep folders)")
-    built = build_report(targets, thresholds)
-    for warning in built.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    if built.rows.empty:
-        raise ConfigError(f"no runs found in {', '.join(map(str, targets))}")
-    try:
-        frame = select(built, where=where, sort=sort, top=top)
-        shown = group_by(frame, group) if group else frame
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-    if plot:
-        from dlrun.report import plots  # matplotlib: ~0.9 s of start-up, only for --plot
-
-        from dlrun.report.html import read_sweeps
-
-        images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
-        # every trial of the search, not only those --filter/--top show
-        images += plots.search_plot(built.rows, read_sweeps(targets), plot_folder)
-        console.print(f"{plural(len(images), 'plot')} in {plot_folder}", highlight=False, markup=False)
-        if plots.curves_note(frame):
-            console.print(f"note: {plots.curves_note(frame)}", highlight=False)
-    if ensemble:  # runs of unknown settings cannot be told to differ only in their seed
-        _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt)
-    text = _render(fmt, built, frame, shown, targets, group is not None, columns, output)
-    if text is not None:
-        _emit(text, output)
-
-
-def _render(fmt: str, built, frame, shown, targets, grouped: bool, columns, output):
-    """The report's text in `fmt`; None when the table went straight to the terminal."""
-    from dlrun.report import render
-    from dlrun.report.settings import non_default
-
-    if fmt == "table":
-        title = render.report_title(len(frame), len(shown) if grouped else None, targets)
-        parts = _table_parts(render, shown, built, title, columns, output)
-        return render.plain_text(parts) if output else _print_parts(parts)
-    if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
-        from dlrun.report.html import report_html
-
-        return report_html(built, frame, targets, non_default(built.constant, built.rows),
-                           shown if grouped else None)
-    return render.render_text(shown, fmt, built.constant)
-
-
-def _table_parts(render, shown, built, title: str, columns: Optional[str], output) -> list:
-    """The terminal table's parts, as wide as the terminal (or 200 for a file, read in an editor)."""
-    from dlrun.report.settings import non_default
-
-    picked = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
-    try:
-        return render.table_parts(shown, built.varying, non_default(built.constant, built.rows),
-                                  title, width=200 if output else Console().width, columns=picked)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
-
-
-def _print_parts(parts: list) -> None:
-    screen = Console()
-    for part in parts:
-        screen.print(part, highlight=False)
-
-
-def _print_votes(frame, varying, fmt: str) -> None:
-    """The seed ensembles' votes: on standard output beside a table, else on stderr."""
-    from dlrun.report.render import NO_ENSEMBLES, ensemble_part
-
-    votes = ensemble_part(frame, varying)
-    if votes is None:
-        console.print(f"[yellow]warning:[/] {NO_ENSEMBLES}")
-    else:
-        (Console() if fmt == "table" else console).print(votes)
-
-
-def _emit(report, output: Optional[Path]) -> None:
-    """Write the report (text, or rich parts for the terminal) to `output` or standard output."""
-    from dlrun.report.render import plain_text
-    from dlrun.results import atomic_write_text
-
-    if isinstance(report, list) and not output:
-        for part in report:
-            Console().print(part, highlight=False)
-        return
-    text = plain_text(report) if isinstance(report, list) else report
-    if output:
-        atomic_write_text(output, text)
-    else:
-        sys.stdout.write(text)
+    show_report(ReportRequest(paths or [], sort, top, where, group, fmt, plot, output,
+                              threshold or [], ensemble, columns), console)
 
 
 @app.command()
