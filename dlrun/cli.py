@@ -26,6 +26,21 @@ app = typer.Typer(
     help="Train, sweep and compare deep-learning experiments (JAX, Flax, Optax, Hydra configs).",
 )
 config_app = typer.Typer(no_args_is_help=True, help="Inspect composed configs.")
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from dlrun import __version__
+
+        typer.echo(f"dlrun {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_show_version,
+                                          is_eager=True, help="Print dlrun's version and exit.")):
+    """Train, sweep and compare deep-learning experiments (JAX, Flax, Optax, Hydra configs)."""
+
 app.add_typer(config_app, name="config")
 
 console = Console(stderr=True)

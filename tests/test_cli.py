@@ -160,3 +160,11 @@ def test_sigint_leaves_a_readable_interrupted_run(tmp_path):
     resumed = dlrun("train", "--resume", str(out), "epochs=" + str(len(metrics) + 1))
     assert resumed.exit_code == 0, resumed.output
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
+
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+
+    done = subprocess.run([sys.executable, "-m", "dlrun", "--version"], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"dlrun {version('dlrun')}"
