@@ -40,6 +40,8 @@ except ImportError:  # pragma: no cover - depends on how PyYAML was built
 
 STATUSES = ("running", "completed", "diverged", "pruned", "failed", "interrupted")
 CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "summary.json"
+# A sweep folder: its record (the command, the space, the plan) and its index of trials
+SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilities and labels
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
@@ -198,23 +200,6 @@ def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"{PREDICTIONS_FILE} is damaged ({type(error).__name__})") from None
 
 
-def finished_epoch(run_dir: Path) -> int:
-    """Return the epoch that the last-epoch checkpoint ends, 0 when there is none.
-
-    Raises ValueError when the checkpoint cannot be read (truncated, foreign).
-    """
-    path = Path(run_dir) / LAST_CHECKPOINT
-    if not path.exists():
-        return 0
-    import flax.serialization  # only resuming needs it; the report never imports flax
-
-    try:
-        payload = flax.serialization.msgpack_restore(path.read_bytes())
-        return int(payload["epoch"])
-    except Exception as error:
-        raise ValueError(f"{path} cannot be read ({type(error).__name__})") from None
-
-
 def snapshot(run_dir: Path) -> dict[Path, bytes]:
     """Every file of a run folder and its bytes, to put back if a resume fails."""
     run_dir = Path(run_dir)
@@ -266,3 +251,18 @@ def default_run_dir(name: str, root: Path = Path("runs"), option: str = "name=")
         suffix += 1
         candidate = root / name / f"{stamp}_{suffix}"
     return candidate
+
+
+def read_sweep_record(out: Path) -> dict | None:
+    """Return the sweep.yaml in `out` (None when there is none). Raises ConfigError if it is
+    not a sweep record: overwriting it could destroy a sweep's only description."""
+    path = Path(out) / SWEEP_FILE
+    if not path.exists():
+        return None
+    try:
+        record = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
+        record = error
+    if not isinstance(record, dict) or not isinstance(record.get("plan"), dict):
+        raise ConfigError(f"{path} is empty or not a sweep record; remove it or give another --out")
+    return record

@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from dlrun import results
+from dlrun.training.resume import finished_epoch
 
 TRAIN = ["train", "data=spirals", "data.n_samples=3000", "model.hidden=[32,32]", "batch_size=16",
          "epochs=8", "schedule=cosine", "model.dropout=0.1"]
@@ -112,7 +113,7 @@ def test_train_killed_then_the_same_command_finishes_it(tmp_path, reference, mom
     interrupt(TRAIN, out, moment, signum)
     if signum in CATCHABLE and (out / results.SUMMARY_FILE).exists():
         assert results.read_summary(out)["status"] == "interrupted"
-    reached = results.finished_epoch(out)
+    reached = finished_epoch(out)
     again = finish(TRAIN, out)
     assert again.returncode == 0, again.stdout + again.stderr
     assert_same_run(out, reference / "train", 8)
@@ -131,7 +132,7 @@ def test_sweep_killed_then_the_same_command_finishes_it(tmp_path, reference, mom
         statuses = {results.read_summary(p.parent)["status"] for p in files(out, results.SUMMARY_FILE)}
         assert statuses <= {"interrupted", "completed"}
     before = {p.parent.name: p.read_bytes() for p in files(out, results.SUMMARY_FILE) if _readable(p)}
-    reached = {name: results.finished_epoch(out / name) for name in before}
+    reached = {name: finished_epoch(out / name) for name in before}
     again = finish(SWEEP, out)
     assert again.returncode == 0, again.stdout + again.stderr
     index = pd.read_csv(out / "trials.csv")

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from dlrun import results
+from dlrun.training.resume import finished_epoch
 from dlrun.sweep.plan import make_plan
 
 TINY = ["data=xor", "model.hidden=[8]"]
@@ -58,7 +59,7 @@ def assert_whole(run_dir) -> None:
     assert results.read_config(run_dir)["data"]["name"] == "xor"
     assert len(results.read_metrics(run_dir)) >= 1
     assert results.read_summary(run_dir)["status"] == "running"  # `failed` could not be written
-    assert results.finished_epoch(run_dir) >= 1
+    assert finished_epoch(run_dir) >= 1
     assert not [path for path in run_dir.rglob("*.tmp")]
 
 

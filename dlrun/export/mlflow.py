@@ -91,10 +91,8 @@ def _existing_runs(client: MlflowClient, experiment_id: str) -> dict:
 
 def _sweep_folder(run_dir: Path, root: Path) -> Path | None:
     """The nearest folder above `run_dir`, up to `root`, holding a sweep.yaml."""
-    from dlrun.sweep.folder import SWEEP_FILE
-
     for folder in run_dir.parents:
-        if (folder / SWEEP_FILE).is_file():
+        if (folder / results.SWEEP_FILE).is_file():
             return folder
         if folder == root or root not in folder.parents:
             return None
@@ -103,10 +101,8 @@ def _sweep_folder(run_dir: Path, root: Path) -> Path | None:
 
 def _export_sweep(client: MlflowClient, experiment_id: str, existing: dict, sweep: Path) -> str:
     """The sweep's parent run: its space as params, its command as a tag. Returns its id."""
-    from dlrun.sweep.folder import read_sweep_record
-
     try:
-        record = read_sweep_record(sweep) or {}
+        record = results.read_sweep_record(sweep) or {}
     except ConfigError:  # an unreadable record: the trials are still worth exporting
         record = {}
     plan = record.get("plan", {})

@@ -25,8 +25,9 @@ from dlrun.claims import claimed
 from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
 from dlrun.sweep.plan import Plan
+from dlrun.training.resume import finished_epoch
 
-SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
+from dlrun.results import INDEX_FILE, SWEEP_FILE, read_sweep_record
 # A re-run would only repeat these: a pruned trial was stopped by the search, which has its value.
 FINAL_STATUSES = ("completed", "diverged", "pruned")
 
@@ -84,21 +85,6 @@ def check_sweep_folder(out: Path) -> None:
         raise ConfigError(f"--out {out} holds a training run ({results.SUMMARY_FILE}), not a "
                           "sweep; give a new folder for the sweep")
     read_sweep_record(out)
-
-
-def read_sweep_record(out: Path) -> dict | None:
-    """Return the sweep.yaml in `out` (None when there is none). Raises ConfigError if it is
-    not a sweep record: overwriting it could destroy a sweep's only description."""
-    path = Path(out) / SWEEP_FILE
-    if not path.exists():
-        return None
-    try:
-        record = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, OSError, UnicodeDecodeError) as error:
-        record = error
-    if not isinstance(record, dict) or not isinstance(record.get("plan"), dict):
-        raise ConfigError(f"{path} is empty or not a sweep record; remove it or give another --out")
-    return record
 
 
 def check_data(plan: Plan) -> None:
@@ -259,7 +245,7 @@ def resumable_epoch(run_dir: Path) -> int:
     if not (run_dir / results.CONFIG_FILE).exists():
         return 0
     try:
-        return results.finished_epoch(run_dir)
+        return finished_epoch(run_dir)
     except ValueError as error:  # said: the caller removes the folder, and its epochs are lost
         print(f"warning: {error}; {Path(run_dir).name} is trained again from scratch", file=sys.stderr)
         return 0

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import flax.serialization
 from omegaconf import DictConfig
 
 from dlrun import results
@@ -35,6 +36,22 @@ from dlrun.training.writes import cannot_write
 RESUMABLE_KEYS = ("epochs", "early_stopping.patience", "early_stopping.min_delta",
                   "early_stopping.restore_best")
 FINISHED = ("completed", "diverged")
+
+
+def finished_epoch(run_dir: Path) -> int:
+    """Return the epoch that the last-epoch checkpoint ends, 0 when there is none.
+
+    Raises ValueError when the checkpoint cannot be read (truncated, foreign). Here, not in
+    dlrun/results.py: reading a checkpoint needs flax, and the report never imports it.
+    """
+    path = Path(run_dir) / results.LAST_CHECKPOINT
+    if not path.exists():
+        return 0
+    try:
+        payload = flax.serialization.msgpack_restore(path.read_bytes())
+        return int(payload["epoch"])
+    except Exception as error:
+        raise ValueError(f"{path} cannot be read ({type(error).__name__})") from None
 
 
 @dataclass
@@ -76,7 +93,7 @@ def _status(run_dir: Path) -> str:
 
 def _finished_epoch(run_dir: Path, option: str) -> int:
     try:
-        return results.finished_epoch(run_dir)
+        return finished_epoch(run_dir)
     except ValueError as error:
         raise ConfigError(f"{option} {run_dir}: {error}; its results are left as they are, "
                           "start a new run with another --out") from None
