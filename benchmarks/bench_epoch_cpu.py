@@ -23,8 +23,8 @@ import numpy as np
 
 def dlrun_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float]:
     from dlrun import data
-    from dlrun.training import group, hparams, step
     from dlrun.config.load import compose_config
+    from dlrun.training import group, hparams, step
 
     cfg = compose_config([f"model={model}", f"batch_size={batch_size}"])
     dataset = data.load(cfg.data)

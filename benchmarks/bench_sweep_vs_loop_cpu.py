@@ -35,8 +35,8 @@ def loop(trials: int) -> None:
     """The peer: run the same draws one after another in this process, printing val accuracy."""
     import flax.linen as nn
     import jax
-    import numpy as np
     import jax.numpy as jnp
+    import numpy as np
     import optax
 
     from dlrun import data

@@ -13,9 +13,8 @@ from dlrun.config.compose import group_options
 
 def choices_table() -> Table:
     """Models, data sets, optimizers, schedules, inits, activations, losses and studies."""
-    from dlrun.models import activations, inits
+    from dlrun.models import activations, inits, losses
     from dlrun.sweep.studies import list_experiments
-    from dlrun.models import losses
 
     rows = [
         ("model", "model=", group_options("model")),

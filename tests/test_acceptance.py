@@ -3,9 +3,9 @@
 import json
 
 import pytest
+from conftest import needs_mnist
 from typer.testing import CliRunner
 
-from conftest import needs_mnist
 from dlrun.cli import app
 
 

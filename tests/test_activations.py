@@ -1,10 +1,11 @@
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from types import SimpleNamespace
-
 from conftest import FLOAT32_MATH_RTOL
+
 from dlrun.errors import ConfigError
 from dlrun.models import activations
 

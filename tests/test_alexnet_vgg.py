@@ -9,11 +9,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from test_cnn import assert_lowerings_agree
 
 from dlrun import models
 from dlrun.config.load import compose_config
 from dlrun.data import describe
-from test_cnn import assert_lowerings_agree
 
 MNIST, CIFAR = (28, 28, 1), (32, 32, 3)
 

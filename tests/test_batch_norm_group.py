@@ -5,9 +5,9 @@ included), so a trial trained in a group is the same run as that trial trained a
 import flax.serialization
 import numpy as np
 import pandas as pd
+from conftest import needs_mnist
 from typer.testing import CliRunner
 
-from conftest import needs_mnist
 from dlrun import results
 from dlrun.cli import app
 

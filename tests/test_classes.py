@@ -7,9 +7,9 @@ import types
 
 import numpy as np
 import pytest
+from conftest import needs_mnist
 from typer.testing import CliRunner
 
-from conftest import needs_mnist
 from dlrun.cli import app
 from dlrun.data import DataError, describe, load, mnist
 from dlrun.data.classes import first_per_class, keep_classes

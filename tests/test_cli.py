@@ -9,10 +9,10 @@ import time
 
 import pandas as pd
 import pytest
+from conftest import needs_mnist
 from typer.testing import CliRunner
 
 from dlrun.cli import app
-from conftest import needs_mnist
 
 runner = CliRunner()
 SMALL_MNIST = ["data.subset=2000", "data.val_size=1000", "epochs=2"]

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import FLOAT32_RTOL, float32_atol
+
 from dlrun import models
 from dlrun.config.load import compose_config
 from dlrun.data import describe

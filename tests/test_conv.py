@@ -3,9 +3,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import FLOAT32_RTOL, float32_atol
 from jax import lax
 
-from conftest import FLOAT32_RTOL, float32_atol
 from dlrun.models import conv
 
 LOWERINGS = conv.LOWERINGS + ("auto",)

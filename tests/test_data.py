@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dlrun.data import generated, mnist
-from dlrun.data import DATASETS, DataError, describe, load
+from dlrun.data import DATASETS, DataError, describe, generated, load, mnist
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 GENERATED = [name for name in DATASETS if DATASETS[name].fixed_sizes is None]

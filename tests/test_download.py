@@ -11,11 +11,11 @@ import tarfile
 
 import numpy as np
 import pytest
+from test_data import serve  # one local HTTP server for every download test
 from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.data import DataError, cifar10, load, mnist
-from test_data import serve  # one local HTTP server for every download test
 
 NOWHERE = "http://127.0.0.1:9/"  # port 9 (discard) is closed: connections fail at once
 PER_BATCH, N_TEST = 20, 30

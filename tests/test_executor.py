@@ -13,11 +13,11 @@ import pandas as pd
 from typer.testing import CliRunner
 
 from dlrun import results
-from dlrun.sweep import executor, folder
-from dlrun.training import group
 from dlrun.cli import app
 from dlrun.config.load import compose_config
+from dlrun.sweep import executor, folder
 from dlrun.sweep.plan import make_plan
+from dlrun.training import group
 
 MOONS = ["data=moons", "model.hidden=[16]", "epochs=6", "schedule=constant"]
 CURVES = ["train_loss", "val_loss", "val_accuracy"]

@@ -4,13 +4,13 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import needs_mnist
 from rich.console import Console
 
-from conftest import needs_mnist
-from dlrun.sweep import executor, folder, pretrain, studies
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
+from dlrun.sweep import executor, folder, pretrain, studies
 from dlrun.sweep.plan import make_plan
 
 

@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FLOAT32_RTOL
 from typer.testing import CliRunner
 
 from dlrun.cli import app
-
-from conftest import FLOAT32_RTOL
 
 runner = CliRunner()
 TRIALS = 4  # lr x seed

@@ -9,12 +9,11 @@ import jax
 import numpy as np
 import pytest
 
-from dlrun import data, results
+from dlrun import data, optim, results
 from dlrun.sweep import executor, folder
-from dlrun import optim
+from dlrun.sweep.plan import make_plan
 from dlrun.training import hparams
 from dlrun.training.group import GroupRun, stack
-from dlrun.sweep.plan import make_plan
 
 BASE = ["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[16]", "epochs=2", "schedule=constant",
         "batch_size=64"]

@@ -1,7 +1,8 @@
+from types import SimpleNamespace
+
 import jax
 import numpy as np
 import pytest
-from types import SimpleNamespace
 
 from dlrun.errors import ConfigError
 from dlrun.models import inits

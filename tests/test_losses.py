@@ -4,12 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import FLOAT32_MATH_RTOL
 from omegaconf import OmegaConf
 
-from conftest import FLOAT32_MATH_RTOL
-from dlrun.models import losses
-from dlrun.errors import ConfigError
 from dlrun.data import DataSpec
+from dlrun.errors import ConfigError
+from dlrun.models import losses
 
 HYPER = {"huber_delta": 1.0}
 MNIST = DataSpec("mnist", "classification", (28, 28, 1), 10, 55000, 5000, 10000, False)

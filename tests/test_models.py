@@ -5,15 +5,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import FLOAT32_RTOL, float32_atol
-from dlrun import models
-from dlrun.errors import ConfigError
-from dlrun.config.load import compose_config
-from dlrun.data import describe
-from dlrun.config.schema import fields_of
-from dlrun.models import alexnet, cnn, lenet, mlp, vgg
 from omegaconf import OmegaConf
+
+from dlrun import models
+from dlrun.config.load import compose_config
+from dlrun.config.schema import fields_of
+from dlrun.data import describe
+from dlrun.errors import ConfigError
+from dlrun.models import alexnet, cnn, lenet, mlp, vgg
 
 
 def build(*overrides):

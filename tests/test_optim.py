@@ -2,12 +2,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import FLOAT32_RTOL
 from omegaconf import OmegaConf
 
-from conftest import FLOAT32_RTOL
 from dlrun import optim
-from dlrun.errors import ConfigError
 from dlrun.config.load import compose_config
+from dlrun.errors import ConfigError
 
 
 def one_update(overrides, grads, params):

@@ -10,10 +10,9 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import numpy as np
 import pytest
-
-import jax
 
 from dlrun import data, results
 from dlrun.config.load import compose_config

@@ -16,10 +16,8 @@ import time
 
 import pandas as pd
 import pytest
-
-from ray.cluster_utils import Cluster  # the test extra installs Ray: never skipped
-
 from conftest import FLOAT32_RTOL
+from ray.cluster_utils import Cluster  # the test extra installs Ray: never skipped
 
 OBJECT_STORE = 80 * 2**20  # small: the tests ship kilobytes
 # long enough epochs (batch 8 on the spirals) that a kill lands between the first and the last

@@ -2,12 +2,10 @@
 
 import pytest
 
-from dlrun import data, models
+from dlrun import data, models, optim
 from dlrun.errors import ConfigError, DataError
-from dlrun.models import activations, inits, lenet
+from dlrun.models import activations, inits, lenet, losses
 from dlrun.registry import Registry, at_least_zero, check_options
-from dlrun import optim
-from dlrun.models import losses
 
 COLOURS = Registry("colour", {"red": 1, "green": 2, "blue": 3}, extra=("auto",))
 

@@ -11,9 +11,9 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import needs_mnist
 from typer.testing import CliRunner
 
-from conftest import needs_mnist
 from dlrun.cli import app
 from dlrun.report import build, render
 

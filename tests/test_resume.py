@@ -8,11 +8,11 @@ import pytest
 from typer.testing import CliRunner
 
 from dlrun import results
-from dlrun.training import group
-from dlrun.training.callbacks import EpochCallback
 from dlrun.cli import app
 from dlrun.config.load import compose_config
 from dlrun.interrupt import STOP
+from dlrun.training import group
+from dlrun.training.callbacks import EpochCallback
 
 RUN = ["data=circles", "model.hidden=[16]", "epochs=3", "schedule=cosine"]
 

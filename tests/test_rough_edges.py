@@ -16,8 +16,8 @@ import time
 import pytest
 
 from dlrun import results
-from dlrun.training.resume import finished_epoch
 from dlrun.sweep.plan import make_plan
+from dlrun.training.resume import finished_epoch
 
 TINY = ["data=xor", "model.hidden=[8]"]
 

@@ -7,8 +7,8 @@ of the first layer's wider matmul may differ. `data_seed` picks the order apart 
 import jax
 import numpy as np
 import pytest
-
 from conftest import FLOAT32_MATH_RTOL
+
 from dlrun import data, results
 from dlrun.config.load import compose_config
 from dlrun.training.group import GroupRun, run_group

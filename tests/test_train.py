@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FLOAT32_RTOL, needs_mnist
 
 from dlrun import data, results
-from dlrun.training import group, hparams, step
 from dlrun.config.load import compose_config
-from conftest import FLOAT32_RTOL, needs_mnist
+from dlrun.training import group, hparams, step
 
 
 def session(*overrides):

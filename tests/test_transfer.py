@@ -9,11 +9,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from dlrun import data
+from dlrun import data, optim
 from dlrun.cli import app
 from dlrun.config.load import compose_config
 from dlrun.errors import ConfigError
-from dlrun import optim
 from dlrun.models import trainable
 from dlrun.training import step, transfer
 from dlrun.training.group import GroupRun

@@ -24,10 +24,10 @@ from dlrun import results
 from dlrun.claims import claimed
 from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
+from dlrun.results import INDEX_FILE, SWEEP_FILE, read_sweep_record
 from dlrun.sweep.plan import Plan
 from dlrun.training.resume import finished_epoch
 
-from dlrun.results import INDEX_FILE, SWEEP_FILE, read_sweep_record
 # A re-run would only repeat these: a pruned trial was stopped by the search, which has its value.
 FINAL_STATUSES = ("completed", "diverged", "pruned")
 

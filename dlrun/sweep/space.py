@@ -29,8 +29,7 @@ CONFIG_GROUPS = ("model", "data", "optim", "schedule")
 
 
 def _glob_choices(key: str, pattern: Glob) -> list[str]:
-    from dlrun.models import activations, inits
-    from dlrun.models import losses
+    from dlrun.models import activations, inits, losses
 
     registries = {"init": inits.INITS, "bias_init": inits.BIAS_INITS,
                   "activation": activations.ACTIVATIONS, "loss": losses.LOSSES}

@@ -25,9 +25,9 @@ import flax.serialization
 from omegaconf import DictConfig
 
 from dlrun import results
-from dlrun.config.schema import plain
 from dlrun.config.compose import check_no_interpolation
 from dlrun.config.load import load_run_config
+from dlrun.config.schema import plain
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.text import clip

@@ -19,8 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from dlrun import optim
-from dlrun.models import losses
-from dlrun.models import layer_of
+from dlrun.models import layer_of, losses
 
 
 class TrainState(flax.struct.PyTreeNode):

@@ -34,6 +34,7 @@ from dlrun import models, results
 from dlrun.errors import ConfigError
 from dlrun.models.trainable import HEAD, model_modules
 
+
 def freeze(optimizer: optax.GradientTransformation, frozen: frozenset) -> optax.GradientTransformation:
     """The optimizer for the trainable modules; zero updates and no state for the frozen ones."""
     if not frozen:
