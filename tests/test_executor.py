@@ -131,7 +131,9 @@ def test_the_cli_plans_once_and_runs_the_plans_groups(tmp_path, monkeypatch):
             return function(*args, **kwargs)
         return call
 
-    monkeypatch.setattr(planning, "make_plan", counted("make_plan", planning.make_plan))
+    from dlrun.sweep import run as running  # the sweep's library call plans with its own name
+
+    monkeypatch.setattr(running, "make_plan", counted("make_plan", planning.make_plan))
     monkeypatch.setattr(planning, "compose_config", counted("compose", planning.compose_config))
     out = tmp_path / "sweep"
     result = CliRunner().invoke(app, ["sweep", *MOONS, "epochs=1", "seed=range(5)", "--max-group", "2",
