@@ -40,8 +40,18 @@ class PruneAfterFirst(EpochCallback):
 
 def run(args, compact: bool, out: Path):
     lrs = np.geomspace(1e-3, 0.3, args.trials)
-    cfgs = [compose_config(["model=mlp", "optim=momentum", f"data.subset={args.subset}",
-                            f"epochs={args.epochs}", f"lr={lr:.6g}"]) for lr in lrs]
+    cfgs = [
+        compose_config(
+            [
+                "model=mlp",
+                "optim=momentum",
+                f"data.subset={args.subset}",
+                f"epochs={args.epochs}",
+                f"lr={lr:.6g}",
+            ]
+        )
+        for lr in lrs
+    ]
     dirs = [out / f"trial-{i:03d}" for i in range(args.trials)]
     callback = PruneAfterFirst(args.pruned)
     start = time.perf_counter()
@@ -50,8 +60,13 @@ def run(args, compact: bool, out: Path):
     # every row of an epoch records the group's epoch time: read the longest-running trial's
     survivor = max((results.read_metrics(d) for d in dirs), key=len)
     after = float(survivor["epoch_time_s"].iloc[1:].sum())
-    return {"wall": wall, "after": after, "compile": summaries[-1]["compile_time_s"],
-            "sizes": callback.sizes, "dirs": dirs}
+    return {
+        "wall": wall,
+        "after": after,
+        "compile": summaries[-1]["compile_time_s"],
+        "sizes": callback.sizes,
+        "dirs": dirs,
+    }
 
 
 def main() -> None:
@@ -64,15 +79,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         kept = run(args, False, Path(folder) / "kept")
         compacted = run(args, True, Path(folder) / "compacted")
-        worst = max(float(np.max(np.abs(results.read_metrics(a)["val_loss"] - results.read_metrics(b)["val_loss"])))
-                    for a, b in zip(kept["dirs"][args.pruned:], compacted["dirs"][args.pruned:]))
-    print(f"{args.trials} trials, {args.pruned} pruned after epoch 1, {args.epochs} epochs, "
-          f"MNIST subset {args.subset}")
+        worst = max(
+            float(np.max(np.abs(results.read_metrics(a)["val_loss"] - results.read_metrics(b)["val_loss"])))
+            for a, b in zip(kept["dirs"][args.pruned :], compacted["dirs"][args.pruned :])
+        )
+    print(
+        f"{args.trials} trials, {args.pruned} pruned after epoch 1, {args.epochs} epochs, "
+        f"MNIST subset {args.subset}"
+    )
     for name, result in (("kept (masked)", kept), ("compacted", compacted)):
-        print(f"{name:>14}: epochs 2-{args.epochs} {result['after']:.2f} s, compile "
-              f"{result['compile']:.2f} s, wall {result['wall']:.2f} s, sizes {result['sizes']}")
-    print(f"epochs after pruning: {kept['after'] / compacted['after']:.2f}x faster compacted; "
-          f"survivors' val loss differs by at most {worst:.2g}")
+        print(
+            f"{name:>14}: epochs 2-{args.epochs} {result['after']:.2f} s, compile "
+            f"{result['compile']:.2f} s, wall {result['wall']:.2f} s, sizes {result['sizes']}"
+        )
+    print(
+        f"epochs after pruning: {kept['after'] / compacted['after']:.2f}x faster compacted; "
+        f"survivors' val loss differs by at most {worst:.2g}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,12 +47,28 @@ def torch_model(model: str):
     import torch.nn as tnn
 
     if model == "mlp":
-        return tnn.Sequential(tnn.Flatten(), tnn.Linear(784, 512), tnn.ReLU(), tnn.Linear(512, 256),
-                              tnn.ReLU(), tnn.Linear(256, 10))
+        return tnn.Sequential(
+            tnn.Flatten(),
+            tnn.Linear(784, 512),
+            tnn.ReLU(),
+            tnn.Linear(512, 256),
+            tnn.ReLU(),
+            tnn.Linear(256, 10),
+        )
     return tnn.Sequential(
-        tnn.Conv2d(1, 6, 5, padding=2), tnn.ReLU(), tnn.MaxPool2d(2),
-        tnn.Conv2d(6, 16, 5), tnn.ReLU(), tnn.MaxPool2d(2), tnn.Flatten(),
-        tnn.Linear(400, 120), tnn.ReLU(), tnn.Linear(120, 84), tnn.ReLU(), tnn.Linear(84, 10))
+        tnn.Conv2d(1, 6, 5, padding=2),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(6, 16, 5),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(400, 120),
+        tnn.ReLU(),
+        tnn.Linear(120, 84),
+        tnn.ReLU(),
+        tnn.Linear(84, 10),
+    )
 
 
 def torch_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float]:
@@ -73,7 +89,7 @@ def torch_epoch_seconds(model: str, batch_size: int, repeats: int) -> list[float
     def epoch():
         order = torch.randperm(len(images))
         for step in range(steps):
-            index = order[step * batch_size:(step + 1) * batch_size]
+            index = order[step * batch_size : (step + 1) * batch_size]
             inputs = (images[index].float() - dataset.x_offset) * dataset.x_scale
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(net(inputs), labels[index])
@@ -96,8 +112,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     models = ("mlp", "lenet") if args.model == "both" else (args.model,)
-    print(f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores, "
-          f"batch {args.batch_size}, Adam, median of {args.repeats} epochs")
+    print(
+        f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} cores, "
+        f"batch {args.batch_size}, Adam, median of {args.repeats} epochs"
+    )
     print(f"{'model':<8}{'dlrun s/epoch':>15}{'torch s/epoch':>15}{'ratio':>8}")
     for model in models:
         # alternate the two sides so a noisy neighbour hurts both alike

@@ -26,8 +26,13 @@ from pathlib import Path
 
 def timed(args: list[str], env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dlrun", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "dlrun", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -43,8 +48,8 @@ def main() -> None:
     gpus = [d for d in jax.devices() if d.platform == "gpu"]
     if not gpus and not args.allow_cpu:
         sys.exit("bench_gpu.py: no GPU visible to JAX (install jax[cuda12]); nothing measured")
-    side = int(round(args.trials ** 0.5))
-    lrs = [f"{0.0003 * 2 ** i:.5f}" for i in range(side)]
+    side = int(round(args.trials**0.5))
+    lrs = [f"{0.0003 * 2**i:.5f}" for i in range(side)]
     workload = ["model=lenet", "data=mnist", f"epochs={args.epochs}", "optim=adam"]
     sweep = ["sweep", *workload, f"lr={','.join(lrs)}", f"seed=range({side})"]
     with tempfile.TemporaryDirectory() as scratch:
@@ -53,14 +58,28 @@ def main() -> None:
         timed([*sweep, "--out", str(scratch / "warm")], env)
         timed(["train", *workload, "--out", str(scratch / "warm1")], env)
         figures = {f"{side * side}-trial sweep, all GPUs": timed([*sweep, "--out", str(scratch / "s")], env)}
-        singles = [timed(["train", *workload, f"lr={lrs[i % side]}", f"seed={i // side}",
-                          "--out", str(scratch / f"p{i}")], env) for i in range(args.per_process_runs)]
+        singles = [
+            timed(
+                [
+                    "train",
+                    *workload,
+                    f"lr={lrs[i % side]}",
+                    f"seed={i // side}",
+                    "--out",
+                    str(scratch / f"p{i}"),
+                ],
+                env,
+            )
+            for i in range(args.per_process_runs)
+        ]
         processes = side * side * sum(singles) / len(singles)
         figures[f"one process per trial (x{side * side}, from {len(singles)})"] = processes
         if len(gpus) > 1:
             one = {**env, "CUDA_VISIBLE_DEVICES": "0"}
             timed([*sweep, "--out", str(scratch / "warm0")], one)
-            figures[f"{side * side}-trial sweep, one GPU"] = timed([*sweep, "--out", str(scratch / "s0")], one)
+            figures[f"{side * side}-trial sweep, one GPU"] = timed(
+                [*sweep, "--out", str(scratch / "s0")], one
+            )
     devices = ", ".join(sorted({d.device_kind for d in (gpus or jax.devices())}))
     print(f"{len(gpus)} GPU(s) [{devices}]; wall seconds of whole commands, warm compilation cache")
     for name, seconds in figures.items():
@@ -68,7 +87,9 @@ def main() -> None:
     sweep_s = figures[f"{side * side}-trial sweep, all GPUs"]
     print(f"{'sweep speed-up over one process per trial':<45}{processes / sweep_s:>9.1f}x")
     if len(gpus) > 1:
-        print(f"{'all GPUs over one GPU':<45}{figures[f'{side * side}-trial sweep, one GPU'] / sweep_s:>9.2f}x")
+        print(
+            f"{'all GPUs over one GPU':<45}{figures[f'{side * side}-trial sweep, one GPU'] / sweep_s:>9.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -33,8 +33,10 @@ def main() -> None:
         (Path(scratch) / "report.html").write_text(page)
         seconds = time.perf_counter() - start
     assert page.count("<svg") == 3, page.count("<svg")  # sensitivity to lr, the overlay, the grid
-    print(f"HTML report of {args.runs} run folders in {seconds:.2f} s, {len(page.encode()) / 1e6:.1f} MB; "
-          f"target < 20 s: {'met' if seconds < 20 else 'NOT met'}")
+    print(
+        f"HTML report of {args.runs} run folders in {seconds:.2f} s, {len(page.encode()) / 1e6:.1f} MB; "
+        f"target < 20 s: {'met' if seconds < 20 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Times, side by side in one process with interleaved rounds:
 The machine may be shared: the ratio of medians within one run is the number
 to trust; the min column shows the uncontended speed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,7 @@ FLAG_VARIANTS = [
 
 # ---------------------------------------------------------------- JAX model
 def init_params(key):
-    shapes = {"c1": (5, 5, 1, 6), "c2": (5, 5, 6, 16), "d1": (400, 120),
-              "d2": (120, 84), "d3": (84, 10)}
+    shapes = {"c1": (5, 5, 1, 6), "c2": (5, 5, 6, 16), "d1": (400, 120), "d2": (120, 84), "d3": (84, 10)}
     keys = jax.random.split(key, len(shapes))
     params = {}
     for k, (name, shape) in zip(keys, shapes.items()):
@@ -106,6 +106,7 @@ def make_train_fns(forward, tx):
     def scan_epoch(carry, images_u8, labels, idx):
         def body(c, row):
             return step(c, images_u8[row], labels[row])
+
         return lax.scan(body, carry, idx)
 
     return jax.jit(step), jax.jit(scan_epoch)
@@ -237,8 +238,13 @@ def piece_fns(threads):
         fns[f"conv2 fwd+bwd {low}"] = _bind(g2, x2, k2)
     pool = jax.jit(jax.grad(lambda x: jnp.sum(conv.max_pool(x) ** 2)))
     fns["maxpool fwd+bwd reshape"] = _bind(pool, p1)
-    rw = jax.jit(jax.grad(lambda x: jnp.sum(lax.reduce_window(
-        x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") ** 2)))
+    rw = jax.jit(
+        jax.grad(
+            lambda x: jnp.sum(
+                lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") ** 2
+            )
+        )
+    )
     fns["maxpool fwd+bwd reduce_window"] = _bind(rw, p1)
     fns.update(_torch_pieces(threads, x1, k1, x2, k2, p1))
     return fns
@@ -291,8 +297,10 @@ def run_flag_variants(args):
             print(f"  {flags or '(default)':45s} failed: {err}")
             continue
         r = json.loads(lines[-1])
-        print(f"  {flags or '(default)':45s} jax {r['jax']:7.3f}  torch {r['torch']:7.3f}  "
-              f"ratio {r['jax'] / r['torch']:5.2f}")
+        print(
+            f"  {flags or '(default)':45s} jax {r['jax']:7.3f}  torch {r['torch']:7.3f}  "
+            f"ratio {r['jax'] / r['torch']:5.2f}"
+        )
 
 
 def child(args):
@@ -313,14 +321,20 @@ def main():
     args.rounds = args.rounds or (5 if args.quick else 11)
     if args._child:
         return child(args)
-    print(f"jax {jax.__version__} backend={jax.default_backend()} auto={conv.resolve_lowering('auto')} "
-          f"cpus={os.cpu_count()} torch_threads={args.threads} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    print(
+        f"jax {jax.__version__} backend={jax.default_backend()} auto={conv.resolve_lowering('auto')} "
+        f"cpus={os.cpu_count()} torch_threads={args.threads} XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}"
+    )
     names = list(make_forwards())
     step_fns, scan_fns = bench_steps(args, names)
     print("final losses after 20 scanned steps:", check_same_loss(scan_fns))
     print_table("train step, one jit call per step", interleaved(step_fns, args.rounds, 10), "torch")
-    print_table(f"lax.scan of {SCAN_STEPS} steps, per step", interleaved(scan_fns, args.rounds, 1),
-                "torch", per=SCAN_STEPS)
+    print_table(
+        f"lax.scan of {SCAN_STEPS} steps, per step",
+        interleaved(scan_fns, args.rounds, 1),
+        "torch",
+        per=SCAN_STEPS,
+    )
     if not args.quick:
         res = interleaved(piece_fns(args.threads), args.rounds, 10)
         print("\npieces (ms, batch 128)")

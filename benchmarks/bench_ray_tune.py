@@ -48,8 +48,9 @@ def tune_trainable(config: dict) -> None:
 
     class ReportToTune(EpochCallback):
         def on_epoch(self, group, epoch, rows):
-            tune.report({"epoch": epoch, "val_loss": rows[0]["val_loss"],
-                         "val_accuracy": rows[0]["val_accuracy"]})
+            tune.report(
+                {"epoch": epoch, "val_loss": rows[0]["val_loss"], "val_accuracy": rows[0]["val_accuracy"]}
+            )
 
     cfg = compose_config([*WORKLOAD, f"lr={config['lr']}", f"seed={config['seed']}"])
     run_group([cfg], [tempfile.mkdtemp(prefix="tune-trial-")], callbacks=(ReportToTune(),))
@@ -79,8 +80,12 @@ def main() -> None:
     env = {**os.environ, "DLRUN_CACHE_DIR": str(scratch / "cache")}
     ray_cli = [str(Path(sys.executable).with_name("ray"))]
     if cluster:
-        subprocess.run([*ray_cli, "start", "--head", "--include-dashboard=false",
-                        "--disable-usage-stats"], check=True, env=env, capture_output=True)
+        subprocess.run(
+            [*ray_cli, "start", "--head", "--include-dashboard=false", "--disable-usage-stats"],
+            check=True,
+            env=env,
+            capture_output=True,
+        )
     joined = ["auto"] if cluster else []
     try:
         figures = _measure(scratch, env, joined)
@@ -90,8 +95,10 @@ def main() -> None:
     import ray
 
     where = "a running Ray head joined" if cluster else "a Ray instance started per command"
-    print(f"{os.cpu_count()} cores, Ray {ray.__version__}, {where}; 16 trials, MLP "
-          "784-512-256-10, 10,000 MNIST images, 3 epochs, SGD; wall seconds of whole commands")
+    print(
+        f"{os.cpu_count()} cores, Ray {ray.__version__}, {where}; 16 trials, MLP "
+        "784-512-256-10, 10,000 MNIST images, 3 epochs, SGD; wall seconds of whole commands"
+    )
     tune_s = figures["Ray Tune (Tuner, function trainable)"]
     for name, seconds in figures.items():
         print(f"{name:<40}{seconds:8.1f} s   Tune / this: {tune_s / seconds:4.2f}x")
@@ -104,10 +111,12 @@ def _measure(scratch: Path, env: dict, joined: list) -> dict:
     timed([*dlrun, "train", *WORKLOAD, "--out", str(scratch / "warm1")], env)
     address = ["--address", *joined] if joined else []
     return {
-        "Ray Tune (Tuner, function trainable)":
-            timed([sys.executable, __file__, "--tune", str(scratch / "tune"), *joined], env),
-        "dlrun sweep --executor ray": timed([*dlrun, *SWEEP, "--executor", "ray", *address,
-                                             "--out", str(scratch / "ray")], env),
+        "Ray Tune (Tuner, function trainable)": timed(
+            [sys.executable, __file__, "--tune", str(scratch / "tune"), *joined], env
+        ),
+        "dlrun sweep --executor ray": timed(
+            [*dlrun, *SWEEP, "--executor", "ray", *address, "--out", str(scratch / "ray")], env
+        ),
         "dlrun sweep (local)": timed([*dlrun, *SWEEP, "--out", str(scratch / "local")], env),
     }
 

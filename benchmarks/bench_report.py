@@ -47,8 +47,11 @@ def whole_command(python: str, runs: Path, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        subprocess.run([python, "-m", "dlrun", "report", str(runs), "--format", "csv"],
-                       stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [python, "-m", "dlrun", "report", str(runs), "--format", "csv"],
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         times.append(time.perf_counter() - start)
     return min(times)
 
@@ -76,10 +79,14 @@ def main() -> None:
         command = whole_command(sys.executable, runs)
         other = whole_command(args.compare, runs) if args.compare else None
     assert len(built.varying) == 2, built.varying  # lr and seed, read back from every folder
-    print(f"{args.runs} run folders reported in {seconds:.2f} s ({1000 * seconds / args.runs:.2f} ms per run); "
-          f"target < 5 s: {'met' if seconds < 5 else 'NOT met'}")
-    print(f"whole command (python -m dlrun report --format csv, best of 3): {command:.2f} s; "
-          f"target < 5 s: {'met' if command < 5 else 'NOT met'}")
+    print(
+        f"{args.runs} run folders reported in {seconds:.2f} s ({1000 * seconds / args.runs:.2f} ms per run); "
+        f"target < 5 s: {'met' if seconds < 5 else 'NOT met'}"
+    )
+    print(
+        f"whole command (python -m dlrun report --format csv, best of 3): {command:.2f} s; "
+        f"target < 5 s: {'met' if command < 5 else 'NOT met'}"
+    )
     if other is not None:
         print(f"the same command with {args.compare}: {other:.2f} s")
 

@@ -73,8 +73,9 @@ def torch_resnet20():
             self.b2 = tnn.BatchNorm2d(cout)
             self.proj = None
             if stride != 1 or cin != cout:
-                self.proj = tnn.Sequential(tnn.Conv2d(cin, cout, 1, stride, bias=False),
-                                           tnn.BatchNorm2d(cout))
+                self.proj = tnn.Sequential(
+                    tnn.Conv2d(cin, cout, 1, stride, bias=False), tnn.BatchNorm2d(cout)
+                )
 
         def forward(self, x):
             y = self.b2(self.c2(F.relu(self.b1(self.c1(x)))))
@@ -131,8 +132,11 @@ def main() -> None:
         count, run = dlrun_side(lowering, dataset)
         start = time.perf_counter()
         run(0)  # compile + warm up
-        print(f"dlrun/{lowering}: {count:,} parameters, compile + first run "
-              f"{time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"dlrun/{lowering}: {count:,} parameters, compile + first run "
+            f"{time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
         sides[f"dlrun/{lowering}"] = run
     count, run = torch_side(dataset)
     run(0)  # allocator and oneDNN warm-up
@@ -144,12 +148,16 @@ def main() -> None:
             times[name].append(timed(run, repeat + 1))
     scale = EPOCH_STEPS / args.steps
     reference = statistics.median(times["torch"])
-    print(f"\njax {jax.__version__}, {os.cpu_count()} cores, batch {BATCH}, Adam, {args.steps} "
-          f"steps x {args.repeats} repeats, per 50,000-image epoch (s):")
+    print(
+        f"\njax {jax.__version__}, {os.cpu_count()} cores, batch {BATCH}, Adam, {args.steps} "
+        f"steps x {args.repeats} repeats, per 50,000-image epoch (s):"
+    )
     for name, samples in times.items():
         med = statistics.median(samples)
-        print(f"  {name:<18} median {med * scale:8.1f}  min {min(samples) * scale:8.1f}  "
-              f"all {[round(s * scale, 1) for s in samples]}  ratio {med / reference:5.2f}")
+        print(
+            f"  {name:<18} median {med * scale:8.1f}  min {min(samples) * scale:8.1f}  "
+            f"all {[round(s * scale, 1) for s in samples]}  ratio {med / reference:5.2f}"
+        )
 
 
 if __name__ == "__main__":

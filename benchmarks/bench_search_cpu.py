@@ -34,13 +34,30 @@ PROBLEMS = {
     # the issue's workload: lr and L2, both log
     "mnist": ["model=mlp", "optim=momentum", "lr=interval(1e-3,1)", "optim.l2=interval(1e-6,1e-2)"],
     # the MNIST MLP over four keys
-    "mnist4": ["model=mlp", "optim=momentum", "lr=interval(1e-3,1)", "optim.l2=interval(1e-6,1e-2)",
-               "model.dropout=interval(0,0.5)", "init=normal", "init_scale=interval(1e-3,0.3)"],
-    "spirals": ["data=spirals", "model.hidden=[64,64]", "batch_size=32", "optim=momentum",
-                "lr=interval(1e-3,1)", "optim.l2=interval(1e-6,1e-2)", "model.dropout=interval(0,0.5)"],
+    "mnist4": [
+        "model=mlp",
+        "optim=momentum",
+        "lr=interval(1e-3,1)",
+        "optim.l2=interval(1e-6,1e-2)",
+        "model.dropout=interval(0,0.5)",
+        "init=normal",
+        "init_scale=interval(1e-3,0.3)",
+    ],
+    "spirals": [
+        "data=spirals",
+        "model.hidden=[64,64]",
+        "batch_size=32",
+        "optim=momentum",
+        "lr=interval(1e-3,1)",
+        "optim.l2=interval(1e-6,1e-2)",
+        "model.dropout=interval(0,0.5)",
+    ],
 }
-MODES = {"random": ["--search", "random"], "tpe": ["--search", "tpe"],
-         "tpe+hyperband": ["--search", "tpe", "--pruner", "hyperband", "--min-epochs", "1"]}
+MODES = {
+    "random": ["--search", "random"],
+    "tpe": ["--search", "tpe"],
+    "tpe+hyperband": ["--search", "tpe", "--pruner", "hyperband", "--min-epochs", "1"],
+}
 
 
 def run_dlrun(problem: list, mode: str, trials: int, seed: int, batch: int | None) -> dict:
@@ -48,20 +65,47 @@ def run_dlrun(problem: list, mode: str, trials: int, seed: int, batch: int | Non
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "sweep"
         batching = ["--batch", str(batch)] if batch and mode != "random" else []
-        command = [sys.executable, "-m", "dlrun", "sweep", *problem, *MODES[mode], "--trials",
-                   str(trials), "--search-seed", str(seed), *batching, "--out", str(out)]
+        command = [
+            sys.executable,
+            "-m",
+            "dlrun",
+            "sweep",
+            *problem,
+            *MODES[mode],
+            "--trials",
+            str(trials),
+            "--search-seed",
+            str(seed),
+            *batching,
+            "--out",
+            str(out),
+        ]
         start = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
         wall = time.perf_counter() - start
         index = pd.read_csv(out / "trials.csv")
-    return {"wall_s": wall, "best_val_acc": index.best_val_accuracy.max(),
-            "trial_epochs": int(index.epochs_run.sum())}
+    return {
+        "wall_s": wall,
+        "best_val_acc": index.best_val_accuracy.max(),
+        "trial_epochs": int(index.epochs_run.sum()),
+    }
 
 
 def run_loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     """The Optuna loop as a command of its own (this script with --as-loop), timed whole."""
-    command = [sys.executable, __file__, "--as-loop", "--subset", str(subset), "--epochs",
-               str(epochs), "--trials", str(trials), "--seeds", str(seed)]
+    command = [
+        sys.executable,
+        __file__,
+        "--as-loop",
+        "--subset",
+        str(subset),
+        "--epochs",
+        str(epochs),
+        "--trials",
+        str(trials),
+        "--seeds",
+        str(seed),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -99,12 +143,12 @@ def loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
 
     def loss_fn(params, xb, yb, l2):
         logits = model.apply(params, xb)
-        penalty = sum(jnp.sum(w ** 2) for w in jax.tree_util.tree_leaves(params))
+        penalty = sum(jnp.sum(w**2) for w in jax.tree_util.tree_leaves(params))
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean() + l2 * penalty
 
     @jax.jit
     def epoch(params, velocity, lr, l2, key, first_step):
-        order = jax.random.permutation(key, len(x))[:steps * batch].reshape(steps, batch)
+        order = jax.random.permutation(key, len(x))[: steps * batch].reshape(steps, batch)
 
         def step(carry, index):
             params, velocity, t = carry
@@ -121,8 +165,11 @@ def loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
     def accuracy(params):
         return jnp.mean(jnp.argmax(model.apply(params, x_val), -1) == y_val)
 
-    finite = jax.jit(lambda params: jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf))
-                                                       for leaf in jax.tree_util.tree_leaves(params)])))
+    finite = jax.jit(
+        lambda params: jnp.all(
+            jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(params)])
+        )
+    )
     spent = []
 
     def objective(trial):
@@ -132,8 +179,7 @@ def loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
         params = model.init(key, x[:1])
         velocity, best = momentum.init(params), 0.0
         for index in range(epochs):
-            params, velocity = epoch(params, velocity, lr, l2, jax.random.fold_in(key, index),
-                                     index * steps)
+            params, velocity = epoch(params, velocity, lr, l2, jax.random.fold_in(key, index), index * steps)
             best = max(best, float(accuracy(params)))
             if not bool(finite(params)):  # diverged: a careful loop stops it, as dlrun does
                 break
@@ -149,8 +195,9 @@ def loop(subset: int, epochs: int, trials: int, seed: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problem", choices=sorted(PROBLEMS), default="mnist")
-    parser.add_argument("--modes", nargs="+", default=["loop", "tpe", "tpe+hyperband"],
-                        choices=["loop", *MODES])
+    parser.add_argument(
+        "--modes", nargs="+", default=["loop", "tpe", "tpe+hyperband"], choices=["loop", *MODES]
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--trials", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=3)
@@ -181,8 +228,10 @@ def main() -> None:
     mean["epochs_share"] = mean.trial_epochs / (args.trials * args.epochs)
     print(f"\n{args.problem}, {args.trials} trials x {args.epochs} epochs, seeds {args.seeds} (means):")
     print(mean.to_string(float_format=lambda v: f"{v:.4g}"))
-    print("spread of best val acc over seeds:",
-          {mode: round(statistics.pstdev(g.best_val_acc), 4) for mode, g in frame.groupby("mode")})
+    print(
+        "spread of best val acc over seeds:",
+        {mode: round(statistics.pstdev(g.best_val_acc), 4) for mode, g in frame.groupby("mode")},
+    )
 
 
 if __name__ == "__main__":

@@ -25,16 +25,28 @@ from pathlib import Path
 
 import pandas as pd
 
-LRS = ",".join(f"{0.001 * 1.5 ** i:.5f}" for i in range(16))
-WORKLOAD = ["data=mnist", "data.subset=10000", "epochs=3", "optim=momentum", "schedule=constant",
-            "seed=0", f"lr={LRS}"]
+LRS = ",".join(f"{0.001 * 1.5**i:.5f}" for i in range(16))
+WORKLOAD = [
+    "data=mnist",
+    "data.subset=10000",
+    "epochs=3",
+    "optim=momentum",
+    "schedule=constant",
+    "seed=0",
+    f"lr={LRS}",
+]
 
 
 def sweep(python: str, out: Path, env: dict) -> tuple[float, float]:
     """Run the sweep; return (median epoch seconds, CPU seconds of the command)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([python, "-m", "dlrun", "sweep", *WORKLOAD, "--out", str(out)], check=True,
-                   env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [python, "-m", "dlrun", "sweep", *WORKLOAD, "--out", str(out)],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     times = pd.concat([pd.read_csv(path) for path in out.glob("*/metrics.csv")])
@@ -58,16 +70,20 @@ def main() -> None:
             for name, python in sides.items():
                 env = {**os.environ, "DLRUN_CACHE_DIR": str(Path(scratch) / name / "cache")}
                 seen[name].append(sweep(python, Path(scratch) / name / f"run{repeat}", env))
-    print(f"{os.cpu_count()} cores; 16-trial lr sweep at one seed; each run (epoch s, command CPU s): "
-          + "; ".join(f"{name} {[(round(e, 2), round(c, 1)) for e, c in runs]}"
-                      for name, runs in seen.items()))
+    print(
+        f"{os.cpu_count()} cores; 16-trial lr sweep at one seed; each run (epoch s, command CPU s): "
+        + "; ".join(f"{name} {[(round(e, 2), round(c, 1)) for e, c in runs]}" for name, runs in seen.items())
+    )
     print(f"{'':<15}{'epoch s (median)':>17}{'command CPU s':>15}")
     for name, runs in seen.items():
-        print(f"{name:<15}{statistics.median(e for e, _ in runs):>17.2f}"
-              f"{statistics.median(c for _, c in runs):>15.1f}")
+        print(
+            f"{name:<15}{statistics.median(e for e, _ in runs):>17.2f}"
+            f"{statistics.median(c for _, c in runs):>15.1f}"
+        )
     if args.baseline:
-        ratio = (statistics.median(e for e, _ in seen["baseline"])
-                 / statistics.median(e for e, _ in seen["this checkout"]))
+        ratio = statistics.median(e for e, _ in seen["baseline"]) / statistics.median(
+            e for e, _ in seen["this checkout"]
+        )
         print(f"epoch speed-up over the baseline: {ratio:.2f}x")
 
 

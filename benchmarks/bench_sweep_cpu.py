@@ -31,8 +31,13 @@ LRS, SEEDS = ["0.003", "0.001", "0.0003", "0.0001"], ["0", "1", "2", "3"]
 def timed(args: list[str], cache: Path) -> float:
     env = {**os.environ, "DLRUN_CACHE_DIR": str(cache)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dlrun", *args], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "dlrun", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -44,8 +49,20 @@ def measure(workload: list[str], baseline_runs: int, scratch: Path) -> dict:
     timed([*sweep_args, "--out", str(scratch / "warm16")], cache)
     one = timed(["train", *workload, "lr=0.001", "--out", str(scratch / "one")], cache)
     group = timed([*sweep_args, "--out", str(scratch / "sweep")], cache)
-    singles = [timed(["train", *workload, f"lr={LRS[i % 4]}", f"seed={SEEDS[i // 4]}",
-                      "--out", str(scratch / f"p{i}")], cache) for i in range(baseline_runs)]
+    singles = [
+        timed(
+            [
+                "train",
+                *workload,
+                f"lr={LRS[i % 4]}",
+                f"seed={SEEDS[i // 4]}",
+                "--out",
+                str(scratch / f"p{i}"),
+            ],
+            cache,
+        )
+        for i in range(baseline_runs)
+    ]
     per_process = sum(singles) / len(singles)
     return {"one": one, "sweep16": group, "processes16": 16 * per_process}
 
@@ -57,13 +74,17 @@ def main() -> None:
     args = parser.parse_args()
     names = list(WORKLOADS) if args.workload == "both" else [args.workload]
     print(f"{os.cpu_count()} cores; wall seconds of whole commands, warm compilation cache")
-    print(f"{'workload':<9}{'1 trial':>9}{'16 vmapped':>12}{'16 processes':>14}"
-          f"{'vmapped/1':>11}{'processes/vmapped':>19}")
+    print(
+        f"{'workload':<9}{'1 trial':>9}{'16 vmapped':>12}{'16 processes':>14}"
+        f"{'vmapped/1':>11}{'processes/vmapped':>19}"
+    )
     for name in names:
         with tempfile.TemporaryDirectory() as scratch:
             t = measure(WORKLOADS[name], args.baseline_runs, Path(scratch))
-        print(f"{name:<9}{t['one']:>9.1f}{t['sweep16']:>12.1f}{t['processes16']:>14.1f}"
-              f"{t['sweep16'] / t['one']:>11.2f}{t['processes16'] / t['sweep16']:>19.2f}")
+        print(
+            f"{name:<9}{t['one']:>9.1f}{t['sweep16']:>12.1f}{t['processes16']:>14.1f}"
+            f"{t['sweep16'] / t['one']:>11.2f}{t['processes16'] / t['sweep16']:>19.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -26,8 +26,15 @@ import tempfile
 import time
 from pathlib import Path
 
-WORKLOAD = ["data=mnist", "data.subset=10000", "epochs=3", "batch_size=128", "optim=momentum",
-            "schedule=constant", "seed=0"]
+WORKLOAD = [
+    "data=mnist",
+    "data.subset=10000",
+    "epochs=3",
+    "batch_size=128",
+    "optim=momentum",
+    "schedule=constant",
+    "seed=0",
+]
 SPACE = ["lr=interval(1e-3,1)", "optim.l2=interval(1e-6,1e-2)"]
 
 
@@ -46,10 +53,10 @@ def loop(trials: int) -> None:
     plan = make_plan([*WORKLOAD, *SPACE], trials=trials)  # the very same lr and L2 draws
     draws = [(float(t.cfg.lr), float(t.cfg.optim.l2)) for t in plan.trials]
     dataset = data.load(compose_config(WORKLOAD).data)
-    x, y = jax.device_put((dataset.x_train.reshape(len(dataset.x_train), -1).astype("float32"),
-                           dataset.y_train))
-    xv, yv = jax.device_put((dataset.x_val.reshape(len(dataset.x_val), -1).astype("float32"),
-                             dataset.y_val))
+    x, y = jax.device_put(
+        (dataset.x_train.reshape(len(dataset.x_train), -1).astype("float32"), dataset.y_train)
+    )
+    xv, yv = jax.device_put((dataset.x_val.reshape(len(dataset.x_val), -1).astype("float32"), dataset.y_val))
     scale = (jnp.float32(dataset.x_offset), jnp.float32(dataset.x_scale))
 
     class MLP(nn.Module):
@@ -64,13 +71,13 @@ def loop(trials: int) -> None:
 
     def loss_fn(params, xb, yb, l2):
         logits = model.apply({"params": params}, (xb - scale[0]) * scale[1])
-        penalty = sum(jnp.sum(w ** 2) for w in jax.tree_util.tree_leaves(params) if w.ndim == 2)
+        penalty = sum(jnp.sum(w**2) for w in jax.tree_util.tree_leaves(params) if w.ndim == 2)
         return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean() + l2 * penalty
 
     @jax.jit
     def epoch(params, opt_state, lr, l2, key):
         opt_state.hyperparams["learning_rate"] = lr
-        order = jax.random.permutation(key, len(x))[:steps * batch].reshape(steps, batch)
+        order = jax.random.permutation(key, len(x))[: steps * batch].reshape(steps, batch)
 
         def step(carry, idx):
             params, opt_state = carry
@@ -119,16 +126,27 @@ def main() -> None:
         return loop(args.trials)
     with tempfile.TemporaryDirectory() as scratch:
         env = {**os.environ, "DLRUN_CACHE_DIR": str(Path(scratch) / "cache")}
-        sweep = lambda out: [sys.executable, "-m", "dlrun", "sweep", *WORKLOAD, *SPACE,
-                             f"--trials={args.trials}", "--out", str(Path(scratch) / out)]
+        sweep = lambda out: [
+            sys.executable,
+            "-m",
+            "dlrun",
+            "sweep",
+            *WORKLOAD,
+            *SPACE,
+            f"--trials={args.trials}",
+            "--out",
+            str(Path(scratch) / out),
+        ]
         peer = [sys.executable, __file__, "--loop", f"--trials={args.trials}"]
         timed(sweep("warm"), env)  # fill the persistent compilation cache
         dlrun, loops = [], []
         for repeat in range(args.repeats):  # interleaved, so that a noisy neighbour hits both
             dlrun.append(timed(sweep(f"run{repeat}"), env))
             loops.append(timed(peer, env))
-    print(f"{os.cpu_count()} cores; {args.trials} trials; whole commands, each run (wall, CPU "
-          f"seconds): dlrun {_rounded(dlrun)}, loop {_rounded(loops)}")
+    print(
+        f"{os.cpu_count()} cores; {args.trials} trials; whole commands, each run (wall, CPU "
+        f"seconds): dlrun {_rounded(dlrun)}, loop {_rounded(loops)}"
+    )
     print(f"{'':<12}{'dlrun sweep':>12}{'loop':>8}{'dlrun/loop':>12}")
     for label, column in (("wall best", 0), ("wall median", 0), ("CPU median", 1)):
         pick = min if label == "wall best" else statistics.median
@@ -138,6 +156,7 @@ def main() -> None:
 
 def _rounded(times: list) -> list:
     return [(round(wall, 1), round(cpu, 1)) for wall, cpu in times]
+
 
 if __name__ == "__main__":
     main()

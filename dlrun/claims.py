@@ -42,8 +42,7 @@ def holder(folder: Path) -> str:
     """Who holds the folder's claim, as words."""
     try:
         record = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
-        return (f"pid {record['pid']} on {record['host']} ({record['command']}, since "
-                f"{record['since']})")
+        return f"pid {record['pid']} on {record['host']} ({record['command']}, since {record['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
 
@@ -59,8 +58,14 @@ def _try_lock(fd: int) -> bool:
 def _write_note(folder: Path) -> None:
     """Name this process in the folder's note, atomically (a reader never sees half of it)."""
     since = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    text = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                       "command": " ".join(["dlrun", *sys.argv[1:]])[:200], "since": since})
+    text = json.dumps(
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(["dlrun", *sys.argv[1:]])[:200],
+            "since": since,
+        }
+    )
     handle, scratch = tempfile.mkstemp(dir=folder, prefix=".dlrun-lock-")
     with os.fdopen(handle, "w", encoding="utf-8") as stream:
         stream.write(text)
@@ -114,8 +119,10 @@ def _acquire(fd: int, folder: Path, wait_s: float, on_wait) -> None:
     deadline, told = time.monotonic() + wait_s, False
     while not _try_lock(fd):
         if time.monotonic() >= deadline:
-            raise FolderInUse(f"{folder} is in use by {holder(folder)}; wait for it to end, or "
-                              "stop it, then run the same command again")
+            raise FolderInUse(
+                f"{folder} is in use by {holder(folder)}; wait for it to end, or "
+                "stop it, then run the same command again"
+            )
         if on_wait is not None and not told:
             on_wait(f"{folder} is in use by {holder(folder)}: waiting up to {wait_s:.0f} s")
             told = True

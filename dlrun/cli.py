@@ -37,9 +37,13 @@ def _show_version(asked: bool) -> None:
 
 
 @app.callback()
-def _options(version: bool = typer.Option(False, "--version", callback=_show_version,
-                                          is_eager=True, help="Print dlrun's version and exit.")):
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print dlrun's version and exit."
+    ),
+):
     """Train, sweep and compare deep-learning experiments (JAX, Flax, Optax, Hydra configs)."""
+
 
 app.add_typer(config_app, name="config")
 
@@ -88,12 +92,15 @@ def reusing_data(command):
 @user_errors
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
-    out: Optional[Path] = typer.Option(None, "--out", help="Write the run folder exactly here "
-                                       "(default runs/<name>/<timestamp>/)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder "
-                                          "from its last finished epoch."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start from this run's best "
-                                             "parameters, layer by layer (sets init_from)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Write the run folder exactly here (default runs/<name>/<timestamp>/)."
+    ),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="Continue the run in this folder from its last finished epoch."
+    ),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Start from this run's best parameters, layer by layer (sets init_from)."
+    ),
 ) -> None:
     """Train one model and write its results folder.
 
@@ -107,11 +114,15 @@ def train(
     with ExitStack() as claims:
         if resume is not None:
             if init_from is not None:
-                raise ConfigError(f"--resume {resume} continues a run from its own checkpoint; "
-                                  f"--init-from {init_from} starts a new one: give one of them")
+                raise ConfigError(
+                    f"--resume {resume} continues a run from its own checkpoint; "
+                    f"--init-from {init_from} starts a new one: give one of them"
+                )
             if out is not None and Path(out) != Path(resume):
-                raise ConfigError(f"--resume {resume} continues the run in its own folder; drop "
-                                  f"--out {out} (or copy the folder there first)")
+                raise ConfigError(
+                    f"--resume {resume} continues the run in its own folder; drop "
+                    f"--out {out} (or copy the folder there first)"
+                )
             if Path(resume).is_dir():  # else for_resume says there is no such folder
                 claims.enter_context(claimed(resume))
             start = resuming.for_resume(resume, overrides or [])
@@ -147,50 +158,88 @@ def train(
 @user_errors
 @reusing_data
 def sweep(
-    overrides: Optional[List[str]] = typer.Argument(None, help="Hydra overrides and sweeps, e.g. "
-                                                    "lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",
-                                                    show_default=False),
-    trials: Optional[int] = typer.Option(None, "--trials", help="The budget of a random or "
-                                         "adaptive search (needed for interval())."),
+    overrides: Optional[List[str]] = typer.Argument(
+        None,
+        help="Hydra overrides and sweeps, e.g. lr=0.1,0.01 seed=range(3) lr='interval(1e-4,1e-1)'",
+        show_default=False,
+    ),
+    trials: Optional[int] = typer.Option(
+        None, "--trials", help="The budget of a random or adaptive search (needed for interval())."
+    ),
     search_seed: int = typer.Option(0, "--search-seed", help="Seed of the random draws."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (trials, groups, cost) "
-                                 "and exit."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder; running the same sweep "
-                                       "again there skips finished trials."),
-    max_group: Optional[int] = typer.Option(None, "--max-group", help="At most this many trials "
-                                            "in one vectorised group (default: what fits memory)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", help="Run independent groups in this many "
-                                       "worker processes (CPU; --executor local).", show_default=False),
-    executor_name: str = typer.Option("local", "--executor", help="local (this host) or ray (each "
-                                      "group a Ray task, on a local Ray or a cluster)."),
-    address: Optional[str] = typer.Option(None, "--address", help="--executor ray: the cluster "
-                                          "(auto, host:port, ray://host:port; default a local Ray)."),
-    gpus_per_group: Optional[float] = typer.Option(None, "--gpus-per-group", help="--executor ray: "
-                                                   "GPUs per group (default 1 where the cluster has "
-                                                   "GPUs, else 0).", show_default=False),
-    cpus_per_group: Optional[float] = typer.Option(None, "--cpus-per-group", help="--executor ray: "
-                                                   "CPUs per group (default 1 with GPUs, else the "
-                                                   "smallest node's CPUs).", show_default=False),
-    name: str = typer.Option("sweep", "--name", help="Name for the default folder "
-                             "runs/sweeps/<name>/<timestamp>/."),
-    search: Optional[str] = typer.Option(None, "--search", help="grid, random (the default "
-                                         "with --trials), or an Optuna sampler: tpe, cmaes, qmc."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Adaptive search: trials asked at "
-                                        "a time (default: tpe/cmaes a quarter of --trials, so "
-                                        "the sampler learns between rounds; qmc all; at most "
-                                        "what fits one group in memory)."),
-    metric: Optional[str] = typer.Option(None, "--metric", help="Adaptive search: what is "
-                                         "optimised, best_val_accuracy or best_val_loss."),
-    pruner: str = typer.Option("none", "--pruner", help="Adaptive search: none, median, sha or "
-                               "hyperband (stops losing trials between epochs)."),
-    min_epochs: int = typer.Option(1, "--min-epochs", help="Epochs every trial runs before it "
-                                   "may be pruned."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna RDB URL of the study "
-                                          "(default: sqlite study.db in the sweep folder)."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name in the storage "
-                                        "(default: the sweep folder's name)."),
-    init_from: Optional[Path] = typer.Option(None, "--init-from", help="Start every trial from "
-                                             "this run's best parameters (sets init_from)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan (trials, groups, cost) and exit."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Sweep folder; running the same sweep again there skips finished trials."
+    ),
+    max_group: Optional[int] = typer.Option(
+        None,
+        "--max-group",
+        help="At most this many trials in one vectorised group (default: what fits memory).",
+    ),
+    jobs: Optional[int] = typer.Option(
+        None,
+        "--jobs",
+        help="Run independent groups in this many worker processes (CPU; --executor local).",
+        show_default=False,
+    ),
+    executor_name: str = typer.Option(
+        "local",
+        "--executor",
+        help="local (this host) or ray (each group a Ray task, on a local Ray or a cluster).",
+    ),
+    address: Optional[str] = typer.Option(
+        None,
+        "--address",
+        help="--executor ray: the cluster (auto, host:port, ray://host:port; default a local Ray).",
+    ),
+    gpus_per_group: Optional[float] = typer.Option(
+        None,
+        "--gpus-per-group",
+        help="--executor ray: GPUs per group (default 1 where the cluster has GPUs, else 0).",
+        show_default=False,
+    ),
+    cpus_per_group: Optional[float] = typer.Option(
+        None,
+        "--cpus-per-group",
+        help="--executor ray: CPUs per group (default 1 with GPUs, else the smallest node's CPUs).",
+        show_default=False,
+    ),
+    name: str = typer.Option(
+        "sweep", "--name", help="Name for the default folder runs/sweeps/<name>/<timestamp>/."
+    ),
+    search: Optional[str] = typer.Option(
+        None,
+        "--search",
+        help="grid, random (the default with --trials), or an Optuna sampler: tpe, cmaes, qmc.",
+    ),
+    batch: Optional[int] = typer.Option(
+        None,
+        "--batch",
+        help="Adaptive search: trials asked at "
+        "a time (default: tpe/cmaes a quarter of --trials, so "
+        "the sampler learns between rounds; qmc all; at most "
+        "what fits one group in memory).",
+    ),
+    metric: Optional[str] = typer.Option(
+        None, "--metric", help="Adaptive search: what is optimised, best_val_accuracy or best_val_loss."
+    ),
+    pruner: str = typer.Option(
+        "none",
+        "--pruner",
+        help="Adaptive search: none, median, sha or hyperband (stops losing trials between epochs).",
+    ),
+    min_epochs: int = typer.Option(
+        1, "--min-epochs", help="Epochs every trial runs before it may be pruned."
+    ),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="Optuna RDB URL of the study (default: sqlite study.db in the sweep folder)."
+    ),
+    study: Optional[str] = typer.Option(
+        None, "--study", help="Study name in the storage (default: the sweep folder's name)."
+    ),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="Start every trial from this run's best parameters (sets init_from)."
+    ),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun.sweep.folder import INDEX_FILE
@@ -198,13 +247,22 @@ def sweep(
     from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table
 
-    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs,
-                            storage, study)
-    settings = SweepSettings(options, out, name, jobs, max_group, executor_name, address,
-                             gpus_per_group, cpus_per_group, init_from, dry_run)
+    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs, storage, study)
+    settings = SweepSettings(
+        options,
+        out,
+        name,
+        jobs,
+        max_group,
+        executor_name,
+        address,
+        gpus_per_group,
+        cpus_per_group,
+        init_from,
+        dry_run,
+    )
     stdout = Console()
-    outcome = run_sweep(overrides or [], settings, "dlrun sweep " + " ".join(sys.argv[2:]),
-                        console, stdout)
+    outcome = run_sweep(overrides or [], settings, "dlrun sweep " + " ".join(sys.argv[2:]), console, stdout)
     if outcome.index is None:  # a dry run: the plan was shown
         return
     stdout.print(best_table(outcome.index, outcome.plan))
@@ -219,48 +277,71 @@ def sweep(
 @app.command()
 @user_errors
 def report(
-    paths: Optional[List[Path]] = typer.Argument(None, help="Run or sweep folders (default: the "
-                                                 "latest sweep, else runs/).", show_default=False),
-    sort: Optional[str] = typer.Option(None, "--sort", help="Column to sort by (accuracies "
-                                       "descending, losses ascending)."),
+    paths: Optional[List[Path]] = typer.Argument(
+        None, help="Run or sweep folders (default: the latest sweep, else runs/).", show_default=False
+    ),
+    sort: Optional[str] = typer.Option(
+        None, "--sort", help="Column to sort by (accuracies descending, losses ascending)."
+    ),
     top: Optional[int] = typer.Option(None, "--top", help="Show only the first N rows."),
-    where: Optional[str] = typer.Option(None, "--filter", help="A condition on the columns, e.g. "
-                                        "'best_val_accuracy > 0.9 and status == \"completed\"': "
-                                        "column names (optim.lr, or `any name` in backticks), "
-                                        "numbers, strings, True/False/None, == != < <= > >= "
-                                        "(chained: 0.1 < lr < 1), and/or/not, unary minus, and "
-                                        "in/not in a list of constants. Nothing else (no calls, "
-                                        "attributes, arithmetic or @variables)."),
-    group: Optional[str] = typer.Option(None, "--group-by", help="Mean and std over the runs "
-                                        "sharing this column (e.g. seeds per lr)."),
+    where: Optional[str] = typer.Option(
+        None,
+        "--filter",
+        help="A condition on the columns, e.g. "
+        "'best_val_accuracy > 0.9 and status == \"completed\"': "
+        "column names (optim.lr, or `any name` in backticks), "
+        "numbers, strings, True/False/None, == != < <= > >= "
+        "(chained: 0.1 < lr < 1), and/or/not, unary minus, and "
+        "in/not in a list of constants. Nothing else (no calls, "
+        "attributes, arithmetic or @variables).",
+    ),
+    group: Optional[str] = typer.Option(
+        None, "--group-by", help="Mean and std over the runs sharing this column (e.g. seeds per lr)."
+    ),
     fmt: str = typer.Option("table", "--format", help="table, csv, markdown, json, html or latex."),
-    plot: bool = typer.Option(False, "--plot", help="Also draw learning curves and sensitivity "
-                              "plots (PNG; inlined into the HTML report)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file "
-                                          "instead of standard output."),
-    threshold: Optional[List[str]] = typer.Option(None, "--threshold", help="Override a diagnosis "
-                                                  "threshold, e.g. --threshold overfit_rise=0.2."),
-    ensemble: bool = typer.Option(False, "--ensemble", help="Also vote: runs that differ only in "
-                                  "their seed form an ensemble (mean-probability and majority)."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Table columns, e.g. "
-                                          "run,lr,best_val_accuracy,diagnosis (default: what fits "
-                                          "the terminal)."),
+    plot: bool = typer.Option(
+        False,
+        "--plot",
+        help="Also draw learning curves and sensitivity plots (PNG; inlined into the HTML report).",
+    ),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", help="Write to this file instead of standard output."
+    ),
+    threshold: Optional[List[str]] = typer.Option(
+        None, "--threshold", help="Override a diagnosis threshold, e.g. --threshold overfit_rise=0.2."
+    ),
+    ensemble: bool = typer.Option(
+        False,
+        "--ensemble",
+        help="Also vote: runs that differ only in "
+        "their seed form an ensemble (mean-probability and majority).",
+    ),
+    columns: Optional[str] = typer.Option(
+        None,
+        "--columns",
+        help="Table columns, e.g. run,lr,best_val_accuracy,diagnosis (default: what fits the terminal).",
+    ),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from dlrun.report.output import ReportRequest, show_report
 
-    show_report(ReportRequest(paths or [], sort, top, where, group, fmt, plot, output,
-                              threshold or [], ensemble, columns), console)
+    show_report(
+        ReportRequest(
+            paths or [], sort, top, where, group, fmt, plot, output, threshold or [], ensemble, columns
+        ),
+        console,
+    )
 
 
 @app.command()
 @user_errors
 def export(
-    runs: Path = typer.Argument(..., help="A run or sweep folder (or a folder of them).",
-                                show_default=False),
-    target: Optional[str] = typer.Argument(None, help="tensorboard: the log folder to write; "
-                                           "mlflow: the tracking URI (default ./mlruns).",
-                                           show_default=False),
+    runs: Path = typer.Argument(..., help="A run or sweep folder (or a folder of them).", show_default=False),
+    target: Optional[str] = typer.Argument(
+        None,
+        help="tensorboard: the log folder to write; mlflow: the tracking URI (default ./mlruns).",
+        show_default=False,
+    ),
     to: str = typer.Option(..., "--to", help="tensorboard or mlflow.", show_default=False),
     experiment: str = typer.Option("dlrun", "--experiment", help="MLflow experiment name."),
 ) -> None:
@@ -272,8 +353,12 @@ def export(
     done = export_runs(runs, to, target, experiment)
     for warning in done.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
-    Console().print(f"exported {plural(done.runs, 'run')} to {to} at {done.where}",
-                    highlight=False, soft_wrap=True, markup=False)
+    Console().print(
+        f"exported {plural(done.runs, 'run')} to {to} at {done.where}",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @config_app.command("show")
@@ -318,4 +403,3 @@ def main() -> None:
         console.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
         code = error.exit_code
     sys.exit(code or 0)
-

@@ -22,24 +22,30 @@ class Optimizer(NamedTuple):
     fields: tuple  # the OptimConfig fields it takes besides the learning rate, injected into its state
 
 
-OPTIMIZERS = Registry("optimizer", {
-    "sgd": Optimizer(optax.sgd, ()),
-    "momentum": Optimizer(optax.sgd, ("momentum",)),
-    "nesterov": Optimizer(
-        lambda learning_rate, momentum: optax.sgd(learning_rate, momentum, nesterov=True),
-        ("momentum",)),
-    "rmsprop": Optimizer(optax.rmsprop, ("decay", "eps", "momentum")),
-    "adagrad": Optimizer(optax.adagrad, ("eps",)),
-    "adam": Optimizer(optax.adam, ("b1", "b2", "eps")),
-    "adamw": Optimizer(optax.adamw, ("b1", "b2", "eps", "weight_decay")),
-})
+OPTIMIZERS = Registry(
+    "optimizer",
+    {
+        "sgd": Optimizer(optax.sgd, ()),
+        "momentum": Optimizer(optax.sgd, ("momentum",)),
+        "nesterov": Optimizer(
+            lambda learning_rate, momentum: optax.sgd(learning_rate, momentum, nesterov=True), ("momentum",)
+        ),
+        "rmsprop": Optimizer(optax.rmsprop, ("decay", "eps", "momentum")),
+        "adagrad": Optimizer(optax.adagrad, ("eps",)),
+        "adam": Optimizer(optax.adam, ("b1", "b2", "eps")),
+        "adamw": Optimizer(optax.adamw, ("b1", "b2", "eps", "weight_decay")),
+    },
+)
 
 # name -> lr factor as a function of batch_size / base_batch_size (Goyal et al. 2017 for linear)
-LR_SCALINGS = Registry("optim.lr_scaling", {
-    "none": lambda ratio: 1.0,
-    "linear": lambda ratio: ratio,
-    "sqrt": math.sqrt,
-})
+LR_SCALINGS = Registry(
+    "optim.lr_scaling",
+    {
+        "none": lambda ratio: 1.0,
+        "linear": lambda ratio: ratio,
+        "sqrt": math.sqrt,
+    },
+)
 
 # Checks of the optim fields, run on those the config holds: an optimizer's own schema holds only
 # the fields it takes (sgd has no eps), and the ones every optimizer has.
@@ -94,13 +100,16 @@ class Schedule(NamedTuple):
     check: Callable = _no_check  # (cfg.schedule, epochs of the shortest segment) -> None
 
 
-SCHEDULES = Registry("schedule", {
-    "constant": Schedule(_constant),
-    "step": Schedule(_step, _gamma_decays),
-    "exponential": Schedule(_exponential, _gamma_decays),
-    "cosine": Schedule(_cosine),
-    "warmup_cosine": Schedule(_warmup_cosine, _warmup_fits),
-})
+SCHEDULES = Registry(
+    "schedule",
+    {
+        "constant": Schedule(_constant),
+        "step": Schedule(_step, _gamma_decays),
+        "exponential": Schedule(_exponential, _gamma_decays),
+        "cosine": Schedule(_cosine),
+        "warmup_cosine": Schedule(_warmup_cosine, _warmup_fits),
+    },
+)
 
 # Ranges of the schedule fields, run on those the config holds (as OPTION_CHECKS)
 SCHEDULE_CHECKS = {
@@ -130,8 +139,9 @@ def check_schedule(cfg) -> None:
     check_options(cfg.schedule, "schedule", SCHEDULE_CHECKS)
     restarts = list(cfg.schedule.restarts)
     if restarts != sorted(set(restarts)) or any(not 0 < epoch < cfg.epochs for epoch in restarts):
-        raise ConfigError(f"schedule.restarts must be increasing epochs between 0 and epochs "
-                          f"{cfg.epochs}, got {restarts}")
+        raise ConfigError(
+            f"schedule.restarts must be increasing epochs between 0 and epochs {cfg.epochs}, got {restarts}"
+        )
     schedule.check(cfg.schedule, min(end - first for first, end in segments(cfg)))
 
 
@@ -147,8 +157,9 @@ def make_schedule(cfg, steps_per_epoch: int):
     After a restart (schedule.restarts) the schedule runs afresh over the remaining epochs.
     """
     build = SCHEDULES.get(cfg.schedule.name).build
-    pieces = [build(cfg.schedule, steps_per_epoch, (end - first) * steps_per_epoch)
-              for first, end in segments(cfg)]
+    pieces = [
+        build(cfg.schedule, steps_per_epoch, (end - first) * steps_per_epoch) for first, end in segments(cfg)
+    ]
     if len(pieces) == 1:
         return pieces[0]
     return optax.join_schedules(pieces, [epoch * steps_per_epoch for epoch in cfg.schedule.restarts])

@@ -24,8 +24,14 @@ class Registry(Mapping[str, Entry], Generic[Entry]):
     Iteration keeps the order of definition, as a dict does.
     """
 
-    def __init__(self, kind: str, entries: Mapping[str, Entry], *, extra: tuple[str, ...] = (),
-                 error: type[Exception] = ConfigError):
+    def __init__(
+        self,
+        kind: str,
+        entries: Mapping[str, Entry],
+        *,
+        extra: tuple[str, ...] = (),
+        error: type[Exception] = ConfigError,
+    ):
         self.kind = kind
         self._entries = dict(entries)
         self.extra = tuple(extra)

@@ -46,8 +46,14 @@ PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilit
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
 # How a summary that is not an object is described: "it holds a list, not an object".
-_JSON_TYPES = {list: "a list", str: "a string", int: "a number", float: "a number",
-               bool: "true or false", type(None): "null"}
+_JSON_TYPES = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
 
 
 def _umask() -> int:
@@ -204,8 +210,11 @@ def snapshot(run_dir: Path) -> dict[Path, bytes]:
     """Every file of a run folder and its bytes, to put back if a resume fails."""
     run_dir = Path(run_dir)
     # the claim's lock file is held open: putting back a copy would swap the file under it
-    return {path.relative_to(run_dir): path.read_bytes() for path in run_dir.rglob("*")
-            if path.is_file() and path.name != LOCK_FILE}
+    return {
+        path.relative_to(run_dir): path.read_bytes()
+        for path in run_dir.rglob("*")
+        if path.is_file() and path.name != LOCK_FILE
+    }
 
 
 def restore(run_dir: Path, files: dict[Path, bytes]) -> None:
@@ -242,8 +251,10 @@ def default_run_dir(name: str, root: Path = Path("runs"), option: str = "name=")
     """
     problem = folder_name_problem(name)
     if problem:
-        raise ConfigError(f"{option}{clip(name)} cannot name the run's folder under {root}/: "
-                          f"{problem}; give a plain name such as lr-test (or --out DIR)")
+        raise ConfigError(
+            f"{option}{clip(name)} cannot name the run's folder under {root}/: "
+            f"{problem}; give a plain name such as lr-test (or --out DIR)"
+        )
     stamp = datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     candidate = root / name / stamp
     suffix = 1

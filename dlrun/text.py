@@ -18,7 +18,7 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 def clip(value, limit: int = QUOTED_CHARS) -> str:
     """`value` as text for a message: whole up to `limit` characters, else its start and '…'."""
     text = str(value)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # The longest name of one folder or file that file systems take (ext4, APFS, NTFS alike).

@@ -66,8 +66,10 @@ def local_mnist():
     """Fail, not skip, without a local MNIST copy: tests never download, and a suite that
     skipped every MNIST test would pass while checking none of them (CI has ../shared)."""
     if not _mnist_available():
-        pytest.fail(f"no local MNIST copy: put the official files in {SHARED_DATA / 'mnist'} "
-                    "(or in DLRUN_DATA_DIR/mnist)")
+        pytest.fail(
+            f"no local MNIST copy: put the official files in {SHARED_DATA / 'mnist'} "
+            "(or in DLRUN_DATA_DIR/mnist)"
+        )
 
 
 # Tests that read MNIST: without a local copy they would need the network, which tests never use.

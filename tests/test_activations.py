@@ -13,16 +13,19 @@ X = jnp.array([-2.0, -0.5, 0.0, 0.5, 2.0])
 CFG = SimpleNamespace(activation_slope=0.1, maxout_pieces=2)
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("sigmoid", 1 / (1 + np.exp(-np.asarray(X)))),
-    ("tanh", np.tanh(np.asarray(X))),
-    ("relu", [0, 0, 0, 0.5, 2]),
-    ("leaky_relu", [-0.2, -0.05, 0, 0.5, 2]),
-    ("elu", [np.expm1(-2), np.expm1(-0.5), 0, 0.5, 2]),
-    ("softplus", np.log1p(np.exp(np.asarray(X)))),
-    ("silu", np.asarray(X) / (1 + np.exp(-np.asarray(X)))),
-    ("identity", np.asarray(X)),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("sigmoid", 1 / (1 + np.exp(-np.asarray(X)))),
+        ("tanh", np.tanh(np.asarray(X))),
+        ("relu", [0, 0, 0, 0.5, 2]),
+        ("leaky_relu", [-0.2, -0.05, 0, 0.5, 2]),
+        ("elu", [np.expm1(-2), np.expm1(-0.5), 0, 0.5, 2]),
+        ("softplus", np.log1p(np.exp(np.asarray(X)))),
+        ("silu", np.asarray(X) / (1 + np.exp(-np.asarray(X)))),
+        ("identity", np.asarray(X)),
+    ],
+)
 def test_values(name, expected):
     fn = activations.ACTIVATIONS[name](CFG)
     np.testing.assert_allclose(fn(X), expected, rtol=FLOAT32_MATH_RTOL, atol=1e-6)
@@ -51,5 +54,6 @@ def test_check_names_the_choices():
     activations.check(SimpleNamespace(activation="maxout"))
     with pytest.raises(ConfigError) as caught:
         activations.check(SimpleNamespace(activation="swish2"))
-    assert str(caught.value) == (f"unknown activation 'swish2' (choose from: "
-                                 f"{', '.join(sorted(activations.ACTIVATIONS))})")
+    assert str(caught.value) == (
+        f"unknown activation 'swish2' (choose from: {', '.join(sorted(activations.ACTIVATIONS))})"
+    )

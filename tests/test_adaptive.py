@@ -19,8 +19,14 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 
-SPACE = ["data=spirals", "model.hidden=[32,32]", "batch_size=32", "optim=momentum",
-         "lr=interval(1e-4,1)", "optim.momentum=interval(0.5,0.95)"]
+SPACE = [
+    "data=spirals",
+    "model.hidden=[32,32]",
+    "batch_size=32",
+    "optim=momentum",
+    "lr=interval(1e-4,1)",
+    "optim.momentum=interval(0.5,0.95)",
+]
 TPE = ["--search", "tpe", "--search-seed", "3"]
 
 
@@ -76,8 +82,7 @@ def test_tpe_with_hyperband_is_seeded_prunes_mirrors_its_folders_and_continues(t
 
 
 def snapshot(out: Path) -> dict:
-    return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in out.rglob("*")
-            if path.is_file()}
+    return {path: (path.stat().st_mtime_ns, path.read_bytes()) for path in out.rglob("*") if path.is_file()}
 
 
 @pytest.mark.slow
@@ -85,17 +90,22 @@ def test_kill_9_mid_sweep_then_the_same_command_ends_with_exactly_the_trials(tmp
     """Killed while its second batch trains: the finished trials stay as they were, the
     unfinished ones resume, and the study holds each trial once."""
     out = tmp_path / "s"
-    args = command("data.n_samples=20000", "epochs=6", *TPE, "--trials", "4", "--batch", "2",
-                   "--out", str(out))
+    args = command(
+        "data.n_samples=20000", "epochs=6", *TPE, "--trials", "4", "--batch", "2", "--out", str(out)
+    )
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
 
     def completed():
-        return [p.parent for p in out.glob("trial-*/summary.json")
-                if json.loads(p.read_text())["status"] in ("completed", "pruned", "diverged")]
+        return [
+            p.parent
+            for p in out.glob("trial-*/summary.json")
+            if json.loads(p.read_text())["status"] in ("completed", "pruned", "diverged")
+        ]
 
-    while time.time() < deadline and not (len(completed()) >= 2 and len(
-            [p for p in out.glob("trial-*/metrics.csv")]) > len(completed())):
+    while time.time() < deadline and not (
+        len(completed()) >= 2 and len([p for p in out.glob("trial-*/metrics.csv")]) > len(completed())
+    ):
         time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -136,17 +146,26 @@ def postgres():
 def test_two_sweeps_share_one_postgresql_study_and_run_no_trial_twice(tmp_path, postgres):
     storage = ["--storage", postgres, "--study", "shared"]
     args = ["epochs=2", *TPE, "--trials", "6", "--batch", "2", *storage]
-    processes = [subprocess.Popen(command(*args, "--out", str(tmp_path / name)),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for name in ("a", "b")]
+    processes = [
+        subprocess.Popen(
+            command(*args, "--out", str(tmp_path / name)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name in ("a", "b")
+    ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
     study = load(tmp_path, postgres, "shared")
     assert len(study.trials) >= 6 and all(t.state.is_finished() for t in study.trials)
     counted = [t for t in study.trials if "dlrun:surplus" not in t.system_attrs]
     assert len(counted) == 6  # a trial asked beyond the budget by a race is marked, not run
-    folders = [out / t.user_attrs["run_dir"] for out in (tmp_path / "a", tmp_path / "b")
-               for t in assert_study_mirrors_folders(study, out)]
+    folders = [
+        out / t.user_attrs["run_dir"]
+        for out in (tmp_path / "a", tmp_path / "b")
+        for t in assert_study_mirrors_folders(study, out)
+    ]
     assert len(folders) == 6 and all((folder / "summary.json").exists() for folder in folders)
     assert len({t.number for t in counted}) == 6
     ran = [len(list((tmp_path / name).glob("trial-*"))) for name in ("a", "b")]
@@ -157,12 +176,29 @@ def test_a_group_never_prunes_a_trial_better_than_one_it_lets_go_on(tmp_path):
     # the 8 trials reach epoch 1 together; judged in the order asked, the first went on even
     # when worse than those judged after it, some of which were pruned
     out = tmp_path / "s"
-    result = dlrun("sweep", *SPACE, "epochs=3", *TPE, "--trials", "8", "--batch", "8",
-                   "--pruner", "sha", "--min-epochs", "1", "--out", str(out))
+    result = dlrun(
+        "sweep",
+        *SPACE,
+        "epochs=3",
+        *TPE,
+        "--trials",
+        "8",
+        "--batch",
+        "8",
+        "--pruner",
+        "sha",
+        "--min-epochs",
+        "1",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     trials = load(out).trials
-    stopped_at_1 = [t.intermediate_values[1] for t in trials
-                    if t.state.name == "PRUNED" and max(t.intermediate_values) == 1]
+    stopped_at_1 = [
+        t.intermediate_values[1]
+        for t in trials
+        if t.state.name == "PRUNED" and max(t.intermediate_values) == 1
+    ]
     went_on = [t.intermediate_values[1] for t in trials if 2 in t.intermediate_values]
     assert len(stopped_at_1) >= 4 and went_on
     assert min(went_on) >= max(stopped_at_1)

@@ -44,12 +44,19 @@ def built(overrides, shape):
 
 
 def alexnet_count(cin, side, w=0.25):
-    c1, c2, c3, c4, c5 = (round(64 * w), round(192 * w), round(384 * w), round(256 * w),
-                          round(256 * w))
+    c1, c2, c3, c4, c5 = (round(64 * w), round(192 * w), round(384 * w), round(256 * w), round(256 * w))
     hidden = round(4096 * w)
     after_pools = side // 2 // 2 // 2  # three 2x2 max poolings; the 5x5/3x3 convs keep the size
-    return (conv5(cin, c1) + conv5(c1, c2) + conv3(c2, c3) + conv3(c3, c4) + conv3(c4, c5)
-            + dense(after_pools ** 2 * c5, hidden) + dense(hidden, hidden) + dense(hidden, 10))
+    return (
+        conv5(cin, c1)
+        + conv5(c1, c2)
+        + conv3(c2, c3)
+        + conv3(c3, c4)
+        + conv3(c4, c5)
+        + dense(after_pools**2 * c5, hidden)
+        + dense(hidden, hidden)
+        + dense(hidden, 10)
+    )
 
 
 @pytest.mark.parametrize("shape", [MNIST, CIFAR])
@@ -57,8 +64,7 @@ def test_alexnet_parameter_count_and_output(shape):
     count, out, variables = built(["model=alexnet"], shape)
     assert count == alexnet_count(shape[2], shape[0])
     assert out == (2, 10)
-    assert set(variables["params"]) == {
-        "conv1", "conv2", "conv3", "conv4", "conv5", "fc1", "fc2", "output"}
+    assert set(variables["params"]) == {"conv1", "conv2", "conv3", "conv4", "conv5", "fc1", "fc2", "output"}
 
 
 def test_alexnet_at_full_width_is_the_paper_layout():
@@ -77,7 +83,7 @@ def vgg_count(depth, cin, side, w=0.25):
             previous = width
     after_pools = side // 2 // 2 // 2 // 2  # pooled after blocks 1-4: 28 -> 1, 32 -> 2
     hidden = round(512 * w)
-    return total + dense(after_pools ** 2 * previous, hidden) + dense(hidden, hidden) + dense(hidden, 10)
+    return total + dense(after_pools**2 * previous, hidden) + dense(hidden, hidden) + dense(hidden, 10)
 
 
 @pytest.mark.parametrize("depth", [11, 13, 16])
@@ -87,33 +93,58 @@ def test_vgg_parameter_count_and_output(depth, shape):
     assert count == vgg_count(depth, shape[2], shape[0])
     assert out == (2, 10)
     convs = depth - 3  # VGG's depth counts weight layers: the convs and 3 dense
-    assert set(variables["params"]) == {*(f"conv{i}" for i in range(1, convs + 1)), "fc1", "fc2",
-                                        "output"}
+    assert set(variables["params"]) == {*(f"conv{i}" for i in range(1, convs + 1)), "fc1", "fc2", "output"}
 
 
 def test_vgg16_hand_count_on_mnist():
     # blocks of 16..128 channels: 2x16, 2x32, 3x64, 3x128, 3x128; 1x1x128 -> 128 -> 128 -> 10
-    by_hand = (conv3(1, 16) + conv3(16, 16) + conv3(16, 32) + conv3(32, 32) + conv3(32, 64)
-               + 2 * conv3(64, 64) + conv3(64, 128) + 5 * conv3(128, 128)
-               + dense(128, 128) + dense(128, 128) + dense(128, 10))
+    by_hand = (
+        conv3(1, 16)
+        + conv3(16, 16)
+        + conv3(16, 32)
+        + conv3(32, 32)
+        + conv3(32, 64)
+        + 2 * conv3(64, 64)
+        + conv3(64, 128)
+        + 5 * conv3(128, 128)
+        + dense(128, 128)
+        + dense(128, 128)
+        + dense(128, 10)
+    )
     assert built(["model=vgg", "model.depth=16"], MNIST)[0] == by_hand == vgg_count(16, 1, 28)
 
 
 def test_a_bad_vgg_depth_is_one_line_with_the_choices(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "dlrun", "train", "model=vgg", "model.depth=12",
-                           "--out", str(tmp_path / "never")], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dlrun",
+            "train",
+            "model=vgg",
+            "model.depth=12",
+            "--out",
+            str(tmp_path / "never"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     output = (done.stdout + done.stderr).strip()
     assert done.returncode == 2
-    assert output == "error: unknown model.depth 12 (choose from: 11, 13, 16)" or \
-        output.endswith("unknown model.depth 12 (choose from: 11, 13, 16)"), output
+    assert output == "error: unknown model.depth 12 (choose from: 11, 13, 16)" or output.endswith(
+        "unknown model.depth 12 (choose from: 11, 13, 16)"
+    ), output
     assert "Traceback" not in output and len(output.splitlines()) == 1
     assert not (tmp_path / "never").exists()
 
 
-@pytest.mark.parametrize("family, overrides, shape", [
-    ("alexnet", ["model.width=0.125"], MNIST),
-    ("vgg", ["model.width=0.125"], CIFAR),
-])
+@pytest.mark.parametrize(
+    "family, overrides, shape",
+    [
+        ("alexnet", ["model.width=0.125"], MNIST),
+        ("vgg", ["model.width=0.125"], CIFAR),
+    ],
+)
 def test_lowerings_agree_in_outputs_and_gradients(family, overrides, shape):
     # Without batch norm: through VGG-BN's eight normalisations of batch-2 maps (down to 2x2),
     # float32 rounding differences grow to ~0.5% of conv1's gradient, beyond any sum's bound;

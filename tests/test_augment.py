@@ -10,8 +10,16 @@ from dlrun.training import step
 
 def program(**fields):
     # augment reads only the augment fields; the rest of a Program does not matter here
-    return step.Program(model=None, optimizer=None, loss_name="cross_entropy", task="classification",
-                        input_shape=(32, 32, 3), batch_size=16, steps_per_epoch=1, **fields)
+    return step.Program(
+        model=None,
+        optimizer=None,
+        loss_name="cross_entropy",
+        task="classification",
+        input_shape=(32, 32, 3),
+        batch_size=16,
+        steps_per_epoch=1,
+        **fields,
+    )
 
 
 def images(n=16):
@@ -33,8 +41,11 @@ def test_flip_mirrors_exactly_the_images_its_key_picks():
 
 def test_a_flipped_batch_is_the_mirror_of_the_original():
     x = np.asarray(images(4))  # a key that mirrors all four: one in 16 does
-    key = next(jax.random.PRNGKey(s) for s in range(100)
-               if np.asarray(step.flip_mask(jax.random.PRNGKey(s), 4)).all())
+    key = next(
+        jax.random.PRNGKey(s)
+        for s in range(100)
+        if np.asarray(step.flip_mask(jax.random.PRNGKey(s), 4)).all()
+    )
     out = np.asarray(step.augment(program(augment_flip=True), jnp.asarray(x), key, 0.0))
     for c in range(32):  # column c of the output is column 31 - c of the input, in every channel
         np.testing.assert_array_equal(out[:, :, c, :], x[:, :, 31 - c, :])
@@ -48,8 +59,12 @@ def test_shift_crops_all_three_channels_alike_from_the_zero_padded_image():
     padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
     offsets = []
     for i in range(8):
-        found = [(dr, dc) for dr in range(9) for dc in range(9)
-                 if np.array_equal(padded[i, dr:dr + 32, dc:dc + 32, :], out[i])]
+        found = [
+            (dr, dc)
+            for dr in range(9)
+            for dc in range(9)
+            if np.array_equal(padded[i, dr : dr + 32, dc : dc + 32, :], out[i])
+        ]
         assert len(found) == 1  # one crop offset explains every channel of the image
         offsets.append(found[0])
     assert len(set(offsets)) > 1

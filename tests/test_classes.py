@@ -16,8 +16,9 @@ from dlrun.data.classes import first_per_class, keep_classes
 
 
 def cfg(**overrides):
-    fields = dict(name="mnist", subset=None, val_size=5000, scaling="unit", seed=0,
-                  classes=None, per_class=None)
+    fields = dict(
+        name="mnist", subset=None, val_size=5000, scaling="unit", seed=0, classes=None, per_class=None
+    )
     return types.SimpleNamespace(**{**fields, **overrides})
 
 
@@ -80,16 +81,19 @@ def test_per_class_is_stratified_seeded_and_nested():
     assert not rows(small.x_train) & rows(small.x_val)
 
 
-@pytest.mark.parametrize("overrides, needle", [
-    (dict(classes=[0, 10]), r"data.classes: 10 is not a class of mnist; choices: 0..9"),
-    (dict(classes=[3, 1, 3]), r"lists class 3 \(3\) more than once"),
-    (dict(classes=[4]), r"at least 2"),
-    (dict(classes=3), r"must be a list of class indices"),
-    (dict(classes=[0, True]), r"True is not a class"),
-    (dict(per_class=0), r"data.per_class=0 must be an integer >= 1"),
-    (dict(per_class=6000, classes=[5, 6]), r"per_class=6000: class 5 \(5\) has only 5421"),
-    (dict(per_class=10, subset=100), r"set one of them"),
-])
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        (dict(classes=[0, 10]), r"data.classes: 10 is not a class of mnist; choices: 0..9"),
+        (dict(classes=[3, 1, 3]), r"lists class 3 \(3\) more than once"),
+        (dict(classes=[4]), r"at least 2"),
+        (dict(classes=3), r"must be a list of class indices"),
+        (dict(classes=[0, True]), r"True is not a class"),
+        (dict(per_class=0), r"data.per_class=0 must be an integer >= 1"),
+        (dict(per_class=6000, classes=[5, 6]), r"per_class=6000: class 5 \(5\) has only 5421"),
+        (dict(per_class=10, subset=100), r"set one of them"),
+    ],
+)
 def test_bad_classes_and_per_class_are_one_line_errors(overrides, needle):
     with pytest.raises(DataError, match=needle) as info:
         describe(cfg(**overrides))
@@ -99,17 +103,31 @@ def test_bad_classes_and_per_class_are_one_line_errors(overrides, needle):
 @needs_mnist
 def test_per_class_beyond_what_the_split_leaves_fails_in_load():
     # 5421 fives in the pool, ~450 of them drawn into a 5000 validation set: describe passes
-    with pytest.raises(DataError, match=r"class 0 \(5\) has only \d+ training examples after "
-                                        r"the validation split of 5000"):
+    with pytest.raises(
+        DataError,
+        match=r"class 0 \(5\) has only \d+ training examples after "
+        r"the validation split of 5000",
+    ):
         load(cfg(classes=[5, 6], per_class=5400))
 
 
 @needs_mnist
 def test_train_on_two_classes_twenty_each_end_to_end(tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "model=mlp", "data.classes=[0,1]", "data.per_class=20",
-                                      "data.val_size=200", "batch_size=10", "epochs=1",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "model=mlp",
+            "data.classes=[0,1]",
+            "data.per_class=20",
+            "data.val_size=200",
+            "batch_size=10",
+            "epochs=1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["n_train"] == 40

@@ -32,8 +32,18 @@ def test_train_mlp_on_an_mnist_subset_writes_the_run_folder(tmp_path):
     assert summary["status"] == "completed" and summary["epochs_run"] == 2
     assert summary["params"] == 535818 and summary["test_accuracy"] > 0.85
     metrics = pd.read_csv(out / "metrics.csv")
-    for column in ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
-                   "epoch_time_s", "grad_norm", "grad_norm_hidden1", "dead_fraction"):
+    for column in (
+        "epoch",
+        "train_loss",
+        "train_accuracy",
+        "val_loss",
+        "val_accuracy",
+        "lr",
+        "epoch_time_s",
+        "grad_norm",
+        "grad_norm_hidden1",
+        "dead_fraction",
+    ):
         assert column in metrics.columns
     assert list(metrics.epoch) == [1, 2] and metrics.train_loss.iloc[1] < metrics.train_loss.iloc[0]
     assert "lr: 0.001" in (out / "config.yaml").read_text()
@@ -51,9 +61,21 @@ def test_train_lenet_on_an_mnist_subset(tmp_path):
 
 def test_train_generated_data_with_every_knob_from_the_issue(tmp_path):
     out = tmp_path / "moons"
-    result = dlrun("train", "data=moons", "model=mlp", "model.hidden=[32]", "lr=0.1", "batch_size=64",
-                   "init=he_normal", "activation=tanh", "optim=momentum", "epochs=20",
-                   "schedule=cosine", "--out", str(out))
+    result = dlrun(
+        "train",
+        "data=moons",
+        "model=mlp",
+        "model.hidden=[32]",
+        "lr=0.1",
+        "batch_size=64",
+        "init=he_normal",
+        "activation=tanh",
+        "optim=momentum",
+        "epochs=20",
+        "schedule=cosine",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((out / "summary.json").read_text())["test_accuracy"] > 0.95
 
@@ -78,12 +100,15 @@ def test_config_show_and_list():
 def test_list_gives_every_model_its_parameter_counts_at_80_columns():
     from dlrun import models
 
-    done = subprocess.run([sys.executable, "-m", "dlrun", "list"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "80"})
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrun", "list"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
     assert done.returncode == 0, done.stderr
     assert max(len(line) for line in done.stdout.splitlines()) <= 80
-    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines()
-            if line.count("│") >= 4}
+    rows = {line.split("│")[1].strip(): line for line in done.stdout.splitlines() if line.count("│") >= 4}
     # LeNet-5's counts worked by hand: conv 5x5 1->6 (pad 2), 6->16, 400/576 -> 120 -> 84 -> 10
     lenet_mnist = (25 * 6 + 6) + (25 * 6 * 16 + 16) + (400 * 120 + 120) + (120 * 84 + 84) + 850
     lenet_cifar = lenet_mnist + 25 * 6 * 2 + (576 - 400) * 120
@@ -93,17 +118,20 @@ def test_list_gives_every_model_its_parameter_counts_at_80_columns():
         assert len([cell for cell in rows[name].split("│") if cell.strip().replace(",", "").isdigit()]) == 2
 
 
-@pytest.mark.parametrize("override, fragment", [
-    ("model=unet", "unknown model 'unet'"),
-    ("data=imagenet", "unknown data 'imagenet'"),
-    ("optim=lion", "unknown optim 'lion'"),
-    ("init=magic", "unknown init 'magic'"),
-    ("activation=swish2", "unknown activation 'swish2'"),
-    ("colour=red", "unknown config key 'colour'"),
-    ("lr=-1", "lr must be > 0"),
-    ("batch_size=0", "batch_size must be > 0"),
-    ("lr=abc", "lr=abc is not a valid float"),
-])
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("model=unet", "unknown model 'unet'"),
+        ("data=imagenet", "unknown data 'imagenet'"),
+        ("optim=lion", "unknown optim 'lion'"),
+        ("init=magic", "unknown init 'magic'"),
+        ("activation=swish2", "unknown activation 'swish2'"),
+        ("colour=red", "unknown config key 'colour'"),
+        ("lr=-1", "lr must be > 0"),
+        ("batch_size=0", "batch_size must be > 0"),
+        ("lr=abc", "lr=abc is not a valid float"),
+    ],
+)
 def test_bad_input_exits_2_with_one_line(override, fragment, tmp_path):
     result = dlrun("train", override, "--out", str(tmp_path / "never"))
     assert result.exit_code == 2
@@ -142,10 +170,24 @@ def test_resume_continues_from_the_last_epoch(tmp_path):
 def test_sigint_leaves_a_readable_interrupted_run(tmp_path):
     """The real console script, interrupted like Ctrl-C after its first epoch."""
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "dlrun", "train", "data=mnist", "data.subset=20000", "epochs=50",
-               "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "120"})
+    command = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        "train",
+        "data=mnist",
+        "data.subset=20000",
+        "epochs=50",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     deadline = time.time() + 120
     while not (out / "metrics.csv").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -165,6 +207,7 @@ def test_sigint_leaves_a_readable_interrupted_run(tmp_path):
 def test_version_is_the_installed_distributions():
     from importlib.metadata import version
 
-    done = subprocess.run([sys.executable, "-m", "dlrun", "--version"], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrun", "--version"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0 and done.stdout.strip() == f"dlrun {version('dlrun')}"

@@ -46,24 +46,41 @@ def test_geometry_follows_the_course_formula(geometry, sides):
     assert [(g.conv_out[0], g.out[0]) for g in got] == sides
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["model.channels=[8,8,8]", "model.kernel=5", "model.padding=0"],
-     "model cnn: conv3 gets a 4x4 map but its kernel 5 (padding 0, dilation 1) needs at least 5x5"),
-    (["model.channels=[8]", "model.kernel=3", "model.padding=0", "model.dilation=15"],
-     "model cnn: conv1 gets a 28x28 map but its kernel 3 (padding 0, dilation 15) needs at least "
-     "31x31"),
-    (["model.channels=[8,8,8,8,8]", "model.pool_size=2"],
-     "model cnn: the max pooling after conv5 gets a 1x1 map but its window is 2x2"),
-    (["model.stride=0"], "model.stride must be >= 1, got 0"),
-    (["model.pool=min"], "model.pool"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["model.channels=[8,8,8]", "model.kernel=5", "model.padding=0"],
+            "model cnn: conv3 gets a 4x4 map but its kernel 5 (padding 0, dilation 1) needs at least 5x5",
+        ),
+        (
+            ["model.channels=[8]", "model.kernel=3", "model.padding=0", "model.dilation=15"],
+            "model cnn: conv1 gets a 28x28 map but its kernel 3 (padding 0, dilation 15) needs at least "
+            "31x31",
+        ),
+        (
+            ["model.channels=[8,8,8,8,8]", "model.pool_size=2"],
+            "model cnn: the max pooling after conv5 gets a 1x1 map but its window is 2x2",
+        ),
+        (["model.stride=0"], "model.stride must be >= 1, got 0"),
+        (["model.pool=min"], "model.pool"),
+    ],
+)
 def test_an_impossible_stack_is_one_line_before_any_data_loads(overrides, message, tmp_path):
     # an empty data folder and no network: had anything tried to load MNIST, it would fail on that
-    env = {**os.environ, "DLRUN_DATA_DIR": str(tmp_path / "no-data"),
-           "DLRUN_CACHE_DIR": str(tmp_path / "cache"), "DLRUN_MNIST_MIRRORS": "http://127.0.0.1:9/"}
+    env = {
+        **os.environ,
+        "DLRUN_DATA_DIR": str(tmp_path / "no-data"),
+        "DLRUN_CACHE_DIR": str(tmp_path / "cache"),
+        "DLRUN_MNIST_MIRRORS": "http://127.0.0.1:9/",
+    }
     out = tmp_path / "never"
-    done = subprocess.run([sys.executable, "-m", "dlrun", "train", "model=cnn", *overrides,
-                           "--out", str(out)], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", "model=cnn", *overrides, "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     output = (done.stdout + done.stderr).strip()
     assert done.returncode == 2, output
     assert message in output and "Traceback" not in output
@@ -82,18 +99,20 @@ def build(overrides, shape=None):
     return cfg, spec, model, variables, x
 
 
-@pytest.mark.parametrize("overrides, shape", [
-    (["model.channels=[6,12]", "model.kernel=5", "model.padding=0"], None),
-    (["model.channels=[4,8,8]", "model.stride=2", "model.pool=none", "model.dense=[16,8]"],
-     (32, 32, 3)),
-    (["model.channels=[4,8]", "model.dilation=2", "model.pool=avg", "model.pool_size=3"],
-     (32, 32, 3)),
-])
+@pytest.mark.parametrize(
+    "overrides, shape",
+    [
+        (["model.channels=[6,12]", "model.kernel=5", "model.padding=0"], None),
+        (["model.channels=[4,8,8]", "model.stride=2", "model.pool=none", "model.dense=[16,8]"], (32, 32, 3)),
+        (["model.channels=[4,8]", "model.dilation=2", "model.pool=avg", "model.pool_size=3"], (32, 32, 3)),
+    ],
+)
 def test_the_built_network_has_the_predicted_sizes(overrides, shape):
     cfg, spec, model, variables, x = build([*overrides, "model.conv_lowering=xla"], shape)
     predicted = convnet.geometry("cnn", cnn.layers(cfg.model), spec)
-    out, state = jax.eval_shape(lambda v, x: model.apply(v, x, capture_intermediates=True,
-                                                         mutable=["intermediates"]), variables, x)
+    out, state = jax.eval_shape(
+        lambda v, x: model.apply(v, x, capture_intermediates=True, mutable=["intermediates"]), variables, x
+    )
     maps = state["intermediates"]
     channels = list(cfg.model.channels)
     for index, (size, features) in enumerate(zip(predicted, channels), start=1):
@@ -104,31 +123,38 @@ def test_the_built_network_has_the_predicted_sizes(overrides, shape):
 
 
 def test_parameter_count_and_layer_names():
-    cfg, spec, model, variables, x = build(["model.channels=[32,64]", "model.dense=[128]",
-                                            "model.batch_norm=true"])
+    cfg, spec, model, variables, x = build(
+        ["model.channels=[32,64]", "model.dense=[128]", "model.batch_norm=true"]
+    )
     conv = lambda k, cin, cout: k * k * cin * cout + cout
     dense = lambda n, m: n * m + m
     bn = lambda c: 2 * c  # scale and bias; the running averages are batch_stats
-    expected = (conv(3, 1, 32) + bn(32) + conv(3, 32, 64) + bn(64) + dense(7 * 7 * 64, 128)
-                + bn(128) + dense(128, 10))
+    expected = (
+        conv(3, 1, 32) + bn(32) + conv(3, 32, 64) + bn(64) + dense(7 * 7 * 64, 128) + bn(128) + dense(128, 10)
+    )
     assert models.count_params(variables["params"]) == expected == models.param_count(cfg, spec)
-    assert list(variables["params"]) == ["conv1", "conv1_bn", "conv2", "conv2_bn", "fc1", "fc1_bn",
-                                         "output"]
+    assert list(variables["params"]) == ["conv1", "conv1_bn", "conv2", "conv2_bn", "fc1", "fc1_bn", "output"]
 
 
 def test_global_pool_feeds_the_channels_alone_to_the_head():
-    _, _, model, variables, x = build(["model.channels=[8,16]", "model.global_pool=true",
-                                       "model.dense=[]"])
+    _, _, model, variables, x = build(["model.channels=[8,16]", "model.global_pool=true", "model.dense=[]"])
     assert variables["params"]["output"]["kernel"].shape == (16, 10)
 
 
 # cnn variants through both lowerings: on CPU `auto` is the batch_last layout, whose custom
 # kernels do stride 1 only; strided and dilated layers go to lax.conv in the CHWN layout
 LOWERING_CASES = [
-    ["model.channels=[4,6]", "model.batch_norm=true", "model.stride=2", "model.pool=none",
-     "model.padding=0"],
-    ["model.channels=[4,6]", "model.dilation=2", "model.padding=2", "model.pool=avg",
-     "model.pool_size=3", "model.global_pool=true", "activation=tanh", "model.dropout=0.2"],
+    ["model.channels=[4,6]", "model.batch_norm=true", "model.stride=2", "model.pool=none", "model.padding=0"],
+    [
+        "model.channels=[4,6]",
+        "model.dilation=2",
+        "model.padding=2",
+        "model.pool=avg",
+        "model.pool_size=3",
+        "model.global_pool=true",
+        "activation=tanh",
+        "model.dropout=0.2",
+    ],
 ]
 
 
@@ -147,15 +173,21 @@ def assert_lowerings_agree(family, overrides, shape, forward_terms):
         variables = model.init(keys, x)
 
         def loss(params):
-            out, _ = model.apply({**variables, "params": params}, x, train=True, dropout_rate=0.2,
-                                 rngs={"dropout": jax.random.PRNGKey(2)},
-                                 mutable=["stats", "batch_stats"])
-            return jnp.sum(out ** 2)
+            out, _ = model.apply(
+                {**variables, "params": params},
+                x,
+                train=True,
+                dropout_rate=0.2,
+                rngs={"dropout": jax.random.PRNGKey(2)},
+                mutable=["stats", "batch_stats"],
+            )
+            return jnp.sum(out**2)
 
         results[lowering] = jax.jit(jax.value_and_grad(loss))(variables["params"])
     value = results["xla"][0]
-    np.testing.assert_allclose(value, results["auto"][0], rtol=FLOAT32_RTOL,
-                               atol=float32_atol(value, forward_terms))
+    np.testing.assert_allclose(
+        value, results["auto"][0], rtol=FLOAT32_RTOL, atol=float32_atol(value, forward_terms)
+    )
     reference = jax.tree_util.tree_leaves(results["xla"][1])
     scale = max(float(np.abs(leaf).max()) for leaf in reference)
     # a kernel's gradient also sums over every pixel of the batch

@@ -16,8 +16,16 @@ from dlrun.training import compaction
 from dlrun.training.callbacks import EpochCallback
 from dlrun.training.group import run_group
 
-BASE = ["data=spirals", "data.n_samples=600", "data.val_size=100", "data.n_test=100",
-        "model.hidden=[16]", "batch_size=50", "schedule=constant", "epochs=4"]
+BASE = [
+    "data=spirals",
+    "data.n_samples=600",
+    "data.val_size=100",
+    "data.n_test=100",
+    "model.hidden=[16]",
+    "batch_size=50",
+    "schedule=constant",
+    "epochs=4",
+]
 LRS = ("0.3", "0.1", "0.03", "0.01")
 
 
@@ -26,15 +34,18 @@ def test_sizes_round_up_to_a_power_of_two(live, size):
     assert compaction.padded_size(live) == size
 
 
-@pytest.mark.parametrize("slots, live, kept", [
-    ([0, 1, 2, 3], [True, False, True, False], [0, 2]),       # half frozen: the live two
-    ([0, 1, 2, 3], [True, True, True, False], None),          # a quarter frozen: stays
-    ([0, 1, 2, 3], [False] * 4, None),                        # none live: the loop ends anyway
-    ([0, 1, 2, 3, 4, 5], [False, True, False, True, True, False], [0, 1, 3, 4]),  # 3 live + 1 pad
-    ([2, 5, 7], [False, False, True], [7]),                   # slots of an earlier compaction
-    ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [True] * 5 + [False] * 5, [0, 1, 2, 3, 4, 5, 6, 7]),
-    ([0, 1, 2], [True, True, False], None),                   # a third frozen: stays
-])
+@pytest.mark.parametrize(
+    "slots, live, kept",
+    [
+        ([0, 1, 2, 3], [True, False, True, False], [0, 2]),  # half frozen: the live two
+        ([0, 1, 2, 3], [True, True, True, False], None),  # a quarter frozen: stays
+        ([0, 1, 2, 3], [False] * 4, None),  # none live: the loop ends anyway
+        ([0, 1, 2, 3, 4, 5], [False, True, False, True, True, False], [0, 1, 3, 4]),  # 3 live + 1 pad
+        ([2, 5, 7], [False, False, True], [7]),  # slots of an earlier compaction
+        ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [True] * 5 + [False] * 5, [0, 1, 2, 3, 4, 5, 6, 7]),
+        ([0, 1, 2], [True, True, False], None),  # a third frozen: stays
+    ],
+)
 def test_compacted_slots_keep_the_live_trials_padded_with_frozen_ones(slots, live, kept):
     assert compaction.compacted_slots(slots, live) == kept
 
@@ -74,8 +85,7 @@ def test_a_compacted_trial_has_the_curve_it_has_without_compaction(tmp_path):
         ours = results.read_metrics(dirs[index])
         theirs = results.read_metrics(plain_dirs[index])
         columns = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "grad_norm"]
-        np.testing.assert_allclose(ours[columns].to_numpy(), theirs[columns].to_numpy(),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(ours[columns].to_numpy(), theirs[columns].to_numpy(), rtol=1e-4, atol=1e-6)
         for key in ("status", "epochs_run", "best_epoch"):
             assert summaries[index][key] == reference[index][key]
         # the pruned trials were tested with the state they kept when they left the stack
@@ -96,8 +106,9 @@ def test_a_group_run_one_trial_a_pass_is_not_restacked_and_keeps_its_curves(tmp_
     monkeypatch.delenv("DLRUN_SIDE_BY_SIDE")
     reference, plain_dirs = _group(tmp_path, "plain", callbacks=[PruneAt(1, (1, 3))], compact=False)
     for ours, theirs in zip(dirs, plain_dirs):
-        np.testing.assert_allclose(results.read_metrics(ours)["val_loss"],
-                                   results.read_metrics(theirs)["val_loss"], rtol=1e-4)
+        np.testing.assert_allclose(
+            results.read_metrics(ours)["val_loss"], results.read_metrics(theirs)["val_loss"], rtol=1e-4
+        )
     assert [s["epochs_run"] for s in summaries] == [4, 1, 4, 1]
     assert [s["status"] for s in summaries] == [s["status"] for s in reference]
     for ours, theirs in zip(summaries, reference):  # tested with the state each trial ended with
@@ -109,8 +120,9 @@ def test_survivors_train_as_they_would_in_a_group_of_their_own(tmp_path):
     summaries, dirs = _group(tmp_path, "four", callbacks=[PruneAt(2, (0, 2))])
     alone, alone_dirs = _group(tmp_path, "two", lrs=(LRS[1], LRS[3]))
     for ours, theirs in zip((dirs[1], dirs[3]), alone_dirs):
-        np.testing.assert_allclose(results.read_metrics(ours)["val_loss"],
-                                   results.read_metrics(theirs)["val_loss"], rtol=1e-4)
+        np.testing.assert_allclose(
+            results.read_metrics(ours)["val_loss"], results.read_metrics(theirs)["val_loss"], rtol=1e-4
+        )
 
 
 @pytest.fixture(scope="module")

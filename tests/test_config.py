@@ -1,9 +1,9 @@
 import pytest
 from omegaconf import OmegaConf
 
-from dlrun.errors import ConfigError
 from dlrun.config.compose import group_options, to_yaml
 from dlrun.config.load import compose_config, load_run_config
+from dlrun.errors import ConfigError
 
 
 @pytest.mark.parametrize("group", ["model", "data", "optim", "schedule"])
@@ -17,31 +17,44 @@ def test_every_option_of_every_group_composes(group):
 
 
 def test_the_issue_commands_compose_literally():
-    cfg = compose_config("model=mlp lr=0.01 batch_size=64 init=he_normal activation=tanh "
-                         "optim=momentum epochs=20".split())
+    cfg = compose_config(
+        "model=mlp lr=0.01 batch_size=64 init=he_normal activation=tanh optim=momentum epochs=20".split()
+    )
     assert (cfg.lr, cfg.batch_size, cfg.init, cfg.activation, cfg.optim.name, cfg.epochs) == (
-        0.01, 64, "he_normal", "tanh", "momentum", 20)
+        0.01,
+        64,
+        "he_normal",
+        "tanh",
+        "momentum",
+        20,
+    )
     cfg = compose_config(["model.hidden=[512,256]", "data.subset=1000"])
     assert list(cfg.model.hidden) == [512, 256] and cfg.data.subset == 1000
 
 
-@pytest.mark.parametrize("override, message", [
-    ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, vgg)"),
-    ("data=cifar", "unknown data 'cifar'"),
-    ("optim=lion", "unknown optim 'lion'"),
-    ("init=magic", "unknown init 'magic'"),
-    ("activation=swish2", "unknown activation 'swish2'"),
-    ("loss=hinge", "unknown loss 'hinge'"),
-    ("lr2=0.1", "unknown config key 'lr2'"),
-    ("model.depth=3", "model mlp has no field 'depth'; its fields: name, trainable, hidden, dropout, batch_norm"),
-    ("+extra=1", "unknown config key 'extra'"),
-    ("lr=-0.1", "lr must be > 0, got -0.1"),
-    ("batch_size=0", "batch_size must be > 0, got 0"),
-    ("lr=fast", "lr=fast is not a valid float"),
-    ("epochs=ten", "epochs=ten is not a valid integer"),
-    ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
-    ("batch_size=100000", "batch_size 100000 exceeds the 55000 training examples"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, vgg)"),
+        ("data=cifar", "unknown data 'cifar'"),
+        ("optim=lion", "unknown optim 'lion'"),
+        ("init=magic", "unknown init 'magic'"),
+        ("activation=swish2", "unknown activation 'swish2'"),
+        ("loss=hinge", "unknown loss 'hinge'"),
+        ("lr2=0.1", "unknown config key 'lr2'"),
+        (
+            "model.depth=3",
+            "model mlp has no field 'depth'; its fields: name, trainable, hidden, dropout, batch_norm",
+        ),
+        ("+extra=1", "unknown config key 'extra'"),
+        ("lr=-0.1", "lr must be > 0, got -0.1"),
+        ("batch_size=0", "batch_size must be > 0, got 0"),
+        ("lr=fast", "lr=fast is not a valid float"),
+        ("epochs=ten", "epochs=ten is not a valid integer"),
+        ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
+        ("batch_size=100000", "batch_size 100000 exceeds the 55000 training examples"),
+    ],
+)
 def test_bad_input_is_one_line_naming_the_value(override, message):
     with pytest.raises(ConfigError) as caught:
         compose_config([override])
@@ -67,15 +80,19 @@ def test_resolved_config_round_trips_through_the_run_folder_format(tmp_path):
 OWN_FIELDS = [
     (["model=lenet"], "model", {"name", "trainable", "pooling", "conv_lowering", "dropout", "batch_norm"}),
     (["model=mlp"], "model", {"name", "trainable", "hidden", "dropout", "batch_norm"}),
-    (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",
-                              "per_class"}),
-    (["data=cifar10"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes",
-                                "per_class"}),
-    (["data=blobs"], "data", {"name", "subset", "val_size", "scaling", "seed", "n_samples", "n_test",
-                              "noise", "classes"}),
+    (["data=mnist"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes", "per_class"}),
+    (["data=cifar10"], "data", {"name", "subset", "val_size", "scaling", "seed", "classes", "per_class"}),
+    (
+        ["data=blobs"],
+        "data",
+        {"name", "subset", "val_size", "scaling", "seed", "n_samples", "n_test", "noise", "classes"},
+    ),
     (["optim=sgd"], "optim", {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size"}),
-    (["optim=adamw"], "optim", {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size", "b1", "b2",
-                                "eps", "weight_decay"}),
+    (
+        ["optim=adamw"],
+        "optim",
+        {"name", "l2", "clip_norm", "lr_scaling", "base_batch_size", "b1", "b2", "eps", "weight_decay"},
+    ),
     (["schedule=constant"], "schedule", {"name", "restarts"}),
 ]
 

@@ -1,4 +1,5 @@
 """Tests for dlrun.conv: every lowering against lax.conv, pooling, helpers."""
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,13 +17,19 @@ def enable_x64():
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(True)
     from jax.experimental import enable_x64 as ctx
+
     return ctx()
 
 
 def _ref_conv(x, k, padding):
-    return lax.conv_general_dilated(x, k, (1, 1), [(padding, padding)] * 2,
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                    precision=lax.Precision.HIGHEST)
+    return lax.conv_general_dilated(
+        x,
+        k,
+        (1, 1),
+        [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,
+    )
 
 
 def _assert_float32_close(ours, ref, magnitude, terms):
@@ -44,17 +51,30 @@ def test_lesson_example(lowering):
     np.testing.assert_allclose(np.asarray(y)[0, :, :, 0], [[69, 50], [48, 43]], rtol=1e-6)
 
 
-@pytest.mark.parametrize("size,kernel,padding,stride,dilation,expected", [
-    (28, 5, 2, 1, 1, 28), (14, 5, 0, 1, 1, 10), (32, 3, 1, 2, 1, 16),
-    (7, 3, 0, 2, 1, 3), (10, 3, 0, 1, 2, 6), (224, 7, 3, 2, 1, 112), (5, 5, 0, 1, 1, 1),
-])
+@pytest.mark.parametrize(
+    "size,kernel,padding,stride,dilation,expected",
+    [
+        (28, 5, 2, 1, 1, 28),
+        (14, 5, 0, 1, 1, 10),
+        (32, 3, 1, 2, 1, 16),
+        (7, 3, 0, 2, 1, 3),
+        (10, 3, 0, 1, 2, 6),
+        (224, 7, 3, 2, 1, 112),
+        (5, 5, 0, 1, 1, 1),
+    ],
+)
 def test_conv_output_size(size, kernel, padding, stride, dilation, expected):
     assert conv.conv_output_size(size, kernel, padding, stride, dilation) == expected
     x = jnp.zeros((1, size, size, 1), jnp.float32)
     k = jnp.zeros((kernel, kernel, 1, 1), jnp.float32)
-    y = lax.conv_general_dilated(x, k, (stride, stride), [(padding, padding)] * 2,
-                                 rhs_dilation=(dilation, dilation),
-                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = lax.conv_general_dilated(
+        x,
+        k,
+        (stride, stride),
+        [(padding, padding)] * 2,
+        rhs_dilation=(dilation, dilation),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     assert y.shape[1] == expected
 
 
@@ -71,8 +91,9 @@ def test_matches_lax_conv_forward_and_grads(lowering, cin, cout, size, padding):
     rng = np.random.default_rng(cin * 100 + size)
     x = jnp.asarray(rng.standard_normal((4, size, size, cin)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((5, 5, cin, cout)) / np.sqrt(25 * cin), jnp.float32)
-    w = jnp.asarray(rng.standard_normal((4, size + 2 * padding - 4, size + 2 * padding - 4, cout)),
-                    jnp.float32)
+    w = jnp.asarray(
+        rng.standard_normal((4, size + 2 * padding - 4, size + 2 * padding - 4, cout)), jnp.float32
+    )
 
     def loss(f):
         return lambda x, k: jnp.sum(jnp.tanh(f(x, k)) * w)
@@ -133,8 +154,9 @@ def test_conv2d_batch_last_layout_odd_shapes(cin):
     y = conv.conv2d_batch_last(conv.to_batch_last(x), k, padding=1)
     assert y.shape == (4, 9, 8, 3)
     forward = 3 * 2 * cin
-    _assert_float32_close(conv.from_batch_last(y), _ref_conv(x, k, 1),
-                          _ref_conv(jnp.abs(x), jnp.abs(k), 1), forward)
+    _assert_float32_close(
+        conv.from_batch_last(y), _ref_conv(x, k, 1), _ref_conv(jnp.abs(x), jnp.abs(k), 1), forward
+    )
     f = lambda x, k: jnp.sum(jnp.tanh(conv.conv2d(x, k, padding=1, lowering="batch_last")))
     fr = lambda x, k: jnp.sum(jnp.tanh(_ref_conv(x, k, 1)))
     backward = (3 * 2 * 4, 3 * 9 * 8)  # dx sums over the kernel and outputs, dk over the batch's pixels
@@ -163,14 +185,18 @@ def test_pools_match_numpy_and_grads(window):
     x = rng.standard_normal((2, 6, 12, 3)).astype(np.float32)
     np.testing.assert_allclose(conv.max_pool(jnp.asarray(x), window), _np_pool(x, window, np.max))
     # A mean near zero, summed in another order, is off by far more than its own eps.
-    _assert_float32_close(conv.avg_pool(jnp.asarray(x), window), _np_pool(x, window, np.mean),
-                          _np_pool(np.abs(x), window, np.mean), window ** 2)
+    _assert_float32_close(
+        conv.avg_pool(jnp.asarray(x), window),
+        _np_pool(x, window, np.mean),
+        _np_pool(np.abs(x), window, np.mean),
+        window**2,
+    )
     g = rng.standard_normal(_np_pool(x, window, np.max).shape).astype(np.float32)
     up = lambda a: np.repeat(np.repeat(a, window, 1), window, 2)
     gmax = jax.grad(lambda a: jnp.sum(conv.max_pool(a, window) * g))(jnp.asarray(x))
     np.testing.assert_allclose(gmax, up(g) * (x == up(_np_pool(x, window, np.max))))
     gavg = jax.grad(lambda a: jnp.sum(conv.avg_pool(a, window) * g))(jnp.asarray(x))
-    np.testing.assert_allclose(gavg, up(g) / window ** 2, rtol=FLOAT32_RTOL)
+    np.testing.assert_allclose(gavg, up(g) / window**2, rtol=FLOAT32_RTOL)
 
 
 def test_pool_rejects_indivisible():
@@ -193,20 +219,27 @@ def test_resolve_lowering():
 
 
 @pytest.mark.parametrize("lowering", conv.LOWERINGS)
-@pytest.mark.parametrize("kernel,cin,cout,size,padding,stride", [
-    (3, 3, 4, 9, 1, 1),  # a ResNet stem / block conv: 3x3, "same" padding
-    (3, 4, 6, 8, 1, 2),  # the first conv of a downsampling block
-    (1, 4, 6, 8, 0, 2),  # its 1x1 projection shortcut
-    (3, 1, 2, 7, 1, 2),  # one input channel, odd size: the last row/column is dropped
-])
-def test_strided_convs_match_lax_conv_forward_and_grads(lowering, kernel, cin, cout, size, padding,
-                                                         stride):
+@pytest.mark.parametrize(
+    "kernel,cin,cout,size,padding,stride",
+    [
+        (3, 3, 4, 9, 1, 1),  # a ResNet stem / block conv: 3x3, "same" padding
+        (3, 4, 6, 8, 1, 2),  # the first conv of a downsampling block
+        (1, 4, 6, 8, 0, 2),  # its 1x1 projection shortcut
+        (3, 1, 2, 7, 1, 2),  # one input channel, odd size: the last row/column is dropped
+    ],
+)
+def test_strided_convs_match_lax_conv_forward_and_grads(lowering, kernel, cin, cout, size, padding, stride):
     rng = np.random.default_rng(kernel * 10 + stride)
     x = jnp.asarray(rng.standard_normal((3, size, size, cin)), jnp.float32)
     k = jnp.asarray(rng.standard_normal((kernel, kernel, cin, cout)) / kernel, jnp.float32)
     ref = lambda x, k: lax.conv_general_dilated(
-        x, k, (stride, stride), [(padding, padding)] * 2,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+        x,
+        k,
+        (stride, stride),
+        [(padding, padding)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=lax.Precision.HIGHEST,
+    )
     ours = lambda x, k: conv.conv2d(x, k, padding=padding, lowering=lowering, stride=stride)
     y_ref = ref(x, k)
     forward = kernel * kernel * cin

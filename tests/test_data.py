@@ -29,9 +29,17 @@ NOWHERE = "http://127.0.0.1:9/"
 def make_cfg(name="mnist", **overrides):
     generated = name in GENERATED
     fields = dict(
-        name=name, subset=None, val_size=500 if generated else 5000,
-        n_samples=2000, n_test=400, noise=0.0, classes=3 if generated else None, per_class=None,
-        scaling="standardize", target_scaling="standardize", seed=0,
+        name=name,
+        subset=None,
+        val_size=500 if generated else 5000,
+        n_samples=2000,
+        n_test=400,
+        noise=0.0,
+        classes=3 if generated else None,
+        per_class=None,
+        scaling="standardize",
+        target_scaling="standardize",
+        seed=0,
     )
     fields.update(overrides)
     return types.SimpleNamespace(**fields)
@@ -112,7 +120,11 @@ def test_mnist_default_shapes_and_sizes(mnist_default):
     assert (ds.spec.n_train, ds.spec.n_val, ds.spec.n_test) == (55000, 5000, 10000)
     assert ds.spec.task == "classification" and ds.spec.num_classes == 10
     assert ds.spec.input_shape == (28, 28, 1)
-    for x, y, n in ((ds.x_train, ds.y_train, 55000), (ds.x_val, ds.y_val, 5000), (ds.x_test, ds.y_test, 10000)):
+    for x, y, n in (
+        (ds.x_train, ds.y_train, 55000),
+        (ds.x_val, ds.y_val, 5000),
+        (ds.x_test, ds.y_test, 10000),
+    ):
         assert x.shape == (n, 28, 28, 1) and x.dtype == np.uint8
         assert y.shape == (n,) and y.dtype == np.int32
         assert set(np.unique(y)) == set(range(10))
@@ -352,7 +364,11 @@ def test_generated_sets_have_declared_shapes(name):
 
 @pytest.mark.parametrize("name", GENERATED)
 def test_generated_sets_are_deterministic_and_disjoint(name):
-    a, b, c = load(make_cfg(name, noise=0.1)), load(make_cfg(name, noise=0.1)), load(make_cfg(name, noise=0.1, seed=1))
+    a, b, c = (
+        load(make_cfg(name, noise=0.1)),
+        load(make_cfg(name, noise=0.1)),
+        load(make_cfg(name, noise=0.1, seed=1)),
+    )
     for split in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         np.testing.assert_array_equal(getattr(a, split), getattr(b, split))
     assert not np.array_equal(a.x_train, c.x_train)

@@ -155,8 +155,9 @@ def test_u_shaped_is_overfitting_with_the_numbers_in_evidence():
     label, evidence = label_run(run_frame(train, val), CLASSIFICATION)
     assert label == "overfitting"
     train_fall = 1 - train[-1] / train[5]
-    assert evidence == (f"val loss lowest 0.071 at epoch 6, +38% by epoch {N} "
-                        f"while train loss fell {train_fall:.0%}")
+    assert evidence == (
+        f"val loss lowest 0.071 at epoch 6, +38% by epoch {N} while train loss fell {train_fall:.0%}"
+    )
 
 
 def test_val_levelling_off_while_train_keeps_falling_is_overfitting():
@@ -332,16 +333,18 @@ def test_healthy_run_has_no_flags():
 
 
 def test_first_layer_gradient_far_below_last_is_vanishing_gradients():
-    flags = gradient_and_unit_flags(run_frame(decay(2.0, 0.05, tau=3), grad_norm_hidden1=1e-6,
-                                              grad_norm_output=1e-2))
+    flags = gradient_and_unit_flags(
+        run_frame(decay(2.0, 0.05, tau=3), grad_norm_hidden1=1e-6, grad_norm_output=1e-2)
+    )
     assert list(flags) == ["vanishing_gradients"]
     assert "grad_norm_hidden1 1e-06 vs grad_norm_output 0.01 (ratio 1.0e-04" in flags["vanishing_gradients"]
 
 
 def test_vanishing_gradients_reads_layers_in_column_order():
     # Conv nets name layers differently; the first grad_norm_ column is the input side.
-    frame = pd.DataFrame({"train_loss": [1.0, 0.5], "grad_norm_fc2": [1e-7] * 2,
-                          "grad_norm_conv1": [1.0] * 2})
+    frame = pd.DataFrame(
+        {"train_loss": [1.0, 0.5], "grad_norm_fc2": [1e-7] * 2, "grad_norm_conv1": [1.0] * 2}
+    )
     assert "vanishing_gradients" in gradient_and_unit_flags(frame)
     assert gradient_and_unit_flags(frame[["train_loss", "grad_norm_conv1", "grad_norm_fc2"]]) == {}
 
@@ -404,8 +407,10 @@ def test_every_label_has_advice_and_diagnose_uses_it():
 
 def test_module_imports_no_jax():
     """Reports and notebooks import the rules cheaply: neither they nor what they import load JAX."""
-    code = ("import sys, dlrun.report.diagnose; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))")
+    code = (
+        "import sys, dlrun.report.diagnose; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
 
@@ -414,8 +419,15 @@ def test_bouncing_at_the_loss_floor_is_not_unstable():
     """Adam at a constant lr near zero loss: +60% rises of a loss of 0.005 are noise, not instability."""
     train = [0.6, 0.2, 0.08, 0.03, 0.012, 0.006, 0.009, 0.005, 0.008, 0.006, 0.009, 0.006]
     val = [0.55, 0.2, 0.09, 0.04, 0.02, 0.015, 0.014, 0.013, 0.0135, 0.013, 0.0132, 0.013]
-    frame = pd.DataFrame({"epoch": range(1, 13), "train_loss": train, "val_loss": val,
-                          "train_accuracy": 0.99, "val_accuracy": 0.99})
+    frame = pd.DataFrame(
+        {
+            "epoch": range(1, 13),
+            "train_loss": train,
+            "val_loss": val,
+            "train_accuracy": 0.99,
+            "val_accuracy": 0.99,
+        }
+    )
     label, evidence = label_run(frame, {"status": "completed", "task": "classification"})
     assert label != "unstable", evidence
     tight = dataclasses.replace(DEFAULT_THRESHOLDS, loss_floor_fraction=0.0)
@@ -428,18 +440,134 @@ def test_bouncing_at_the_loss_floor_is_not_unstable():
 # lr=10,0.003`, trial lr=10 (Adam): the loss blows up in epochs 1-3, then both accuracies sit at
 # chance (2 classes) with a loss that wanders around ln 2.
 ADAM_LR10_SPIRALS = {
-    "train_loss": [28690.0, 1034.0, 891.4, 0.8298, 1.258, 1.406, 1.005, 0.8749, 0.9042, 0.8624, 1.062,
-                   1.736, 0.9699, 0.7556, 0.7776, 0.8564, 0.7463, 0.8027, 0.7871, 0.847, 0.8257, 0.8331,
-                   0.8451, 1.028, 0.8653, 0.8577, 0.9663, 1.071, 1.189, 1.029],
-    "train_accuracy": [0.6617, 0.7024, 0.6501, 0.5211, 0.5217, 0.5306, 0.5217, 0.5299, 0.5082, 0.4966,
-                       0.4918, 0.5082, 0.5041, 0.5183, 0.5163, 0.5163, 0.5312, 0.5122, 0.4918, 0.534,
-                       0.4959, 0.4952, 0.5238, 0.5177, 0.5231, 0.5095, 0.5122, 0.5, 0.5312, 0.5075],
-    "val_loss": [79.56, 3674.0, 0.8293, 0.8223, 2.117, 1.348, 1.339, 0.7382, 1.055, 1.622, 1.083, 1.857,
-                 0.7799, 0.721, 0.6865, 1.143, 1.067, 0.9819, 0.8161, 0.8095, 1.176, 0.7087, 1.058, 1.035,
-                 0.6903, 0.778, 0.723, 1.512, 1.745, 1.713],
-    "val_accuracy": [0.654, 0.696, 0.538, 0.52, 0.496, 0.496, 0.52, 0.52, 0.496, 0.496, 0.496, 0.496,
-                     0.496, 0.52, 0.496, 0.496, 0.52, 0.52, 0.52, 0.496, 0.496, 0.496, 0.496, 0.52, 0.496,
-                     0.52, 0.496, 0.496, 0.496, 0.496],
+    "train_loss": [
+        28690.0,
+        1034.0,
+        891.4,
+        0.8298,
+        1.258,
+        1.406,
+        1.005,
+        0.8749,
+        0.9042,
+        0.8624,
+        1.062,
+        1.736,
+        0.9699,
+        0.7556,
+        0.7776,
+        0.8564,
+        0.7463,
+        0.8027,
+        0.7871,
+        0.847,
+        0.8257,
+        0.8331,
+        0.8451,
+        1.028,
+        0.8653,
+        0.8577,
+        0.9663,
+        1.071,
+        1.189,
+        1.029,
+    ],
+    "train_accuracy": [
+        0.6617,
+        0.7024,
+        0.6501,
+        0.5211,
+        0.5217,
+        0.5306,
+        0.5217,
+        0.5299,
+        0.5082,
+        0.4966,
+        0.4918,
+        0.5082,
+        0.5041,
+        0.5183,
+        0.5163,
+        0.5163,
+        0.5312,
+        0.5122,
+        0.4918,
+        0.534,
+        0.4959,
+        0.4952,
+        0.5238,
+        0.5177,
+        0.5231,
+        0.5095,
+        0.5122,
+        0.5,
+        0.5312,
+        0.5075,
+    ],
+    "val_loss": [
+        79.56,
+        3674.0,
+        0.8293,
+        0.8223,
+        2.117,
+        1.348,
+        1.339,
+        0.7382,
+        1.055,
+        1.622,
+        1.083,
+        1.857,
+        0.7799,
+        0.721,
+        0.6865,
+        1.143,
+        1.067,
+        0.9819,
+        0.8161,
+        0.8095,
+        1.176,
+        0.7087,
+        1.058,
+        1.035,
+        0.6903,
+        0.778,
+        0.723,
+        1.512,
+        1.745,
+        1.713,
+    ],
+    "val_accuracy": [
+        0.654,
+        0.696,
+        0.538,
+        0.52,
+        0.496,
+        0.496,
+        0.52,
+        0.52,
+        0.496,
+        0.496,
+        0.496,
+        0.496,
+        0.496,
+        0.52,
+        0.496,
+        0.496,
+        0.52,
+        0.52,
+        0.52,
+        0.496,
+        0.496,
+        0.496,
+        0.496,
+        0.52,
+        0.496,
+        0.52,
+        0.496,
+        0.496,
+        0.496,
+        0.496,
+    ],
 }
 # `dlrun sweep data=moons,circles,spirals epochs=5 optim=adam lr=0.001,0.01,0.03 model.hidden=[32]
 # schedule=constant`, circles at lr=0.03: a smooth fast fall whose val jitter (0.17) is above

@@ -32,8 +32,10 @@ def private_env(monkeypatch, tmp_path):
 
 def cifar_batch(rng, n):
     # As the official batches: rows of 3072 bytes (R plane, G plane, B plane), labels a list.
-    return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"labels": [int(v) for v in np.arange(n) % 10]}
+    return {
+        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+        b"labels": [int(v) for v in np.arange(n) % 10],
+    }
 
 
 def write_cifar_archive(path, seed=0):
@@ -64,9 +66,21 @@ def vouch(monkeypatch, tmp_path, entries):
 
 
 def train(out, *overrides):
-    return CliRunner().invoke(app, ["train", "data=cifar10", "model=mlp", "model.hidden=[16]",
-                                    "data.val_size=20", "batch_size=10", "epochs=1", *overrides,
-                                    "--out", str(out)])
+    return CliRunner().invoke(
+        app,
+        [
+            "train",
+            "data=cifar10",
+            "model=mlp",
+            "model.hidden=[16]",
+            "data.val_size=20",
+            "batch_size=10",
+            "epochs=1",
+            *overrides,
+            "--out",
+            str(out),
+        ],
+    )
 
 
 def error_line(result):
@@ -114,8 +128,9 @@ def test_cifar_images_are_nhwc_uint8_from_the_planes(monkeypatch, tmp_path):
 def dict_cfg(**overrides):
     from types import SimpleNamespace
 
-    fields = dict(name="cifar10", subset=None, val_size=20, scaling="standardize", seed=0,
-                  classes=None, per_class=None)
+    fields = dict(
+        name="cifar10", subset=None, val_size=20, scaling="standardize", seed=0, classes=None, per_class=None
+    )
     return SimpleNamespace(**{**fields, **overrides})
 
 
@@ -178,10 +193,12 @@ def test_fashion_mnist_downloads_and_reads_with_the_mnist_reader(monkeypatch, tm
     served = tmp_path / "served" / "fashion_mnist"
     served.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    arrays = {"train-images-idx3-ubyte.gz": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
-              "train-labels-idx1-ubyte.gz": (np.arange(40) % 10).astype(np.uint8),
-              "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
-              "t10k-labels-idx1-ubyte.gz": np.arange(10, dtype=np.uint8)}
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (40, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": (np.arange(40) % 10).astype(np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (10, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": np.arange(10, dtype=np.uint8),
+    }
     for name, array in arrays.items():
         write_idx_gz(served / name, array)
     vouch(monkeypatch, tmp_path, {f"fashion_mnist/{n}": md5(served / n) for n in arrays})

@@ -9,11 +9,13 @@ from dlrun.report.ensemble import ensembles, vote
 
 LABELS = np.array([0, 1, 2, 0])
 # [members, examples, classes]; each member's prediction (argmax) and whether it is right:
-MEMBERS = np.array([
-    [[0.90, 0.05, 0.05], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.4, 0.5, 0.1]],  # 0 0 2 1 -> 2 of 4 right
-    [[0.30, 0.60, 0.10], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]],  # 1 1 2 0 -> 3 of 4
-    [[0.30, 0.60, 0.10], [0.3, 0.6, 0.1], [0.5, 0.3, 0.2], [0.3, 0.6, 0.1]],  # 1 1 0 1 -> 1 of 4
-])
+MEMBERS = np.array(
+    [
+        [[0.90, 0.05, 0.05], [0.5, 0.4, 0.1], [0.1, 0.2, 0.7], [0.4, 0.5, 0.1]],  # 0 0 2 1 -> 2 of 4 right
+        [[0.30, 0.60, 0.10], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2]],  # 1 1 2 0 -> 3 of 4
+        [[0.30, 0.60, 0.10], [0.3, 0.6, 0.1], [0.5, 0.3, 0.2], [0.3, 0.6, 0.1]],  # 1 1 0 1 -> 1 of 4
+    ]
+)
 
 
 def test_the_votes_and_member_accuracies_match_a_hand_count():
@@ -42,15 +44,21 @@ def _run(folder, probabilities, labels=LABELS):
 
 
 def test_runs_differing_only_in_seed_vote_and_runs_that_cannot_vote_are_left_out(tmp_path):
-    rows = pd.DataFrame([
-        {"lr": 0.1, "seed": 0, "folder": _run(tmp_path / "a0", MEMBERS[0])},
-        {"lr": 0.1, "seed": 1, "folder": _run(tmp_path / "a1", MEMBERS[1])},
-        {"lr": 0.1, "seed": 2, "folder": _run(tmp_path / "a2", MEMBERS[2])},
-        {"lr": 0.01, "seed": 0, "folder": _run(tmp_path / "b0", MEMBERS[0])},
-        {"lr": 0.01, "seed": 1, "folder": str(tmp_path / "b1-never-saved")},  # one member: no vote
-        {"lr": 0.001, "seed": 0, "folder": _run(tmp_path / "c0", MEMBERS[0])},
-        {"lr": 0.001, "seed": 1, "folder": _run(tmp_path / "c1", MEMBERS[1], LABELS[::-1])},  # other test set
-    ])
+    rows = pd.DataFrame(
+        [
+            {"lr": 0.1, "seed": 0, "folder": _run(tmp_path / "a0", MEMBERS[0])},
+            {"lr": 0.1, "seed": 1, "folder": _run(tmp_path / "a1", MEMBERS[1])},
+            {"lr": 0.1, "seed": 2, "folder": _run(tmp_path / "a2", MEMBERS[2])},
+            {"lr": 0.01, "seed": 0, "folder": _run(tmp_path / "b0", MEMBERS[0])},
+            {"lr": 0.01, "seed": 1, "folder": str(tmp_path / "b1-never-saved")},  # one member: no vote
+            {"lr": 0.001, "seed": 0, "folder": _run(tmp_path / "c0", MEMBERS[0])},
+            {
+                "lr": 0.001,
+                "seed": 1,
+                "folder": _run(tmp_path / "c1", MEMBERS[1], LABELS[::-1]),
+            },  # other test set
+        ]
+    )
     votes = ensembles(rows, ["lr", "seed"])
     assert votes.lr.tolist() == [0.1] and votes.members.tolist() == [3]
     assert votes.iloc[0].to_dict() == {"lr": 0.1, **vote(MEMBERS, LABELS)}

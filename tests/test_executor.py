@@ -36,11 +36,16 @@ def alone(tmp_path, overrides, name="alone"):
 
 
 def test_a_trial_in_a_group_matches_the_same_config_trained_alone(tmp_path):
-    plan, out, index = sweep(tmp_path, [*MOONS, "lr=0.003,0.03", "seed=0,1", "model.dropout=0,0.1",
-                                        "init=he_normal,glorot_uniform"])
+    plan, out, index = sweep(
+        tmp_path,
+        [*MOONS, "lr=0.003,0.03", "seed=0,1", "model.dropout=0,0.1", "init=he_normal,glorot_uniform"],
+    )
     assert len(plan.groups) == 1 and len(plan.trials) == 16
-    trial = next(t for t in plan.trials if t.params == {
-        "lr": "0.03", "seed": "1", "model.dropout": "0.1", "init": "glorot_uniform"})
+    trial = next(
+        t
+        for t in plan.trials
+        if t.params == {"lr": "0.03", "seed": "1", "model.dropout": "0.1", "init": "glorot_uniform"}
+    )
     summary, metrics = alone(tmp_path, trial.overrides)
     grouped = results.read_metrics(out / trial.id)
     pd.testing.assert_frame_equal(grouped[CURVES], metrics[CURVES], rtol=1e-4, atol=1e-5)
@@ -58,14 +63,23 @@ def test_a_diverging_trial_is_frozen_while_its_siblings_go_on(tmp_path):
     assert statuses == {"100000.0": "diverged", "0.05": "completed"}
     healthy = next(t for t in plan.trials if t.params["lr"] == "0.05")
     _, metrics = alone(tmp_path, healthy.overrides)
-    pd.testing.assert_frame_equal(results.read_metrics(out / healthy.id)[CURVES], metrics[CURVES],
-                                  rtol=1e-4, atol=1e-5)
+    pd.testing.assert_frame_equal(
+        results.read_metrics(out / healthy.id)[CURVES], metrics[CURVES], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_early_stopping_works_per_trial_inside_a_group(tmp_path):
-    overrides = ["data=spirals", "data.n_samples=300", "data.val_size=100", "data.noise=0.3",
-                 "model.hidden=[128,128]", "batch_size=16", "epochs=40", "early_stopping.patience=3",
-                 "lr=0.02,0.0001"]
+    overrides = [
+        "data=spirals",
+        "data.n_samples=300",
+        "data.val_size=100",
+        "data.noise=0.3",
+        "model.hidden=[128,128]",
+        "batch_size=16",
+        "epochs=40",
+        "early_stopping.patience=3",
+        "lr=0.02,0.0001",
+    ]
     plan, out, index = sweep(tmp_path, overrides)
     runs = {t.params["lr"]: results.read_summary(out / t.id) for t in plan.trials}
     assert runs["0.02"].get("early_stopped") and runs["0.02"]["epochs_run"] < 40
@@ -87,7 +101,7 @@ def test_a_failing_group_does_not_stop_the_others(tmp_path, monkeypatch):
     assert sorted(index.status) == ["completed", "failed"]
     failed = index[index.status == "failed"].trial.iloc[0]
     assert "simulated compiler crash" in (out / failed / "error.txt").read_text()
-    (group_id, error), = index.attrs[executor.FAILED_GROUPS].items()  # what exits 1 (test_orphans)
+    ((group_id, error),) = index.attrs[executor.FAILED_GROUPS].items()  # what exits 1 (test_orphans)
     assert group_id == index[index.status == "failed"].group.iloc[0] and "simulated" in error
 
 
@@ -107,15 +121,19 @@ def set_status(run_dir, status):
 def test_jobs_are_the_plans_groups_split_only_by_the_epoch_they_resume_from(tmp_path):
     plan, out, _ = sweep(tmp_path, [*MOONS, "epochs=2", "lr=0.01,0.02,0.03,0.04"], max_group=2)
     assert [[t.id for t in g.trials] for g in plan.groups] == [
-        ["trial-000", "trial-001"], ["trial-002", "trial-003"]]
+        ["trial-000", "trial-001"],
+        ["trial-002", "trial-003"],
+    ]
     assert executor.jobs_for(plan, out) == []  # all finished
     set_status(out / "trial-000", "interrupted")  # what a stop after epoch 2 of more leaves
     for trial in ("trial-001", "trial-003"):
         (out / trial / results.SUMMARY_FILE).unlink()  # no epoch finished: starts afresh
     jobs = executor.jobs_for(plan, out)
     assert [(job.id, [os.path.basename(d) for d in job.run_dirs], job.resume) for job in jobs] == [
-        ("g000@2", ["trial-000"], True), ("g000@0", ["trial-001"], False),
-        ("g001", ["trial-003"], False)]
+        ("g000@2", ["trial-000"], True),
+        ("g000@0", ["trial-001"], False),
+        ("g001", ["trial-003"], False),
+    ]
     assert not (out / "trial-001").exists() and (out / "trial-002" / "summary.json").exists()
     assert pickle.loads(pickle.dumps(jobs[0])) == jobs[0]  # a worker process can take it
 
@@ -129,6 +147,7 @@ def test_the_cli_plans_once_and_runs_the_plans_groups(tmp_path, monkeypatch):
         def call(*args, **kwargs):
             calls[name] += 1
             return function(*args, **kwargs)
+
         return call
 
     from dlrun.sweep import run as running  # the sweep's library call plans with its own name
@@ -136,27 +155,35 @@ def test_the_cli_plans_once_and_runs_the_plans_groups(tmp_path, monkeypatch):
     monkeypatch.setattr(running, "make_plan", counted("make_plan", planning.make_plan))
     monkeypatch.setattr(planning, "compose_config", counted("compose", planning.compose_config))
     out = tmp_path / "sweep"
-    result = CliRunner().invoke(app, ["sweep", *MOONS, "epochs=1", "seed=range(5)", "--max-group", "2",
-                                      "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["sweep", *MOONS, "epochs=1", "seed=range(5)", "--max-group", "2", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert calls == {"make_plan": 1, "compose": 1}  # one Hydra composition: only seed varies
     planned = folder.read_sweep_record(out)["plan"]["groups"]
     index = pd.read_csv(out / folder.INDEX_FILE)
     assert {g["id"]: g["trials"] for g in planned} == {
-        group: list(rows.trial) for group, rows in index.groupby("group")}
+        group: list(rows.trial) for group, rows in index.groupby("group")
+    }
     assert [results.read_summary(out / t)["group_size"] for t in index.trial] == [2, 2, 2, 2, 1]
 
 
 def test_worker_processes_run_the_same_jobs_as_this_process(tmp_path):
     plan = make_plan([*MOONS, "epochs=1", "batch_size=32,64"])
     outcomes = {}
-    for name, runner in (("here", executor.InProcessExecutor()),
-                         ("workers", executor.WorkerProcessExecutor(2))):
+    for name, runner in (
+        ("here", executor.InProcessExecutor()),
+        ("workers", executor.WorkerProcessExecutor(2)),
+    ):
         jobs = executor.jobs_for(plan, tmp_path / name)
-        outcomes[name] = {job.id: (error, [s["status"] for s in summaries])
-                          for job, summaries, error in runner.run(jobs)}
-    assert outcomes["here"] == outcomes["workers"] == {
-        "g000": (None, ["completed"]), "g001": (None, ["completed"])}
+        outcomes[name] = {
+            job.id: (error, [s["status"] for s in summaries]) for job, summaries, error in runner.run(jobs)
+        }
+    assert (
+        outcomes["here"]
+        == outcomes["workers"]
+        == {"g000": (None, ["completed"]), "g001": (None, ["completed"])}
+    )
     for trial in plan.trials:
         here, there = (results.read_metrics(tmp_path / name / trial.id) for name in ("here", "workers"))
         pd.testing.assert_frame_equal(here[CURVES], there[CURVES], rtol=1e-4, atol=1e-5)
@@ -177,10 +204,27 @@ def test_cli_sweep_bad_spec_exits_2(tmp_path):
 def test_ctrl_c_then_the_same_command_finishes_the_sweep(tmp_path):
     """The real command: interrupted in its first group, re-run, every trial ends completed."""
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "dlrun", "sweep", "data=moons", "data.n_samples=20000",
-               "model.hidden=[64,64]", "batch_size=16,32", "lr=0.01,0.001", "epochs=8", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "COLUMNS": "120"})
+    command = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        "sweep",
+        "data=moons",
+        "data.n_samples=20000",
+        "model.hidden=[64,64]",
+        "batch_size=16,32",
+        "lr=0.01,0.001",
+        "epochs=8",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
     deadline = time.time() + 180
     while not list(out.glob("trial-*/metrics.csv")) and time.time() < deadline:
         time.sleep(0.2)

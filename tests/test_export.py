@@ -22,8 +22,9 @@ def dlrun(*args):
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("export") / "lr-study"
-    result = dlrun("sweep", "data=moons", "model.hidden=[8]", "epochs=3", "lr=0.1,0.01",
-                   "seed=0,1", "--out", out)
+    result = dlrun(
+        "sweep", "data=moons", "model.hidden=[8]", "epochs=3", "lr=0.1,0.01", "seed=0,1", "--out", out
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -48,8 +49,9 @@ def tensorboard_runs(logdir):
 def tensor_values(accumulator, tag):
     from tensorboard.util import tensor_util
 
-    return {event.step: float(tensor_util.make_ndarray(event.tensor_proto))
-            for event in accumulator.Tensors(tag)}
+    return {
+        event.step: float(tensor_util.make_ndarray(event.tensor_proto)) for event in accumulator.Tensors(tag)
+    }
 
 
 def test_tensorboard_holds_each_run_once_with_its_curves_and_hparams(sweep, tmp_path):
@@ -66,9 +68,12 @@ def test_tensorboard_holds_each_run_once_with_its_curves_and_hparams(sweep, tmp_
     for trial in trials(sweep):
         accumulator = found[f"lr-study/{trial.name}"]
         curves = pd.read_csv(trial / "metrics.csv")
-        for column, tag in (("val_loss", "epoch/val_loss"), ("train_accuracy", "epoch/train_accuracy"),
-                            ("grad_norm", "gradients/grad_norm"),
-                            ("grad_norm_output", "gradients/grad_norm_output")):
+        for column, tag in (
+            ("val_loss", "epoch/val_loss"),
+            ("train_accuracy", "epoch/train_accuracy"),
+            ("grad_norm", "gradients/grad_norm"),
+            ("grad_norm_output", "gradients/grad_norm_output"),
+        ):
             values = tensor_values(accumulator, tag)
             assert list(values) == list(curves["epoch"])  # one point per epoch, not two
             np.testing.assert_allclose(list(values.values()), curves[column], rtol=FLOAT32_RTOL)
@@ -81,9 +86,12 @@ def test_tensorboard_holds_each_run_once_with_its_curves_and_hparams(sweep, tmp_
         assert end.status == api_pb2.STATUS_SUCCESS
         assert tensor_values(accumulator, "summary/best_val_loss")  # a metric of the hparams table
     experiment = metadata.parse_experiment_plugin_data(
-        found["."].PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG])
-    domains = {info.name: sorted(v.number_value for v in info.domain_discrete.values)
-               for info in experiment.hparam_infos}
+        found["."].PluginTagToContent(metadata.PLUGIN_NAME)[metadata.EXPERIMENT_TAG]
+    )
+    domains = {
+        info.name: sorted(v.number_value for v in info.domain_discrete.values)
+        for info in experiment.hparam_infos
+    }
     assert domains == {"lr": [0.01, 0.1], "seed": [0.0, 1.0]}
     assert "summary/best_val_accuracy" in [m.name.tag for m in experiment.metric_infos]
 
@@ -107,7 +115,9 @@ def test_mlflow_has_a_parent_for_the_sweep_and_each_trial_once(sweep, tmp_path):
     assert len(found) == TRIALS + 1 == len(by_dir)
     parent = by_dir[str(sweep.resolve())]
     assert {key: value for key, value in parent.data.params.items()} == {
-        "sweep.lr": "0.1,0.01", "sweep.seed": "0,1"}
+        "sweep.lr": "0.1,0.01",
+        "sweep.seed": "0,1",
+    }
     labels = pd.read_csv(sweep / "trials.csv").set_index("trial")
     for trial in trials(sweep):
         run = by_dir[str(trial.resolve())]
@@ -132,14 +142,19 @@ def test_the_diagnosis_tag_is_the_reports_label(sweep, tmp_path):
     _, found = mlflow_runs(uri)
     tags = {run.data.tags["dlrun.run_dir"]: run.data.tags.get("dlrun.diagnosis") for run in found}
     rows = build_report([sweep]).rows
-    expected = {str(Path(folder).resolve()): label for folder, label in zip(rows["folder"], rows["diagnosis"])}
+    expected = {
+        str(Path(folder).resolve()): label for folder, label in zip(rows["folder"], rows["diagnosis"])
+    }
     assert {folder: tags[folder] for folder in expected} == expected
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["--to", "wandb", "out"], "unknown --to 'wandb'"),
-    (["--to", "tensorboard"], "needs a folder"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--to", "wandb", "out"], "unknown --to 'wandb'"),
+        (["--to", "tensorboard"], "needs a folder"),
+    ],
+)
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(sweep, tmp_path, args, fragment):
     result = dlrun("export", sweep, *[tmp_path / a if a == "out" else a for a in args])
     assert result.exit_code == 2

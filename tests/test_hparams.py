@@ -15,8 +15,15 @@ from dlrun.sweep.plan import make_plan
 from dlrun.training import hparams
 from dlrun.training.group import GroupRun, stack
 
-BASE = ["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[16]", "epochs=2", "schedule=constant",
-        "batch_size=64"]
+BASE = [
+    "data=moons",
+    "data.n_samples=1100",
+    "data.val_size=100",
+    "model.hidden=[16]",
+    "epochs=2",
+    "schedule=constant",
+    "batch_size=64",
+]
 # key -> (overrides that give it a meaning, two values that must train differently)
 CASES = {
     "lr": (["optim=sgd"], ("0.01", "0.3")),
@@ -75,13 +82,13 @@ def test_an_entry_reaches_the_state_of_each_trial(key, tmp_path):
     how = entry(key)
     if how.reaches == hparams.OPTIMIZER:
         got = np.asarray(optim.injected_hyperparams(state.opt_state)[how.name])
-        want = [optim.effective_lr(c) if how.name == "learning_rate" else c.optim[how.name]
-                for c in cfgs]
+        want = [optim.effective_lr(c) if how.name == "learning_rate" else c.optim[how.name] for c in cfgs]
         np.testing.assert_allclose(got, want, rtol=1e-6)
         assert got[0] != got[1]
     elif how.reaches == hparams.STATE:
-        np.testing.assert_allclose(np.asarray(state.hparams[how.name]),
-                                   [float(v) for v in CASES[key][1]], rtol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(state.hparams[how.name]), [float(v) for v in CASES[key][1]], rtol=1e-6
+        )
     elif how.reaches == hparams.ORDER:  # the two trials draw their own batch orders
         assert not group.shares_batches
     else:  # init and random keys: the two trials start from different parameters

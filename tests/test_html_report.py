@@ -19,8 +19,16 @@ from dlrun.cli import app
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps calling Google's services, which on a
 # closed network is a flood of failed requests and a slow start.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SECTIONS = ["What was run", "Best trials", "Sensitivity", "All curves", "Runs", "Per-run curves"]
 LRS = ["0.1", "0.01", "0.001"]
 SWEEP = ["data=moons", "model.hidden=[8]", "epochs=3", f"lr={','.join(LRS)}", "seed=0,1"]
@@ -32,8 +40,12 @@ def chromium(width: int = 1200):
     assert Path(CHROMIUM).exists(), f"no {CHROMIUM}: install Debian's chromium (.ci/run does)"
     with sync_playwright() as driver, tempfile.TemporaryDirectory() as profile:
         context = driver.chromium.launch_persistent_context(
-            profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True,
-            viewport={"width": width, "height": 900})
+            profile,
+            executable_path=CHROMIUM,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            viewport={"width": width, "height": 900},
+        )
         try:
             yield context
         finally:
@@ -54,8 +66,11 @@ def report(tmp_path_factory) -> Path:
     """The HTML report of a real 3 lr x 2 seed sweep, as `dlrun report --format html` writes it."""
     root = tmp_path_factory.mktemp("html-report")
     # a process of its own, as a user runs it: sweep.yaml records the command from its argv
-    swept = subprocess.run([sys.executable, "-m", "dlrun", "sweep", *SWEEP, "--out", str(root / "sweep")],
-                           capture_output=True, text=True)
+    swept = subprocess.run(
+        [sys.executable, "-m", "dlrun", "sweep", *SWEEP, "--out", str(root / "sweep")],
+        capture_output=True,
+        text=True,
+    )
     assert swept.returncode == 0, swept.stderr
     page = root / "report.html"
     reported = CliRunner().invoke(app, ["report", str(root / "sweep"), "--format", "html", "-o", str(page)])
@@ -75,12 +90,24 @@ def opened(browser, report):
     error and failed request seen while loading it."""
     page = browser.new_page()
     problems = []
-    page.on("console", lambda message: problems.append(f"console {message.type}: {message.text}")
-            if message.type in ("error", "warning") else None)
+    page.on(
+        "console",
+        lambda message: (
+            problems.append(f"console {message.type}: {message.text}")
+            if message.type in ("error", "warning")
+            else None
+        ),
+    )
     page.on("pageerror", lambda error: problems.append(f"script error: {error}"))
     page.on("requestfailed", lambda request: problems.append(f"failed request: {request.url}"))
-    page.on("request", lambda request: problems.append(f"network request: {request.url}")
-            if not request.url.startswith(("file:", "data:")) else None)
+    page.on(
+        "request",
+        lambda request: (
+            problems.append(f"network request: {request.url}")
+            if not request.url.startswith(("file:", "data:"))
+            else None
+        ),
+    )
     page.goto(report.as_uri(), wait_until="load")
     yield page, problems
     page.close()

@@ -15,16 +15,19 @@ def draw(name, scale=None, shape=(FAN_IN, FAN_OUT)):
     return np.asarray(inits.make_kernel_init(cfg)(jax.random.PRNGKey(0), shape))
 
 
-@pytest.mark.parametrize("name, variance", [
-    ("glorot_uniform", 2 / (FAN_IN + FAN_OUT)),
-    ("glorot_normal", 2 / (FAN_IN + FAN_OUT)),
-    ("xavier_normal", 2 / (FAN_IN + FAN_OUT)),
-    ("he_normal", 2 / FAN_IN),
-    ("he_uniform", 2 / FAN_IN),
-    ("kaiming_normal", 2 / FAN_IN),
-    ("lecun_normal", 1 / FAN_IN),
-    ("lecun_uniform", 1 / FAN_IN),
-])
+@pytest.mark.parametrize(
+    "name, variance",
+    [
+        ("glorot_uniform", 2 / (FAN_IN + FAN_OUT)),
+        ("glorot_normal", 2 / (FAN_IN + FAN_OUT)),
+        ("xavier_normal", 2 / (FAN_IN + FAN_OUT)),
+        ("he_normal", 2 / FAN_IN),
+        ("he_uniform", 2 / FAN_IN),
+        ("kaiming_normal", 2 / FAN_IN),
+        ("lecun_normal", 1 / FAN_IN),
+        ("lecun_uniform", 1 / FAN_IN),
+    ],
+)
 def test_variance_scaling_schemes_match_their_formulas(name, variance):
     weights = draw(name)
     assert weights.mean() == pytest.approx(0.0, abs=3e-3 * np.sqrt(variance) * 10)

@@ -19,8 +19,7 @@ import yaml
 from dlrun.sweep.folder import same_value, trained_value
 from dlrun.sweep.search import default_batch
 
-SPACE = ["data=spirals", "model.hidden=[16]", "batch_size=32", "optim=momentum",
-         "lr=interval(1e-3,1)"]
+SPACE = ["data=spirals", "model.hidden=[16]", "batch_size=32", "optim=momentum", "lr=interval(1e-3,1)"]
 TPE = ["--search", "tpe", "--search-seed", "5"]
 # an epoch of these takes ~30 ms on 2 cores: 100 of them let a kill land while trials train
 EPOCHS = 100
@@ -87,8 +86,10 @@ def assert_trained_once(out: Path, trials: int, epochs: int) -> None:
 
 
 def assert_study_mirrors(out: Path, trials: int) -> None:
-    study = optuna.load_study(study_name=yaml.safe_load((out / "sweep.yaml").read_text())["study"],
-                              storage=f"sqlite:///{out / 'study.db'}")
+    study = optuna.load_study(
+        study_name=yaml.safe_load((out / "sweep.yaml").read_text())["study"],
+        storage=f"sqlite:///{out / 'study.db'}",
+    )
     counted = [t for t in study.trials if "dlrun:surplus" not in t.system_attrs]
     assert len(counted) == trials and all(t.state.is_finished() for t in counted)
     for trial in counted:
@@ -128,8 +129,23 @@ def test_a_deleted_study_is_rebuilt_from_the_folders_and_nothing_retrains(tmp_pa
 
 def test_a_study_of_another_sweep_is_refused_in_one_line(tmp_path):
     finish(search(tmp_path / "a", "epochs=1"))
-    other = dlrun("sweep", *SPACE, "--search", "tpe", "--search-seed", "9", "--trials", "4",
-                  "--batch", "2", "epochs=1", "--study", "a", "--out", str(tmp_path / "b"))
+    other = dlrun(
+        "sweep",
+        *SPACE,
+        "--search",
+        "tpe",
+        "--search-seed",
+        "9",
+        "--trials",
+        "4",
+        "--batch",
+        "2",
+        "epochs=1",
+        "--study",
+        "a",
+        "--out",
+        str(tmp_path / "b"),
+    )
     finish(other)
     shutil.copy(tmp_path / "b" / "study.db", tmp_path / "a" / "study.db")
     index = (tmp_path / "a" / "trials.csv").read_bytes()
@@ -150,8 +166,7 @@ def test_the_default_batch_lets_a_model_based_sampler_learn():
 
 def test_a_second_train_into_a_folder_in_use_is_refused_and_says_by_whom(tmp_path):
     out = tmp_path / "run"
-    args = dlrun("train", *SPACE[:4], "lr=0.05", "data.n_samples=20000", "epochs=400",
-                 "--out", str(out))
+    args = dlrun("train", *SPACE[:4], "lr=0.05", "data.n_samples=20000", "epochs=400", "--out", str(out))
     first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (out / "metrics.csv").exists() and time.time() < deadline:
@@ -177,8 +192,12 @@ def fault_kill_early(out, args):
 
 def fault_kill_between_rounds(out, args):
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_when(process, lambda: list(statuses(out).values()).count("completed") >= 2
-              and epochs_written(out) > 2 * EPOCHS + 10)
+    kill_when(
+        process,
+        lambda: (
+            list(statuses(out).values()).count("completed") >= 2 and epochs_written(out) > 2 * EPOCHS + 10
+        ),
+    )
     return out
 
 
@@ -208,14 +227,21 @@ def fault_second_process(out, args):
 
 
 def fault_orphaned_workers(out, args):
-    process = subprocess.Popen([*args, "--jobs", "2", "--max-group", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [*args, "--jobs", "2", "--max-group", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     kill_when(process, lambda: epochs_written(out) >= 2)
     return out
 
 
-FAULTS = [fault_kill_early, fault_kill_between_rounds, fault_study_deleted_after_kill,
-          fault_copied_after_kill, fault_second_process, fault_orphaned_workers]
+FAULTS = [
+    fault_kill_early,
+    fault_kill_between_rounds,
+    fault_study_deleted_after_kill,
+    fault_copied_after_kill,
+    fault_second_process,
+    fault_orphaned_workers,
+]
 
 
 @pytest.mark.slow

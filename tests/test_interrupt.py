@@ -20,23 +20,43 @@ import pytest
 from dlrun import results
 from dlrun.training.resume import finished_epoch
 
-TRAIN = ["train", "data=spirals", "data.n_samples=3000", "model.hidden=[32,32]", "batch_size=16",
-         "epochs=8", "schedule=cosine", "model.dropout=0.1"]
-SWEEP = ["sweep", "data=spirals", "data.n_samples=2000", "model.hidden=[16]", "epochs=6",
-         "lr=0.01,0.003", "batch_size=16,32"]
+TRAIN = [
+    "train",
+    "data=spirals",
+    "data.n_samples=3000",
+    "model.hidden=[32,32]",
+    "batch_size=16",
+    "epochs=8",
+    "schedule=cosine",
+    "model.dropout=0.1",
+]
+SWEEP = [
+    "sweep",
+    "data=spirals",
+    "data.n_samples=2000",
+    "model.hidden=[16]",
+    "epochs=6",
+    "lr=0.01,0.003",
+    "batch_size=16,32",
+]
 CURVES = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]
 CATCHABLE = (signal.SIGINT, signal.SIGTERM)
 
 
 def start(args, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "dlrun", *args, "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "COLUMNS": "120"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "dlrun", *args, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
 
 
 def finish(args, out: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dlrun", *args, "--out", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "dlrun", *args, "--out", str(out)], capture_output=True, text=True, timeout=600
+    )
 
 
 def files(out: Path, name: str) -> list:
@@ -48,9 +68,14 @@ MOMENTS = {
     "startup": (lambda out, started: time.time() - started > 0.5, results.CONFIG_FILE),
     "compile": (lambda out, started: bool(files(out, results.SUMMARY_FILE)), results.METRICS_FILE),
     "training": (lambda out, started: bool(files(out, results.METRICS_FILE)), None),
-    "between_groups": (lambda out, started: any(
-        results.read_summary(p.parent).get("status") == "completed"
-        for p in files(out, results.SUMMARY_FILE) if _readable(p)), None),
+    "between_groups": (
+        lambda out, started: any(
+            results.read_summary(p.parent).get("status") == "completed"
+            for p in files(out, results.SUMMARY_FILE)
+            if _readable(p)
+        ),
+        None,
+    ),
 }
 
 
@@ -100,13 +125,15 @@ def assert_same_run(run_dir: Path, reference_dir: Path, epochs: int) -> None:
     got, want = curves(run_dir), curves(reference_dir)
     assert list(got.epoch) == list(range(1, epochs + 1))  # every epoch once
     pd.testing.assert_frame_equal(got, want, rtol=1e-5, atol=1e-6)
-    assert summary["test_accuracy"] == pytest.approx(results.read_summary(reference_dir)["test_accuracy"],
-                                                     abs=1e-6)
+    assert summary["test_accuracy"] == pytest.approx(
+        results.read_summary(reference_dir)["test_accuracy"], abs=1e-6
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
-                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
 @pytest.mark.parametrize("moment", ["startup", "compile", "training"])
 def test_train_killed_then_the_same_command_finishes_it(tmp_path, reference, moment, signum):
     out = tmp_path / "run"
@@ -122,8 +149,9 @@ def test_train_killed_then_the_same_command_finishes_it(tmp_path, reference, mom
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
-                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
 @pytest.mark.parametrize("moment", ["startup", "compile", "training", "between_groups"])
 def test_sweep_killed_then_the_same_command_finishes_it(tmp_path, reference, moment, signum):
     out = tmp_path / "sweep"
@@ -151,8 +179,12 @@ def test_resume_of_a_run_killed_before_its_first_epoch_starts_afresh(tmp_path):
     out = tmp_path / "run"
     interrupt(TRAIN, out, "compile", signal.SIGKILL)
     assert results.read_summary(out)["status"] == "running"
-    resumed = subprocess.run([sys.executable, "-m", "dlrun", "train", "--resume", str(out)],
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "dlrun", "train", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "starting afresh" in resumed.stderr
     assert list(results.read_metrics(out).epoch) == list(range(1, 9))

@@ -38,8 +38,9 @@ def test_binary_losses_by_hand_and_agree():
     p = 1 / (1 + np.exp(-np.array([0.0, 2.0, -1.0])))
     expected = -(np.array([1, 0, 0]) * np.log(p) + (1 - np.array([1, 0, 0])) * np.log(1 - p))
     np.testing.assert_allclose(losses.binary_cross_entropy(z, y, HYPER), expected, rtol=FLOAT32_MATH_RTOL)
-    np.testing.assert_allclose(losses.binary_cross_entropy_with_logits(z, y, HYPER), expected,
-                               rtol=FLOAT32_MATH_RTOL)
+    np.testing.assert_allclose(
+        losses.binary_cross_entropy_with_logits(z, y, HYPER), expected, rtol=FLOAT32_MATH_RTOL
+    )
 
 
 def test_probability_bce_saturates_where_logits_bce_does_not():
@@ -85,12 +86,15 @@ def test_defaults_per_task_and_output_units():
     assert losses.output_units("mse", POLY) == 1
 
 
-@pytest.mark.parametrize("name, spec, fragment", [
-    ("softmax_cross_entropy", POLY, "does not fit regression"),
-    ("binary_cross_entropy", MNIST, "needs 2 classes"),
-    ("msle", MNIST, "does not fit classification"),
-    ("msle", POLY, "non-negative"),
-])
+@pytest.mark.parametrize(
+    "name, spec, fragment",
+    [
+        ("softmax_cross_entropy", POLY, "does not fit regression"),
+        ("binary_cross_entropy", MNIST, "needs 2 classes"),
+        ("msle", MNIST, "does not fit classification"),
+        ("msle", POLY, "non-negative"),
+    ],
+)
 def test_impossible_combinations_are_refused(name, spec, fragment):
     with pytest.raises(ConfigError, match=fragment):
         losses.check_compatible(name, spec, "none")

@@ -14,15 +14,21 @@ def sizes(*overrides):
     return memory.model_sizes(cfg, data.describe(cfg.data))
 
 
-@pytest.mark.parametrize("overrides, params, activations", [
-    # 784 -> 512 -> 256 -> 10: the input, each Dense's output and the model's output (the logits)
-    (["model=mlp"], 535818, 784 + 512 + 256 + 10 + 10),
-    # the input, conv1 (28x28x6), conv2 (10x10x16), fc1, fc2, output and the model's output,
-    # plus the CPU lowerings' patches: 25 shifted copies of the input, conv2's 10x10 x (5x5x6)
-    (["model=lenet"], 61706, 784 + 28 * 28 * 6 + 10 * 10 * 16 + 120 + 84 + 10 + 10
-     + 25 * 784 + 10 * 10 * 150),
-    (["data=moons", "model.hidden=[16]"], 2 * 16 + 16 + 16 * 2 + 2, 2 + 16 + 2 + 2),
-])
+@pytest.mark.parametrize(
+    "overrides, params, activations",
+    [
+        # 784 -> 512 -> 256 -> 10: the input, each Dense's output and the model's output (the logits)
+        (["model=mlp"], 535818, 784 + 512 + 256 + 10 + 10),
+        # the input, conv1 (28x28x6), conv2 (10x10x16), fc1, fc2, output and the model's output,
+        # plus the CPU lowerings' patches: 25 shifted copies of the input, conv2's 10x10 x (5x5x6)
+        (
+            ["model=lenet"],
+            61706,
+            784 + 28 * 28 * 6 + 10 * 10 * 16 + 120 + 84 + 10 + 10 + 25 * 784 + 10 * 10 * 150,
+        ),
+        (["data=moons", "model.hidden=[16]"], 2 * 16 + 16 + 16 * 2 + 2, 2 + 16 + 2 + 2),
+    ],
+)
 def test_sizes_are_the_models_own(overrides, params, activations):
     assert sizes(*overrides) == (params, activations)
 
@@ -54,9 +60,12 @@ def test_the_estimate_covers_what_xla_allocates_for_one_step(model):
     dataset = data.load(cfg.data)
     program = group.build_program([cfg], dataset)
     state = step.create_state(program, jax.random.PRNGKey(0), hparams.state_hparams(cfg))
-    x, y = dataset.x_train[:cfg.batch_size], dataset.y_train[:cfg.batch_size]
-    compiled = jax.jit(functools.partial(step.train_step, program)).lower(
-        state, x, y, jax.random.PRNGKey(0)).compile()
+    x, y = dataset.x_train[: cfg.batch_size], dataset.y_train[: cfg.batch_size]
+    compiled = (
+        jax.jit(functools.partial(step.train_step, program))
+        .lower(state, x, y, jax.random.PRNGKey(0))
+        .compile()
+    )
     used = compiled.memory_analysis()
     allocated = used.argument_size_in_bytes + used.output_size_in_bytes + used.temp_size_in_bytes
     assert allocated <= memory.trial_bytes(cfg) <= 4 * allocated

@@ -69,8 +69,14 @@ def test_binary_loss_gets_one_output_unit():
 
 
 def test_dropout_is_active_in_training_only_and_keeps_the_mean():
-    model, variables, _ = build("data=xor", "model.hidden=[2000]", "model.dropout=0.5", "activation=identity",
-                                "init=constant", "init_scale=0.01")
+    model, variables, _ = build(
+        "data=xor",
+        "model.hidden=[2000]",
+        "model.dropout=0.5",
+        "activation=identity",
+        "init=constant",
+        "init_scale=0.01",
+    )
     x = jnp.ones((1, 2))
     rngs = {"dropout": jax.random.PRNGKey(3)}
     evaluated = model.apply(variables, x, train=False, mutable=["stats"])[0]
@@ -101,7 +107,9 @@ def test_model_gradient_matches_finite_differences():
         grad = jax.grad(loss)(params)["hidden1"]["kernel"][1, 2]
         eps = 1e-6
         bump = lambda d: jax.tree_util.tree_map_with_path(
-            lambda path, v: v.at[1, 2].add(d) if "hidden1" in str(path) and "kernel" in str(path) else v, params)
+            lambda path, v: v.at[1, 2].add(d) if "hidden1" in str(path) and "kernel" in str(path) else v,
+            params,
+        )
         numeric = (loss(bump(eps)) - loss(bump(-eps))) / (2 * eps)
         assert float(grad) == pytest.approx(float(numeric), rel=1e-6)
 
@@ -111,8 +119,9 @@ def test_lenet_refuses_vectors():
         compose_config(["model=lenet", "data=moons"])
 
 
-@pytest.mark.parametrize("extra", [[], ["model.batch_norm=true"], ["activation=maxout"],
-                                   ["model.pooling=avg", "activation=tanh"]])
+@pytest.mark.parametrize(
+    "extra", [[], ["model.batch_norm=true"], ["activation=maxout"], ["model.pooling=avg", "activation=tanh"]]
+)
 def test_lenet_lowerings_agree_in_outputs_and_gradients(extra):
     """The batch-last CPU layout is an implementation detail: same parameters, same function."""
     x = jax.random.normal(jax.random.PRNGKey(5), (4, 28, 28, 1))
@@ -121,8 +130,9 @@ def test_lenet_lowerings_agree_in_outputs_and_gradients(extra):
         model, variables, _ = build("model=lenet", f"model.conv_lowering={lowering}", *extra)
 
         def loss(params):
-            out, _ = model.apply({**variables, "params": params}, x, train=True,
-                                 mutable=["stats", "batch_stats"])
+            out, _ = model.apply(
+                {**variables, "params": params}, x, train=True, mutable=["stats", "batch_stats"]
+            )
             return jnp.sum(out**2)
 
         results[lowering] = (loss(variables["params"]), jax.grad(loss)(variables["params"]))
@@ -160,14 +170,20 @@ def test_a_family_checks_and_builds_from_its_own_fields_alone(name):
     assert models.param_count(cfg, spec) == expected
 
 
-@pytest.mark.parametrize("name, fields, message", [
-    ("mlp", dict(hidden=[8, 0]), "model.hidden widths must be > 0, got [8, 0]"),
-    ("mlp", dict(dropout=1.0), "model.dropout must be in [0, 1), got 1.0"),
-    ("lenet", dict(pooling="min"), "unknown pooling 'min' (choose from: avg, max)"),
-    ("lenet", dict(conv_lowering="fft"),
-     "unknown model.conv_lowering 'fft' (choose from: auto, xla, im2col, batch_last)"),
-    ("lenet", dict(dropout=-0.1), "model.dropout must be in [0, 1), got -0.1"),
-])
+@pytest.mark.parametrize(
+    "name, fields, message",
+    [
+        ("mlp", dict(hidden=[8, 0]), "model.hidden widths must be > 0, got [8, 0]"),
+        ("mlp", dict(dropout=1.0), "model.dropout must be in [0, 1), got 1.0"),
+        ("lenet", dict(pooling="min"), "unknown pooling 'min' (choose from: avg, max)"),
+        (
+            "lenet",
+            dict(conv_lowering="fft"),
+            "unknown model.conv_lowering 'fft' (choose from: auto, xla, im2col, batch_last)",
+        ),
+        ("lenet", dict(dropout=-0.1), "model.dropout must be in [0, 1), got -0.1"),
+    ],
+)
 def test_a_family_refuses_its_own_bad_options(name, fields, message):
     cfg = with_own_fields(name, **fields)
     with pytest.raises(ConfigError) as caught:
@@ -176,7 +192,9 @@ def test_a_family_refuses_its_own_bad_options(name, fields, message):
 
 
 def test_a_model_refuses_another_familys_option_by_name():
-    with pytest.raises(ConfigError, match="model mlp has no field 'pooling'; its fields: name, trainable, hidden"):
+    with pytest.raises(
+        ConfigError, match="model mlp has no field 'pooling'; its fields: name, trainable, hidden"
+    ):
         compose_config(["data=xor", "model=mlp", "model.pooling=min"])
 
 
@@ -195,4 +213,11 @@ def test_every_model_option_has_a_check_in_its_family():
         # typed by the schema alone; trainable is checked against the model's layers (transfer.py)
         unchecked = {"name", "batch_norm", "pool", "global_pool", "trainable"}
         assert set(module.OPTIONS) == set(fields_of("model", name)) - unchecked
-    assert models.MODELS.names == ("alexnet", "cnn", "lenet", "mlp", "resnet", "vgg")  # resnet: tests/test_resnet.py
+    assert models.MODELS.names == (
+        "alexnet",
+        "cnn",
+        "lenet",
+        "mlp",
+        "resnet",
+        "vgg",
+    )  # resnet: tests/test_resnet.py

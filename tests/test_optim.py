@@ -20,8 +20,7 @@ def one_update(overrides, grads, params):
 def test_sgd_step_is_w_minus_lr_grad():
     w, g = jnp.array([1.0, -2.0]), jnp.array([0.5, 0.25])
     # Two roundings (lr * g, then w - that), or one where the CPU fuses them: either way a few eps.
-    np.testing.assert_allclose(one_update(["optim=sgd", "lr=0.1"], g, w), [0.95, -2.025],
-                               rtol=FLOAT32_RTOL)
+    np.testing.assert_allclose(one_update(["optim=sgd", "lr=0.1"], g, w), [0.95, -2.025], rtol=FLOAT32_RTOL)
 
 
 def test_adam_first_step_moves_each_weight_by_lr():
@@ -32,8 +31,9 @@ def test_adam_first_step_moves_each_weight_by_lr():
 
 def test_clipping_bounds_the_update():
     w, g = jnp.zeros(2), jnp.array([30.0, 40.0])  # norm 50, clipped to 1
-    np.testing.assert_allclose(one_update(["optim=sgd", "lr=1", "optim.clip_norm=1"], g, w), [-0.6, -0.8],
-                               rtol=FLOAT32_RTOL)
+    np.testing.assert_allclose(
+        one_update(["optim=sgd", "lr=1", "optim.clip_norm=1"], g, w), [-0.6, -0.8], rtol=FLOAT32_RTOL
+    )
 
 
 @pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
@@ -53,12 +53,19 @@ def test_schedules_shape_the_lr():
         return [float(schedule(step)) for step in (0, 100, 300, 500, 1000)]
 
     assert multipliers("constant") == [1.0] * 5
-    np.testing.assert_allclose(multipliers("step", "schedule.decay_epochs=3", "schedule.gamma=0.1"),
-                               [1, 1, 0.1, 0.1, 0.001], rtol=1e-5)
-    np.testing.assert_allclose(multipliers("exponential", "schedule.gamma=0.5"),
-                               [1, 0.5, 0.125, 0.03125, 0.5**10], rtol=1e-5)
-    np.testing.assert_allclose(multipliers("cosine"), [1, 0.5 * (1 + np.cos(np.pi * 0.1)),
-                               0.5 * (1 + np.cos(np.pi * 0.3)), 0.5, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        multipliers("step", "schedule.decay_epochs=3", "schedule.gamma=0.1"),
+        [1, 1, 0.1, 0.1, 0.001],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        multipliers("exponential", "schedule.gamma=0.5"), [1, 0.5, 0.125, 0.03125, 0.5**10], rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        multipliers("cosine"),
+        [1, 0.5 * (1 + np.cos(np.pi * 0.1)), 0.5 * (1 + np.cos(np.pi * 0.3)), 0.5, 0],
+        atol=1e-6,
+    )
     warm = multipliers("warmup_cosine", "schedule.warmup_epochs=2")
     assert warm[0] == 0.0 and warm[1] == pytest.approx(0.5) and warm[4] == pytest.approx(0.0, abs=1e-6)
 
@@ -79,11 +86,19 @@ def test_bad_schedules_are_refused():
 
 def test_optim_check_reads_only_the_fields_the_config_holds():
     """A config typed by an optimizer's and a schedule's own schemas has only their fields."""
-    cfg = OmegaConf.create({
-        "epochs": 10,
-        "optim": {"name": "sgd", "l2": 0.0, "clip_norm": 0.0, "lr_scaling": "none", "base_batch_size": 128},
-        "schedule": {"name": "constant", "restarts": []},
-    })
+    cfg = OmegaConf.create(
+        {
+            "epochs": 10,
+            "optim": {
+                "name": "sgd",
+                "l2": 0.0,
+                "clip_norm": 0.0,
+                "lr_scaling": "none",
+                "base_batch_size": 128,
+            },
+            "schedule": {"name": "constant", "restarts": []},
+        }
+    )
     optim.check(cfg)
     cfg.schedule = {"name": "step", "decay_epochs": 0.0, "gamma": 0.1, "restarts": []}
     with pytest.raises(ConfigError, match=r"^schedule.decay_epochs must be > 0, got 0.0$"):

@@ -20,8 +20,16 @@ from dlrun import results
 from dlrun.sweep.folder import trial_status
 
 # tiny trials, each a few seconds of epochs: still training when the test strikes
-BASE = ["sweep", "data=moons", "data.n_samples=4000", "model.hidden=[64,64]", "batch_size=32",
-        "schedule=constant", "--max-group", "1"]
+BASE = [
+    "sweep",
+    "data=moons",
+    "data.n_samples=4000",
+    "model.hidden=[64,64]",
+    "batch_size=32",
+    "schedule=constant",
+    "--max-group",
+    "1",
+]
 JOBS = ("--jobs", "2")
 GONE_WITHIN_S = 10
 
@@ -40,9 +48,13 @@ def start(tmp_path):
         log = tmp_path / f"sweep-{len(started)}.log"
         # output to a file: an orphan holding a pipe would keep the test waiting for its end
         with open(log, "w") as stream:
-            process = subprocess.Popen(command(out, *overrides), stdout=stream,
-                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                       env={**os.environ, "COLUMNS": "120"})
+            process = subprocess.Popen(
+                command(out, *overrides),
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "COLUMNS": "120"},
+            )
         process.log = log
         started.append(process)
         return process
@@ -95,8 +107,7 @@ def training(out: Path, *trials: str):
 
 def workers_and_tracker(pid: int) -> dict:
     found = children(pid)
-    kinds = sorted("resource_tracker" if "resource_tracker" in line else "worker"
-                   for line in found.values())
+    kinds = sorted("resource_tracker" if "resource_tracker" in line else "worker" for line in found.values())
     assert kinds == ["resource_tracker", "worker", "worker"], found
     return found
 
@@ -113,8 +124,7 @@ def assert_all_gone(pids, within_s: float = GONE_WITHIN_S) -> None:
 
 def assert_finished(out: Path, *overrides: str) -> None:
     """The same command again exits 0; every trial completed, trials.csv as its folder says."""
-    again = subprocess.run(command(out, *overrides), capture_output=True, text=True, timeout=300,
-                           check=False)
+    again = subprocess.run(command(out, *overrides), capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     index = pd.read_csv(out / "trials.csv")
     assert list(index.status) == ["completed"] * len(index)
@@ -144,8 +154,11 @@ def test_sigterm_to_the_process_group_stops_busy_and_idle_workers(tmp_path, star
     an idle worker waits for the pool to end it (a vanished worker would break the pool)."""
     out, overrides = tmp_path / "sweep", ("epochs=1,150", *JOBS)
     process = start(out, *overrides)
-    wait_for(lambda: trial_status(out / "trial-000") == "completed"
-             and training(out, "trial-001")(), process, "one worker idle, one training")
+    wait_for(
+        lambda: trial_status(out / "trial-000") == "completed" and training(out, "trial-001")(),
+        process,
+        "one worker idle, one training",
+    )
     strays = workers_and_tracker(process.pid)
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=GONE_WITHIN_S)
@@ -159,17 +172,19 @@ def test_sigterm_to_the_process_group_stops_busy_and_idle_workers(tmp_path, star
 
 def test_a_failed_group_fails_the_sweep_after_the_other_groups_ran(tmp_path):
     out = tmp_path / "sweep"
-    first = subprocess.run(command(out, "epochs=2", "seed=0,1"), capture_output=True, text=True,
-                           timeout=300, check=False)
+    first = subprocess.run(
+        command(out, "epochs=2", "seed=0,1"), capture_output=True, text=True, timeout=300, check=False
+    )
     assert first.returncode == 0, first.stdout + first.stderr
     # trial-000 made unusable: its status says it can continue, its best checkpoint is garbage,
     # so its group fails as it restores; trial-001 is gone, so its group has to run again
-    summary = (out / "trial-000" / results.SUMMARY_FILE)
+    summary = out / "trial-000" / results.SUMMARY_FILE
     summary.write_text(summary.read_text().replace('"completed"', '"interrupted"'))
     (out / "trial-000" / results.BEST_CHECKPOINT).write_bytes(b"not a checkpoint")
     shutil.rmtree(out / "trial-001")
-    again = subprocess.run(command(out, "epochs=2", "seed=0,1"), capture_output=True, text=True,
-                           timeout=300, check=False)
+    again = subprocess.run(
+        command(out, "epochs=2", "seed=0,1"), capture_output=True, text=True, timeout=300, check=False
+    )
     assert again.returncode == 1, again.stdout + again.stderr
     assert "group g000 failed" in again.stderr and "Traceback" not in again.stderr
     assert again.stderr.strip().splitlines()[-1].startswith("error: 1 group failed: g000 ")

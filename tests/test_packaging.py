@@ -54,12 +54,14 @@ def installed(wheel, tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
     _run(sys.executable, "-m", "venv", "--without-pip", venv, cwd=venv)
     python = venv / "bin" / "python"
-    purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
-                   cwd=venv).stdout.strip()
+    purelib = _run(
+        python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=venv
+    ).stdout.strip()
     ours = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")} | set(site.getsitepackages())
     Path(purelib, "dlrun-test-deps.pth").write_text("\n".join(sorted(ours)) + "\n")
-    _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
-         wheel, cwd=venv)
+    _run(
+        sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index", wheel, cwd=venv
+    )
     return venv / "bin"
 
 
@@ -85,6 +87,7 @@ def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
     assert "lenet" in listed and "warmup_cosine" in listed and "regularisation" in listed
     shown = _run(installed / "dlrun", "config", "show", "model=lenet", cwd=tmp_path).stdout
     assert "name: lenet" in shown
-    _run(installed / "dlrun", "train", "data=xor", "model.hidden=[4]", "epochs=1", "--out", "run",
-         cwd=tmp_path)
+    _run(
+        installed / "dlrun", "train", "data=xor", "model.hidden=[4]", "epochs=1", "--out", "run", cwd=tmp_path
+    )
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["status"] == "completed"

@@ -21,9 +21,21 @@ from dlrun.training.placement import SIDE_BY_SIDE_ENV, TRIALS_PER_PASS_ENV, Plac
 from dlrun.training.program import step_flops
 
 # lr x seed: 4 trials that draw their own batches; 3 devices pad them to 6 rows
-OVERRIDES = [["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[32,16]",
-              "epochs=2", "batch_size=64", "optim=momentum", f"lr={lr}", f"seed={seed}"]
-             for lr in (0.01, 0.1) for seed in (0, 1)]
+OVERRIDES = [
+    [
+        "data=moons",
+        "data.n_samples=1100",
+        "data.val_size=100",
+        "model.hidden=[32,16]",
+        "epochs=2",
+        "batch_size=64",
+        "optim=momentum",
+        f"lr={lr}",
+        f"seed={seed}",
+    ]
+    for lr in (0.01, 0.1)
+    for seed in (0, 1)
+]
 COLUMNS = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "grad_norm"]
 
 SHARDED = textwrap.dedent("""
@@ -42,8 +54,13 @@ SHARDED = textwrap.dedent("""
 
 def sharded_run(devices: int, out) -> dict:
     env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    done = subprocess.run([sys.executable, "-c", SHARDED, json.dumps(OVERRIDES), str(out)],
-                          env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", SHARDED, json.dumps(OVERRIDES), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -67,10 +84,11 @@ def test_a_group_over_several_devices_trains_as_on_one(devices, one_device, tmp_
         assert results.read_summary(tmp_path / f"t{index}")["group_size"] == len(OVERRIDES)
 
 
-@pytest.mark.parametrize("per_pass, shared, side_by_side", [
-    (1, False, 1), (1, False, 2), (1, True, 2), (3, False, 1), (3, True, 1)])
-def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, side_by_side, tmp_path,
-                                                     monkeypatch):
+@pytest.mark.parametrize(
+    "per_pass, shared, side_by_side",
+    [(1, False, 1), (1, False, 2), (1, True, 2), (3, False, 1), (3, True, 1)],
+)
+def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, side_by_side, tmp_path, monkeypatch):
     """Passes of `per_pass` trials inside one program (3 of 5: a pass and a remainder), or one
     trial a pass run `side_by_side` from threads, give each trial the curves and status of the
     all-at-once vmapped group, a trial that diverges (skipped from then on when a pass is one
@@ -82,8 +100,7 @@ def test_a_group_trained_in_passes_trains_as_vmapped(per_pass, shared, side_by_s
     def run(folder: str) -> tuple:
         dirs = [tmp_path / folder / f"t{i}" for i in range(len(overrides))]
         summaries = run_group([compose_config(o) for o in overrides], dirs)
-        return ([s["status"] for s in summaries],
-                [results.read_metrics(d)[COLUMNS].to_numpy() for d in dirs])
+        return ([s["status"] for s in summaries], [results.read_metrics(d)[COLUMNS].to_numpy() for d in dirs])
 
     monkeypatch.setenv(TRIALS_PER_PASS_ENV, str(len(overrides)))
     expected_status, expected = run("vmapped")

@@ -8,8 +8,14 @@ from dlrun.config.load import compose_config
 from dlrun.training import program
 from dlrun.training.group import run_group
 
-BASE = ["data=moons", "data.n_samples=600", "data.val_size=100", "model.hidden=[16]", "epochs=2",
-        "optim=momentum"]
+BASE = [
+    "data=moons",
+    "data.n_samples=600",
+    "data.val_size=100",
+    "model.hidden=[16]",
+    "epochs=2",
+    "optim=momentum",
+]
 COLUMNS = ["train_loss", "val_loss", "val_accuracy", "grad_norm"]
 
 

@@ -37,12 +37,24 @@ def test_the_sweep_bars_count_trials_and_the_epochs_of_each_group(tmp_path):
 
 
 def test_the_summary_table_shows_accuracy_as_percent_and_leaves_out_what_is_not_there():
-    classification = {"status": "completed", "epochs_run": 3, "best_val_accuracy": 0.95,
-                      "test_accuracy": 0.9375, "test_loss": 0.2}
-    regression = {"status": "completed", "epochs_run": 3, "best_val_accuracy": math.nan,
-                  "test_accuracy": None, "test_loss": 0.01}
-    for summary, present, absent in ((classification, ["95.00%", "93.75%"], []),
-                                     (regression, ["0.01"], ["nan", "accuracy"])):
+    classification = {
+        "status": "completed",
+        "epochs_run": 3,
+        "best_val_accuracy": 0.95,
+        "test_accuracy": 0.9375,
+        "test_loss": 0.2,
+    }
+    regression = {
+        "status": "completed",
+        "epochs_run": 3,
+        "best_val_accuracy": math.nan,
+        "test_accuracy": None,
+        "test_loss": 0.01,
+    }
+    for summary, present, absent in (
+        (classification, ["95.00%", "93.75%"], []),
+        (regression, ["0.01"], ["nan", "accuracy"]),
+    ):
         screen = console()
         screen.print(summary_table(summary, "runs/x"))
         text = screen.file.getvalue()
@@ -51,8 +63,9 @@ def test_the_summary_table_shows_accuracy_as_percent_and_leaves_out_what_is_not_
 
 
 def test_a_real_regression_runs_summary_has_no_accuracy_and_no_nan(tmp_path):
-    cfg = compose_config(["data=poly1d", "data.n_samples=300", "data.val_size=100", "model.hidden=[8]",
-                          "epochs=2"])
+    cfg = compose_config(
+        ["data=poly1d", "data.n_samples=300", "data.val_size=100", "model.hidden=[8]", "epochs=2"]
+    )
     summary = group.train_and_evaluate(cfg, tmp_path / "run")
     screen = console()
     screen.print(summary_table(summary, tmp_path / "run"))
@@ -74,8 +87,9 @@ def test_groups_trained_out_of_sight_are_counted_from_their_folders(tmp_path):
     assert "trial-epochs" in text and "12/12" in text and "4/4" in text
 
     sweep = SweepProgress(console(), 4, 0)
-    jobs = [executor.GroupJob("g", [{"epochs": 3}] * 4,
-                              [str(out / f"trial-{i:03d}") for i in range(4)], False)]
+    jobs = [
+        executor.GroupJob("g", [{"epochs": 3}] * 4, [str(out / f"trial-{i:03d}") for i in range(4)], False)
+    ]
     watcher = FolderEpochs(sweep, jobs)
     assert sweep.progress.tasks[watcher.task].completed == 12
     metrics = out / "trial-001" / "metrics.csv"

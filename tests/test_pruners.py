@@ -7,10 +7,15 @@ from dlrun.errors import ConfigError
 from dlrun.sweep.pruners import PRUNERS, make_pruner
 
 
-@pytest.mark.parametrize("name, kind", [("median", optuna.pruners.MedianPruner),
-                                        ("sha", optuna.pruners.SuccessiveHalvingPruner),
-                                        ("hyperband", optuna.pruners.HyperbandPruner),
-                                        ("none", optuna.pruners.NopPruner)])
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("median", optuna.pruners.MedianPruner),
+        ("sha", optuna.pruners.SuccessiveHalvingPruner),
+        ("hyperband", optuna.pruners.HyperbandPruner),
+        ("none", optuna.pruners.NopPruner),
+    ],
+)
 def test_each_name_gives_its_optuna_pruner(name, kind):
     assert isinstance(make_pruner(name, 1, 9), kind)
     assert name in PRUNERS.names
@@ -26,8 +31,11 @@ def test_the_min_and_max_epochs_are_the_pruners_resources():
 def _pruned_epochs(name: str, min_epochs: int) -> list:
     """Epochs at which a study with this pruner prunes 8 trials, each worse than every earlier
     one at every epoch (trial n reports (8 - n) x epoch); None for a trial that ran all 9."""
-    study = optuna.create_study(direction="maximize", pruner=make_pruner(name, min_epochs, 9),
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        direction="maximize",
+        pruner=make_pruner(name, min_epochs, 9),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     stopped = []
     for number in range(8):
         trial = study.ask()
@@ -53,8 +61,9 @@ def test_median_prunes_the_losers_no_earlier_than_min_epochs():
 
 @pytest.mark.parametrize("name", ["asha", ""])
 def test_an_unknown_pruner_is_one_line_with_the_choices(name):
-    with pytest.raises(ConfigError, match=f"unknown pruner '{name}' \\(choose from: hyperband, "
-                                          "median, none, sha\\)"):
+    with pytest.raises(
+        ConfigError, match=f"unknown pruner '{name}' \\(choose from: hyperband, median, none, sha\\)"
+    ):
         make_pruner(name, 1, 3)
 
 

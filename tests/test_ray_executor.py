@@ -28,19 +28,38 @@ EPOCHS = 40
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     worker_tmp = tmp_path_factory.mktemp("worker-node-tmp")
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": False})
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={"num_cpus": 0, "object_store_memory": OBJECT_STORE, "include_dashboard": False},
+    )
     cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE, env_vars={"TMPDIR": str(worker_tmp)})
     yield cluster, worker_tmp
     cluster.shutdown()
 
 
 def start_sweep(driver_dir, address, *overrides):
-    command = [sys.executable, "-m", "dlrun", *SWEEP, *overrides, f"epochs={EPOCHS}",
-               "--executor", "ray", "--address", address, "--out", "runs/s"]
-    return command, subprocess.Popen(command, cwd=driver_dir, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "COLUMNS": "120"})
+    command = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        *SWEEP,
+        *overrides,
+        f"epochs={EPOCHS}",
+        "--executor",
+        "ray",
+        "--address",
+        address,
+        "--out",
+        "runs/s",
+    ]
+    return command, subprocess.Popen(
+        command,
+        cwd=driver_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
 
 
 def epochs_written(run_dir):
@@ -85,8 +104,11 @@ def second_group_started(sweep_dir, worker_tmp, groups):
     other has 2 epochs in its scratch folder (no shipping lag: the kill must land mid-group)."""
     running = list(worker_tmp.glob("dlrun-group-*/trial-*"))
     for first, second in (groups, groups[::-1]):
-        if all(status(sweep_dir / t) == "completed" for t in first) and running and \
-                epochs_written(running[0]) >= 2:
+        if (
+            all(status(sweep_dir / t) == "completed" for t in first)
+            and running
+            and epochs_written(running[0]) >= 2
+        ):
             return first, second
     return None
 
@@ -96,8 +118,7 @@ def resumed_from(sweep_dir, trial):
     return [resume["from_epoch"] for resume in summary.get("resumes", [])]
 
 
-def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_checkpoints(
-        cluster, tmp_path):
+def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_checkpoints(cluster, tmp_path):
     """Two groups run one after the other on the one-CPU worker node; the worker process of the
     second is killed mid-group: Ray retries it, it resumes, the first group is left alone."""
     ray_cluster, worker_tmp = cluster
@@ -106,8 +127,9 @@ def test_a_killed_worker_is_retried_and_its_group_resumes_from_the_shipped_check
     sweep_dir = driver / "runs" / "s"
     _, process = start_sweep(driver, ray_cluster.address, "model.hidden=[8],[16]", "lr=0.03,0.01")
     groups = [("trial-000", "trial-001"), ("trial-002", "trial-003")]  # Ray picks the order
-    wait_for(lambda: second_group_started(sweep_dir, worker_tmp, groups), process,
-             "epoch of the second group")
+    wait_for(
+        lambda: second_group_started(sweep_dir, worker_tmp, groups), process, "epoch of the second group"
+    )
     first, second = second_group_started(sweep_dir, worker_tmp, groups)
     first_done = {t: (sweep_dir / t / "summary.json").read_bytes() for t in first}
     os.kill(scratch_pid(worker_tmp), signal.SIGKILL)
@@ -137,8 +159,9 @@ def test_a_killed_driver_is_finished_by_the_same_command_again(cluster, tmp_path
     stopped_at = epochs_written(sweep_dir / "trial-000")
     assert stopped_at < EPOCHS
 
-    again = subprocess.run(command, cwd=driver, capture_output=True, text=True, timeout=180,
-                           env={**os.environ, "COLUMNS": "120"})
+    again = subprocess.run(
+        command, cwd=driver, capture_output=True, text=True, timeout=180, env={**os.environ, "COLUMNS": "120"}
+    )
     assert again.returncode == 0, again.stdout + again.stderr
     assert_every_epoch_once(sweep_dir, ["trial-000", "trial-001"])
     assert 1 <= resumed_from(sweep_dir, "trial-000")[0] <= stopped_at
@@ -152,9 +175,26 @@ def test_an_adaptive_search_runs_its_rounds_as_ray_tasks_that_report_every_epoch
     import optuna
 
     ray_cluster, _ = cluster
-    command = [sys.executable, "-m", "dlrun", *SWEEP, "epochs=3", "lr=interval(1e-3,1e-1)",
-               "--search", "tpe", "--trials", "3", "--batch", "3", "--executor", "ray",
-               "--address", ray_cluster.address, "--out", "runs/s"]
+    command = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        *SWEEP,
+        "epochs=3",
+        "lr=interval(1e-3,1e-1)",
+        "--search",
+        "tpe",
+        "--trials",
+        "3",
+        "--batch",
+        "3",
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        "--out",
+        "runs/s",
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs/s/study.db'}")
@@ -172,11 +212,26 @@ def test_a_local_ray_stopped_by_ctrl_c_and_run_again_trains_what_this_process_wo
     the whole process group, as a terminal sends it) stops the group after an epoch; the same
     command again finishes it, and the curves are those of the local executor (a constant lr,
     so that resuming changes no schedule)."""
-    sweep = [sys.executable, "-m", "dlrun", "sweep", "data=xor", "lr=0.1,0.01", "batch_size=8",
-             "schedule=constant", "epochs=12"]
+    sweep = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        "sweep",
+        "data=xor",
+        "lr=0.1,0.01",
+        "batch_size=8",
+        "schedule=constant",
+        "epochs=12",
+    ]
     ray_sweep = [*sweep, "--executor", "ray", "--out", "ray"]
-    process = subprocess.Popen(ray_sweep, cwd=tmp_path, start_new_session=True, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        ray_sweep,
+        cwd=tmp_path,
+        start_new_session=True,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     wait_for(lambda: epochs_written(tmp_path / "ray" / "trial-000") >= 1, process, "epoch")
     os.killpg(process.pid, signal.SIGINT)
     output, _ = process.communicate(timeout=120)
@@ -188,8 +243,9 @@ def test_a_local_ray_stopped_by_ctrl_c_and_run_again_trains_what_this_process_wo
         assert done.returncode == 0, done.stdout + done.stderr
         assert "Traceback" not in done.stderr
     for trial in ("trial-000", "trial-001"):
-        ray_curve, local_curve = (pd.read_csv(tmp_path / where / trial / "metrics.csv")
-                                  for where in ("ray", "local"))
+        ray_curve, local_curve = (
+            pd.read_csv(tmp_path / where / trial / "metrics.csv") for where in ("ray", "local")
+        )
         columns = ["epoch", "train_loss", "val_loss", "val_accuracy"]
         pd.testing.assert_frame_equal(ray_curve[columns], local_curve[columns], rtol=FLOAT32_RTOL)
 

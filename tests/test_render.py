@@ -9,20 +9,39 @@ import pytest
 from dlrun.report import render
 from dlrun.report.terminal import terminal_table
 
-FRAME = pd.DataFrame({
-    "run": ["trial-000", "trial-001"], "lr": [0.003, 0.1], "status": ["completed", "completed"],
-    "epochs_run": [3.0, 3.0], "best_val_loss": [0.25, float("nan")], "best_val_accuracy": [0.97, 0.5],
-    "test_accuracy": [0.955, 0.5], "gap": [0.01, -0.02], "diagnosis": ["good_fit", "no_learning"],
-    "flags": [[], ["dead_units"]], "advice": ["nothing to fix", "check the init"],
-    "evidence": ["fine", "flat"], "folder": ["runs/a", "runs/b"]})
+FRAME = pd.DataFrame(
+    {
+        "run": ["trial-000", "trial-001"],
+        "lr": [0.003, 0.1],
+        "status": ["completed", "completed"],
+        "epochs_run": [3.0, 3.0],
+        "best_val_loss": [0.25, float("nan")],
+        "best_val_accuracy": [0.97, 0.5],
+        "test_accuracy": [0.955, 0.5],
+        "gap": [0.01, -0.02],
+        "diagnosis": ["good_fit", "no_learning"],
+        "flags": [[], ["dead_units"]],
+        "advice": ["nothing to fix", "check the init"],
+        "evidence": ["fine", "flat"],
+        "folder": ["runs/a", "runs/b"],
+    }
+)
 
 
 def test_terminal_table_shows_percentages_settings_and_one_advice_line_per_diagnosis():
     text = render.plain_text([terminal_table(FRAME, ["lr"], "2 runs from runs", width=80)])
     assert "2 runs from runs, all completed" in text and "status" not in text
     rows = [line for line in text.splitlines() if line.startswith("│")]
-    assert [cell.strip() for cell in rows[0].strip("│").split("│")] == \
-        ["000", "0.003", "3", "0.25", "97.0%", "95.5%", "+0.01", "good_fit"]
+    assert [cell.strip() for cell in rows[0].strip("│").split("│")] == [
+        "000",
+        "0.003",
+        "3",
+        "0.25",
+        "97.0%",
+        "95.5%",
+        "+0.01",
+        "good_fit",
+    ]
     assert "good_fit: nothing to fix" in text and "no_learning: check the init" in text
 
 
@@ -44,9 +63,14 @@ def test_json_is_one_object_per_run_with_null_for_nan_and_flags_as_lists():
     assert records[1]["best_val_loss"] is None and records[1]["flags"] == ["dead_units"]
 
 
-@pytest.mark.parametrize("fmt, markers", [("markdown", ["- `epochs=3`", "| run", "| trial-001"]),
-                                          ("html", ["<table", "<li><code>epochs=3</code></li>", "trial-001"]),
-                                          ("latex", ["\\begin{tabular}", "trial-001", "\\end{tabular}"])])
+@pytest.mark.parametrize(
+    "fmt, markers",
+    [
+        ("markdown", ["- `epochs=3`", "| run", "| trial-001"]),
+        ("html", ["<table", "<li><code>epochs=3</code></li>", "trial-001"]),
+        ("latex", ["\\begin{tabular}", "trial-001", "\\end{tabular}"]),
+    ],
+)
 def test_each_text_format_carries_the_shared_settings_and_every_run(fmt, markers):
     text = render.render_text(FRAME, fmt, {"epochs": 3})
     for marker in markers:
@@ -59,21 +83,39 @@ def test_an_unknown_format_names_the_choices():
 
 
 def test_ensemble_table_shows_settings_as_in_the_report_and_accuracies_as_percentages():
-    votes = pd.DataFrame({"lr": [0.003], "members": [3], "member_mean": [0.9], "member_best": [0.95],
-                          "member_worst": [0.85], "mean_probability_vote": [0.96], "majority_vote": [0.955]})
+    votes = pd.DataFrame(
+        {
+            "lr": [0.003],
+            "members": [3],
+            "member_mean": [0.9],
+            "member_best": [0.95],
+            "member_worst": [0.85],
+            "mean_probability_vote": [0.96],
+            "majority_vote": [0.955],
+        }
+    )
     text = render.plain_text([render.ensemble_table(votes)])
     row = next(line for line in text.splitlines() if line.startswith("│"))
-    assert [cell.strip() for cell in row.strip("│").split("│")] == \
-        ["0.003", "3", "90.00%", "95.00%", "85.00%", "96.00%", "95.50%"]
+    assert [cell.strip() for cell in row.strip("│").split("│")] == [
+        "0.003",
+        "3",
+        "90.00%",
+        "95.00%",
+        "85.00%",
+        "96.00%",
+        "95.50%",
+    ]
 
 
 def test_check_writable_accepts_new_paths_and_refuses_files_and_folders_in_the_way(tmp_path):
     (tmp_path / "file").write_text("x")
     render.check_writable(tmp_path / "new" / "deeper" / "report.csv")
     render.check_writable(tmp_path / "plots", folder=True)
-    for path, folder, message in ((tmp_path / "file" / "r.csv", False, "is a file, not a folder"),
-                                  (tmp_path, False, "it is a folder"),
-                                  (tmp_path / "file", True, "it is a file")):
+    for path, folder, message in (
+        (tmp_path / "file" / "r.csv", False, "is a file, not a folder"),
+        (tmp_path, False, "it is a folder"),
+        (tmp_path / "file", True, "it is a file"),
+    ):
         with pytest.raises(ValueError, match=message):
             render.check_writable(path, folder=folder)
 

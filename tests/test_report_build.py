@@ -29,10 +29,19 @@ def runs(tmp_path_factory):
     """Three real runs: a diverging lr, a healthy fit, and a big MLP overfitting 300 images."""
     root = tmp_path_factory.mktemp("runs")
     common = ["data=moons", "model.hidden=[16]", "schedule=constant", "epochs=15"]
-    assert dlrun("train", *common, "optim=sgd", "loss=mse", "lr=1e6", "--out", root / "huge-lr").exit_code == 0
+    assert (
+        dlrun("train", *common, "optim=sgd", "loss=mse", "lr=1e6", "--out", root / "huge-lr").exit_code == 0
+    )
     assert dlrun("train", *common, "lr=0.01", "--out", root / "healthy").exit_code == 0
-    overfit = ["data=mnist", "data.subset=300", "data.val_size=1000", "model.hidden=[512,512]",
-               "schedule=constant", "epochs=40", "batch_size=32"]
+    overfit = [
+        "data=mnist",
+        "data.subset=300",
+        "data.val_size=1000",
+        "model.hidden=[512,512]",
+        "schedule=constant",
+        "epochs=40",
+        "batch_size=32",
+    ]
     assert dlrun("train", *overfit, "--out", root / "overfit").exit_code == 0
     return root
 
@@ -67,8 +76,16 @@ def test_json_lists_every_run_with_diagnosis_flags_advice_and_folder(runs):
 
 
 @needs_mnist
-@pytest.mark.parametrize("fmt, marker", [("csv", "run,"), ("markdown", "| run"), ("latex", "\\begin{tabular}"),
-                                         ("html", "<table"), ("table", "overfitting")])
+@pytest.mark.parametrize(
+    "fmt, marker",
+    [
+        ("csv", "run,"),
+        ("markdown", "| run"),
+        ("latex", "\\begin{tabular}"),
+        ("html", "<table"),
+        ("table", "overfitting"),
+    ],
+)
 def test_every_format_renders(runs, fmt, marker):
     result = dlrun("report", runs, "--format", fmt)
     assert result.exit_code == 0, result.output
@@ -107,23 +124,37 @@ def test_broken_and_foreign_folders_are_warnings_not_crashes(tmp_path):
     (tmp_path / "corrupt" / "metrics.csv").write_text("epoch,train_loss\n1,0.5\n2,\n\x00")
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "notes.txt").write_text("hello")
-    result = dlrun("report", tmp_path / "partial", tmp_path / "corrupt", tmp_path / "foreign",
-                   tmp_path / "missing", "--format", "json")
+    result = dlrun(
+        "report",
+        tmp_path / "partial",
+        tmp_path / "corrupt",
+        tmp_path / "foreign",
+        tmp_path / "missing",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     records = json.loads(result.stdout)
     assert {r["run"] for r in records} == {"partial", "corrupt"}
-    for fragment in ("summary.json is corrupt", "no summary.json", "foreign: no run folders", "missing: no such"):
+    for fragment in (
+        "summary.json is corrupt",
+        "no summary.json",
+        "foreign: no run folders",
+        "missing: no such",
+    ):
         assert fragment in result.output
 
 
 def test_bad_report_options_exit_2(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "summary.json").write_text('{"status": "completed"}')
-    for args, fragment in ((["--format", "pdf"], "unknown --format 'pdf'"),
-                           (["--sort", "colour"], "unknown --sort column 'colour'"),
-                           (["--filter", "("], "bad --filter"),
-                           (["--threshold", "overfit_rice=0.2"], "overfit_rice"),
-                           (["--top", "0"], "--top must be >= 1, got 0")):
+    for args, fragment in (
+        (["--format", "pdf"], "unknown --format 'pdf'"),
+        (["--sort", "colour"], "unknown --sort column 'colour'"),
+        (["--filter", "("], "bad --filter"),
+        (["--threshold", "overfit_rice=0.2"], "overfit_rice"),
+        (["--top", "0"], "--top must be >= 1, got 0"),
+    ):
         result = dlrun("report", tmp_path, *args)
         assert result.exit_code == 2 and fragment in result.output, result.output
 
@@ -143,7 +174,9 @@ def _foreign(run):
 
 
 DAMAGES = {
-    "truncated-summary": lambda run: (run / "summary.json").write_bytes((run / "summary.json").read_bytes()[:90]),
+    "truncated-summary": lambda run: (run / "summary.json").write_bytes(
+        (run / "summary.json").read_bytes()[:90]
+    ),
     "binary-metrics": lambda run: (run / "metrics.csv").write_bytes(bytes(range(255, -1, -1)) * 4),
     "ragged-metrics": lambda run: (run / "metrics.csv").open("a").write("4,0.1\n"),
     "empty-summary": lambda run: (run / "summary.json").write_bytes(b""),
@@ -153,10 +186,13 @@ DAMAGES = {
     "numeric-status": lambda run: _rewrite_summary(run, status=3),
     "missing-metrics": lambda run: (run / "metrics.csv").unlink(),
     "missing-config": lambda run: ((run / "config.yaml").unlink(), _rewrite_summary(run, config=...)),
-    "garbage-config": lambda run: ((run / "config.yaml").write_bytes(b"lr: [0.1\n\x00\xff: :"),
-                                   _rewrite_summary(run, config=...)),
-    "truncated-checkpoints": lambda run: [(run / "checkpoints" / name).write_bytes(b"\x82\xa6")
-                                          for name in ("best.msgpack", "last.msgpack")],
+    "garbage-config": lambda run: (
+        (run / "config.yaml").write_bytes(b"lr: [0.1\n\x00\xff: :"),
+        _rewrite_summary(run, config=...),
+    ),
+    "truncated-checkpoints": lambda run: [
+        (run / "checkpoints" / name).write_bytes(b"\x82\xa6") for name in ("best.msgpack", "last.msgpack")
+    ],
     "foreign": _foreign,
 }
 
@@ -166,7 +202,9 @@ def folders(tmp_path_factory):
     """(healthy, damaged): two real tiny runs, and the same two beside a damaged copy of one of
     them for each of DAMAGES."""
     root = tmp_path_factory.mktemp("damage")
-    sweep = dlrun("sweep", "data=moons", "model.hidden=[8]", "epochs=3", "lr=0.1,0.01", "--out", root / "sweep")
+    sweep = dlrun(
+        "sweep", "data=moons", "model.hidden=[8]", "epochs=3", "lr=0.1,0.01", "--out", root / "sweep"
+    )
     assert sweep.exit_code == 0, sweep.output
     healthy, damaged = root / "healthy", root / "damaged"
     for trial in sorted((root / "sweep").glob("trial-*")):
@@ -187,9 +225,11 @@ def _markdown(text):
 
 def _latex(text):
     lines = text.splitlines()
-    body = lines[lines.index("\\midrule") + 1:lines.index("\\bottomrule")]
-    cells = [[cell.strip() for cell in line.rstrip("\\ ").split(" & ")]
-             for line in [lines[lines.index("\\toprule") + 1], *body]]
+    body = lines[lines.index("\\midrule") + 1 : lines.index("\\bottomrule")]
+    cells = [
+        [cell.strip() for cell in line.rstrip("\\ ").split(" & ")]
+        for line in [lines[lines.index("\\toprule") + 1], *body]
+    ]
     return cells[0], cells[1:], []
 
 
@@ -197,8 +237,13 @@ def _html(text):
     table = re.search(r"<table class='runs sortable'>(.*?)</table>", text, re.S).group(1)
     # a diagnosis cell reads as its label: the evidence and advice open under it on a click
     cell_text = lambda cell: re.sub(r"<[^>]+>", "", re.sub(r"</summary>.*", "", cell, flags=re.S))
-    rows = [[html.unescape(cell_text(cell)).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
-            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)]
+    rows = [
+        [
+            html.unescape(cell_text(cell)).strip()
+            for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)
+        ]
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table, re.S)
+    ]
     return rows[0], rows[1:], re.findall(r"<li><code>(.*?)</code></li>", text)
 
 
@@ -222,8 +267,14 @@ def _json(text):
     return list(records[0]), [list(record.values()) for record in records], []
 
 
-PARSERS = {"table": _terminal, "csv": _csv, "markdown": _markdown, "json": _json, "html": _html,
-           "latex": _latex}
+PARSERS = {
+    "table": _terminal,
+    "csv": _csv,
+    "markdown": _markdown,
+    "json": _json,
+    "html": _html,
+    "latex": _latex,
+}
 
 
 def _report(folder, fmt, out, *options):
@@ -232,8 +283,9 @@ def _report(folder, fmt, out, *options):
     assert result.exit_code == 0 and result.exception is None, result.output
     assert "Traceback" not in result.output
     header, rows, shared = PARSERS[fmt](out.read_text())
-    by_run = {row[0]: {column: cell for column, cell in zip(header, row) if column != "folder"}
-              for row in rows}
+    by_run = {
+        row[0]: {column: cell for column, cell in zip(header, row) if column != "folder"} for row in rows
+    }
     # The terminal table shows a status column only when some run did not complete.
     return result, [column for column in header if column != "status" or fmt != "table"], by_run, shared
 
@@ -248,7 +300,9 @@ def test_damaged_runs_are_warnings_and_the_healthy_ones_read_as_if_alone(folders
     healthy, damaged = folders
     _, columns, alone, shared = _report(healthy, fmt, tmp_path / "healthy" / f"report.{fmt}")
     options = ["--plot"] if plot else []
-    result, damaged_columns, rows, damaged_shared = _report(damaged, fmt, tmp_path / f"report.{fmt}", *options)
+    result, damaged_columns, rows, damaged_shared = _report(
+        damaged, fmt, tmp_path / f"report.{fmt}", *options
+    )
     warned = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     for name in DAMAGES:
         assert any(line.startswith(f"warning: {damaged / name}: ") for line in warned), name
@@ -268,8 +322,16 @@ def _lines(result, start):
 
 def test_binary_metrics_with_plot_is_a_warning_and_its_run_is_not_drawn(folders, tmp_path):
     _, damaged = folders
-    result = dlrun("report", damaged / "binary-metrics", damaged / "trial-000", "--plot", "-o", tmp_path / "r.csv",
-                   "--format", "csv")
+    result = dlrun(
+        "report",
+        damaged / "binary-metrics",
+        damaged / "trial-000",
+        "--plot",
+        "-o",
+        tmp_path / "r.csv",
+        "--format",
+        "csv",
+    )
     assert result.exit_code == 0, result.output
     assert f"warning: {damaged / 'binary-metrics'}: metrics.csv is not text (binary data)" in result.output
     assert {p.name for p in (tmp_path / "report").glob("*.png")} == {"curves_trial-000.png"}
@@ -284,8 +346,10 @@ def test_a_run_without_metrics_shows_what_its_summary_knows_and_no_diagnosis(fol
     assert row.diagnosis == build.NO_CURVES and row.evidence == "no metrics.csv"
 
 
-@pytest.mark.parametrize("name, problem", [("list-summary", "it holds a list, not an object"),
-                                           ("numeric-status", "its status is 3, not a word")])
+@pytest.mark.parametrize(
+    "name, problem",
+    [("list-summary", "it holds a list, not an object"), ("numeric-status", "its status is 3, not a word")],
+)
 def test_a_summary_that_is_not_an_object_with_a_word_status_is_unreadable(folders, name, problem):
     _, damaged = folders
     built = build.build_report([damaged / name])
@@ -313,8 +377,10 @@ def test_a_foreign_folder_beside_runs_is_a_warning_but_the_plots_folder_is_not(f
     (tmp_path / "runs" / build.PLOTS_FOLDER / "sweep_curves.png").write_bytes(b"\x89PNG")
     runs, warnings = build.find_runs([tmp_path / "runs"])
     assert [run.name for run in runs] == ["trial-000", "trial-001"]
-    assert warnings == [f"{tmp_path / 'runs' / 'notes'}: not a run folder (no summary.json, metrics.csv "
-                        "or config.yaml), skipped"]
+    assert warnings == [
+        f"{tmp_path / 'runs' / 'notes'}: not a run folder (no summary.json, metrics.csv "
+        "or config.yaml), skipped"
+    ]
 
 
 def _voting_runs(root):
@@ -334,8 +400,11 @@ def _voting_runs(root):
 def test_ensembles_show_the_lr_as_a_number_and_only_accuracies_as_percentages(tmp_path):
     result = dlrun("report", _voting_runs(tmp_path), "--ensemble")
     assert result.exit_code == 0, result.output
-    rows = [[cell.strip() for cell in line.strip("│").split("│")]
-            for line in result.output.splitlines() if line.startswith("│") and "75.00%" in line]
+    rows = [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in result.output.splitlines()
+        if line.startswith("│") and "75.00%" in line
+    ]
     assert [row[:2] for row in rows] == [["0.003", "2"], ["0.1", "2"]]
     assert all(cell == "75.00%" for row in rows for cell in row[2:])
 
@@ -352,15 +421,17 @@ def test_table_output_goes_whole_into_the_file_with_the_shared_settings(folders,
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv"])
-@pytest.mark.parametrize("where, fragment", [("a-file/report.txt", "is a file, not a folder"),
-                                             ("a-folder", "it is a folder")])
+@pytest.mark.parametrize(
+    "where, fragment", [("a-file/report.txt", "is a file, not a folder"), ("a-folder", "it is a folder")]
+)
 def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tmp_path, fmt, where, fragment):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "a-folder").mkdir()
     result = dlrun("report", tmp_path / "no-runs-here", "--format", fmt, "-o", tmp_path / where)
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.output.strip().splitlines() == [f"error: cannot write {tmp_path / where}: "
-                                                  f"{result.output.split(': ', 2)[2].strip()}"]
+    assert result.output.strip().splitlines() == [
+        f"error: cannot write {tmp_path / where}: {result.output.split(': ', 2)[2].strip()}"
+    ]
     assert fragment in result.output and "no such folder" not in result.output
 
 
@@ -389,8 +460,10 @@ def test_a_grouped_table_counts_groups_of_runs(folders):
 
 def test_the_report_package_imports_no_jax():
     """The report reads 2,000 folders in seconds only if it never pays for importing JAX."""
-    code = ("import sys, dlrun.report.build, dlrun.report.render, dlrun.report.plots, "
-            "dlrun.report.ensemble; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))")
+    code = (
+        "import sys, dlrun.report.build, dlrun.report.render, dlrun.report.plots, "
+        "dlrun.report.ensemble; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'jax', 'jaxlib', 'flax', 'optax'}))"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"

@@ -37,9 +37,14 @@ def sweep(tmp_path_factory):
 
 def report(sweep, cwd, *args):
     """(exit code, non-blank lines of stdout and stderr) of `dlrun report SWEEP ARGS` run in `cwd`."""
-    result = subprocess.run([sys.executable, "-m", "dlrun", "report", str(sweep), *args],
-                            cwd=cwd, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "COLUMNS": "200"})
+    result = subprocess.run(
+        [sys.executable, "-m", "dlrun", "report", str(sweep), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     return result.returncode, [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
 
 
@@ -124,31 +129,49 @@ def test_sorting_a_column_of_numbers_and_text_orders_them_as_printed(sweep, tmp_
 
 
 # A frame like the report's: dotted names, a missing accuracy, text, a column of True/False.
-FRAME = pd.DataFrame({
-    "run": ["a", "b", "c", "d", "e"],
-    "lr": [0.1, 0.01, np.nan, 0.001, 0.5],
-    "optim.lr": [0.1, 0.02, 0.03, 0.04, 0.05],
-    "model.hidden": ["[16]", "[32]", "[16]", None, "[64, 64]"],
-    "model.batch_norm": [True, False, True, False, True],
-    "status": ["completed", "pruned", "completed", "failed", "completed"],
-    "epochs_run": [3, 1, 3, 2, 3],
-    "train_loss": [0.2, 0.5, 0.3, 0.9, 0.1],
-    "val_loss": [0.3, 0.4, 0.35, 0.8, 0.5],
-})
+FRAME = pd.DataFrame(
+    {
+        "run": ["a", "b", "c", "d", "e"],
+        "lr": [0.1, 0.01, np.nan, 0.001, 0.5],
+        "optim.lr": [0.1, 0.02, 0.03, 0.04, 0.05],
+        "model.hidden": ["[16]", "[32]", "[16]", None, "[64, 64]"],
+        "model.batch_norm": [True, False, True, False, True],
+        "status": ["completed", "pruned", "completed", "failed", "completed"],
+        "epochs_run": [3, 1, 3, 2, 3],
+        "train_loss": [0.2, 0.5, 0.3, 0.9, 0.1],
+        "val_loss": [0.3, 0.4, 0.35, 0.8, 0.5],
+    }
+)
 
 # (ours, the same in df.query's words where they differ: backticks around dotted names)
 ALLOWED = [
-    ("lr > 0.01", None), ("lr >= 0.01", None), ("lr < 0.1", None), ("lr <= 0.1", None),
-    ("lr == 0.01", None), ("lr != 0.01", None), ("lr != lr", None), ("lr == lr", None),
-    ("0.001 < lr < 0.5", None), ("0.001 <= lr <= 0.1 < optim.lr", "0.001 <= lr <= 0.1 < `optim.lr`"),
-    ("train_loss < val_loss", None), ("lr > -0.05", None), ("-lr < -0.01", None),
-    ("status == 'completed'", None), ('status != "completed"', None),
-    ("status in ['completed', 'pruned']", None), ("status not in ('completed',)", None),
-    ("status == ['completed', 'pruned']", None), ("status != ['completed', 'pruned']", None),
-    ("lr in [0.1, -1, 0.5]", None), ("epochs_run in [1, 2]", None), ("status == None", None),
-    ("not lr > 0.01", None), ("~(lr > 0.01)", None),
+    ("lr > 0.01", None),
+    ("lr >= 0.01", None),
+    ("lr < 0.1", None),
+    ("lr <= 0.1", None),
+    ("lr == 0.01", None),
+    ("lr != 0.01", None),
+    ("lr != lr", None),
+    ("lr == lr", None),
+    ("0.001 < lr < 0.5", None),
+    ("0.001 <= lr <= 0.1 < optim.lr", "0.001 <= lr <= 0.1 < `optim.lr`"),
+    ("train_loss < val_loss", None),
+    ("lr > -0.05", None),
+    ("-lr < -0.01", None),
+    ("status == 'completed'", None),
+    ('status != "completed"', None),
+    ("status in ['completed', 'pruned']", None),
+    ("status not in ('completed',)", None),
+    ("status == ['completed', 'pruned']", None),
+    ("status != ['completed', 'pruned']", None),
+    ("lr in [0.1, -1, 0.5]", None),
+    ("epochs_run in [1, 2]", None),
+    ("status == None", None),
+    ("not lr > 0.01", None),
+    ("~(lr > 0.01)", None),
     ("lr > 0.01 and status == 'completed' or epochs_run == 2", None),
-    ("lr > 0.01 & status == 'completed'", None), ("(lr > 0.05) | (epochs_run < 2)", None),
+    ("lr > 0.01 & status == 'completed'", None),
+    ("(lr > 0.05) | (epochs_run < 2)", None),
     ("model.hidden == '[16]'", "`model.hidden` == '[16]'"),
     ("`model.hidden` in ['[16]', '[64, 64]']", None),
     ("optim.lr > 0.02 and optim.lr < 0.05", "`optim.lr` > 0.02 and `optim.lr` < 0.05"),

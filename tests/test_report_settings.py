@@ -54,12 +54,15 @@ def test_options_that_vary_between_runs_hide_the_defaults_they_share(tmp_path):
     assert shared(tmp_path) == {"epochs": 2}  # not data.subset=None, data.n_test=1000, ...
 
 
-@pytest.mark.parametrize("group, option, key, value", [
-    ("data", "moons", "data.val_size", 500),  # the option's YAML overrides the schema's 5000
-    ("data", "mnist", "data.val_size", 5000),
-    ("model", "mlp", "model.hidden", "[512, 256]"),
-    ("optim", "adamw", "optim.weight_decay", 1e-4),
-])
+@pytest.mark.parametrize(
+    "group, option, key, value",
+    [
+        ("data", "moons", "data.val_size", 500),  # the option's YAML overrides the schema's 5000
+        ("data", "mnist", "data.val_size", 5000),
+        ("model", "mlp", "model.hidden", "[512, 256]"),
+        ("optim", "adamw", "optim.weight_decay", 1e-4),
+    ],
+)
 def test_option_defaults_are_what_composing_gives(group, option, key, value):
     assert option_defaults(group, option)[key] == value
     composed = plain(compose_config([f"{group}={option}"]))[group][key.split(".", 1)[1]]

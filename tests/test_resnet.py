@@ -57,11 +57,17 @@ def test_resnet20_has_the_papers_0_27m_weights():
     assert models.param_count(cfg, spec) == 272_474
 
 
-@pytest.mark.parametrize("depth,width,shortcut,channels", [
-    (8, 1, "projection", 1), (14, 2, "projection", 3), (32, 1, "identity", 3)])
+@pytest.mark.parametrize(
+    "depth,width,shortcut,channels",
+    [(8, 1, "projection", 1), (14, 2, "projection", 3), (32, 1, "identity", 3)],
+)
 def test_parameter_count_matches_the_closed_form(depth, width, shortcut, channels):
-    cfg, spec = config(f"model.depth={depth}", f"model.width={width}",
-                       f"model.shortcut={shortcut}", input_shape=(32, 32, channels))
+    cfg, spec = config(
+        f"model.depth={depth}",
+        f"model.width={width}",
+        f"model.shortcut={shortcut}",
+        input_shape=(32, 32, channels),
+    )
     expected = closed_form_params(depth, channels, 10, width, shortcut == "projection")
     assert models.param_count(cfg, spec) == expected
 
@@ -99,14 +105,27 @@ def test_batch_norm_running_statistics_update_in_training_and_serve_evaluation()
     train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats", "stats"]))
     in_training, updates = train(variables, x)
     before, after = variables["batch_stats"]["layer00_bn"], updates["batch_stats"]["layer00_bn"]
-    stem = jax.lax.conv_general_dilated(x, variables["params"]["layer00"]["kernel"], (1, 1),
-                                        [(1, 1)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    stem = jax.lax.conv_general_dilated(
+        x,
+        variables["params"]["layer00"]["kernel"],
+        (1, 1),
+        [(1, 1)] * 2,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    )
     # momentum 0.9: the running statistics move a tenth of the way to the batch's (biased) ones
     momentum = resnet.BN_MOMENTUM
-    np.testing.assert_allclose(after["mean"], momentum * before["mean"]
-                               + (1 - momentum) * stem.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(after["var"], momentum * before["var"]
-                               + (1 - momentum) * stem.var(axis=(0, 1, 2)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        after["mean"],
+        momentum * before["mean"] + (1 - momentum) * stem.mean(axis=(0, 1, 2)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(
+        after["var"],
+        momentum * before["var"] + (1 - momentum) * stem.var(axis=(0, 1, 2)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
     # evaluation normalises with the running statistics, not the batch's: one example's output
     # does not depend on the others in its batch
     trained = {**variables, "batch_stats": updates["batch_stats"]}
@@ -126,22 +145,23 @@ def test_lowerings_agree_in_outputs_and_gradients():
 
         @jax.jit
         def loss(params):
-            out, _ = model.apply({**variables, "params": params}, x, train=True,
-                                 mutable=["stats", "batch_stats"])
-            return jnp.sum(out ** 2)
+            out, _ = model.apply(
+                {**variables, "params": params}, x, train=True, mutable=["stats", "batch_stats"]
+            )
+            return jnp.sum(out**2)
 
         results[lowering] = (loss(variables["params"]), jax.jit(jax.grad(loss))(variables["params"]))
     # the longest sum: 7 convs of up to 9 x 64 terms, and a kernel gradient over every pixel
     forward = 7 * 9 * 64
     reference = results["xla"]
     for lowering in ("batch_last",):
-        np.testing.assert_allclose(results[lowering][0], reference[0],
-                                   atol=float32_atol(reference[0], forward))
+        np.testing.assert_allclose(
+            results[lowering][0], reference[0], atol=float32_atol(reference[0], forward)
+        )
         leaves = jax.tree_util.tree_leaves(reference[1])
         scale = max(float(np.abs(leaf).max()) for leaf in leaves)
         for a, b in zip(leaves, jax.tree_util.tree_leaves(results[lowering][1])):
-            np.testing.assert_allclose(b, a, rtol=FLOAT32_RTOL,
-                                       atol=float32_atol(scale, forward + x.size))
+            np.testing.assert_allclose(b, a, rtol=FLOAT32_RTOL, atol=float32_atol(scale, forward + x.size))
 
 
 def own(**fields):
@@ -150,11 +170,14 @@ def own(**fields):
     return cfg
 
 
-@pytest.mark.parametrize("fields, message", [
-    (dict(depth=21), "model.depth must be 6n+2, one of 8, 14, 20, 32, 44, 56, 110; got 21"),
-    (dict(width=0), "model.width (the channel multiplier) must be >= 1, got 0"),
-    (dict(shortcut="conv"), "unknown model.shortcut 'conv' (choose from: projection, identity)"),
-])
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        (dict(depth=21), "model.depth must be 6n+2, one of 8, 14, 20, 32, 44, 56, 110; got 21"),
+        (dict(width=0), "model.width (the channel multiplier) must be >= 1, got 0"),
+        (dict(shortcut="conv"), "unknown model.shortcut 'conv' (choose from: projection, identity)"),
+    ],
+)
 def test_bad_options_are_refused_in_one_line(fields, message):
     cfg = own(**fields)
     with pytest.raises(ConfigError) as caught:

@@ -59,8 +59,10 @@ def test_written_files_follow_the_users_umask_so_others_can_read_results(tmp_pat
 
 
 def test_metrics_keep_integer_epochs_so_a_resume_writes_its_rows_back_unchanged(tmp_path):
-    rows = [{"epoch": 1, "train_loss": 0.5, "train_accuracy": math.nan, "lr": 0.1},
-            {"epoch": 2, "train_loss": 0.125, "train_accuracy": math.nan, "lr": 0.05}]
+    rows = [
+        {"epoch": 1, "train_loss": 0.5, "train_accuracy": math.nan, "lr": 0.1},
+        {"epoch": 2, "train_loss": 0.125, "train_accuracy": math.nan, "lr": 0.05},
+    ]
     results.write_metrics(tmp_path, rows)
     written = (tmp_path / results.METRICS_FILE).read_bytes()
     frame = results.read_metrics(tmp_path)
@@ -76,30 +78,41 @@ def test_metrics_cells_that_are_not_numbers_become_nan(tmp_path):
     assert math.isnan(frame.train_loss.iloc[1])
 
 
-@pytest.mark.parametrize("name, data, problem", [
-    (results.METRICS_FILE, b"", "metrics.csv is empty"),
-    (results.METRICS_FILE, bytes(range(255, -1, -1)) * 4, "metrics.csv is not text (binary data)"),
-    (results.METRICS_FILE, b"epoch,train_loss\n1,0.5\n2\n", "metrics.csv is corrupt (rows of unequal length)"),
-    (results.SUMMARY_FILE, b"", "summary.json is empty"),
-    (results.SUMMARY_FILE, b'{"status": "compl', "summary.json is corrupt (not JSON)"),
-    (results.SUMMARY_FILE, b"[1, 2]", "summary.json is corrupt: it holds a list, not an object"),
-    (results.SUMMARY_FILE, b'{"status": 3}', "summary.json is corrupt: its status is 3, not a word"),
-    (results.CONFIG_FILE, b"", "config.yaml is empty"),
-    (results.CONFIG_FILE, b"lr: [0.1\n", "config.yaml is not readable YAML"),
-    (results.CONFIG_FILE, b"\x00\xff\xfe" * 50, "config.yaml is not readable YAML"),
-    (results.CONFIG_FILE, b"- 0.1\n- 0.2\n", "config.yaml is not a mapping of settings"),
-])
+@pytest.mark.parametrize(
+    "name, data, problem",
+    [
+        (results.METRICS_FILE, b"", "metrics.csv is empty"),
+        (results.METRICS_FILE, bytes(range(255, -1, -1)) * 4, "metrics.csv is not text (binary data)"),
+        (
+            results.METRICS_FILE,
+            b"epoch,train_loss\n1,0.5\n2\n",
+            "metrics.csv is corrupt (rows of unequal length)",
+        ),
+        (results.SUMMARY_FILE, b"", "summary.json is empty"),
+        (results.SUMMARY_FILE, b'{"status": "compl', "summary.json is corrupt (not JSON)"),
+        (results.SUMMARY_FILE, b"[1, 2]", "summary.json is corrupt: it holds a list, not an object"),
+        (results.SUMMARY_FILE, b'{"status": 3}', "summary.json is corrupt: its status is 3, not a word"),
+        (results.CONFIG_FILE, b"", "config.yaml is empty"),
+        (results.CONFIG_FILE, b"lr: [0.1\n", "config.yaml is not readable YAML"),
+        (results.CONFIG_FILE, b"\x00\xff\xfe" * 50, "config.yaml is not readable YAML"),
+        (results.CONFIG_FILE, b"- 0.1\n- 0.2\n", "config.yaml is not a mapping of settings"),
+    ],
+)
 def test_a_damaged_run_file_is_a_value_error_that_says_what_is_wrong(tmp_path, name, data, problem):
     (tmp_path / name).write_bytes(data)
-    reader = {results.METRICS_FILE: results.read_metrics, results.SUMMARY_FILE: results.read_summary,
-              results.CONFIG_FILE: results.read_config}[name]
+    reader = {
+        results.METRICS_FILE: results.read_metrics,
+        results.SUMMARY_FILE: results.read_summary,
+        results.CONFIG_FILE: results.read_config,
+    }[name]
     with pytest.raises(ValueError) as caught:
         reader(tmp_path)
     assert str(caught.value) == problem
 
 
-@pytest.mark.parametrize("reader", [results.read_metrics, results.read_summary, results.read_config,
-                                    results.read_predictions])
+@pytest.mark.parametrize(
+    "reader", [results.read_metrics, results.read_summary, results.read_config, results.read_predictions]
+)
 def test_a_missing_run_file_is_file_not_found(tmp_path, reader):
     with pytest.raises(FileNotFoundError):
         reader(tmp_path)

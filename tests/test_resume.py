@@ -104,8 +104,9 @@ def test_extending_records_the_config_it_ran_with_and_restarts_the_schedule(comp
     again = tmp_path / "again"
     assert dlrun("train", *RUN, "epochs=6", "schedule.restarts=[3]", "--out", again).exit_code == 0
     columns = ["train_loss", "val_loss", "val_accuracy", "lr"]
-    pd.testing.assert_frame_equal(results.read_metrics(again)[columns],
-                                  results.read_metrics(completed)[columns], rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(
+        results.read_metrics(again)[columns], results.read_metrics(completed)[columns], rtol=1e-5, atol=1e-6
+    )
 
 
 def test_fewer_epochs_than_already_run_is_refused(completed):
@@ -148,8 +149,9 @@ def test_an_interrupted_run_continues_with_the_same_command(tmp_path):
     result = dlrun("train", *RUN, "epochs=5", "--out", cut)
     assert result.exit_code == 0 and "continuing the interrupted run" in result.output
     columns = ["epoch", "train_loss", "val_loss", "lr"]
-    pd.testing.assert_frame_equal(results.read_metrics(cut)[columns],
-                                  results.read_metrics(straight)[columns], rtol=1e-5, atol=1e-6)
+    pd.testing.assert_frame_equal(
+        results.read_metrics(cut)[columns], results.read_metrics(straight)[columns], rtol=1e-5, atol=1e-6
+    )
     assert results.read_summary(cut)["resumes"][0]["from_epoch"] == 3
 
 
@@ -159,9 +161,11 @@ def with_legacy_fields(config: dict) -> dict:
     legacy["model"] = {**config["model"], "pooling": "max", "conv_lowering": "auto"}
     legacy["data"] = {**config["data"], "classes": 3, "target_scaling": "standardize"}
     legacy["optim"] = {**config["optim"], "momentum": 0.9, "decay": 0.9, "weight_decay": 0.0}
-    legacy["schedule"] = {k: v for k, v in {**config["schedule"], "warmup_epochs": 0.0,
-                                            "decay_epochs": 1.0, "gamma": 0.1}.items()
-                          if k != "restarts"}
+    legacy["schedule"] = {
+        k: v
+        for k, v in {**config["schedule"], "warmup_epochs": 0.0, "decay_epochs": 1.0, "gamma": 0.1}.items()
+        if k != "restarts"
+    }
     return legacy
 
 

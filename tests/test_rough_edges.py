@@ -28,8 +28,14 @@ def environment() -> dict:
 
 
 def dlrun(tmp, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dlrun", *args], cwd=tmp, env=environment(),
-                          capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "dlrun", *args],
+        cwd=tmp,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
 
 
 def lines_of(text: str) -> list[str]:
@@ -42,8 +48,14 @@ def with_disk_full_once(tmp, args, ready) -> subprocess.CompletedProcess:
     Root writes through any mode bits, so a read-only folder would not stop these tests (they
     run as root); a file size limit of 0 (RLIMIT_FSIZE) stops root too: every write then fails
     with EFBIG, as writes fail on a full disk."""
-    process = subprocess.Popen([sys.executable, "-m", "dlrun", *args], cwd=tmp, env=environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dlrun", *args],
+        cwd=tmp,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not ready():
         assert process.poll() is None, process.communicate()
@@ -69,8 +81,11 @@ needs_prlimit = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="Lin
 @needs_prlimit
 def test_a_disk_that_fills_mid_run_fails_the_run_in_one_line_and_keeps_its_files(tmp_path):
     run = tmp_path / "run"
-    result = with_disk_full_once(tmp_path, ["train", *TINY, "epochs=100000", "--out", "run"],
-                                 lambda: (run / results.METRICS_FILE).exists())
+    result = with_disk_full_once(
+        tmp_path,
+        ["train", *TINY, "epochs=100000", "--out", "run"],
+        lambda: (run / results.METRICS_FILE).exists(),
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output  # a failed run, not bad input
     assert "Traceback" not in output
@@ -83,14 +98,18 @@ def test_a_resume_that_fills_the_disk_says_the_folder_could_not_be_put_back(tmp_
     run = tmp_path / "run"
     assert dlrun(tmp_path, "train", *TINY, "epochs=1", "--out", "run").returncode == 0
     metrics = run / results.METRICS_FILE
-    result = with_disk_full_once(tmp_path, ["train", "--resume", "run", "epochs=100000"],
-                                 lambda: len(metrics.read_text().splitlines()) > 2)
+    result = with_disk_full_once(
+        tmp_path,
+        ["train", "--resume", "run", "epochs=100000"],
+        lambda: len(metrics.read_text().splitlines()) > 2,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "Traceback" not in output
     assert lines_of(result.stderr)[-1] == (
         "run failed: cannot write run: File too large; putting run back failed too (cannot "
-        "write run: File too large): each file there is whole, some of them from this attempt"), output
+        "write run: File too large): each file there is whole, some of them from this attempt"
+    ), output
     assert_whole(run)
 
 
@@ -111,13 +130,17 @@ def test_a_sweep_that_lists_a_value_twice_plans_it_once_and_says_so(tmp_path):
     result = dlrun(tmp_path, "sweep", *TINY, "lr=0.1,0.1,0.01", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert lines_of(result.stderr) == [
-        "warning: lr=0.1,0.1,0.01 lists 0.1 twice: the duplicate trial is dropped"]
+        "warning: lr=0.1,0.1,0.01 lists 0.1 twice: the duplicate trial is dropped"
+    ]
     assert "2 trials (grid)" in result.stdout
     # numbered after the drop: the same command names the same folders, with no gap
     plan = make_plan([*TINY, "lr=0.1,0.1,0.01", "seed=0,1"])
     assert [(trial.id, trial.params) for trial in plan.trials] == [
-        ("trial-000", {"lr": "0.1", "seed": "0"}), ("trial-001", {"lr": "0.1", "seed": "1"}),
-        ("trial-002", {"lr": "0.01", "seed": "0"}), ("trial-003", {"lr": "0.01", "seed": "1"})]
+        ("trial-000", {"lr": "0.1", "seed": "0"}),
+        ("trial-001", {"lr": "0.1", "seed": "1"}),
+        ("trial-002", {"lr": "0.01", "seed": "0"}),
+        ("trial-003", {"lr": "0.01", "seed": "1"}),
+    ]
 
 
 def test_report_plot_says_it_drew_the_curves_of_only_the_first_runs(tmp_path):
@@ -129,8 +152,9 @@ def test_report_plot_says_it_drew_the_curves_of_only_the_first_runs(tmp_path):
         (run / "metrics.csv").write_text("epoch,train_loss,val_loss\n1,0.5,0.6\n2,0.4,0.5\n")
     result = dlrun(tmp_path, "report", "runs", "--plot")
     assert result.returncode == 0, result.stderr
-    assert "note: curves of the first 12 of 13 runs; use --filter/--top to choose" in \
-        lines_of(result.stderr), result.stderr
+    assert "note: curves of the first 12 of 13 runs; use --filter/--top to choose" in lines_of(
+        result.stderr
+    ), result.stderr
 
 
 def test_a_corrupt_checkpoint_in_a_sweep_is_said_before_the_trial_trains_again(tmp_path):
@@ -143,7 +167,9 @@ def test_a_corrupt_checkpoint_in_a_sweep_is_said_before_the_trial_trains_again(t
     result = dlrun(tmp_path, "sweep", *sweep)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in lines_of(result.stderr) if line.startswith("warning:")]
-    assert warnings == ["warning: s/trial-001/checkpoints/last.msgpack cannot be read (ExtraData); "
-                        "trial-001 is trained again from scratch"], result.stderr
+    assert warnings == [
+        "warning: s/trial-001/checkpoints/last.msgpack cannot be read (ExtraData); "
+        "trial-001 is trained again from scratch"
+    ], result.stderr
     retrained = results.read_summary(trial)
     assert retrained["status"] == "completed" and retrained["epochs_run"] == 2

@@ -18,44 +18,62 @@ def space_of(*overrides):
     return search.distributions(parse_space(list(overrides))[1])
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("lr=interval(1e-4,1)", FloatDistribution(1e-4, 1, log=True)),  # a scale-like key: log
-    ("lr=tag(linear,interval(0.1,1))", FloatDistribution(0.1, 1)),  # the tag wins
-    ("model.dropout=interval(0,0.5)", FloatDistribution(0, 0.5)),
-    ("model.dropout=tag(log,interval(0.01,0.5))", FloatDistribution(0.01, 0.5, log=True)),
-    ("batch_size=interval(16,256)", IntDistribution(16, 256)),  # an integer key: int
-    ("seed=range(0,10,3)", IntDistribution(0, 9, step=3)),
-    ("seed=range(5)", IntDistribution(0, 4)),
-    ("activation=relu,tanh", CategoricalDistribution(["relu", "tanh"])),
-    ("optim=choice(sgd,adam)", CategoricalDistribution(["sgd", "adam"])),
-    ("model.hidden=[8],[16,16]", CategoricalDistribution(["[8]", "[16,16]"])),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("lr=interval(1e-4,1)", FloatDistribution(1e-4, 1, log=True)),  # a scale-like key: log
+        ("lr=tag(linear,interval(0.1,1))", FloatDistribution(0.1, 1)),  # the tag wins
+        ("model.dropout=interval(0,0.5)", FloatDistribution(0, 0.5)),
+        ("model.dropout=tag(log,interval(0.01,0.5))", FloatDistribution(0.01, 0.5, log=True)),
+        ("batch_size=interval(16,256)", IntDistribution(16, 256)),  # an integer key: int
+        ("seed=range(0,10,3)", IntDistribution(0, 9, step=3)),
+        ("seed=range(5)", IntDistribution(0, 4)),
+        ("activation=relu,tanh", CategoricalDistribution(["relu", "tanh"])),
+        ("optim=choice(sgd,adam)", CategoricalDistribution(["sgd", "adam"])),
+        ("model.hidden=[8],[16,16]", CategoricalDistribution(["[8]", "[16,16]"])),
+    ],
+)
 def test_each_sweep_form_becomes_its_optuna_distribution(override, expected):
     key = override.partition("=")[0]
     assert space_of(override) == {key: expected}
 
 
-@pytest.mark.parametrize("override, message", [
-    ("init=glob(he_*)", "glob() is grid-only, a sampler needs the choices written out, e.g. "
-                        "init=choice(he_uniform,he_normal)"),
-    ("lr=interval(1,0.1)", "start must be below its end"),
-    ("lr=interval(0,1)", "log-scale interval needs a positive start"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            "init=glob(he_*)",
+            "glob() is grid-only, a sampler needs the choices written out, e.g. "
+            "init=choice(he_uniform,he_normal)",
+        ),
+        ("lr=interval(1,0.1)", "start must be below its end"),
+        ("lr=interval(0,1)", "log-scale interval needs a positive start"),
+    ],
+)
 def test_what_a_sampler_cannot_use_is_refused_in_one_line(override, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         space_of(override)
 
 
-@pytest.mark.parametrize("options, message", [
-    (dict(search="bayes", trials=4), "unknown --search 'bayes' (choose from: grid, random, tpe, cmaes, qmc)"),
-    (dict(search="tpe"), "--search tpe needs a budget: add --trials N"),
-    (dict(search="tpe", trials=4, pruner="asha"), "unknown --pruner 'asha' (choose from: none, median"),
-    (dict(search="tpe", trials=4, metric="acc"), "unknown --metric 'acc' (choose from: best_val_accuracy"),
-    (dict(search="grid", trials=4), "--search grid runs every combination"),
-    (dict(search="random"), "--search random draws trials: add --trials N"),
-    (dict(trials=4, pruner="median"), "--pruner needs an adaptive search"),
-    (dict(search="tpe", trials=4, batch=0), "--batch must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            dict(search="bayes", trials=4),
+            "unknown --search 'bayes' (choose from: grid, random, tpe, cmaes, qmc)",
+        ),
+        (dict(search="tpe"), "--search tpe needs a budget: add --trials N"),
+        (dict(search="tpe", trials=4, pruner="asha"), "unknown --pruner 'asha' (choose from: none, median"),
+        (
+            dict(search="tpe", trials=4, metric="acc"),
+            "unknown --metric 'acc' (choose from: best_val_accuracy",
+        ),
+        (dict(search="grid", trials=4), "--search grid runs every combination"),
+        (dict(search="random"), "--search random draws trials: add --trials N"),
+        (dict(trials=4, pruner="median"), "--pruner needs an adaptive search"),
+        (dict(search="tpe", trials=4, batch=0), "--batch must be >= 1"),
+    ],
+)
 def test_contradicting_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         search.SearchOptions(**options).check()
@@ -116,12 +134,31 @@ def test_dry_run_shows_the_search_and_writes_nothing(tmp_path):
 
     from dlrun.cli import app
 
-    result = CliRunner().invoke(app, ["sweep", "data=xor", "lr=interval(1e-3,1)", "seed=range(3)",
-                                      "--search", "tpe", "--trials", "4", "--batch", "2",
-                                      "--pruner", "median", "--dry-run", "--out", str(tmp_path / "s")])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sweep",
+            "data=xor",
+            "lr=interval(1e-3,1)",
+            "seed=range(3)",
+            "--search",
+            "tpe",
+            "--trials",
+            "4",
+            "--batch",
+            "2",
+            "--pruner",
+            "median",
+            "--dry-run",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert ("tpe search, 4 trials asked 2 at a time, best_val_accuracy, median pruner: "
-            "lr=interval(1e-3,1), seed=range(3)") in " ".join(result.output.split())
+    assert (
+        "tpe search, 4 trials asked 2 at a time, best_val_accuracy, median pruner: "
+        "lr=interval(1e-3,1), seed=range(3)"
+    ) in " ".join(result.output.split())
     assert not (tmp_path / "s").exists()
 
 

@@ -10,20 +10,25 @@ from dlrun.report.build import build_report
 from dlrun.report.html import read_sweeps
 from dlrun.report.search import best_so_far, objective, progress, search_kind
 
-FRAME = pd.DataFrame({
-    # out of order on purpose: trials are taken by number, and trial-10 comes after trial-9
-    "run": ["trial-10", "trial-2", "trial-9", "trial-1", "trial-3"],
-    "best_val_accuracy": [0.95, 0.7, np.nan, 0.5, 0.9],
-    "best_val_loss": [0.1, 0.8, np.nan, 1.0, 0.2],
-    "epochs_run": [3, 1, 2, 3, 3],
-    "status": ["completed", "pruned", "diverged", "completed", "completed"],
-})
+FRAME = pd.DataFrame(
+    {
+        # out of order on purpose: trials are taken by number, and trial-10 comes after trial-9
+        "run": ["trial-10", "trial-2", "trial-9", "trial-1", "trial-3"],
+        "best_val_accuracy": [0.95, 0.7, np.nan, 0.5, 0.9],
+        "best_val_loss": [0.1, 0.8, np.nan, 1.0, 0.2],
+        "epochs_run": [3, 1, 2, 3, 3],
+        "status": ["completed", "pruned", "diverged", "completed", "completed"],
+    }
+)
 
 
-@pytest.mark.parametrize("metric, maximise, best", [
-    ("best_val_accuracy", True, [0.5, 0.7, 0.9, 0.9, 0.95]),
-    ("best_val_loss", False, [1.0, 0.8, 0.2, 0.2, 0.1]),
-])
+@pytest.mark.parametrize(
+    "metric, maximise, best",
+    [
+        ("best_val_accuracy", True, [0.5, 0.7, 0.9, 0.9, 0.95]),
+        ("best_val_loss", False, [1.0, 0.8, 0.2, 0.2, 0.1]),
+    ],
+)
 def test_best_so_far_is_the_running_best_in_trial_order(metric, maximise, best):
     series = best_so_far(FRAME, metric, maximise)
     assert list(series["run"]) == ["trial-1", "trial-2", "trial-3", "trial-9", "trial-10"]
@@ -34,17 +39,33 @@ def test_best_so_far_is_the_running_best_in_trial_order(metric, maximise, best):
 
 
 def test_a_search_that_has_no_value_yet_has_no_best():
-    series = best_so_far(FRAME.assign(best_val_accuracy=[0.2, np.nan, 0.1, np.nan, 0.3]),
-                         "best_val_accuracy", True)
+    series = best_so_far(
+        FRAME.assign(best_val_accuracy=[0.2, np.nan, 0.1, np.nan, 0.3]), "best_val_accuracy", True
+    )
     np.testing.assert_allclose(series["best"], [np.nan, np.nan, 0.3, 0.3, 0.3])
 
 
 def test_report_plot_draws_a_random_search_s_progress(tmp_path):
     out = tmp_path / "study"
     runner = CliRunner()
-    result = runner.invoke(app, ["sweep", "data=spirals", "data.n_samples=400", "data.val_size=100",
-                                 "data.n_test=100", "model.hidden=[8]", "epochs=2", "batch_size=50",
-                                 "lr=interval(0.001,1)", "--trials", "5", "--out", str(out)])
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "data=spirals",
+            "data.n_samples=400",
+            "data.val_size=100",
+            "data.n_test=100",
+            "model.hidden=[8]",
+            "epochs=2",
+            "batch_size=50",
+            "lr=interval(0.001,1)",
+            "--trials",
+            "5",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = read_sweeps([out])
     assert search_kind(records) == "random"
@@ -54,8 +75,8 @@ def test_report_plot_draws_a_random_search_s_progress(tmp_path):
     image = tmp_path / "report" / "search_progress.png"  # --plot draws beside the -o file
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.stat().st_size > 10_000
     html = page.read_text()
-    section = html[html.index("<section id='search'>"):]
-    assert "trial-epochs spent" in section[:section.index("</section>")]
+    section = html[html.index("<section id='search'>") :]
+    assert "trial-epochs spent" in section[: section.index("</section>")]
     assert "over 5 trials in the order they started, and over the 10 trial-epochs" in html
     rows = build_report([out]).rows
     assert objective(rows, records) == ("best_val_accuracy", True)

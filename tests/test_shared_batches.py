@@ -14,8 +14,17 @@ from dlrun.config.load import compose_config
 from dlrun.training.group import GroupRun, run_group
 from dlrun.training.trial import epoch_key, order_key
 
-BASE = ["data=moons", "data.n_samples=1100", "data.val_size=100", "model.hidden=[32,16]",
-        "epochs=2", "batch_size=64", "optim=momentum", "lr=0.05", "model.dropout=0.1"]
+BASE = [
+    "data=moons",
+    "data.n_samples=1100",
+    "data.val_size=100",
+    "model.hidden=[32,16]",
+    "epochs=2",
+    "batch_size=64",
+    "optim=momentum",
+    "lr=0.05",
+    "model.dropout=0.1",
+]
 COLUMNS = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "grad_norm"]
 
 
@@ -54,11 +63,14 @@ def test_data_seed_changes_only_the_order():
     np.testing.assert_array_equal(epoch_key(first, 1), epoch_key(second, 1))
 
 
-@pytest.mark.parametrize("per_trial, shared", [
-    ([["lr=0.01"], ["lr=0.1", "optim.l2=0.001"]], True),  # an lr sweep at one seed
-    ([["seed=0", "data_seed=5"], ["seed=1", "data_seed=5"]], True),  # init seeds, one order
-    ([["data_seed=0"], ["data_seed=1"]], False),  # seeds that also order the data: not shared
-])
+@pytest.mark.parametrize(
+    "per_trial, shared",
+    [
+        ([["lr=0.01"], ["lr=0.1", "optim.l2=0.001"]], True),  # an lr sweep at one seed
+        ([["seed=0", "data_seed=5"], ["seed=1", "data_seed=5"]], True),  # init seeds, one order
+        ([["data_seed=0"], ["data_seed=1"]], False),  # seeds that also order the data: not shared
+    ],
+)
 def test_each_trial_of_a_group_trains_as_it_does_alone(per_trial, shared, tmp_path):
     cfgs = configs(*per_trial)
     group = GroupRun(cfgs, [tmp_path / "x"] * len(cfgs), data.load(cfgs[0].data))

@@ -22,7 +22,8 @@ def test_grid_is_the_cartesian_product():
     grid = values(["lr=0.1,0.01,0.001", "seed=range(3)"])
     assert len(grid) == 9
     assert {(v["lr"], v["seed"]) for v in grid} == {
-        (lr, seed) for lr in ("0.1", "0.01", "0.001") for seed in ("0", "1", "2")}
+        (lr, seed) for lr in ("0.1", "0.01", "0.001") for seed in ("0", "1", "2")
+    }
     assert grid[4] == {"lr": "0.01", "seed": "1"}
 
 
@@ -36,7 +37,14 @@ def test_choice_range_and_glob():
     assert {v["batch_size"] for v in grid} == {"32", "64", "96"}
     assert {v["init"] for v in grid} == {"he_normal", "he_uniform"}
     assert {v["optim"] for v in values(["optim=glob(*)"])} == {
-        "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw"}
+        "sgd",
+        "momentum",
+        "nesterov",
+        "rmsprop",
+        "adagrad",
+        "adam",
+        "adamw",
+    }
 
 
 def test_random_search_is_reproducible_and_log_uniform_for_lr():
@@ -60,22 +68,27 @@ def test_linear_tag_and_integer_intervals():
     assert all(v["batch_size"].isdigit() and 16 <= int(v["batch_size"]) <= 64 for v in draws)
 
 
-@pytest.mark.parametrize("key, integer", [
-    ("batch_size", True), ("epochs", True), ("lr", False), ("optim.l2", False), ("nope", False)])
+@pytest.mark.parametrize(
+    "key, integer",
+    [("batch_size", True), ("epochs", True), ("lr", False), ("optim.l2", False), ("nope", False)],
+)
 def test_integer_keys_follow_the_schema(key, integer):
     assert is_integer_key(key) is integer
 
 
-@pytest.mark.parametrize("spec, trials, message", [
-    (["lr=interval(1e-4,1e-1)"], None, "add --trials N"),
-    (["lr=interval(1e-1,1e-4)"], 2, "an interval's start must be below its end"),
-    (["lr=interval(0,1)"], 2, "a log-scale interval needs a positive start"),
-    (["lr=0.1"], 3, "--trials 3 needs a swept key"),
-    (["seed=range(5,1)"], None, "seed=range(5,1) is empty"),
-    (["activation=glob(zz*)"], None, "matches no activation"),
-    (["lr=glob(*)"], None, "glob() works on"),
-    (["lr=0.1,,"], None, "cannot parse 'lr=0.1,,'"),
-])
+@pytest.mark.parametrize(
+    "spec, trials, message",
+    [
+        (["lr=interval(1e-4,1e-1)"], None, "add --trials N"),
+        (["lr=interval(1e-1,1e-4)"], 2, "an interval's start must be below its end"),
+        (["lr=interval(0,1)"], 2, "a log-scale interval needs a positive start"),
+        (["lr=0.1"], 3, "--trials 3 needs a swept key"),
+        (["seed=range(5,1)"], None, "seed=range(5,1) is empty"),
+        (["activation=glob(zz*)"], None, "matches no activation"),
+        (["lr=glob(*)"], None, "glob() works on"),
+        (["lr=0.1,,"], None, "cannot parse 'lr=0.1,,'"),
+    ],
+)
 def test_bad_grammar_is_refused_in_one_line(spec, trials, message):
     with pytest.raises(ConfigError) as caught:
         values(spec, trials)

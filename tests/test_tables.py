@@ -9,12 +9,14 @@ from dlrun.sweep.tables import best_table, plan_table
 def test_plan_table_title_counts_in_the_singular_for_one():
     assert plan_table(make_plan(["data=xor"])).title == "1 trial (grid) in 1 group = 1 compiled program"
     assert plan_table(make_plan(["data=xor", "lr=0.1,0.01", "batch_size=32,64"])).title == (
-        "4 trials (grid) in 2 groups = 2 compiled programs")
+        "4 trials (grid) in 2 groups = 2 compiled programs"
+    )
 
 
 def test_plan_table_counts_the_updates_of_each_group():
-    plan = make_plan(["data=xor", "data.n_samples=1000", "data.val_size=200", "batch_size=32",
-                      "epochs=3", "lr=0.1,0.01"])
+    plan = make_plan(
+        ["data=xor", "data.n_samples=1000", "data.val_size=200", "batch_size=32", "epochs=3", "lr=0.1,0.01"]
+    )
     table = plan_table(plan)
     # 2 trials x 3 epochs x (800 // 32 = 25 steps)
     assert list(table.columns[-1].cells) == ["150"]
@@ -23,10 +25,17 @@ def test_plan_table_counts_the_updates_of_each_group():
 
 def test_best_table_ranks_by_accuracy_and_leaves_out_unfinished_trials():
     plan = make_plan(["data=xor", "lr=0.1,0.01,0.001"])
-    index = pd.DataFrame({"trial": ["trial-000", "trial-001", "trial-002"], "lr": [0.1, 0.01, 0.001],
-                          "status": ["completed", "diverged", "pending"], "epochs_run": [5, 2, None],
-                          "best_val_loss": [0.3, 0.9, None], "best_val_accuracy": [0.8, 0.95, None],
-                          "test_accuracy": [0.79, 0.9, None]})
+    index = pd.DataFrame(
+        {
+            "trial": ["trial-000", "trial-001", "trial-002"],
+            "lr": [0.1, 0.01, 0.001],
+            "status": ["completed", "diverged", "pending"],
+            "epochs_run": [5, 2, None],
+            "best_val_loss": [0.3, 0.9, None],
+            "best_val_accuracy": [0.8, 0.95, None],
+            "test_accuracy": [0.79, 0.9, None],
+        }
+    )
     table = best_table(index, plan)
     assert table.title == "best 2 of 3 trials (by best_val_accuracy)"
     assert list(table.columns[0].cells) == ["trial-001", "trial-000"]

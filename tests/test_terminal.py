@@ -16,15 +16,23 @@ from dlrun.report.settings import non_default
 from dlrun.report.terminal import run_ids, setting_texts
 
 # A grid over two keys whose lr values are the kind that were cut to `0…` (3e-05, 0.0003).
-SWEEP = ["data=moons", "data.n_samples=600", "data.val_size=100", "model.hidden=[8]", "epochs=3",
-         "lr=3e-05,0.0003,0.1", "seed=0,1"]
+SWEEP = [
+    "data=moons",
+    "data.n_samples=600",
+    "data.val_size=100",
+    "model.hidden=[8]",
+    "epochs=3",
+    "lr=3e-05,0.0003,0.1",
+    "seed=0,1",
+]
 LRS, SEEDS = ["3e-05", "0.0003", "0.1"], ["0", "1"]
 
 
 def dlrun(*args, columns=80):
     env = {**os.environ, "COLUMNS": str(columns)}
-    return subprocess.run([sys.executable, "-m", "dlrun", *map(str, args)], capture_output=True,
-                          text=True, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "dlrun", *map(str, args)], capture_output=True, text=True, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +44,11 @@ def sweep(tmp_path_factory):
 
 
 def rows_of(text):
-    return [[cell.strip() for cell in line.strip("│").split("│")] for line in text.splitlines()
-            if line.startswith("│")]
+    return [
+        [cell.strip() for cell in line.strip("│").split("│")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ]
 
 
 def header_of(text):
@@ -99,8 +110,9 @@ def test_an_unknown_column_is_one_line_naming_it_and_the_valid_ones(sweep):
 def test_the_recorded_80_column_text_keeps_every_value_whole(sweep):
     built = build_report([sweep])
     console = Console(width=80, record=True, file=open(os.devnull, "w"))
-    for part in render.table_parts(built.rows, built.varying, non_default(built.constant, built.rows),
-                                   "6 runs", width=console.width):
+    for part in render.table_parts(
+        built.rows, built.varying, non_default(built.constant, built.rows), "6 runs", width=console.width
+    ):
         console.print(part)
     text = console.export_text()
     assert_fits(text, 80)
@@ -108,21 +120,27 @@ def test_the_recorded_80_column_text_keeps_every_value_whole(sweep):
     assert "model.hidden=[8]" in text and "data.name=moons" in text and "data.noise" not in text
 
 
-@pytest.mark.parametrize("values, texts", [
-    ([3e-05, 0.0003, 10.0], ["3e-05", "0.0003", "10"]),
-    ([0.0012344, 0.0012345], ["0.0012344", "0.0012345"]),  # 3-4 digits read as one
-    ([1.0, float("nan")], ["1", ""]),  # a seed read back as a float beside an unknown one
-    (["[8]", "[8, 8]"], ["[8]", "[8, 8]"]),
-])
+@pytest.mark.parametrize(
+    "values, texts",
+    [
+        ([3e-05, 0.0003, 10.0], ["3e-05", "0.0003", "10"]),
+        ([0.0012344, 0.0012345], ["0.0012344", "0.0012345"]),  # 3-4 digits read as one
+        ([1.0, float("nan")], ["1", ""]),  # a seed read back as a float beside an unknown one
+        (["[8]", "[8, 8]"], ["[8]", "[8, 8]"]),
+    ],
+)
 def test_setting_values_are_short_and_stay_distinct(values, texts):
     assert setting_texts(values) == texts
 
 
-@pytest.mark.parametrize("names, expected", [
-    (["trial-003", "trial-010"], ("trial", ["003", "010"])),
-    (["sweep/trial-0", "sweep/trial-1"], ("trial", ["0", "1"])),
-    (["trial-003"], ("run", ["trial-003"])),
-    (["adam", "sgd"], ("run", ["adam", "sgd"])),
-])
+@pytest.mark.parametrize(
+    "names, expected",
+    [
+        (["trial-003", "trial-010"], ("trial", ["003", "010"])),
+        (["sweep/trial-0", "sweep/trial-1"], ("trial", ["0", "1"])),
+        (["trial-003"], ("run", ["trial-003"])),
+        (["adam", "sgd"], ("run", ["adam", "sgd"])),
+    ],
+)
 def test_run_ids_drop_the_prefix_every_run_shares(names, expected):
     assert run_ids(names) == expected

@@ -71,8 +71,9 @@ def test_dead_relu_units_are_counted():
 
 
 def test_saturation_is_measured_for_sigmoid():
-    _, history, _ = fit("data=moons", "model.hidden=[16]", "activation=sigmoid", "init=normal",
-                        "init_scale=20")
+    _, history, _ = fit(
+        "data=moons", "model.hidden=[16]", "activation=sigmoid", "init=normal", "init_scale=20"
+    )
     assert float(history[0]["saturated_fraction"]) > 0.5
 
 
@@ -87,14 +88,24 @@ def test_augmentation_shifts_keep_shape_and_move_pixels():
     x = step.prepare_inputs(program, jnp.asarray(dataset.x_train[:8]))
     moved = step.augment(program, x, jax.random.PRNGKey(0), 0.0)
     assert moved.shape == x.shape and not np.allclose(moved, x)
-    noisy = step.augment(program.__class__(**{**program.__dict__, "augment_shift": 0}), x,
-                          jax.random.PRNGKey(0), 0.1)
+    noisy = step.augment(
+        program.__class__(**{**program.__dict__, "augment_shift": 0}), x, jax.random.PRNGKey(0), 0.1
+    )
     assert float(jnp.std(noisy - x)) == pytest.approx(0.1, rel=0.1)
 
 
 def test_regression_on_poly1d_fits_the_cubic(tmp_path):
-    cfg = compose_config(["data=poly1d", "model.hidden=[32,32]", "activation=tanh", "epochs=30", "lr=0.01",
-                          "batch_size=32", "data.target_scaling=none"])
+    cfg = compose_config(
+        [
+            "data=poly1d",
+            "model.hidden=[32,32]",
+            "activation=tanh",
+            "epochs=30",
+            "lr=0.01",
+            "batch_size=32",
+            "data.target_scaling=none",
+        ]
+    )
     summary = group.train_and_evaluate(cfg, tmp_path / "run")
     # the targets carry noise of std 0.1: the best possible mse is about 0.01
     assert summary["status"] == "completed" and summary["test_loss"] < 0.03
@@ -102,8 +113,7 @@ def test_regression_on_poly1d_fits_the_cubic(tmp_path):
 
 
 def test_huge_lr_is_diverged_not_a_crash(tmp_path):
-    cfg = compose_config(["data=moons", "model.hidden=[16]", "optim=sgd", "lr=1e6", "epochs=5",
-                          "loss=mse"])
+    cfg = compose_config(["data=moons", "model.hidden=[16]", "optim=sgd", "lr=1e6", "epochs=5", "loss=mse"])
     summary = group.train_and_evaluate(cfg, tmp_path / "run")
     assert summary["status"] == "diverged"
     assert summary["epochs_run"] < 5
@@ -126,9 +136,19 @@ def test_same_seed_same_numbers_and_resume_repeats_them(tmp_path):
 
 def test_early_stopping_stops_and_restores_best(tmp_path):
     # 200 examples and a wide net: validation loss turns up within a few epochs
-    cfg = compose_config(["data=spirals", "data.n_samples=300", "data.val_size=100", "data.noise=0.3",
-                          "model.hidden=[256,256]", "lr=0.01", "batch_size=16", "epochs=60",
-                          "early_stopping.patience=3"])
+    cfg = compose_config(
+        [
+            "data=spirals",
+            "data.n_samples=300",
+            "data.val_size=100",
+            "data.noise=0.3",
+            "model.hidden=[256,256]",
+            "lr=0.01",
+            "batch_size=16",
+            "epochs=60",
+            "early_stopping.patience=3",
+        ]
+    )
     summary = group.train_and_evaluate(cfg, tmp_path / "run")
     assert summary["early_stopped"] and summary["epochs_run"] == summary["best_epoch"] + 3
     assert summary["test_params"] == "best"

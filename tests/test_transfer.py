@@ -19,8 +19,15 @@ from dlrun.training.group import GroupRun
 
 runner = CliRunner()
 # an MLP with batch norm on three blobs: every kind of module (dense, batch norm, head), seconds
-SOURCE = ["data=blobs", "model=mlp", "model.hidden=[16,16]", "model.batch_norm=true", "epochs=3",
-          "lr=0.01", "batch_size=64"]
+SOURCE = [
+    "data=blobs",
+    "model=mlp",
+    "model.hidden=[16,16]",
+    "model.batch_norm=true",
+    "epochs=3",
+    "lr=0.01",
+    "batch_size=64",
+]
 FROZEN_BY_HEAD = ["hidden1", "hidden1_bn", "hidden2", "hidden2_bn"]
 
 
@@ -49,28 +56,41 @@ def source(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("text, trained", [
-    ("all", ["conv1", "conv2", "fc1", "fc2", "output"]),
-    ("head", ["output"]),
-    ("last2", ["fc2", "output"]),
-    ("last5", ["conv1", "conv2", "fc1", "fc2", "output"]),
-    ("conv1+output", ["conv1", "output"]),
-    ("output+conv1", ["conv1", "output"]),  # in network order, whatever the order given
-])
+@pytest.mark.parametrize(
+    "text, trained",
+    [
+        ("all", ["conv1", "conv2", "fc1", "fc2", "output"]),
+        ("head", ["output"]),
+        ("last2", ["fc2", "output"]),
+        ("last5", ["conv1", "conv2", "fc1", "fc2", "output"]),
+        ("conv1+output", ["conv1", "output"]),
+        ("output+conv1", ["conv1", "output"]),  # in network order, whatever the order given
+    ],
+)
 def test_trainable_names_layers(text, trained):
     assert trainable.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet") == trained
 
 
-@pytest.mark.parametrize("text, message", [
-    ("fc9", "model.trainable=fc9: model lenet has no layer 'fc9'; its layers: conv1, conv2, fc1, "
-            "fc2, output (give all, head, lastN or names joined by +, e.g. fc2+output)"),
-    ("last6", "model.trainable=last6: model lenet has 5 layers (conv1, conv2, fc1, fc2, output); "
-              "give last1 to last5"),
-    ("last0", "give last1 to last5"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "fc9",
+            "model.trainable=fc9: model lenet has no layer 'fc9'; its layers: conv1, conv2, fc1, "
+            "fc2, output (give all, head, lastN or names joined by +, e.g. fc2+output)",
+        ),
+        (
+            "last6",
+            "model.trainable=last6: model lenet has 5 layers (conv1, conv2, fc1, fc2, output); "
+            "give last1 to last5",
+        ),
+        ("last0", "give last1 to last5"),
+    ],
+)
 def test_trainable_refuses_what_the_model_lacks(text, message):
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
-                       .replace("+", r"\+")):
+    with pytest.raises(
+        ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")
+    ):
         trainable.trainable_layers(text, ["conv1", "conv2", "fc1", "fc2", "output"], "lenet")
 
 
@@ -78,7 +98,9 @@ def test_batch_norm_belongs_to_its_layer_and_the_layers_are_in_network_order():
     for hidden in ([16, 16], list(range(1, 12))):  # hidden10 and hidden11 after hidden9
         cfg = compose_config([*SOURCE, f"model.hidden=[{','.join(map(str, hidden))}]"])
         modules = trainable.model_modules(cfg, data.describe(cfg.data))
-        assert trainable.model_layers(modules) == [f"hidden{i}" for i in range(1, len(hidden) + 1)] + ["output"]
+        assert trainable.model_layers(modules) == [f"hidden{i}" for i in range(1, len(hidden) + 1)] + [
+            "output"
+        ]
     cfg = compose_config([*SOURCE, "model.trainable=last2"])
     assert trainable.frozen_modules(cfg, data.describe(cfg.data)) == {"hidden1", "hidden1_bn"}
 
@@ -95,7 +117,8 @@ def test_optimizer_state_holds_nothing_for_frozen_layers():
     assert sum(leaf.size for leaf in arrays) == 2 * head  # Adam's two moments, of the head only
     assert float(optim.injected_hyperparams(opt_state)["weight_decay"]) == pytest.approx(1e-4)
     updates, _ = transfer.freeze(optim.make_optimizer(cfg, 10), frozen).update(
-        jax.tree_util.tree_map(jnp.ones_like, params), opt_state, params)
+        jax.tree_util.tree_map(jnp.ones_like, params), opt_state, params
+    )
     for module in frozen:  # no step and no weight decay
         assert all(not np.any(leaf) for leaf in jax.tree_util.tree_leaves(updates[module]))
     assert np.all(np.asarray(updates["output"]["kernel"]) != 0)
@@ -109,8 +132,10 @@ def compose_params(cfg, spec):
 
 
 def test_l2_penalty_leaves_frozen_layers_out():
-    params = {"hidden1": {"kernel": jnp.full((2, 3), 2.0)}, "output": {"kernel": jnp.ones((3, 2)),
-                                                                      "bias": jnp.ones(2)}}
+    params = {
+        "hidden1": {"kernel": jnp.full((2, 3), 2.0)},
+        "output": {"kernel": jnp.ones((3, 2)), "bias": jnp.ones(2)},
+    }
     assert float(step.l2_penalty(params)) == 4.0 * 6 + 6
     assert float(step.l2_penalty(params, frozenset({"hidden1"}))) == 6
 
@@ -121,8 +146,11 @@ def test_loaded_layers_equal_the_source_runs_best_before_training(source, tmp_pa
     best = checkpoint(source)
     assert same(group.states[0].params, best["params"])  # the head too: the same classes
     assert same(group.states[0].batch_stats, best["batch_stats"])
-    assert group.trials[0].init_record == {"source": str(source), "reinitialised": [],
-                                           "loaded": [*FROZEN_BY_HEAD, "output"]}
+    assert group.trials[0].init_record == {
+        "source": str(source),
+        "reinitialised": [],
+        "loaded": [*FROZEN_BY_HEAD, "output"],
+    }
     # a different seed with no init_from draws other parameters: the load is what made them equal
     fresh = GroupRun([compose_config([*SOURCE, "seed=5"])], [tmp_path / "fresh"], group.dataset)
     assert not same(fresh.states[0].params["hidden1"], best["params"]["hidden1"])
@@ -130,14 +158,27 @@ def test_loaded_layers_equal_the_source_runs_best_before_training(source, tmp_pa
 
 def test_head_only_training_keeps_every_other_layer_bit_identical(source, tmp_path):
     out = tmp_path / "head"
-    result = dlrun("train", *SOURCE, "data.classes=4", "data.seed=1", "model.trainable=head",
-                   "--init-from", str(source), "--out", str(out))
+    result = dlrun(
+        "train",
+        *SOURCE,
+        "data.classes=4",
+        "data.seed=1",
+        "model.trainable=head",
+        "--init-from",
+        str(source),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
-    assert (f"initialised from {source}: loaded hidden1, hidden1_bn, hidden2, hidden2_bn; "
-            "re-initialised output") in " ".join(result.output.split())
+    assert (
+        f"initialised from {source}: loaded hidden1, hidden1_bn, hidden2, hidden2_bn; re-initialised output"
+    ) in " ".join(result.output.split())
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["init_from"] == {"source": str(source), "loaded": FROZEN_BY_HEAD,
-                                    "reinitialised": ["output"]}
+    assert summary["init_from"] == {
+        "source": str(source),
+        "loaded": FROZEN_BY_HEAD,
+        "reinitialised": ["output"],
+    }
     assert summary["status"] == "completed" and summary["test_accuracy"] > 0.5
     assert f"init_from: {source}" in (out / "config.yaml").read_text()
     before, after = checkpoint(source), checkpoint(out, "last")
@@ -150,8 +191,16 @@ def test_head_only_training_keeps_every_other_layer_bit_identical(source, tmp_pa
 
 def test_a_sweep_compares_transfer_and_fine_tuning_from_one_source(source, tmp_path):
     out = tmp_path / "sweep"
-    result = dlrun("sweep", *SOURCE, "data.seed=1", "model.trainable=head,all",
-                   "--init-from", str(source), "--out", str(out))
+    result = dlrun(
+        "sweep",
+        *SOURCE,
+        "data.seed=1",
+        "model.trainable=head,all",
+        "--init-from",
+        str(source),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     groups = {row["group"] for row in _rows(out / "trials.csv")}
     assert len(groups) == 2  # the optimizer's structure differs: one group each
@@ -172,19 +221,27 @@ def _rows(path):
 
 def test_another_architecture_is_refused_layer_by_layer(source):
     wider = compose_config([*SOURCE, "model.hidden=[32,16]", f"init_from={source}"])
-    with pytest.raises(ConfigError, match=r"its layer hidden1 has shapes .* only the output layer may differ"):
+    with pytest.raises(
+        ConfigError, match=r"its layer hidden1 has shapes .* only the output layer may differ"
+    ):
         transfer.check_init(wider)
     linear = compose_config([*SOURCE, "model.hidden=[]", "data.classes=4", f"init_from={source}"])
-    with pytest.raises(ConfigError, match=r"no layer of model mlp \(output\) is in that run \(its "
-                                          r"layers: hidden1, hidden1_bn, hidden2, hidden2_bn, output\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"no layer of model mlp \(output\) is in that run \(its "
+        r"layers: hidden1, hidden1_bn, hidden2, hidden2_bn, output\)",
+    ):
         transfer.check_init(linear)
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing", "no such folder"),
-    ("empty", "not a run folder (no config.yaml or summary.json)"),
-    ("no_checkpoint", "the run has no checkpoint (checkpoints/best.msgpack is missing"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing", "no such folder"),
+        ("empty", "not a run folder (no config.yaml or summary.json)"),
+        ("no_checkpoint", "the run has no checkpoint (checkpoints/best.msgpack is missing"),
+    ],
+)
 def test_a_bad_source_is_one_line_and_writes_nothing(case, message, tmp_path, source):
     folder = tmp_path / case
     if case != "missing":
@@ -200,11 +257,14 @@ def test_a_bad_source_is_one_line_and_writes_nothing(case, message, tmp_path, so
         assert not out.exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["model.trainable=fc1"], "model mlp has no layer 'fc1'; its layers: hidden1, hidden2, output"),
-    (["model.trainable=last4"], "model mlp has 3 layers (hidden1, hidden2, output); give last1 to last3"),
-    (["--resume", "RUN", "--init-from", "RUN"], "--init-from RUN starts a new one"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["model.trainable=fc1"], "model mlp has no layer 'fc1'; its layers: hidden1, hidden2, output"),
+        (["model.trainable=last4"], "model mlp has 3 layers (hidden1, hidden2, output); give last1 to last3"),
+        (["--resume", "RUN", "--init-from", "RUN"], "--init-from RUN starts a new one"),
+    ],
+)
 def test_bad_trainable_or_flags_are_one_line(args, message, tmp_path, source):
     args = [str(source) if arg == "RUN" else arg for arg in args]
     out = tmp_path / "never"

@@ -51,15 +51,18 @@ def parse_overrides(overrides) -> list:
         if not key:
             raise ConfigError(f"'{clip(text)}' has no key before '=': {HOW_TO_WRITE}")
         if override.is_delete():
-            raise ConfigError(f"'{clip(text)}' deletes a key, which dlrun does not support (every "
-                              f"key has a default): set it instead, e.g. {_example(key)}")
+            raise ConfigError(
+                f"'{clip(text)}' deletes a key, which dlrun does not support (every "
+                f"key has a default): set it instead, e.g. {_example(key)}"
+            )
         if key == "hydra" or key.startswith(("hydra.", "hydra/")):
-            raise ConfigError(f"'{clip(text)}' sets Hydra's runtime, which dlrun does not use: "
-                              f"choose the run folder with --out DIR (or name=NAME for runs/NAME/)")
+            raise ConfigError(
+                f"'{clip(text)}' sets Hydra's runtime, which dlrun does not use: "
+                f"choose the run folder with --out DIR (or name=NAME for runs/NAME/)"
+            )
         check_no_interpolation(text)
         if override.is_add() and _is_known(key):
-            raise ConfigError(f"'{clip(text)}' adds a key that exists already: set it with "
-                              f"{clip(text[1:])}")
+            raise ConfigError(f"'{clip(text)}' adds a key that exists already: set it with {clip(text[1:])}")
         parsed.append(override)
     return parsed
 
@@ -70,9 +73,11 @@ def check_no_interpolation(text: str) -> None:
     key, _, value = text.partition("=")
     if "${" in value:
         key = key.lstrip("+")
-        raise ConfigError(f"'{clip(text)}' holds an interpolation (${{...}}), which dlrun does not "
-                          f"support in overrides: give the value itself, e.g. "
-                          f"{_example(key) if _is_known(key) else 'lr=0.001'}")
+        raise ConfigError(
+            f"'{clip(text)}' holds an interpolation (${{...}}), which dlrun does not "
+            f"support in overrides: give the value itself, e.g. "
+            f"{_example(key) if _is_known(key) else 'lr=0.001'}"
+        )
 
 
 def _default_of(key: str, missing=None):
@@ -116,11 +121,15 @@ def _check_single_run(parsed: list) -> None:
     """Refuse what only `dlrun sweep` understands: swept values and study keys."""
     for override in parsed:
         if override.is_sweep_override():
-            raise ConfigError(f"'{clip(override.input_line)}' is a sweep (several values): run "
-                              f"it with `dlrun sweep {clip(override.input_line)}`")
+            raise ConfigError(
+                f"'{clip(override.input_line)}' is a sweep (several values): run "
+                f"it with `dlrun sweep {clip(override.input_line)}`"
+            )
         if override.key_or_group in SWEEP_ONLY_KEYS:
-            raise ConfigError(f"'{clip(override.input_line)}' names a study: run it with "
-                              f"`dlrun sweep {clip(override.input_line)}`")
+            raise ConfigError(
+                f"'{clip(override.input_line)}' names a study: run it with "
+                f"`dlrun sweep {clip(override.input_line)}`"
+            )
 
 
 def _too_long(name: str) -> bool:
@@ -135,8 +144,7 @@ def _check_lookup_names(parsed: list, overrides) -> None:
         if _too_long(key):
             raise ConfigError(_unknown_key(key.lstrip("+"), overrides, None))
         if key in GROUPS and isinstance(value, str) and _too_long(value):
-            raise ConfigError(f"unknown {key} '{clip(value)}' (choose from: "
-                              f"{', '.join(group_options(key))})")
+            raise ConfigError(f"unknown {key} '{clip(value)}' (choose from: {', '.join(group_options(key))})")
 
 
 def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
@@ -194,8 +202,10 @@ def _unknown_key(full: str, overrides, chosen: dict | None) -> str:
     group, _, field = full.partition(".")
     if group in GROUPS and field and "." not in field:
         option = _chosen(group, overrides, chosen)
-        return (f"{group} {clip(option)} has no field '{clip(field)}'; its fields: "
-                f"{', '.join(fields_of(group, option))}")
+        return (
+            f"{group} {clip(option)} has no field '{clip(field)}'; its fields: "
+            f"{', '.join(fields_of(group, option))}"
+        )
     parent = full.rpartition(".")[0]
     try:
         valid = ", ".join(_keys_of(parent))
@@ -214,13 +224,17 @@ def explain_compose_error(error: Exception, overrides, chosen: dict | None = Non
     unknown_key = re.search(r"Key '[^']+' (?:not in|is not in struct)[\s\S]*?full_key: ([\w.\[\]]+)", text)
     if unknown_key:
         return _unknown_key(unknown_key.group(1), overrides, chosen)
-    choice = re.search(r"Invalid value '([^']*)', expected one of \[([^\]]*)\][\s\S]*?full_key: ([\w.]+)",
-                       text)
+    choice = re.search(
+        r"Invalid value '([^']*)', expected one of \[([^\]]*)\][\s\S]*?full_key: ([\w.]+)", text
+    )
     if choice:
         value, choices, key = choice.groups()
         return f"{key}={clip(value)} is not one of: {choices}"
-    bad_value = re.search(r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
-                          r"is not a valid) (\w+)", text)
+    bad_value = re.search(
+        r"Value '([^']*)' (?:of type '\w+' could not be converted to|"
+        r"is not a valid) (\w+)",
+        text,
+    )
     if bad_value:
         key = re.search(r"full_key: ([\w.\[\]]+)", text)
         where = f"{key.group(1)}=" if key else ""

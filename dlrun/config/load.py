@@ -35,8 +35,9 @@ def typed_config(container: dict, *, drop_foreign: bool = False) -> DictConfig:
     names = names_of(container)
     unset = [group for group in GROUPS if group not in names]
     if unset:
-        raise ConfigError(f"it names no {' and no '.join(unset)} (a dlrun config names each of "
-                          f"{', '.join(GROUPS)})")
+        raise ConfigError(
+            f"it names no {' and no '.join(unset)} (a dlrun config names each of {', '.join(GROUPS)})"
+        )
     if drop_foreign:
         container = own_fields(container)
     try:

@@ -272,16 +272,39 @@ class Config:
 
 # group -> option -> its schema; `conf/<group>/<option>.yaml` names it in its defaults
 OPTION_SCHEMAS = {
-    "model": {"mlp": MLPConfig, "lenet": LeNetConfig, "cnn": CNNConfig, "alexnet": AlexNetConfig,
-              "vgg": VGGConfig, "resnet": ResNetConfig},
-    "data": {"mnist": MnistConfig, "fashion_mnist": ImageDataConfig, "cifar10": ImageDataConfig,
-             **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
-             "blobs": BlobsConfig, "rosenbrock": RegressionDataConfig, "poly1d": RegressionDataConfig},
-    "optim": {"sgd": SGDConfig, "momentum": MomentumConfig, "nesterov": MomentumConfig,
-              "rmsprop": RMSPropConfig, "adagrad": AdagradConfig, "adam": AdamConfig,
-              "adamw": AdamWConfig},
-    "schedule": {"constant": ConstantConfig, "step": StepConfig, "exponential": ExponentialConfig,
-                 "cosine": CosineConfig, "warmup_cosine": WarmupCosineConfig},
+    "model": {
+        "mlp": MLPConfig,
+        "lenet": LeNetConfig,
+        "cnn": CNNConfig,
+        "alexnet": AlexNetConfig,
+        "vgg": VGGConfig,
+        "resnet": ResNetConfig,
+    },
+    "data": {
+        "mnist": MnistConfig,
+        "fashion_mnist": ImageDataConfig,
+        "cifar10": ImageDataConfig,
+        **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
+        "blobs": BlobsConfig,
+        "rosenbrock": RegressionDataConfig,
+        "poly1d": RegressionDataConfig,
+    },
+    "optim": {
+        "sgd": SGDConfig,
+        "momentum": MomentumConfig,
+        "nesterov": MomentumConfig,
+        "rmsprop": RMSPropConfig,
+        "adagrad": AdagradConfig,
+        "adam": AdamConfig,
+        "adamw": AdamWConfig,
+    },
+    "schedule": {
+        "constant": ConstantConfig,
+        "step": StepConfig,
+        "exponential": ExponentialConfig,
+        "cosine": CosineConfig,
+        "warmup_cosine": WarmupCosineConfig,
+    },
 }
 GROUPS = tuple(OPTION_SCHEMAS)
 
@@ -323,8 +346,11 @@ def _structured(names: tuple) -> DictConfig:
 
 def names_of(cfg) -> dict:
     """{group: the option chosen} of a config (a DictConfig or a plain dict)."""
-    return {group: str(cfg[group]["name"]) for group in GROUPS
-            if group in cfg and cfg[group] is not None and "name" in cfg[group]}
+    return {
+        group: str(cfg[group]["name"])
+        for group in GROUPS
+        if group in cfg and cfg[group] is not None and "name" in cfg[group]
+    }
 
 
 def fields_of(group: str, option) -> list[str]:
@@ -343,19 +369,30 @@ def own_fields(config: dict) -> dict:
     """A plain config without the fields its options do not have: folders written before each
     option had its own schema carry every option's fields (an MLP's `hidden` in a LeNet run)."""
     names = names_of(config)
-    return {key: ({k: v for k, v in value.items() if k in _field_set(key, names[key])
-                   and not _flat_blobs_count(key, names[key], k, v)}
-                  if key in names and isinstance(value, dict) and _field_set(key, names[key])
-                  else value)
-            for key, value in config.items()}
+    return {
+        key: (
+            {
+                k: v
+                for k, v in value.items()
+                if k in _field_set(key, names[key]) and not _flat_blobs_count(key, names[key], k, v)
+            }
+            if key in names and isinstance(value, dict) and _field_set(key, names[key])
+            else value
+        )
+        for key, value in config.items()
+    }
 
 
 def _flat_blobs_count(group: str, option: str, key: str, value) -> bool:
     # the flat schema gave every data set blobs' cluster count `classes: 3`; an image set's
     # `classes` is a list of the classes it keeps, so that old number means nothing for it
     schema = option_schema(group, option)
-    return (key == "classes" and not isinstance(value, (list, type(None)))
-            and isinstance(schema, type) and issubclass(schema, ImageDataConfig))
+    return (
+        key == "classes"
+        and not isinstance(value, (list, type(None)))
+        and isinstance(schema, type)
+        and issubclass(schema, ImageDataConfig)
+    )
 
 
 def plain(cfg) -> dict:

@@ -39,8 +39,9 @@ def _check_finite(values: dict) -> None:
     """OmegaConf reads `nan` and `inf` as floats; no key means anything by them."""
     for key, value in _leaves(values):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f"{key}={value} is not a finite number: give a finite value, "
-                              f"e.g. {_example(key)}")
+            raise ConfigError(
+                f"{key}={value} is not a finite number: give a finite value, e.g. {_example(key)}"
+            )
 
 
 def _check_schema(cfg: DictConfig, names: dict, changed: dict | None) -> None:
@@ -78,10 +79,8 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     stays quick. `changed` ({dotted key: value}): only these keys differ from a config that
     passed, so only they are checked against the schema.
     """
-    from dlrun import data, models
-    from dlrun.models import activations, inits
-    from dlrun import optim
-    from dlrun.models import losses, trainable
+    from dlrun import data, models, optim
+    from dlrun.models import activations, inits, losses, trainable
 
     names = names_of(cfg)
     _check_schema(cfg, names, changed)
@@ -90,8 +89,13 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     _choose("early_stopping.metric", cfg.early_stopping.metric, ("val_loss", "val_accuracy"))
     for name in ("lr", "batch_size", "epochs", "eval_batch_size", "maxout_pieces", "data.val_size"):
         _positive(name, OmegaConf.select(cfg, name))
-    for name in ("early_stopping.patience", "early_stopping.min_delta", "augment.shift",
-                 "augment.noise_std", "huber_delta"):
+    for name in (
+        "early_stopping.patience",
+        "early_stopping.min_delta",
+        "augment.shift",
+        "augment.noise_std",
+        "huber_delta",
+    ):
         _positive(name, OmegaConf.select(cfg, name), allow_zero=True)
     optim.check(cfg)
     try:

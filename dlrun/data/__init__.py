@@ -79,12 +79,19 @@ class Source:
     class_counts: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
-def image_source(input_shape: tuple, arrays: Callable[[Any], Arrays], names: tuple,
-                 pool_counts: tuple, test_counts: tuple) -> Source:
+def image_source(
+    input_shape: tuple, arrays: Callable[[Any], Arrays], names: tuple, pool_counts: tuple, test_counts: tuple
+) -> Source:
     """A file-backed labelled image set whose official files hold these examples per class."""
-    return Source("classification", input_shape, arrays, len(names),
-                  fixed_sizes=(sum(pool_counts), sum(test_counts)), class_names=names,
-                  class_counts=(pool_counts, test_counts))
+    return Source(
+        "classification",
+        input_shape,
+        arrays,
+        len(names),
+        fixed_sizes=(sum(pool_counts), sum(test_counts)),
+        class_names=names,
+        class_counts=(pool_counts, test_counts),
+    )
 
 
 SCALINGS = ("standardize", "unit", "none")
@@ -180,8 +187,10 @@ def _check_per_class(src: Source, chosen: tuple | None, per_class: int) -> None:
     after the validation split is known only from the labels: load() checks that)."""
     for c in chosen or range(len(src.class_names)):
         if per_class > src.class_counts[0][c]:
-            raise DataError(f"data.per_class={per_class}: class {c} ({src.class_names[c]}) has only "
-                            f"{src.class_counts[0][c]} examples in the training pool")
+            raise DataError(
+                f"data.per_class={per_class}: class {c} ({src.class_names[c]}) has only "
+                f"{src.class_counts[0][c]} examples in the training pool"
+            )
 
 
 # The last data set loaded while a command reuses its loads (see reused_loads), by its key.
@@ -233,10 +242,13 @@ def _load(cfg: Any) -> Dataset:
     ds = Dataset(
         # sizes from the arrays: files served by a mirror with its own checksums may be smaller
         spec=dataclasses.replace(spec, n_train=len(train_idx), n_test=len(y_test)),
-        x_train=x_pool[train_idx], y_train=y_pool[train_idx],
-        x_val=x_pool[val_idx], y_val=y_pool[val_idx],
+        x_train=x_pool[train_idx],
+        y_train=y_pool[train_idx],
+        x_val=x_pool[val_idx],
+        y_val=y_pool[val_idx],
         # A copy, as for the fancy-indexed splits: file arrays are shared and read-only.
-        x_test=np.array(x_test), y_test=np.array(y_test),
+        x_test=np.array(x_test),
+        y_test=np.array(y_test),
     )
     _scale_inputs(ds, cfg.scaling)
     if spec.task == "regression" and cfg.target_scaling == "standardize":
@@ -247,15 +259,16 @@ def _load(cfg: Any) -> Dataset:
 def _split(cfg: Any, spec: DataSpec, y_pool: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return (validation, training) indices into the pool: a seeded split, then the cap."""
     if spec.n_val >= len(y_pool):
-        raise DataError(f"data.val_size={spec.n_val} leaves no training data: "
-                        f"the {spec.name} training pool has {len(y_pool)} examples")
+        raise DataError(
+            f"data.val_size={spec.n_val} leaves no training data: "
+            f"the {spec.name} training pool has {len(y_pool)} examples"
+        )
     # The split uses its own stream so it does not shift when generation changes.
     perm = generated.streams(cfg.seed)[2].permutation(len(y_pool))
     val_idx, train_idx = perm[: spec.n_val], perm[spec.n_val :]
     per_class = classes.chosen_per_class(cfg) if spec.class_names else None
     if per_class is not None:
-        return val_idx, classes.first_per_class(y_pool, train_idx, per_class, spec.class_names,
-                                                spec.n_val)
+        return val_idx, classes.first_per_class(y_pool, train_idx, per_class, spec.class_names, spec.n_val)
     return val_idx, train_idx[: spec.n_train]
 
 
@@ -302,18 +315,23 @@ def _standardize_targets(ds: Dataset) -> None:
 
 
 # A data set is its Source (shape facts and a loader) and one line here.
-DATASETS = Registry("data", {
-    "mnist": image_source((28, 28, 1), mnist.arrays, mnist.CLASS_NAMES, *mnist.CLASS_COUNTS),
-    "fashion_mnist": image_source((28, 28, 1), mnist.fashion_arrays, mnist.FASHION_CLASS_NAMES,
-                                  (6000,) * 10, (1000,) * 10),
-    "cifar10": image_source((32, 32, 3), cifar10.arrays, cifar10.CLASS_NAMES,
-                            (5000,) * 10, (1000,) * 10),
-    "xor": Source("classification", (2,), generated.loader(generated.xor_points), 2),
-    "moons": Source("classification", (2,), generated.loader(generated.moons_points), 2),
-    "circles": Source("classification", (2,), generated.loader(generated.circles_points), 2),
-    "spirals": Source("classification", (2,), generated.loader(generated.spirals_points), 2),
-    "blobs": Source("classification", (2,), generated.loader(generated.blobs_points), None),
-    "rosenbrock": Source("regression", (2,), generated.loader(generated.rosenbrock_points), 0,
-                         targets_nonnegative=True),
-    "poly1d": Source("regression", (1,), generated.loader(generated.poly1d_points), 0),
-}, error=DataError)
+DATASETS = Registry(
+    "data",
+    {
+        "mnist": image_source((28, 28, 1), mnist.arrays, mnist.CLASS_NAMES, *mnist.CLASS_COUNTS),
+        "fashion_mnist": image_source(
+            (28, 28, 1), mnist.fashion_arrays, mnist.FASHION_CLASS_NAMES, (6000,) * 10, (1000,) * 10
+        ),
+        "cifar10": image_source((32, 32, 3), cifar10.arrays, cifar10.CLASS_NAMES, (5000,) * 10, (1000,) * 10),
+        "xor": Source("classification", (2,), generated.loader(generated.xor_points), 2),
+        "moons": Source("classification", (2,), generated.loader(generated.moons_points), 2),
+        "circles": Source("classification", (2,), generated.loader(generated.circles_points), 2),
+        "spirals": Source("classification", (2,), generated.loader(generated.spirals_points), 2),
+        "blobs": Source("classification", (2,), generated.loader(generated.blobs_points), None),
+        "rosenbrock": Source(
+            "regression", (2,), generated.loader(generated.rosenbrock_points), 0, targets_nonnegative=True
+        ),
+        "poly1d": Source("regression", (1,), generated.loader(generated.poly1d_points), 0),
+    },
+    error=DataError,
+)

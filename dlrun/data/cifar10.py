@@ -27,16 +27,16 @@ MD5 = "c58f30108f718f92721af3b95e74349a"
 FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 # The label_names of batches.meta, fixed here so describe() needs no file.
-CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-               "truck")
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def _unpickle(tar: tarfile.TarFile, member: str) -> dict:
     try:
         f = tar.extractfile(f"{FOLDER}/{member}")
     except KeyError:
-        raise DataError(f"CIFAR-10 archive {tar.name} has no {FOLDER}/{member}; "
-                        "delete it to download a fresh copy") from None
+        raise DataError(
+            f"CIFAR-10 archive {tar.name} has no {FOLDER}/{member}; delete it to download a fresh copy"
+        ) from None
     # As the official page's Python 3 snippet loads them: the Python 2 pickles have bytes keys.
     return pickle.load(f, encoding="bytes")
 
@@ -49,8 +49,10 @@ def _batch(tar: tarfile.TarFile, member: str) -> tuple[np.ndarray, np.ndarray]:
     except (KeyError, ValueError) as e:
         raise DataError(f"CIFAR-10 batch {member} in {tar.name} is malformed ({e})") from None
     if len(x) != len(y) or y.min(initial=0) < 0 or y.max(initial=0) >= len(CLASS_NAMES):
-        raise DataError(f"CIFAR-10 batch {member} in {tar.name} has {len(x)} images, "
-                        f"{len(y)} labels in {y.min(initial=0)}..{y.max(initial=0)}")
+        raise DataError(
+            f"CIFAR-10 batch {member} in {tar.name} has {len(x)} images, "
+            f"{len(y)} labels in {y.min(initial=0)}..{y.max(initial=0)}"
+        )
     return x, y
 
 
@@ -62,8 +64,10 @@ def _read(path: str, stamp: tuple[int, int]) -> tuple[np.ndarray, ...]:
             train = [_batch(tar, member) for member in TRAIN_BATCHES]
             test = _batch(tar, "test_batch")
     except (tarfile.TarError, EOFError, OSError, zlib.error, pickle.UnpicklingError) as e:
-        raise DataError(f"CIFAR-10 archive {path} cannot be read ({type(e).__name__}: {e}); "
-                        "delete it to download a fresh copy") from None
+        raise DataError(
+            f"CIFAR-10 archive {path} cannot be read ({type(e).__name__}: {e}); "
+            "delete it to download a fresh copy"
+        ) from None
     arrays = (np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), *test)
     for a in arrays:
         a.setflags(write=False)  # shared between calls through the cache

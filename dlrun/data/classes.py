@@ -32,20 +32,23 @@ def chosen_classes(cfg: Any, names: Sequence[str]) -> tuple[int, ...] | None:
     if value is None:
         return None
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise DataError(f"data.classes={value!r} must be a list of class indices, e.g. [0,1]; "
-                        f"choices: {_choices(names)}")
+        raise DataError(
+            f"data.classes={value!r} must be a list of class indices, e.g. [0,1]; choices: {_choices(names)}"
+        )
     picked = list(value)
     for c in picked:
         if isinstance(c, bool) or not isinstance(c, Integral) or not 0 <= c < len(names):
-            raise DataError(f"data.classes: {c!r} is not a class of {cfg.name}; "
-                            f"choices: {_choices(names)}")
+            raise DataError(f"data.classes: {c!r} is not a class of {cfg.name}; choices: {_choices(names)}")
     repeated = sorted({int(c) for c in picked if picked.count(c) > 1})
     if repeated:
-        raise DataError(f"data.classes lists class {repeated[0]} ({names[repeated[0]]}) "
-                        "more than once; give each class once")
+        raise DataError(
+            f"data.classes lists class {repeated[0]} ({names[repeated[0]]}) "
+            "more than once; give each class once"
+        )
     if len(picked) < MIN_CLASSES:
-        raise DataError(f"data.classes={picked} keeps {len(picked)} class; "
-                        f"a classifier needs at least {MIN_CLASSES}")
+        raise DataError(
+            f"data.classes={picked} keeps {len(picked)} class; a classifier needs at least {MIN_CLASSES}"
+        )
     return tuple(int(c) for c in picked)
 
 
@@ -57,8 +60,10 @@ def chosen_per_class(cfg: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
         raise DataError(f"data.per_class={value!r} must be an integer >= 1")
     if getattr(cfg, "subset", None) is not None:
-        raise DataError(f"data.per_class={value} and data.subset={cfg.subset} both cap the "
-                        "training set; set one of them (data.subset=null or data.per_class=null)")
+        raise DataError(
+            f"data.per_class={value} and data.subset={cfg.subset} both cap the "
+            "training set; set one of them (data.subset=null or data.per_class=null)"
+        )
     return int(value)
 
 
@@ -70,8 +75,9 @@ def keep_classes(x: np.ndarray, y: np.ndarray, classes: Sequence[int]) -> tuple[
     return x[keep], table[y[keep]]
 
 
-def first_per_class(y: np.ndarray, order: np.ndarray, per_class: int,
-                    names: Sequence[str], n_val: int) -> np.ndarray:
+def first_per_class(
+    y: np.ndarray, order: np.ndarray, per_class: int, names: Sequence[str], n_val: int
+) -> np.ndarray:
     """Return the indices of the first `per_class` examples of each class along `order`,
     in that order (classes stay mixed). Raises DataError naming a class that has too few."""
     labels = y[order]
@@ -79,9 +85,11 @@ def first_per_class(y: np.ndarray, order: np.ndarray, per_class: int,
     for c, name in enumerate(names):
         where = np.flatnonzero(labels == c)
         if len(where) < per_class:
-            raise DataError(f"data.per_class={per_class}: class {c} ({name}) has only {len(where)} "
-                            f"training examples after the validation split of {n_val}; "
-                            "lower data.per_class or data.val_size")
+            raise DataError(
+                f"data.per_class={per_class}: class {c} ({name}) has only {len(where)} "
+                f"training examples after the validation split of {n_val}; "
+                "lower data.per_class or data.val_size"
+            )
         keep[where[:per_class]] = True
     return order[keep]
 

@@ -72,8 +72,10 @@ def expected_md5(dataset: str, name: str, official: str) -> str:
     try:
         lines = Path(manifest).expanduser().read_text().splitlines()
     except OSError as e:
-        raise DataError(f"{MANIFEST_ENV}={manifest}: cannot read the checksum manifest "
-                        f"({e.strerror or e}); fix the path or unset it") from None
+        raise DataError(
+            f"{MANIFEST_ENV}={manifest}: cannot read the checksum manifest "
+            f"({e.strerror or e}); fix the path or unset it"
+        ) from None
     for line in lines:
         digest, _, path = line.strip().partition(" ")
         if path.strip().lstrip("*") == f"{dataset}/{name}":
@@ -91,9 +93,11 @@ def md5_of(path: Path) -> str:
 
 def md5_check(md5: str) -> Check:
     """A Check comparing a file's MD5 with `md5`."""
+
     def check(path: Path) -> str | None:
         digest = md5_of(path)
         return None if digest == md5 else f"checksum mismatch (got {digest}, expected {md5})"
+
     return check
 
 
@@ -109,8 +113,7 @@ def locate(dataset: str, name: str, urls: list[str], check: Check) -> Path:
         return download(dataset, name, urls, dirs, check)
     reason = check(path)
     if reason is not None:
-        raise DataError(f"{dataset} file '{name}' at {path} has {reason}; "
-                        "delete it to download a fresh copy")
+        raise DataError(f"{dataset} file '{name}' at {path} has {reason}; delete it to download a fresh copy")
     return path
 
 
@@ -128,8 +131,10 @@ def download(dataset: str, name: str, urls: list[str], searched: list[Path], che
                 return dest_dir / name
             reasons.append(f"{url}: {reason}")
     where = ", ".join(str(d) for d in searched)
-    raise DataError(f"{dataset} file '{name}' not found in {where} and could not be downloaded "
-                    f"({'; '.join(reasons) or 'no URLs configured'}); {HINT.format(dataset=dataset)}")
+    raise DataError(
+        f"{dataset} file '{name}' not found in {where} and could not be downloaded "
+        f"({'; '.join(reasons) or 'no URLs configured'}); {HINT.format(dataset=dataset)}"
+    )
 
 
 def _try_url(url: str, dest: Path, check: Check) -> str | None:

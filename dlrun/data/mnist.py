@@ -32,8 +32,10 @@ DEFAULT_MIRRORS = (
 )
 CLASS_NAMES = tuple(str(d) for d in range(10))
 # Examples per digit in the official train and t10k files (tests/test_data.py counts them).
-CLASS_COUNTS = ((5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
-                (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009))
+CLASS_COUNTS = (
+    (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+    (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009),
+)
 
 # MD5s of the .gz files as the Fashion-MNIST README publishes them
 # (github.com/zalandoresearch/fashion-mnist, "Get the Data"; torchvision's FashionMNIST.resources
@@ -45,8 +47,18 @@ FASHION_FILES = {
     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
 }
 FASHION_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-FASHION_CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                       "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 
 # IDX type codes (third magic byte) -> big-endian numpy dtype.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -125,6 +137,7 @@ def _gunzipped_md5_check(name: str) -> download.Check:
             return f"not a valid gzip file ({e})"
         digest = hashlib.md5(raw).hexdigest()
         return None if digest == MNIST_FILES[name] else "checksum mismatch"
+
     return check
 
 

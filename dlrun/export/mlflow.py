@@ -26,8 +26,7 @@ RUN_DIR_TAG, STATUS_TAG, DIAGNOSIS_TAG = "dlrun.run_dir", "dlrun.status", "dlrun
 FLAGS_TAG, COMMAND_TAG = "dlrun.flags", "dlrun.command"
 DEFAULT_STORE = "mlruns"  # a file store beside the command, as MLflow 2 made by default
 # MLflow closes a run as one of these; a diverged run trained to the end but gave no model.
-RUN_STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILED",
-              "interrupted": "KILLED"}
+RUN_STATUS = {"completed": "FINISHED", "diverged": "FAILED", "failed": "FAILED", "interrupted": "KILLED"}
 BATCH = 1000  # MLflow's limit on metrics per log_batch call (params and tags: 100)
 
 
@@ -46,10 +45,15 @@ def export_mlflow(collected: exported.Collected, uri: str | None, experiment: st
             sweep = _sweep_folder(run_dir, collected.root)
             if sweep is not None and sweep not in parents:
                 parents[sweep] = _export_sweep(client, experiment_id, existing, sweep)
-            tags = {DIAGNOSIS_TAG: row["diagnosis"], FLAGS_TAG: ",".join(row["flags"]),
-                    STATUS_TAG: row["status"], **({MLFLOW_PARENT_RUN_ID: parents[sweep]} if sweep else {})}
-            run_id = _find_or_create(client, experiment_id, existing, run_dir,
-                                     exported.run_name(collected.root, run_dir), tags)
+            tags = {
+                DIAGNOSIS_TAG: row["diagnosis"],
+                FLAGS_TAG: ",".join(row["flags"]),
+                STATUS_TAG: row["status"],
+                **({MLFLOW_PARENT_RUN_ID: parents[sweep]} if sweep else {}),
+            }
+            run_id = _find_or_create(
+                client, experiment_id, existing, run_dir, exported.run_name(collected.root, run_dir), tags
+            )
             _log_run(client, run_id, run_dir, report.curves.get(row["folder"]), row)
     return uri
 
@@ -73,8 +77,9 @@ def _experiment_id(client: MlflowClient, name: str) -> str:
     if found is None:
         return client.create_experiment(name)
     if found.lifecycle_stage != "active":
-        raise ConfigError(f"MLflow experiment '{name}' is deleted; restore it or give "
-                          "--experiment another name")
+        raise ConfigError(
+            f"MLflow experiment '{name}' is deleted; restore it or give --experiment another name"
+        )
     return found.experiment_id
 
 
@@ -131,7 +136,7 @@ def _log_run(client: MlflowClient, run_id: str, run_dir: Path, curves, row) -> N
     _log_params(client, run_id, _config(run_dir))
     metrics = _new_metrics(client, run_id, run_dir, curves, exported.headline(row))
     for start in range(0, len(metrics), BATCH):
-        client.log_batch(run_id, metrics=metrics[start:start + BATCH])
+        client.log_batch(run_id, metrics=metrics[start : start + BATCH])
     if (run_dir / results.SUMMARY_FILE).is_file():
         client.log_artifact(run_id, str(run_dir / results.SUMMARY_FILE))
     status = row["status"]
@@ -161,7 +166,7 @@ def _log_params(client: MlflowClient, run_id: str, params: dict) -> None:
     have = client.get_run(run_id).data.params
     new = [Param(key, str(value)) for key, value in params.items() if key not in have]
     for start in range(0, len(new), 100):
-        client.log_batch(run_id, params=new[start:start + 100])
+        client.log_batch(run_id, params=new[start : start + 100])
 
 
 def _new_metrics(client, run_id: str, run_dir: Path, curves, headline: dict) -> list[Metric]:
@@ -171,13 +176,21 @@ def _new_metrics(client, run_id: str, run_dir: Path, curves, headline: dict) -> 
     point at a step. An empty cell (a statistic this run does not keep) is no point."""
     has_epochs = curves is not None and "epoch" in curves and len(curves)
     start, times = exported.epoch_times(run_dir, curves)
-    points = [(column, int(epoch), float(value), at) for column in
-              (curves.columns.drop("epoch") if has_epochs else [])
-              for epoch, value, at in zip(curves["epoch"], curves[column], times)]
+    points = [
+        (column, int(epoch), float(value), at)
+        for column in (curves.columns.drop("epoch") if has_epochs else [])
+        for epoch, value, at in zip(curves["epoch"], curves[column], times)
+    ]
     last, end = (int(curves["epoch"].iloc[-1]), times[-1]) if has_epochs else (0, start)
     points += [(name, last, value, end) for name, value in headline.items()]
     known = client.get_run(run_id).data.metrics
-    done = {key: {point.step for point in client.get_metric_history(run_id, key)}
-            for key in {point[0] for point in points} if key in known}
-    return [Metric(key, value, int(at * 1000), step) for key, step, value, at in points
-            if step not in done.get(key, ()) and not math.isnan(value)]
+    done = {
+        key: {point.step for point in client.get_metric_history(run_id, key)}
+        for key in {point[0] for point in points}
+        if key in known
+    }
+    return [
+        Metric(key, value, int(at * 1000), step)
+        for key, step, value, at in points
+        if step not in done.get(key, ()) and not math.isnan(value)
+    ]

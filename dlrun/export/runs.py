@@ -57,15 +57,19 @@ def hparams(collected: Collected) -> list[dict]:
     report = collected.report
     columns = {key: _typed(report.rows[key]) for key in report.varying}
     unknown = report.unknown_settings
-    return [{} if folder in unknown else {key: column[i] for key, column in columns.items()}
-            for i, folder in enumerate(report.rows["folder"])]
+    return [
+        {} if folder in unknown else {key: column[i] for key, column in columns.items()}
+        for i, folder in enumerate(report.rows["folder"])
+    ]
 
 
 def _typed(column: pd.Series) -> list:
     """The column's values as all bools, all floats, or else all text; a missing value
     (a null setting, e.g. no clip_norm) is the text 'None', which forces text."""
-    values = [None if _missing(value) else value.item() if isinstance(value, np.generic) else value
-              for value in column]
+    values = [
+        None if _missing(value) else value.item() if isinstance(value, np.generic) else value
+        for value in column
+    ]
     if all(isinstance(value, bool) for value in values):
         return values
     if all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
@@ -79,8 +83,11 @@ def _missing(value) -> bool:
 
 def headline(row: pd.Series) -> dict:
     """The run's finite headline numbers (HEADLINE_METRICS)."""
-    return {name: float(row[name]) for name in HEADLINE_METRICS
-            if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])}
+    return {
+        name: float(row[name])
+        for name in HEADLINE_METRICS
+        if isinstance(row.get(name), (int, float)) and math.isfinite(row[name])
+    }
 
 
 def epoch_times(run_dir: Path, curves: pd.DataFrame | None) -> tuple[float, list[float]]:

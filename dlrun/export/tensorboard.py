@@ -35,8 +35,12 @@ UNIT_COLUMNS = ("dead_fraction", "saturated_fraction")
 # hparams plugin shows a metric as the last value of its scalar tag in the session's folder.
 SUMMARY_SECTION = "summary"
 # HParams has no `interrupted`: a run stopped by the user is neither a success nor a failure.
-SESSION_STATUS = {"completed": api_pb2.STATUS_SUCCESS, "diverged": api_pb2.STATUS_FAILURE,
-                  "failed": api_pb2.STATUS_FAILURE, "running": api_pb2.STATUS_RUNNING}
+SESSION_STATUS = {
+    "completed": api_pb2.STATUS_SUCCESS,
+    "diverged": api_pb2.STATUS_FAILURE,
+    "failed": api_pb2.STATUS_FAILURE,
+    "running": api_pb2.STATUS_RUNNING,
+}
 
 
 def scalar_tag(column: str) -> str:
@@ -59,8 +63,7 @@ def export_tensorboard(collected: exported.Collected, logdir: Path) -> str:
         curves = report.curves.get(str(run_dir))
         events = _run_events(name, run_dir, row, curves, run_hparams)
         _replace_events(logdir / name, events)
-    _replace_events(logdir, [_event(_experiment(values, metrics), 0, time.time())],
-                    EXPERIMENT_SUFFIX)
+    _replace_events(logdir, [_event(_experiment(values, metrics), 0, time.time())], EXPERIMENT_SUFFIX)
     return str(logdir)
 
 
@@ -70,8 +73,7 @@ def _run_events(name, run_dir, row, curves, run_hparams) -> list:
     epochs = list(curves["epoch"]) if curves is not None and "epoch" in curves else []
     start, times = exported.epoch_times(run_dir, curves)
     times = times if epochs else [start]
-    events = [_event(summary_v2.hparams_pb(run_hparams, trial_id=name, start_time_secs=start),
-                     0, start)]
+    events = [_event(summary_v2.hparams_pb(run_hparams, trial_id=name, start_time_secs=start), 0, start)]
     for index, epoch in enumerate(epochs):
         for column in curves.columns.drop("epoch"):
             value = float(curves[column].iloc[index])
@@ -81,10 +83,17 @@ def _run_events(name, run_dir, row, curves, run_hparams) -> list:
     for metric, value in exported.headline(row).items():
         events.append(_event(scalar_pb(f"{SUMMARY_SECTION}/{metric}", value), last, times[-1]))
     end = plugin_data_pb2.SessionEndInfo(
-        status=SESSION_STATUS.get(row["status"], api_pb2.STATUS_UNKNOWN), end_time_secs=times[-1])
-    events.append(_event(_plugin_summary(metadata.SESSION_END_INFO_TAG,
-                                         plugin_data_pb2.HParamsPluginData(session_end_info=end)),
-                         last, times[-1]))
+        status=SESSION_STATUS.get(row["status"], api_pb2.STATUS_UNKNOWN), end_time_secs=times[-1]
+    )
+    events.append(
+        _event(
+            _plugin_summary(
+                metadata.SESSION_END_INFO_TAG, plugin_data_pb2.HParamsPluginData(session_end_info=end)
+            ),
+            last,
+            times[-1],
+        )
+    )
     return events
 
 
@@ -92,19 +101,22 @@ def _experiment(values: list[dict], metrics: list[str]) -> summary_pb2.Summary:
     """The experiment: each varying setting with the values it took (so the parallel
     coordinates view has its axes), and the headline numbers as metrics."""
     keys = sorted({key for run in values for key in run})
-    hparams = [summary_v2.HParam(key, summary_v2.Discrete(
-        sorted({run[key] for run in values if key in run}))) for key in keys]
+    hparams = [
+        summary_v2.HParam(key, summary_v2.Discrete(sorted({run[key] for run in values if key in run})))
+        for key in keys
+    ]
     return summary_v2.hparams_config_pb(
-        hparams, [summary_v2.Metric(f"{SUMMARY_SECTION}/{name}", display_name=name)
-                  for name in metrics], time_created_secs=time.time())
+        hparams,
+        [summary_v2.Metric(f"{SUMMARY_SECTION}/{name}", display_name=name) for name in metrics],
+        time_created_secs=time.time(),
+    )
 
 
 def _plugin_summary(tag: str, data: plugin_data_pb2.HParamsPluginData) -> summary_pb2.Summary:
     """An hparams plugin summary, as `summary_v2` builds its own (it has no public builder for
     the session end)."""
     summary = summary_pb2.Summary()
-    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data),
-                      tensor=metadata.NULL_TENSOR)
+    summary.value.add(tag=tag, metadata=metadata.create_summary_metadata(data), tensor=metadata.NULL_TENSOR)
     return summary
 
 
@@ -126,7 +138,10 @@ def _replace_events(folder: Path, events: list, suffix: str = "") -> None:
         writer.close()
         (written,) = Path(scratch).iterdir()
         for old in folder.glob(f"{EVENTS_PREFIX}*"):
-            if old.is_file() and old.name.endswith(suffix) and (
-                    suffix or not old.name.endswith(EXPERIMENT_SUFFIX)):
+            if (
+                old.is_file()
+                and old.name.endswith(suffix)
+                and (suffix or not old.name.endswith(EXPERIMENT_SUFFIX))
+            ):
                 old.unlink()
         os.replace(written, folder / written.name)

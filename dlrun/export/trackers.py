@@ -31,8 +31,9 @@ def export(path: Path, to: str, target: str | None, experiment: str = "dlrun") -
     if to not in TARGETS:
         raise ConfigError(f"unknown --to '{to}' (choose from: {', '.join(TARGETS)})")
     if to == "tensorboard" and not target:
-        raise ConfigError("--to tensorboard needs a folder to write to: dlrun export RUNS "
-                          "--to tensorboard DIR")
+        raise ConfigError(
+            "--to tensorboard needs a folder to write to: dlrun export RUNS --to tensorboard DIR"
+        )
     _require(to)
     collected = collect(path)
     if to == "tensorboard":

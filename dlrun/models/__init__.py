@@ -29,14 +29,17 @@ class Family(NamedTuple):
     workspace: Callable = lambda model, spec: 0
 
 
-MODELS = Registry("model", {
-    "mlp": Family(mlp.build, mlp.OPTIONS, mlp.check_fits),
-    "lenet": Family(lenet.build, lenet.OPTIONS, lenet.check_fits, lenet.workspace),
-    "cnn": Family(cnn.build, cnn.OPTIONS, cnn.check_fits, cnn.workspace),
-    "alexnet": Family(alexnet.build, alexnet.OPTIONS, alexnet.check_fits, alexnet.workspace),
-    "vgg": Family(vgg.build, vgg.OPTIONS, vgg.check_fits, vgg.workspace),
-    "resnet": Family(resnet.build, resnet.OPTIONS, resnet.check_fits, resnet.workspace),
-})
+MODELS = Registry(
+    "model",
+    {
+        "mlp": Family(mlp.build, mlp.OPTIONS, mlp.check_fits),
+        "lenet": Family(lenet.build, lenet.OPTIONS, lenet.check_fits, lenet.workspace),
+        "cnn": Family(cnn.build, cnn.OPTIONS, cnn.check_fits, cnn.workspace),
+        "alexnet": Family(alexnet.build, alexnet.OPTIONS, alexnet.check_fits, alexnet.workspace),
+        "vgg": Family(vgg.build, vgg.OPTIONS, vgg.check_fits, vgg.workspace),
+        "resnet": Family(resnet.build, resnet.OPTIONS, resnet.check_fits, resnet.workspace),
+    },
+)
 
 
 def check(cfg, spec) -> None:

@@ -33,19 +33,22 @@ def maxout(x, pieces: int):
 
 
 # name -> builder taking the config, returning the activation callable
-ACTIVATIONS: Registry[Callable] = Registry("activation", {
-    "sigmoid": lambda cfg: nn.sigmoid,
-    "tanh": lambda cfg: jnp.tanh,
-    "relu": lambda cfg: nn.relu,
-    "leaky_relu": lambda cfg: lambda x: nn.leaky_relu(x, cfg.activation_slope),
-    "elu": lambda cfg: nn.elu,
-    "gelu": lambda cfg: nn.gelu,
-    "silu": lambda cfg: nn.silu,
-    "softplus": lambda cfg: nn.softplus,
-    "identity": lambda cfg: lambda x: x,
-    "prelu": lambda cfg: PReLU(initial_slope=cfg.activation_slope),
-    "maxout": lambda cfg: lambda x: maxout(x, cfg.maxout_pieces),
-})
+ACTIVATIONS: Registry[Callable] = Registry(
+    "activation",
+    {
+        "sigmoid": lambda cfg: nn.sigmoid,
+        "tanh": lambda cfg: jnp.tanh,
+        "relu": lambda cfg: nn.relu,
+        "leaky_relu": lambda cfg: lambda x: nn.leaky_relu(x, cfg.activation_slope),
+        "elu": lambda cfg: nn.elu,
+        "gelu": lambda cfg: nn.gelu,
+        "silu": lambda cfg: nn.silu,
+        "softplus": lambda cfg: nn.softplus,
+        "identity": lambda cfg: lambda x: x,
+        "prelu": lambda cfg: PReLU(initial_slope=cfg.activation_slope),
+        "maxout": lambda cfg: lambda x: maxout(x, cfg.maxout_pieces),
+    },
+)
 
 # Activations whose zero-centred linear region makes He (fan_in, gain 2) the variance-preserving init.
 RELU_LIKE = frozenset({"relu", "leaky_relu", "elu", "gelu", "silu", "prelu", "maxout"})

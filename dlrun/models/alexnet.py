@@ -32,17 +32,26 @@ DENSE = (4096, 4096)
 def layers(model) -> list[convnet.ConvLayer]:
     """AlexNet's five conv layers at the config's width."""
     c1, c2, c3, c4, c5 = convnet.widths(CONV, float(model.width))
-    return [convnet.ConvLayer(c1, 5, 2, pool="max"), convnet.ConvLayer(c2, 5, 2, pool="max"),
-            convnet.ConvLayer(c3, 3, 1), convnet.ConvLayer(c4, 3, 1),
-            convnet.ConvLayer(c5, 3, 1, pool="max")]
+    return [
+        convnet.ConvLayer(c1, 5, 2, pool="max"),
+        convnet.ConvLayer(c2, 5, 2, pool="max"),
+        convnet.ConvLayer(c3, 3, 1),
+        convnet.ConvLayer(c4, 3, 1),
+        convnet.ConvLayer(c5, 3, 1, pool="max"),
+    ]
 
 
 def build(model, outputs: int, common: dict) -> convnet.ConvNet:
     """Return AlexNet for the config node `model` (cfg.model) with `outputs` output units."""
     return convnet.ConvNet(
-        layers=tuple(layers(model)), dense=convnet.widths(DENSE, float(model.width)),
-        outputs=outputs, batch_norm=bool(model.batch_norm), use_dropout=model.dropout > 0,
-        lowering=conv.resolve_lowering(str(model.conv_lowering), jax.default_backend()), **common)
+        layers=tuple(layers(model)),
+        dense=convnet.widths(DENSE, float(model.width)),
+        outputs=outputs,
+        batch_norm=bool(model.batch_norm),
+        use_dropout=model.dropout > 0,
+        lowering=conv.resolve_lowering(str(model.conv_lowering), jax.default_backend()),
+        **common,
+    )
 
 
 def check_width(key: str, width) -> None:

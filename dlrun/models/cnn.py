@@ -23,25 +23,39 @@ NAME = "cnn"
 
 def layers(model) -> list[convnet.ConvLayer]:
     """The conv layers the config node `model` (cfg.model) describes."""
-    return [convnet.ConvLayer(int(features), int(model.kernel), int(model.padding),
-                              int(model.stride), int(model.dilation), str(model.pool),
-                              int(model.pool_size))
-            for features in model.channels]
+    return [
+        convnet.ConvLayer(
+            int(features),
+            int(model.kernel),
+            int(model.padding),
+            int(model.stride),
+            int(model.dilation),
+            str(model.pool),
+            int(model.pool_size),
+        )
+        for features in model.channels
+    ]
 
 
 def build(model, outputs: int, common: dict) -> convnet.ConvNet:
     """Return the network for the config node `model` with `outputs` output units."""
     return convnet.ConvNet(
-        layers=tuple(layers(model)), dense=tuple(int(w) for w in model.dense), outputs=outputs,
+        layers=tuple(layers(model)),
+        dense=tuple(int(w) for w in model.dense),
+        outputs=outputs,
         lowering=conv.resolve_lowering(str(model.conv_lowering), jax.default_backend()),
-        batch_norm=bool(model.batch_norm), use_dropout=model.dropout > 0,
-        global_pool=bool(model.global_pool), **common)
+        batch_norm=bool(model.batch_norm),
+        use_dropout=model.dropout > 0,
+        global_pool=bool(model.global_pool),
+        **common,
+    )
 
 
 def _at_least(minimum: int):
     def check(key: str, value) -> None:
         if int(value) < minimum:
             raise ConfigError(f"{key} must be >= {minimum}, got {value}")
+
     return check
 
 
@@ -50,9 +64,17 @@ def _widths(key: str, widths) -> None:
         raise ConfigError(f"{key} widths must be > 0, got {list(widths)}")
 
 
-OPTIONS = {"channels": _widths, "dense": _widths, "kernel": _at_least(1), "padding": _at_least(0),
-           "stride": _at_least(1), "dilation": _at_least(1), "pool_size": _at_least(1),
-           "dropout": check_dropout, "conv_lowering": check_lowering}
+OPTIONS = {
+    "channels": _widths,
+    "dense": _widths,
+    "kernel": _at_least(1),
+    "padding": _at_least(0),
+    "stride": _at_least(1),
+    "dilation": _at_least(1),
+    "pool_size": _at_least(1),
+    "dropout": check_dropout,
+    "conv_lowering": check_lowering,
+}
 
 
 def check_fits(model, spec) -> None:

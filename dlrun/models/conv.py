@@ -16,6 +16,7 @@ cross-correlation and picks one per backend:
 Layout names: NHWC = [batch, height, width, channel]; CHWB ("batch last")
 = [channel, height, width, batch].  Kernels are always HWIO.
 """
+
 from __future__ import annotations
 
 import numbers
@@ -51,17 +52,17 @@ def resolve_lowering(lowering: str, backend: str | None = None) -> str:
     return lowering
 
 
-def conv_output_size(size: int, kernel: int, padding: int = 0, stride: int = 1,
-                     dilation: int = 1) -> int:
+def conv_output_size(size: int, kernel: int, padding: int = 0, stride: int = 1, dilation: int = 1) -> int:
     """Output length of a convolution: floor((W + 2p - d(k-1) - 1) / s) + 1."""
     if stride < 1 or dilation < 1 or kernel < 1 or padding < 0:
         raise ValueError(
-            f"invalid conv geometry: kernel={kernel} padding={padding} "
-            f"stride={stride} dilation={dilation}")
+            f"invalid conv geometry: kernel={kernel} padding={padding} stride={stride} dilation={dilation}"
+        )
     out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
     if out < 1:
-        raise ValueError(f"conv output would be empty: size={size} kernel={kernel} "
-                         f"padding={padding} dilation={dilation}")
+        raise ValueError(
+            f"conv output would be empty: size={size} kernel={kernel} padding={padding} dilation={dilation}"
+        )
     return out
 
 
@@ -75,8 +76,9 @@ from_batch_last = to_batch_last
 
 def _check_conv_args(x, kernel, padding, stride=1):
     if x.ndim != 4 or kernel.ndim != 4:
-        raise ValueError(f"conv2d wants a 4-D input and an HWIO kernel, got shapes "
-                         f"{x.shape} and {kernel.shape}")
+        raise ValueError(
+            f"conv2d wants a 4-D input and an HWIO kernel, got shapes {x.shape} and {kernel.shape}"
+        )
     if isinstance(padding, bool) or not isinstance(padding, numbers.Integral) or padding < 0:
         raise ValueError(f"padding must be a non-negative int, got {padding!r}")
     if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
@@ -95,8 +97,8 @@ def conv2d(x, kernel, *, padding: int = 0, lowering: str = "auto", stride: int =
     name = resolve_lowering(lowering)
     if name == "xla":
         return lax.conv_general_dilated(
-            x, kernel, (stride, stride), [(padding, padding)] * 2,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+            x, kernel, (stride, stride), [(padding, padding)] * 2, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
     if name == "im2col":
         return _conv_im2col_nhwc(x, kernel, padding, stride)
     # NHWC in/out costs transposes (~6 ms of a 14 ms step: XLA fuses them
@@ -120,8 +122,11 @@ def _conv_im2col_nhwc(x, kernel, padding, stride=1):
     kh, kw, cin, cout = kernel.shape
     xp = jnp.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     h, w = (xp.shape[1] - kh) // stride + 1, (xp.shape[2] - kw) // stride + 1
-    cols = [xp[:, i:i + (h - 1) * stride + 1:stride, j:j + (w - 1) * stride + 1:stride, :]
-            for i in range(kh) for j in range(kw)]
+    cols = [
+        xp[:, i : i + (h - 1) * stride + 1 : stride, j : j + (w - 1) * stride + 1 : stride, :]
+        for i in range(kh)
+        for j in range(kw)
+    ]
     patches = jnp.concatenate(cols, axis=-1).reshape(-1, kh * kw * cin)
     y = patches @ kernel.reshape(kh * kw * cin, cout)
     return y.reshape(x.shape[0], h, w, cout)
@@ -133,8 +138,8 @@ def _patches_batch_last(xp, kh, kw, stride=1):
     h, w = (hp - kh) // stride + 1, (wp - kw) // stride + 1
     # Stacking the 5 W-shifts, then 5 H-shifts of that, is ~2x faster on XLA
     # CPU than one 25-way stack of 2-D-strided slices.
-    xj = jnp.stack([xp[:, :, j:j + (w - 1) * stride + 1:stride, :] for j in range(kw)])
-    p = jnp.stack([xj[:, :, i:i + (h - 1) * stride + 1:stride] for i in range(kh)])
+    xj = jnp.stack([xp[:, :, j : j + (w - 1) * stride + 1 : stride, :] for j in range(kw)])
+    p = jnp.stack([xj[:, :, i : i + (h - 1) * stride + 1 : stride] for i in range(kh)])
     return p.reshape(kh * kw * c, h * w * b)
 
 
@@ -157,7 +162,7 @@ def _shifted_sum(xp, kernel):
     for i in range(kh):
         for j in range(kw):
             for c in range(cin):
-                term = kernel[i, j, c][:, None, None, None] * xp[c, i:i + h, j:j + w, :][None]
+                term = kernel[i, j, c][:, None, None, None] * xp[c, i : i + h, j : j + w, :][None]
                 y = term if y is None else y + term
     return y
 
@@ -216,11 +221,11 @@ def _wgrad_row_windows(xp, dy, kh, kw):
     """
     c, h, w, b = dy.shape
     hp = xp.shape[1]
-    rows = jnp.stack([xp[0, :, j:j + w, :] for j in range(kw)]).reshape(kw * hp, w * b)
+    rows = jnp.stack([xp[0, :, j : j + w, :] for j in range(kw)]).reshape(kw * hp, w * b)
     g = lax.dot_general(rows, dy.reshape(c * h, w * b), (((1,), (1,)), ((), ())))
     g = g.reshape(kw, hp, c, h).transpose(0, 2, 1, 3).reshape(kw, c, hp * h)
     # Element (h', h) sits at h'*H + h; h' = h + i is a stride-(H+1) slice.
-    diag = [g[:, :, i * h: i * h + (h + 1) * (h - 1) + 1: h + 1].sum(-1) for i in range(kh)]
+    diag = [g[:, :, i * h : i * h + (h + 1) * (h - 1) + 1 : h + 1].sum(-1) for i in range(kh)]
     return jnp.stack(diag).reshape(kh, kw, 1, c)
 
 

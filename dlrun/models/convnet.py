@@ -45,8 +45,10 @@ def geometry(model_name: str, layers: Sequence[ConvLayer], spec) -> list[LayerGe
     first layer whose input is smaller than its kernel or pooling window."""
     shape = tuple(spec.input_shape)
     if len(shape) != 3:
-        raise ConfigError(f"model {model_name} needs images (H, W, C), but data '{spec.name}' "
-                          f"has inputs of shape {shape} (use model=mlp)")
+        raise ConfigError(
+            f"model {model_name} needs images (H, W, C), but data '{spec.name}' "
+            f"has inputs of shape {shape} (use model=mlp)"
+        )
     (height, width), channels, sizes = shape[:2], shape[2], []
     for index, layer in enumerate(layers, start=1):
         span = layer.dilation * (layer.kernel - 1) + 1  # the receptive field of one output
@@ -55,15 +57,19 @@ def geometry(model_name: str, layers: Sequence[ConvLayer], spec) -> list[LayerGe
             raise ConfigError(
                 f"model {model_name}: conv{index} gets a {height}x{width} map but its kernel "
                 f"{layer.kernel} (padding {layer.padding}, dilation {layer.dilation}) needs at "
-                f"least {need}x{need}")
-        conv_out = tuple(conv.conv_output_size(side, layer.kernel, layer.padding, layer.stride,
-                                               layer.dilation) for side in (height, width))
+                f"least {need}x{need}"
+            )
+        conv_out = tuple(
+            conv.conv_output_size(side, layer.kernel, layer.padding, layer.stride, layer.dilation)
+            for side in (height, width)
+        )
         height, width = conv_out
         if layer.pool != "none":
             if min(height, width) < layer.pool_size:
                 raise ConfigError(
                     f"model {model_name}: the {layer.pool} pooling after conv{index} gets a "
-                    f"{height}x{width} map but its window is {layer.pool_size}x{layer.pool_size}")
+                    f"{height}x{width} map but its window is {layer.pool_size}x{layer.pool_size}"
+                )
             height, width = height // layer.pool_size, width // layer.pool_size
         sizes.append(LayerGeometry(channels, conv_out, (height, width)))
         channels = layer.features
@@ -75,9 +81,11 @@ def workspace(model_name: str, layers: Sequence[ConvLayer], spec, lowering: str)
     pixel); XLA's own convolution, which also takes every strided or dilated layer, builds none."""
     if lowering == "xla":
         return 0
-    return sum(layer.kernel ** 2 * size.channels_in * size.conv_out[0] * size.conv_out[1]
-               for layer, size in zip(layers, geometry(model_name, layers, spec))
-               if (layer.stride, layer.dilation) == (1, 1))
+    return sum(
+        layer.kernel**2 * size.channels_in * size.conv_out[0] * size.conv_out[1]
+        for layer, size in zip(layers, geometry(model_name, layers, spec))
+        if (layer.stride, layer.dilation) == (1, 1)
+    )
 
 
 def pool(x, kind: str, size: int):
@@ -115,8 +123,16 @@ class ConvNet(nn.Module):
             x = conv.to_batch_last(x)
         for index, layer in enumerate(self.layers, start=1):
             name = f"conv{index}"
-            x = Conv(layer.features * pieces, layer.kernel, layer.padding, self.lowering,
-                     stride=layer.stride, dilation=layer.dilation, name=name, **inits)(x)
+            x = Conv(
+                layer.features * pieces,
+                layer.kernel,
+                layer.padding,
+                self.lowering,
+                stride=layer.stride,
+                dilation=layer.dilation,
+                name=name,
+                **inits,
+            )(x)
             x = self._norm(x, train, name, channel_axis)
             x = activate(self, x, self.act, name, channel_axis)
             if layer.pool != "none":

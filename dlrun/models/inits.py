@@ -31,23 +31,27 @@ class Init(NamedTuple):
 
 
 # `auto` is resolved by the activation (resolve_init_name), so it is a name without an entry
-INITS = Registry("init", {
-    "zeros": Init(lambda s: jinit.zeros, None),
-    "constant": Init(lambda s: jinit.constant(s), 0.1),
-    "normal": Init(lambda s: jinit.normal(stddev=s), 0.01),
-    "uniform": Init(_uniform, 0.05),
-    "lecun_uniform": Init(lambda s: jinit.lecun_uniform(), None),
-    "lecun_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_in", "normal"), None),
-    "glorot_uniform": Init(lambda s: jinit.glorot_uniform(), None),
-    "glorot_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
-    "xavier_uniform": Init(lambda s: jinit.glorot_uniform(), None),
-    "xavier_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
-    "he_uniform": Init(lambda s: jinit.he_uniform(), None),
-    "he_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
-    "kaiming_uniform": Init(lambda s: jinit.he_uniform(), None),
-    "kaiming_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
-    "orthogonal": Init(lambda s: jinit.orthogonal(scale=s), 1.0),
-}, extra=("auto",))
+INITS = Registry(
+    "init",
+    {
+        "zeros": Init(lambda s: jinit.zeros, None),
+        "constant": Init(lambda s: jinit.constant(s), 0.1),
+        "normal": Init(lambda s: jinit.normal(stddev=s), 0.01),
+        "uniform": Init(_uniform, 0.05),
+        "lecun_uniform": Init(lambda s: jinit.lecun_uniform(), None),
+        "lecun_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_in", "normal"), None),
+        "glorot_uniform": Init(lambda s: jinit.glorot_uniform(), None),
+        "glorot_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
+        "xavier_uniform": Init(lambda s: jinit.glorot_uniform(), None),
+        "xavier_normal": Init(lambda s: jinit.variance_scaling(1.0, "fan_avg", "normal"), None),
+        "he_uniform": Init(lambda s: jinit.he_uniform(), None),
+        "he_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
+        "kaiming_uniform": Init(lambda s: jinit.he_uniform(), None),
+        "kaiming_normal": Init(lambda s: jinit.variance_scaling(2.0, "fan_in", "normal"), None),
+        "orthogonal": Init(lambda s: jinit.orthogonal(scale=s), 1.0),
+    },
+    extra=("auto",),
+)
 # jax's lecun_normal/glorot_normal/he_normal draw from a *truncated* normal rescaled to the target
 # variance; the plain-normal forms above match the textbook formulas the lessons derive.
 

@@ -96,11 +96,15 @@ class Conv(nn.Module):
         if (self.stride, self.dilation) != (1, 1):
             layout = "CHWN" if batch_last else "NHWC"
             y = lax.conv_general_dilated(
-                x, kernel, (self.stride,) * 2, [(self.padding, self.padding)] * 2,
-                rhs_dilation=(self.dilation,) * 2, dimension_numbers=(layout, "HWIO", layout))
+                x,
+                kernel,
+                (self.stride,) * 2,
+                [(self.padding, self.padding)] * 2,
+                rhs_dilation=(self.dilation,) * 2,
+                dimension_numbers=(layout, "HWIO", layout),
+            )
             return y + bias.reshape((-1, 1, 1, 1) if batch_last else (1, 1, 1, -1))
         if batch_last:
             return conv.conv2d_batch_last(x, kernel, padding=self.padding) + bias.reshape(-1, 1, 1, 1)
         y = conv.conv2d(x, kernel, padding=self.padding, lowering=self.lowering)
         return y + bias.reshape(1, 1, 1, -1)
-

@@ -43,8 +43,7 @@ class LeNet5(nn.Module):
         for name, features, padding in (("conv1", 6, 2), ("conv2", 16, 0)):
             x = Conv(features * pieces, 5, padding, self.lowering, name=name, **inits)(x)
             if self.batch_norm:
-                x = nn.BatchNorm(use_running_average=not train, axis=channel_axis,
-                                 name=f"{name}_bn")(x)
+                x = nn.BatchNorm(use_running_average=not train, axis=channel_axis, name=f"{name}_bn")(x)
             x = pool(activate(self, x, self.act, name, channel_axis), 2)
         if batch_last:
             x = conv.from_batch_last(x)  # flatten in NHWC order: the same weights either way
@@ -56,13 +55,20 @@ class LeNet5(nn.Module):
                 x = dropout(self, x, dropout_rate, train)
         return nn.Dense(self.outputs, name="output", **inits)(x)
 
+
 def build(model, outputs: int, common: dict) -> LeNet5:
     """Return LeNet-5 for the config node `model` (cfg.model) with `outputs` output units."""
     lowering = conv.resolve_lowering(model.conv_lowering, jax.default_backend())
     # LeNet's own option file (conf/model/lenet.yaml) sets no batch_norm; the flat schema does
     batch_norm = bool(model.get("batch_norm", False))
-    return LeNet5(outputs=outputs, pooling=model.pooling, lowering=lowering, batch_norm=batch_norm,
-                  use_dropout=model.dropout > 0, **common)
+    return LeNet5(
+        outputs=outputs,
+        pooling=model.pooling,
+        lowering=lowering,
+        batch_norm=batch_norm,
+        use_dropout=model.dropout > 0,
+        **common,
+    )
 
 
 def check_lowering(key: str, lowering: str) -> None:
@@ -70,8 +76,11 @@ def check_lowering(key: str, lowering: str) -> None:
         raise ConfigError(f"unknown {key} '{lowering}' (choose from: auto, {', '.join(conv.LOWERINGS)})")
 
 
-OPTIONS = {"pooling": lambda key, name: POOLINGS.check(name), "conv_lowering": check_lowering,
-           "dropout": check_dropout}
+OPTIONS = {
+    "pooling": lambda key, name: POOLINGS.check(name),
+    "conv_lowering": check_lowering,
+    "dropout": check_dropout,
+}
 
 
 def workspace(model, spec) -> int:

@@ -72,17 +72,21 @@ def huber(outputs, targets, hyper):
 
 BOTH = ("classification", "regression")
 # `auto` is resolved by the task (resolve_loss), so it is a name without an entry
-LOSSES = Registry("loss", {
-    "softmax_cross_entropy": Loss(softmax_cross_entropy, ("classification",)),
-    "binary_cross_entropy": Loss(binary_cross_entropy, ("classification",), binary_only=True),
-    "binary_cross_entropy_with_logits": Loss(
-        binary_cross_entropy_with_logits, ("classification",), binary_only=True
-    ),
-    "mse": Loss(mse, BOTH),
-    "mae": Loss(mae, BOTH),
-    "msle": Loss(msle, ("regression",)),
-    "huber": Loss(huber, BOTH),
-}, extra=("auto",))
+LOSSES = Registry(
+    "loss",
+    {
+        "softmax_cross_entropy": Loss(softmax_cross_entropy, ("classification",)),
+        "binary_cross_entropy": Loss(binary_cross_entropy, ("classification",), binary_only=True),
+        "binary_cross_entropy_with_logits": Loss(
+            binary_cross_entropy_with_logits, ("classification",), binary_only=True
+        ),
+        "mse": Loss(mse, BOTH),
+        "mae": Loss(mae, BOTH),
+        "msle": Loss(msle, ("regression",)),
+        "huber": Loss(huber, BOTH),
+    },
+    extra=("auto",),
+)
 DEFAULT_LOSS = {"classification": "softmax_cross_entropy", "regression": "mse"}
 
 
@@ -104,7 +108,7 @@ def check_compatible(name: str, spec, target_scaling: str = "none") -> None:
     if spec.task not in loss.tasks:
         raise ConfigError(
             f"loss '{name}' does not fit {spec.task} data '{spec.name}' "
-            f"(choose from: {', '.join(n for n, l in LOSSES.items() if spec.task in l.tasks)})"
+            f"(choose from: {', '.join(n for n, each in LOSSES.items() if spec.task in each.tasks)})"
         )
     if loss.binary_only and spec.num_classes != 2:
         raise ConfigError(

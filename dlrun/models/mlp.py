@@ -35,14 +35,20 @@ class MLP(nn.Module):
             x = activate(self, x, self.act, name)
             if self.use_dropout:
                 x = dropout(self, x, dropout_rate, train)
-        return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init,
-                        name="output")(x)
+        return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init, name="output")(
+            x
+        )
 
 
 def build(model, outputs: int, common: dict) -> MLP:
     """Return the MLP for the config node `model` (cfg.model) with `outputs` output units."""
-    return MLP(hidden=tuple(model.hidden), outputs=outputs, batch_norm=model.batch_norm,
-               use_dropout=model.dropout > 0, **common)
+    return MLP(
+        hidden=tuple(model.hidden),
+        outputs=outputs,
+        batch_norm=model.batch_norm,
+        use_dropout=model.dropout > 0,
+        **common,
+    )
 
 
 def check_hidden(key: str, widths) -> None:

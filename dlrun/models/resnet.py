@@ -2,9 +2,10 @@
 
 3x3 stem conv (16 channels) -> three stages of n basic blocks with 16, 32, 64 channels (times
 `width`) -> global average pooling -> (dropout, off by default) -> dense output. A basic block
-is conv3x3-BN-act-conv3x3-BN, plus its input, then act. Stages 2 and 3 open with a stride-2 block whose skip is a projection
-(1x1 conv, stride 2, + BN: the paper's option B; `shortcut=identity` is its option A, which
-subsamples and pads with zero channels); every other skip is the identity. With `skip=false`
+is conv3x3-BN-act-conv3x3-BN, plus its input, then act. Stages 2 and 3 open with a stride-2
+block whose skip is a projection (1x1 conv, stride 2, + BN: the paper's option B;
+`shortcut=identity` is its option A, which subsamples and pads with zero channels); every other
+skip is the identity. With `skip=false`
 the additions are left out and nothing else changes (the paper's "plain" net: the same
 parameters as the option-A ResNet, the option-B one less its projections).
 
@@ -55,8 +56,9 @@ class Conv(nn.Module):
     def __call__(self, x):
         batch_last = self.lowering == "batch_last"
         channels = x.shape[0] if batch_last else x.shape[-1]
-        kernel = self.param("kernel", self.kernel_init,
-                            (self.kernel_size, self.kernel_size, channels, self.features))
+        kernel = self.param(
+            "kernel", self.kernel_init, (self.kernel_size, self.kernel_size, channels, self.features)
+        )
         padding = self.kernel_size // 2
         if batch_last:
             return conv.conv2d_batch_last(x, kernel, padding=padding, stride=self.stride)
@@ -80,8 +82,9 @@ class ResNet(nn.Module):
 
     def _bn(self, x, train, name):
         axis = 0 if self.lowering == "batch_last" else -1
-        return nn.BatchNorm(use_running_average=not train, axis=axis, momentum=BN_MOMENTUM,
-                            epsilon=BN_EPSILON, name=name)(x)
+        return nn.BatchNorm(
+            use_running_average=not train, axis=axis, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+        )(x)
 
     def _block(self, x, features, stride, train, name):
         unit_axis = 0 if self.lowering == "batch_last" else -1
@@ -96,8 +99,7 @@ class ResNet(nn.Module):
 
     def _shortcut(self, x, features, stride, train, name):
         if self.shortcut == "projection":  # option B: 1x1 conv, stride 2, + BN
-            return self._bn(self._conv(x, features, 1, stride, f"{name}_proj"), train,
-                            f"{name}_projbn")
+            return self._bn(self._conv(x, features, 1, stride, f"{name}_proj"), train, f"{name}_projbn")
         # option A: every other pixel, the new channels zero; no parameters
         x = x[:, ::stride, ::stride, :]
         axis = 0 if self.lowering == "batch_last" else 3
@@ -111,8 +113,7 @@ class ResNet(nn.Module):
         unit_axis = 0 if batch_last else -1
         if batch_last:
             x = conv.to_batch_last(x)
-        x = self._bn(self._conv(x, STAGE_CHANNELS[0] * self.width, 3, 1, "layer00"), train,
-                     "layer00_bn")
+        x = self._bn(self._conv(x, STAGE_CHANNELS[0] * self.width, 3, 1, "layer00"), train, "layer00_bn")
         x = activate(self, x, self.act, "layer00", unit_axis)
         blocks_per_stage = (self.depth - 2) // 6
         index = 0
@@ -127,16 +128,24 @@ class ResNet(nn.Module):
             x = x.T
         if self.use_dropout:
             x = dropout(self, x, dropout_rate, train)
-        return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init,
-                        name="output")(x)
+        return nn.Dense(self.outputs, kernel_init=self.kernel_init, bias_init=self.bias_init, name="output")(
+            x
+        )
 
 
 def build(model, outputs: int, common: dict) -> ResNet:
     """Return the ResNet for the config node `model` (cfg.model) with `outputs` output units."""
     lowering = conv.resolve_lowering(model.conv_lowering, jax.default_backend())
-    return ResNet(outputs=outputs, depth=int(model.depth), width=int(model.width),
-                  skip=bool(model.skip), shortcut=str(model.shortcut),
-                  lowering=lowering, use_dropout=model.dropout > 0, **common)
+    return ResNet(
+        outputs=outputs,
+        depth=int(model.depth),
+        width=int(model.width),
+        skip=bool(model.skip),
+        shortcut=str(model.shortcut),
+        lowering=lowering,
+        use_dropout=model.dropout > 0,
+        **common,
+    )
 
 
 def check_depth(key: str, depth) -> None:
@@ -154,8 +163,13 @@ def check_shortcut(key: str, shortcut) -> None:
         raise ConfigError(f"unknown {key} '{shortcut}' (choose from: {', '.join(SHORTCUTS)})")
 
 
-OPTIONS = {"depth": check_depth, "shortcut": check_shortcut, "width": check_width, "conv_lowering": check_lowering,
-           "dropout": check_dropout}
+OPTIONS = {
+    "depth": check_depth,
+    "shortcut": check_shortcut,
+    "width": check_width,
+    "conv_lowering": check_lowering,
+    "dropout": check_dropout,
+}
 
 
 def workspace(model, spec) -> int:
@@ -180,5 +194,7 @@ def check_fits(model, spec) -> None:
     """Raise ConfigError unless the data set's inputs are images (H, W, C)."""
     shape = tuple(spec.input_shape)
     if len(shape) != 3:
-        raise ConfigError(f"model 'resnet' needs images (H, W, C), but data '{spec.name}' has "
-                          f"inputs of shape {shape} (use model=mlp)")
+        raise ConfigError(
+            f"model 'resnet' needs images (H, W, C), but data '{spec.name}' has "
+            f"inputs of shape {shape} (use model=mlp)"
+        )

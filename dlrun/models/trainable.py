@@ -28,14 +28,16 @@ def model_modules(cfg, spec) -> dict:
     order: list = []
 
     def init(x):
-        variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                               x, train=False)
+        variables = model.init(
+            {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, x, train=False
+        )
         order.extend(variables["params"])  # still in creation order: no tree op has sorted it
         return variables["params"]
 
     shapes = jax.eval_shape(init, jax.ShapeDtypeStruct((1, *spec.input_shape), jnp.float32))
-    return {module: jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), shapes[module])
-            for module in order}
+    return {
+        module: jax.tree_util.tree_map(lambda leaf: tuple(leaf.shape), shapes[module]) for module in order
+    }
 
 
 def model_layers(modules) -> list[str]:
@@ -54,16 +56,20 @@ def trainable_layers(text: str, layers: list[str], model: str) -> list[str]:
     elif last:
         count = int(last.group(1))
         if not 1 <= count <= len(layers):
-            raise ConfigError(f"model.trainable={text}: model {model} has {len(layers)} layers "
-                              f"({', '.join(layers)}); give last1 to last{len(layers)}")
+            raise ConfigError(
+                f"model.trainable={text}: model {model} has {len(layers)} layers "
+                f"({', '.join(layers)}); give last1 to last{len(layers)}"
+            )
         return layers[-count:]
     else:
         chosen = [name for name in text.split("+")]
     unknown = [name for name in chosen if name not in layers]
     if unknown:
-        raise ConfigError(f"model.trainable={text}: model {model} has no layer '{unknown[0]}'; its "
-                          f"layers: {', '.join(layers)} (give all, head, lastN or names joined "
-                          f"by +, e.g. {'+'.join(layers[-2:])})")
+        raise ConfigError(
+            f"model.trainable={text}: model {model} has no layer '{unknown[0]}'; its "
+            f"layers: {', '.join(layers)} (give all, head, lastN or names joined "
+            f"by +, e.g. {'+'.join(layers[-2:])})"
+        )
     return [layer for layer in layers if layer in chosen]
 
 

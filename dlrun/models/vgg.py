@@ -33,20 +33,27 @@ POOLED_BLOCKS = 4  # 28x28 inputs halve four times only
 def layers(model) -> list[convnet.ConvLayer]:
     """The conv layers of VGG-`model.depth` at the config's width, pooling after blocks 1-4."""
     stack = []
-    for block, (convs, channels) in enumerate(zip(BLOCKS[int(model.depth)],
-                                                  convnet.widths(CHANNELS, float(model.width)))):
+    for block, (convs, channels) in enumerate(
+        zip(BLOCKS[int(model.depth)], convnet.widths(CHANNELS, float(model.width)))
+    ):
         pool = "max" if block < POOLED_BLOCKS else "none"
-        stack += [convnet.ConvLayer(channels, 3, 1, pool=pool if i == convs - 1 else "none")
-                  for i in range(convs)]
+        stack += [
+            convnet.ConvLayer(channels, 3, 1, pool=pool if i == convs - 1 else "none") for i in range(convs)
+        ]
     return stack
 
 
 def build(model, outputs: int, common: dict) -> convnet.ConvNet:
     """Return VGG for the config node `model` (cfg.model) with `outputs` output units."""
     return convnet.ConvNet(
-        layers=tuple(layers(model)), dense=convnet.widths(DENSE, float(model.width)),
-        outputs=outputs, batch_norm=bool(model.batch_norm), use_dropout=model.dropout > 0,
-        lowering=conv.resolve_lowering(str(model.conv_lowering), jax.default_backend()), **common)
+        layers=tuple(layers(model)),
+        dense=convnet.widths(DENSE, float(model.width)),
+        outputs=outputs,
+        batch_norm=bool(model.batch_norm),
+        use_dropout=model.dropout > 0,
+        lowering=conv.resolve_lowering(str(model.conv_lowering), jax.default_backend()),
+        **common,
+    )
 
 
 def check_depth(key: str, depth) -> None:
@@ -54,8 +61,12 @@ def check_depth(key: str, depth) -> None:
         raise ConfigError(f"unknown {key} {depth} (choose from: {', '.join(map(str, BLOCKS))})")
 
 
-OPTIONS = {"depth": check_depth, "width": check_width, "dropout": check_dropout,
-           "conv_lowering": check_lowering}
+OPTIONS = {
+    "depth": check_depth,
+    "width": check_width,
+    "dropout": check_dropout,
+    "conv_lowering": check_lowering,
+}
 
 
 def check_fits(model, spec) -> None:

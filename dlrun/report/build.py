@@ -25,9 +25,25 @@ RUN_FILES = (results.SUMMARY_FILE, results.METRICS_FILE, results.CONFIG_FILE)
 PLOTS_FOLDER = "report"
 # Config keys that say how a run was bookkept, not what was trained: never columns.
 IGNORED_KEYS = frozenset({"name", "eval_batch_size"})
-HEADLINE = ["status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
-            "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "gap",
-            "time_s", "pruned_epoch", "diagnosis", "flags", "advice", "evidence"]
+HEADLINE = [
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "train_loss",
+    "val_loss",
+    "best_val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+    "gap",
+    "time_s",
+    "pruned_epoch",
+    "diagnosis",
+    "flags",
+    "advice",
+    "evidence",
+]
 # A checkpoint stores every parameter in at least 2 bytes (bfloat16, the narrowest float JAX
 # trains in), so a smaller file was cut short. Only sizes are checked: loading 2,000 runs'
 # weights would make the report take minutes.
@@ -73,8 +89,10 @@ def find_runs(paths: list[Path]) -> tuple[list[Path], list[str]]:
         runs, foreign = _scan(path)
         if not runs:
             warnings.append(f"{path}: no run folders here (no summary.json, metrics.csv or config.yaml)")
-        warnings.extend(f"{folder}: not a run folder (no summary.json, metrics.csv or config.yaml), "
-                        "skipped" for folder in (foreign if runs else []))
+        warnings.extend(
+            f"{folder}: not a run folder (no summary.json, metrics.csv or config.yaml), skipped"
+            for folder in (foreign if runs else [])
+        )
         found.extend(runs)
     return list(dict.fromkeys(found)), warnings
 
@@ -92,8 +110,9 @@ def _scan(root: Path) -> tuple[list[Path], list[Path]]:
             others.append(here)
     run_set = set(runs)
     above = {parent for run in runs for parent in run.parents}
-    foreign = [folder for folder in others
-               if folder not in above and not run_set.intersection(folder.parents)]
+    foreign = [
+        folder for folder in others if folder not in above and not run_set.intersection(folder.parents)
+    ]
     return sorted(runs), sorted(foreign)
 
 
@@ -115,8 +134,9 @@ def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
     if isinstance(summary.get("config"), dict):
         path = run_dir / results.CONFIG_FILE
         if not path.is_file() or path.stat().st_size == 0:  # a stat, not a parse: stays quick
-            warnings.append(f"{run_dir}: config.yaml is missing or empty (the config is read "
-                            "from summary.json)")
+            warnings.append(
+                f"{run_dir}: config.yaml is missing or empty (the config is read from summary.json)"
+            )
         return flatten(own_fields(summary["config"]))
     try:
         return flatten(own_fields(results.read_config(run_dir)))
@@ -190,22 +210,35 @@ def _number(value) -> float:
         return math.nan
 
 
-def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
-            thresholds: Thresholds, metrics_problem: str = "") -> dict:
+def run_row(
+    run_dir: Path,
+    summary: dict,
+    metrics: pd.DataFrame | None,
+    thresholds: Thresholds,
+    metrics_problem: str = "",
+) -> dict:
     """One report row: headline numbers from the summary and curves, and the diagnosis. Without
     curves (`metrics` None), what the summary knows is shown and the label is NO_CURVES."""
     curves = metrics if metrics is not None else pd.DataFrame()
     last = curves.iloc[-1] if len(curves) else pd.Series(dtype=float)
-    row = {name: _number(last.get(name)) for name in
-           ("train_loss", "val_loss", "train_accuracy", "val_accuracy")}
-    for name in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy", "test_loss",
-                 "test_accuracy"):
+    row = {
+        name: _number(last.get(name)) for name in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+    }
+    for name in (
+        "epochs_run",
+        "best_epoch",
+        "best_val_loss",
+        "best_val_accuracy",
+        "test_loss",
+        "test_accuracy",
+    ):
         row[name] = _number(summary.get(name))
     if math.isnan(row["epochs_run"]) and metrics is not None:
         row["epochs_run"] = float(len(metrics))
     classification = summary.get("task", "classification") == "classification"
-    row["gap"] = (row["train_accuracy"] - row["val_accuracy"] if classification
-                  else row["val_loss"] - row["train_loss"])
+    row["gap"] = (
+        row["train_accuracy"] - row["val_accuracy"] if classification else row["val_loss"] - row["train_loss"]
+    )
     row["time_s"] = _number(summary.get("train_time_s"))
     row["status"] = summary.get("status", "unknown")
     row["pruned_epoch"] = _number(summary.get("pruned_epoch"))  # NaN unless the search pruned it
@@ -213,8 +246,9 @@ def run_row(run_dir: Path, summary: dict, metrics: pd.DataFrame | None,
     label, evidence, advice = diagnosis.label, diagnosis.evidence, diagnosis.advice
     if metrics is None and label == "insufficient_data":  # unknown curves are not short ones
         label, evidence, advice = NO_CURVES, metrics_problem or "no curves", NO_CURVES_ADVICE
-    row.update(diagnosis=label, flags=list(diagnosis.flags), advice=advice, evidence=evidence,
-               folder=str(run_dir))
+    row.update(
+        diagnosis=label, flags=list(diagnosis.flags), advice=advice, evidence=evidence, folder=str(run_dir)
+    )
     return row
 
 
@@ -225,8 +259,9 @@ def build_report(paths: list[Path], thresholds: Thresholds = DEFAULT_THRESHOLDS)
     for run_dir in run_dirs:
         run = _read(run_dir, warnings)
         rows.append(run_row(run_dir, run.summary, run.metrics, thresholds, run.metrics_problem))
-        configs.append(None if run.config is None else
-                       {k: v for k, v in run.config.items() if k not in IGNORED_KEYS})
+        configs.append(
+            None if run.config is None else {k: v for k, v in run.config.items() if k not in IGNORED_KEYS}
+        )
         if run.metrics is not None:
             curves[str(run_dir)] = run.metrics
     varying, constant, params = _split_settings(configs)
@@ -261,8 +296,9 @@ def _short_names(run_dirs: list[Path]) -> list[str]:
     return ["/".join(p[common:]) or p[-1] for p in parts]
 
 
-def select(report: Report, *, where: str | None = None, sort: str | None = None,
-           top: int | None = None) -> pd.DataFrame:
+def select(
+    report: Report, *, where: str | None = None, sort: str | None = None, top: int | None = None
+) -> pd.DataFrame:
     """Filter with a condition over the columns (grammar: query.py), sort (accuracies and times
     descending as told, losses ascending), keep the first `top`. Raises ValueError naming a bad
     column or expression."""
@@ -277,8 +313,9 @@ def select(report: Report, *, where: str | None = None, sort: str | None = None,
         try:
             frame = frame.sort_values(sort, ascending=ascending, na_position="last")
         except TypeError:  # numbers beside text (16 and '[16]'): order them as they are printed
-            frame = frame.sort_values(sort, ascending=ascending, na_position="last",
-                                      key=lambda column: column.map(_as_text))
+            frame = frame.sort_values(
+                sort, ascending=ascending, na_position="last", key=lambda column: column.map(_as_text)
+            )
     return frame.head(top) if top else frame
 
 
@@ -291,11 +328,25 @@ def group_by(frame: pd.DataFrame, key: str) -> pd.DataFrame:
     """Mean and std of the numeric columns over the runs sharing `key` (e.g. seeds per lr)."""
     if key not in frame.columns or _holds_lists(frame[key]):
         keys = [c for c in frame.columns if not _holds_lists(frame[c])]
-        what = (f"--group-by column '{key}' holds lists, which cannot be grouped" if key in frame.columns
-                else f"unknown --group-by column '{key}'")
+        what = (
+            f"--group-by column '{key}' holds lists, which cannot be grouped"
+            if key in frame.columns
+            else f"unknown --group-by column '{key}'"
+        )
         raise ValueError(f"{what} (choose from: {query.name_list(keys)})")
-    numeric = [c for c in ("best_val_loss", "best_val_accuracy", "test_accuracy", "test_loss", "gap",
-                           "epochs_run", "time_s") if c in frame and frame[c].notna().any()]
+    numeric = [
+        c
+        for c in (
+            "best_val_loss",
+            "best_val_accuracy",
+            "test_accuracy",
+            "test_loss",
+            "gap",
+            "epochs_run",
+            "time_s",
+        )
+        if c in frame and frame[c].notna().any()
+    ]
     grouped = frame.groupby(key, dropna=False)
     table = grouped[numeric].agg(["mean", "std"])
     table.columns = [f"{name}_{stat}" for name, stat in table.columns]

@@ -20,8 +20,10 @@ def arrays(metrics) -> dict[str, np.ndarray]:
     try:
         table = metrics.to_numpy(dtype=float)
     except (TypeError, ValueError):  # text cells in a foreign file: convert column by column
-        return {str(name): pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
-                for name in metrics.columns}
+        return {
+            str(name): pd.to_numeric(metrics[name], errors="coerce").to_numpy(dtype=float)
+            for name in metrics.columns
+        }
     return dict(zip(map(str, metrics.columns), table.T))
 
 

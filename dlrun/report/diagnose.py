@@ -31,8 +31,17 @@ from dlrun.report.curves import arrays, column
 from dlrun.report.flags import gradient_and_unit_flags
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
 
-LABELS = ("diverged", "no_learning", "underfitting", "still_improving", "overfitting", "unstable",
-          "unrepresentative_validation", "good_fit", "insufficient_data")
+LABELS = (
+    "diverged",
+    "no_learning",
+    "underfitting",
+    "still_improving",
+    "overfitting",
+    "unstable",
+    "unrepresentative_validation",
+    "good_fit",
+    "insufficient_data",
+)
 
 ADVICE: dict[str, str] = {
     "diverged": "lower the lr or momentum, add warmup or a schedule, clip gradients",
@@ -137,17 +146,23 @@ def _diverged(run: _Run, t: Thresholds) -> str | None:
     for name, values in (("train", run.train), ("val", run.val)):
         if values is not None and len(values) and np.max(values) > t.exploding_loss:
             worst = int(np.argmax(values))
-            return (f"{name} loss {values[worst]:.3g} at epoch {worst + 1} "
-                    f"(> {t.exploding_loss:g}: the weights blew up)")
+            return (
+                f"{name} loss {values[worst]:.3g} at epoch {worst + 1} "
+                f"(> {t.exploding_loss:g}: the weights blew up)"
+            )
     if run.epochs < 2:
         return None
     train, low = run.train, int(np.argmin(run.train))
     if train[-1] > t.diverge_over_min * train[low] and train[low] > 0:
-        return (f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[low]:.0f}x "
-                f"its minimum {train[low]:.3g} at epoch {low + 1}")
+        return (
+            f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[low]:.0f}x "
+            f"its minimum {train[low]:.3g} at epoch {low + 1}"
+        )
     if train[0] > 0 and train[-1] > t.diverge_over_first * train[0]:
-        return (f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[0]:.1f}x "
-                f"its first value {train[0]:.3g}")
+        return (
+            f"train loss {train[-1]:.3g} at epoch {len(train)} = {train[-1] / train[0]:.1f}x "
+            f"its first value {train[0]:.3g}"
+        )
     return None
 
 
@@ -169,12 +184,17 @@ def _never_left_chance(run: _Run, t: Thresholds) -> str | None:
     for _, values in curves:
         finite = values[np.isfinite(values)]
         # the rise guards the unknown-K case: 10 classes climbing from 0.1 to 0.55 is learning
-        if not len(finite) or finite.max() >= chance + t.chance_margin or \
-                finite.max() - finite[0] >= t.chance_margin:
+        if (
+            not len(finite)
+            or finite.max() >= chance + t.chance_margin
+            or finite.max() - finite[0] >= t.chance_margin
+        ):
             return None
     tops = ", ".join(f"{name} accuracy at most {np.nanmax(values):.3f}" for name, values in curves)
-    return (f"{tops} over {run.epochs} epochs vs chance {chance:.3g} ({source}); train loss "
-            f"{run.train[0]:.3g} at epoch 1, {run.train[-1]:.3g} at the end")
+    return (
+        f"{tops} over {run.epochs} epochs vs chance {chance:.3g} ({source}); train loss "
+        f"{run.train[0]:.3g} at epoch 1, {run.train[-1]:.3g} at the end"
+    )
 
 
 def _no_learning(run: _Run, t: Thresholds) -> str | None:
@@ -188,8 +208,9 @@ def _no_learning(run: _Run, t: Thresholds) -> str | None:
     drop = (train[0] - best) / abs(train[0]) if train[0] else 0.0
     if drop >= t.no_learning_drop:
         return None
-    evidence = (f"train loss {train[0]:.3g} at epoch 1, best {best:.3g} ({_pct(-drop)}) "
-                f"over {len(train)} epochs")
+    evidence = (
+        f"train loss {train[0]:.3g} at epoch 1, best {best:.3g} ({_pct(-drop)}) over {len(train)} epochs"
+    )
     if run.task != "classification":
         # A regression loss that settled low within epoch 1 did learn; only a high flat loss did not.
         return evidence if best > t.underfit_loss else None
@@ -210,12 +231,16 @@ def _unstable(run: _Run, t: Thresholds) -> str | None:
     rises = np.flatnonzero((relative > t.oscillation_rise) & (np.diff(train) > floor))
     if len(rises) >= t.oscillation_count:
         worst = rises[np.argmax(relative[rises])]
-        return (f"train loss rose more than {t.oscillation_rise:.0%} between epochs {len(rises)} times "
-                f"(largest {_pct(relative[worst])} at epoch {worst + 2})")
+        return (
+            f"train loss rose more than {t.oscillation_rise:.0%} between epochs {len(rises)} times "
+            f"(largest {_pct(relative[worst])} at epoch {worst + 2})"
+        )
     low = int(np.argmin(train))
     if train[-1] > (1 + t.unstable_rise) * train[low] and train[-1] - train[low] > floor:
-        return (f"train loss lowest {train[low]:.3g} at epoch {low + 1}, "
-                f"{_pct(train[-1] / train[low] - 1)} by epoch {len(train)}")
+        return (
+            f"train loss lowest {train[low]:.3g} at epoch {low + 1}, "
+            f"{_pct(train[-1] / train[low] - 1)} by epoch {len(train)}"
+        )
     return None
 
 
@@ -225,18 +250,27 @@ def _unrepresentative_validation(run: _Run, t: Thresholds) -> str | None:
     if val is None:
         return None
     rises = int(np.sum(np.diff(val) > 0))
-    if len(val) >= t.noise_min_epochs and rises >= t.noise_min_rises and np.all(val > 0) and np.all(train > 0):
+    if (
+        len(val) >= t.noise_min_epochs
+        and rises >= t.noise_min_rises
+        and np.all(val > 0)
+        and np.all(train > 0)
+    ):
         val_jitter, train_jitter = _jitter(val), _jitter(train)
         if val_jitter > max(t.val_noise_ratio * train_jitter, t.val_noise_floor):
             ratio = f"{val_jitter / train_jitter:.0f}x" if train_jitter > 0 else "train ~0"
-            return (f"val loss jitter {val_jitter:.0%} vs train {train_jitter:.1%} ({ratio}; std of the "
-                    f"change in relative epoch-to-epoch change) over {len(val)} epochs")
+            return (
+                f"val loss jitter {val_jitter:.0%} vs train {train_jitter:.1%} ({ratio}; std of the "
+                f"change in relative epoch-to-epoch change) over {len(val)} epochs"
+            )
     train_drop, val_drop = _recent_drop(train, t.window), _recent_drop(val, t.window)
     both_falling = min(train_drop, val_drop) > t.improving_drop
     if both_falling and train[-1] > 0 and val[-1] > t.val_gap_ratio * train[-1]:
-        return (f"val loss {val[-1]:.3g} = {val[-1] / train[-1]:.1f}x train loss {train[-1]:.3g} "
-                f"at epoch {len(val)} while both still fall ({_pct(-train_drop)} train, "
-                f"{_pct(-val_drop)} val over the last {t.window} epochs)")
+        return (
+            f"val loss {val[-1]:.3g} = {val[-1] / train[-1]:.1f}x train loss {train[-1]:.3g} "
+            f"at epoch {len(val)} while both still fall ({_pct(-train_drop)} train, "
+            f"{_pct(-val_drop)} val over the last {t.window} epochs)"
+        )
     return None
 
 
@@ -257,8 +291,10 @@ def _overfitting(run: _Run, t: Thresholds) -> str | None:
     if not (turned_up or stalled):
         return None
     stall = "" if turned_up else f" (no new low for {len(val) - 1 - low} epochs)"
-    return (f"val loss lowest {val[low]:.3g} at epoch {low + 1}, {_pct(rise)} by epoch {len(val)}"
-            f"{stall} while train loss fell {train_drop:.0%}")
+    return (
+        f"val loss lowest {val[low]:.3g} at epoch {low + 1}, {_pct(rise)} by epoch {len(val)}"
+        f"{stall} while train loss fell {train_drop:.0%}"
+    )
 
 
 def _still_improving(run: _Run, t: Thresholds) -> str | None:
@@ -282,8 +318,10 @@ def _underfitting(run: _Run, t: Thresholds) -> str | None:
     if run.task == "classification" and run.train_acc is not None:
         accuracy = float(run.train_acc[-1])
         if accuracy < t.underfit_accuracy:
-            return (f"final train accuracy {accuracy:.3f} < {t.underfit_accuracy:g} "
-                    f"(train loss {run.train[-1]:.3g}, {flat})")
+            return (
+                f"final train accuracy {accuracy:.3f} < {t.underfit_accuracy:g} "
+                f"(train loss {run.train[-1]:.3g}, {flat})"
+            )
         return None
     # Regression targets are standardised, so the loss itself says how much is left unexplained;
     # classification without accuracy falls back to the same loss level.
@@ -297,10 +335,14 @@ def _good_fit(run: _Run) -> str:
     parts = [f"train loss {run.train[-1]:.3g}"]
     if run.val is not None:
         low = int(np.nanargmin(run.val))
-        parts.append(f"val loss {run.val[-1]:.3g} (lowest {run.val[low]:.3g} at epoch {low + 1} "
-                     f"of {len(run.val)})")
-    accuracies = [(name, values[-1]) for name, values in (("train", run.train_acc), ("val", run.val_acc))
-                  if values is not None and math.isfinite(values[-1])]
+        parts.append(
+            f"val loss {run.val[-1]:.3g} (lowest {run.val[low]:.3g} at epoch {low + 1} of {len(run.val)})"
+        )
+    accuracies = [
+        (name, values[-1])
+        for name, values in (("train", run.train_acc), ("val", run.val_acc))
+        if values is not None and math.isfinite(values[-1])
+    ]
     if run.test_accuracy is not None:
         accuracies.append(("test", run.test_accuracy))
     if accuracies:
@@ -319,8 +361,9 @@ _RULES = (
 )
 
 
-def label_run(metrics: pd.DataFrame | None, summary: dict | None = None,
-              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> tuple[str, str]:
+def label_run(
+    metrics: pd.DataFrame | None, summary: dict | None = None, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> tuple[str, str]:
     """Return (label, evidence): the first rule that fires, in the module's precedence order."""
     run = _read(metrics, summary)
     # Zeros or negative losses from foreign folders make ratios inf/NaN; the rules then simply
@@ -348,13 +391,19 @@ def _first_label(run: _Run, metrics, thresholds: Thresholds) -> tuple[str, str]:
     return "good_fit", _good_fit(run) + note
 
 
-def diagnose(metrics: pd.DataFrame | None, summary: dict | None = None,
-             thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Diagnosis:
+def diagnose(
+    metrics: pd.DataFrame | None, summary: dict | None = None, thresholds: Thresholds = DEFAULT_THRESHOLDS
+) -> Diagnosis:
     """Return the run's Diagnosis: label, evidence and advice, plus the independent flags."""
     metrics = arrays(metrics)  # once for the rules and the flags
     label, evidence = label_run(metrics, summary, thresholds)
     if (summary or {}).get("status") == "pruned":  # short curves because the search stopped them
         evidence += f"; pruned by the search after epoch {summary.get('pruned_epoch', '?')}"
     flag_evidence = gradient_and_unit_flags(metrics, thresholds)
-    return Diagnosis(label=label, evidence=evidence, advice=ADVICE[label],
-                     flags=tuple(flag_evidence), flag_evidence=flag_evidence)
+    return Diagnosis(
+        label=label,
+        evidence=evidence,
+        advice=ADVICE[label],
+        flags=tuple(flag_evidence),
+        flag_evidence=flag_evidence,
+    )

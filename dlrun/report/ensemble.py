@@ -28,9 +28,14 @@ def vote(probabilities: np.ndarray, labels: np.ndarray) -> dict:
     mean_probability = (probabilities.mean(axis=0).argmax(axis=-1) == labels).mean()
     counts = np.stack([(predictions == k).sum(axis=0) for k in range(probabilities.shape[-1])])
     majority = (counts.argmax(axis=0) == labels).mean()
-    return {"members": len(members), "member_mean": float(members.mean()),
-            "member_best": float(members.max()), "member_worst": float(members.min()),
-            "mean_probability_vote": float(mean_probability), "majority_vote": float(majority)}
+    return {
+        "members": len(members),
+        "member_mean": float(members.mean()),
+        "member_best": float(members.max()),
+        "member_worst": float(members.min()),
+        "mean_probability_vote": float(mean_probability),
+        "majority_vote": float(majority),
+    }
 
 
 def ensembles(rows: pd.DataFrame, varying: list) -> pd.DataFrame:

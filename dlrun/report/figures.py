@@ -55,7 +55,7 @@ def to_svg(figure) -> str:
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(figure)
     text = buffer.getvalue()
-    return text[text.index("<svg"):]
+    return text[text.index("<svg") :]
 
 
 def metrics_of(frame: pd.DataFrame) -> list[str]:
@@ -107,8 +107,9 @@ def _lines(runs: pd.DataFrame, key: str, varying: list) -> list[tuple[str, pd.Da
     groups = list(runs.groupby(others, dropna=False, sort=False))
     if len(groups) > MAX_SENSITIVITY_LINES:
         return [(f"mean over {', '.join(others)}", runs)]
-    return [(", ".join(f"{k}={value_text(v)}" for k, v in zip(others, values)), group)
-            for values, group in groups]
+    return [
+        (", ".join(f"{k}={value_text(v)}" for k, v in zip(others, values)), group) for values, group in groups
+    ]
 
 
 def sensitivity_svg(frame: pd.DataFrame, key: str, varying: list) -> str:
@@ -126,8 +127,17 @@ def sensitivity_svg(frame: pd.DataFrame, key: str, varying: list) -> str:
             y = pd.to_numeric(group[metric], errors="coerce")
             axis.scatter(x, y, s=12, color=colour, alpha=0.35, linewidths=0)
             stats = y.groupby(x).agg(["mean", "std"]).sort_index()
-            axis.errorbar(stats.index, stats["mean"], yerr=stats["std"].fillna(0), color=colour,
-                          marker="o", markersize=4, capsize=3, linewidth=1.3, label=label or None)
+            axis.errorbar(
+                stats.index,
+                stats["mean"],
+                yerr=stats["std"].fillna(0),
+                color=colour,
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.3,
+                label=label or None,
+            )
         _value_axis(axis, key, positions, ordered, log)
         if metric.endswith("loss"):
             _positive_log(axis, runs[metric])
@@ -149,7 +159,9 @@ def _colours(values: pd.Series, key: str, figure, axis) -> list:
         low, high = min(scaled.values()), max(scaled.values())
         cmap = plt.cm.viridis
         # 0.9: viridis ends in a pale yellow that vanishes on white
-        colour_of = {t: cmap(0.5 if high == low else 0.9 * (s - low) / (high - low)) for t, s in scaled.items()}
+        colour_of = {
+            t: cmap(0.5 if high == low else 0.9 * (s - low) / (high - low)) for t, s in scaled.items()
+        }
         if len(ordered) > MAX_LEGEND_VALUES:
             mappable = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(low, high / 0.9 if high else 1))
             figure.colorbar(mappable, ax=axis, label=f"log10 {key}" if log else key)
@@ -157,8 +169,15 @@ def _colours(values: pd.Series, key: str, figure, axis) -> list:
     else:
         colour_of = {value_text(v): plt.cm.tab10(i % 10) for i, v in enumerate(ordered)}
     handles = [Line2D([], [], color=colour_of[value_text(v)], label=value_text(v)) for v in ordered]
-    axis.legend(handles=handles, title=key, fontsize=7, title_fontsize=8, frameon=False,
-                loc="upper left", bbox_to_anchor=(1.02, 1))
+    axis.legend(
+        handles=handles,
+        title=key,
+        fontsize=7,
+        title_fontsize=8,
+        frameon=False,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+    )
     return [colour_of.get(t, "grey") for t in texts]
 
 
@@ -209,13 +228,20 @@ def grid_svg(frame: pd.DataFrame, curves: dict, varying: list) -> str:
     figure, axes = plt.subplots(count, columns, figsize=(2.9 * columns, 2.05 * count + 0.4), squeeze=False)
     for axis, (_, row) in zip(axes.flat, rows.iterrows()):
         _run_panel(axis, curves[row["run"]], row, varying)
-    for axis in axes.flat[len(rows):]:
+    for axis in axes.flat[len(rows) :]:
         axis.set_visible(False)
-    figure.legend(handles=[Line2D([], [], color="C0", label="train loss"),
-                           Line2D([], [], color="C1", linestyle="--", label="validation loss"),
-                           Line2D([], [], color="grey", linestyle=":", label="best epoch")],
-                  loc="upper center", ncol=3, fontsize=8, frameon=False,
-                  bbox_to_anchor=(0.5, 1 + 0.12 / count))
+    figure.legend(
+        handles=[
+            Line2D([], [], color="C0", label="train loss"),
+            Line2D([], [], color="C1", linestyle="--", label="validation loss"),
+            Line2D([], [], color="grey", linestyle=":", label="best epoch"),
+        ],
+        loc="upper center",
+        ncol=3,
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(0.5, 1 + 0.12 / count),
+    )
     figure.subplots_adjust(hspace=0.75, wspace=0.3)
     return to_svg(figure)
 

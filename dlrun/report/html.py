@@ -26,15 +26,51 @@ SWEEP_FILE = "sweep.yaml"  # written by `dlrun sweep` beside its trials (dlrun/s
 # The best trials listed at the top: enough to see whether the winner is a fluke of one seed.
 BEST_SHOWN = 5
 # The table's columns after the run and its swept keys; one that is blank in every run is dropped.
-TABLE_COLUMNS = ["status", "pruned_epoch", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
-                 "test_accuracy", "test_loss", "gap", "time_s"]
-HEADERS = {"epochs_run": "epochs", "best_epoch": "best epoch", "best_val_loss": "val loss",
-           "best_val_accuracy": "val acc", "test_accuracy": "test acc", "test_loss": "test loss",
-           "time_s": "time s", "pruned_epoch": "pruned at"}
+TABLE_COLUMNS = [
+    "status",
+    "pruned_epoch",
+    "epochs_run",
+    "best_epoch",
+    "best_val_loss",
+    "best_val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "gap",
+    "time_s",
+]
+HEADERS = {
+    "epochs_run": "epochs",
+    "best_epoch": "best epoch",
+    "best_val_loss": "val loss",
+    "best_val_accuracy": "val acc",
+    "test_accuracy": "test acc",
+    "test_loss": "test loss",
+    "time_s": "time s",
+    "pruned_epoch": "pruned at",
+}
 # Columns of a run row that are not settings (so a frame without `varying` still finds its keys).
-NOT_SETTINGS = {"run", "status", "epochs_run", "best_epoch", "train_loss", "val_loss", "best_val_loss",
-                "train_accuracy", "val_accuracy", "best_val_accuracy", "test_accuracy", "test_loss",
-                "gap", "time_s", "pruned_epoch", "diagnosis", "flags", "advice", "evidence", "folder"}
+NOT_SETTINGS = {
+    "run",
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "train_loss",
+    "val_loss",
+    "best_val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+    "test_loss",
+    "gap",
+    "time_s",
+    "pruned_epoch",
+    "diagnosis",
+    "flags",
+    "advice",
+    "evidence",
+    "folder",
+}
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;max-width:1250px;color:#222}
@@ -101,8 +137,11 @@ def _sweep_lines(sweep: dict) -> list[tuple[str, str]]:
     lines = [("command", f"<code>{_e(sweep.get('command', '?'))}</code>")]
     if space:
         lines.append(("space", ", ".join(f"<code>{_e(k)} = {_e(v)}</code>" for k, v in space.items())))
-    counts = [f"{plural(len(plan[name]), word)}" for name, word in (("trials", "trial"), ("groups", "group"))
-              if isinstance(plan.get(name), list)]
+    counts = [
+        f"{plural(len(plan[name]), word)}"
+        for name, word in (("trials", "trial"), ("groups", "group"))
+        if isinstance(plan.get(name), list)
+    ]
     if plan.get("mode") or counts:
         lines.append(("plan", _e(", ".join([str(plan.get("mode", "")), *counts]).strip(", "))))
     if sweep.get("created_at"):
@@ -112,9 +151,14 @@ def _sweep_lines(sweep: dict) -> list[tuple[str, str]]:
 
 def _varied(frame: pd.DataFrame, varying: list) -> str:
     """Each swept key with every value it took, written whole."""
-    return "<br>".join(
-        f"<code>{_e(key)}</code>: " + ", ".join(_e(value_text(v)) for v in dict.fromkeys(frame[key].dropna()))
-        for key in varying) or "nothing: every run has the same settings"
+    return (
+        "<br>".join(
+            f"<code>{_e(key)}</code>: "
+            + ", ".join(_e(value_text(v)) for v in dict.fromkeys(frame[key].dropna()))
+            for key in varying
+        )
+        or "nothing: every run has the same settings"
+    )
 
 
 def _time(frame: pd.DataFrame) -> str:
@@ -136,8 +180,12 @@ def what_was_run(frame, varying, shared, sweeps, sources, warnings) -> str:
     lines.append(("same in every run", f"<ul class='shared'>{items}</ul>" if items else "defaults only"))
     if warnings:
         listed = "".join(f"<li>{_e(w)}</li>" for w in warnings)
-        lines.append(("warnings", f"<details><summary>{plural(len(warnings), 'warning')}</summary>"
-                                  f"<ul>{listed}</ul></details>"))
+        lines.append(
+            (
+                "warnings",
+                f"<details><summary>{plural(len(warnings), 'warning')}</summary><ul>{listed}</ul></details>",
+            )
+        )
     body = "".join(f"<dt>{name}</dt><dd>{text}</dd>" for name, text in lines)
     return f"<section id='run'><h2>What was run</h2><dl>{body}</dl></section>"
 
@@ -157,8 +205,10 @@ def _table(frame: pd.DataFrame, columns: list, settings: list, css: str = "") ->
     """Rows as an HTML table; each cell keeps its raw value in data-v for sorting."""
     words = {"run", "status", "diagnosis"}
     words |= {c for c in columns if not pd.api.types.is_numeric_dtype(frame[c])}
-    head = "".join(f"<th class='{'w' if c in words else 'n'}' title='{_e(c)}'>{_e(HEADERS.get(c, c))}</th>"
-                   for c in columns)
+    head = "".join(
+        f"<th class='{'w' if c in words else 'n'}' title='{_e(c)}'>{_e(HEADERS.get(c, c))}</th>"
+        for c in columns
+    )
     body = []
     for _, row in frame.iterrows():
         cells = []
@@ -172,8 +222,10 @@ def _table(frame: pd.DataFrame, columns: list, settings: list, css: str = "") ->
             shown = raw if column in settings else _cell_text(column, value)
             cells.append(f"<td class='{'w' if column in words else 'n'}' data-v='{_e(raw)}'>{_e(shown)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return (f"<div class='wide'><table class='{css}'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>")
+    return (
+        f"<div class='wide'><table class='{css}'><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
 
 
 def _diagnosis_cell(row: pd.Series) -> str:
@@ -181,8 +233,10 @@ def _diagnosis_cell(row: pd.Series) -> str:
     flags = row.get("flags") if isinstance(row.get("flags"), list) else []
     marks = "".join(f" <span class='flag'>{_e(flag)}</span>" for flag in flags)
     parts = [f"<p>{_e(row.get('evidence', ''))}</p>", f"<p><b>advice:</b> {_e(row.get('advice', ''))}</p>"]
-    return (f"<td class='w' data-v='{_e(row['diagnosis'])}'><details><summary>{_e(row['diagnosis'])}{marks}"
-            f"</summary>{''.join(parts)}</details></td>")
+    return (
+        f"<td class='w' data-v='{_e(row['diagnosis'])}'><details><summary>{_e(row['diagnosis'])}{marks}"
+        f"</summary>{''.join(parts)}</details></td>"
+    )
 
 
 def _columns(frame: pd.DataFrame, varying: list) -> list:
@@ -193,8 +247,11 @@ def _columns(frame: pd.DataFrame, varying: list) -> list:
 def best_trials(frame: pd.DataFrame, varying: list) -> str:
     best = ranked(frame).head(BEST_SHOWN)
     note = f"the {len(best)} best of {len(frame)} by {_headline(frame).replace('_', ' ')}"
-    return _section("best", "Best trials", f"<p class='hint'>{_e(note)}</p>"
-                    f"{_table(best, _columns(frame, varying), varying, 'best')}")
+    return _section(
+        "best",
+        "Best trials",
+        f"<p class='hint'>{_e(note)}</p>{_table(best, _columns(frame, varying), varying, 'best')}",
+    )
 
 
 def _section(anchor: str, title: str, body: str) -> str:
@@ -206,14 +263,26 @@ def _figure(svg: str, caption: str) -> str:
 
 
 def sensitivity_section(frame: pd.DataFrame, varying: list) -> str:
-    keys = [k for k in varying
-            if k != "seed" and frame[k].astype(str).nunique() > 1 and frame[k].notna().sum() > 1]
-    spread = "a bar of one standard deviation over the runs that differ only in seed" if "seed" in varying \
+    keys = [
+        k
+        for k in varying
+        if k != "seed" and frame[k].astype(str).nunique() > 1 and frame[k].notna().sum() > 1
+    ]
+    spread = (
+        "a bar of one standard deviation over the runs that differ only in seed"
+        if "seed" in varying
         else "one run per value: no seeds were swept, so no spread"
-    body = "".join(_figure(figures.sensitivity_svg(frame, key, varying),
-                           f"The best validation metrics against {key}: a dot per run, the mean "
-                           f"joined, {spread}.")
-                   for key in keys) or "<p>No setting other than the seed was varied.</p>"
+    )
+    body = (
+        "".join(
+            _figure(
+                figures.sensitivity_svg(frame, key, varying),
+                f"The best validation metrics against {key}: a dot per run, the mean joined, {spread}.",
+            )
+            for key in keys
+        )
+        or "<p>No setting other than the seed was varied.</p>"
+    )
     return _section("sensitivity", "Sensitivity", body)
 
 
@@ -225,9 +294,11 @@ def search_section(rows: pd.DataFrame, sweeps: list) -> str:
         return ""
     kind, metric, series = found
     svg = figures.search_svg(series, metric, f"{kind} search: the best so far")
-    caption = (f"The best {metric} so far over {plural(len(series), 'trial')} in the order they "
-               f"started, and over the {int(series['trial_epochs'].iloc[-1])} trial-epochs they "
-               "ran (a pruned trial counts the epochs it ran); a dot per trial.")
+    caption = (
+        f"The best {metric} so far over {plural(len(series), 'trial')} in the order they "
+        f"started, and over the {int(series['trial_epochs'].iloc[-1])} trial-epochs they "
+        "ran (a pruned trial counts the epochs it ran); a dot per trial."
+    )
     return _section("search", "Search progress", _figure(svg, caption))
 
 
@@ -238,9 +309,16 @@ def curves_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
     usable = [k for k in keys if frame[k].notna().sum() > 1]
     drawn = frame[frame["run"].isin(curves)]
     if not usable or len(drawn) < 2:
-        return _section("curves", "All curves", "<p>Fewer than two runs with curves and a varied setting.</p>")
-    body = "".join(_figure(figures.overlay_svg(frame, curves, key),
-                           f"Validation curves of {len(drawn)} runs, coloured by {key}.") for key in usable)
+        return _section(
+            "curves", "All curves", "<p>Fewer than two runs with curves and a varied setting.</p>"
+        )
+    body = "".join(
+        _figure(
+            figures.overlay_svg(frame, curves, key),
+            f"Validation curves of {len(drawn)} runs, coloured by {key}.",
+        )
+        for key in usable
+    )
     return _section("curves", "All curves", body)
 
 
@@ -248,11 +326,17 @@ def runs_section(frame: pd.DataFrame, varying: list, grouped: pd.DataFrame | Non
     by_group = ""
     if grouped is not None:
         columns = list(grouped.columns)
-        by_group = (f"<h3>By {_e(columns[0])}</h3>{_table(grouped.astype(object), columns, columns[:1])}"
-                    "<h3>Each run</h3>")
+        by_group = (
+            f"<h3>By {_e(columns[0])}</h3>{_table(grouped.astype(object), columns, columns[:1])}"
+            "<h3>Each run</h3>"
+        )
     hint = "Click a header to sort; click a label for its evidence and advice."
-    return _section("runs", "Runs", f"{by_group}<p class='hint'>{hint}</p>"
-                    f"{_table(frame, _columns(frame, varying), varying, 'runs sortable')}")
+    return _section(
+        "runs",
+        "Runs",
+        f"{by_group}<p class='hint'>{hint}</p>"
+        f"{_table(frame, _columns(frame, varying), varying, 'runs sortable')}",
+    )
 
 
 def per_run_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
@@ -262,29 +346,54 @@ def per_run_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
     return _section("per-run", "Per-run curves", _figure(svg, caption) or "<p>No curves.</p>")
 
 
-def report_page(frame: pd.DataFrame, *, varying: list | None = None, shared: dict | None = None,
-                curves: dict | None = None, sweeps: list | None = None, sources: list | None = None,
-                warnings: list | None = None, grouped: pd.DataFrame | None = None,
-                title: str = "dlrun report", rows: pd.DataFrame | None = None) -> str:
+def report_page(
+    frame: pd.DataFrame,
+    *,
+    varying: list | None = None,
+    shared: dict | None = None,
+    curves: dict | None = None,
+    sweeps: list | None = None,
+    sources: list | None = None,
+    warnings: list | None = None,
+    grouped: pd.DataFrame | None = None,
+    title: str = "dlrun report",
+    rows: pd.DataFrame | None = None,
+) -> str:
     """The whole page as text. `frame` has a row per run (build.Report.rows, selected); `curves`
     maps a row's run name to its metrics; `grouped` is the --group-by table, shown above the runs;
     `rows` every run, for a search's progress (default `frame`)."""
     varying = [c for c in frame.columns if c not in NOT_SETTINGS] if varying is None else varying
     curves = curves or {}
-    sections = [what_was_run(frame, varying, shared or {}, sweeps or [], sources or ["-"], warnings or []),
-                best_trials(frame, varying), search_section(frame if rows is None else rows, sweeps or []),
-                sensitivity_section(frame, varying),
-                curves_section(frame, varying, curves), runs_section(frame, varying, grouped),
-                per_run_section(frame, varying, curves)]
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<meta name='viewport' content='width=device-width'><style>{STYLE}</style></head><body>"
-            f"<h1>{_e(title)}</h1>{''.join(sections)}<script>{SCRIPT}</script></body></html>\n")
+    sections = [
+        what_was_run(frame, varying, shared or {}, sweeps or [], sources or ["-"], warnings or []),
+        best_trials(frame, varying),
+        search_section(frame if rows is None else rows, sweeps or []),
+        sensitivity_section(frame, varying),
+        curves_section(frame, varying, curves),
+        runs_section(frame, varying, grouped),
+        per_run_section(frame, varying, curves),
+    ]
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
+        f"<meta name='viewport' content='width=device-width'><style>{STYLE}</style></head><body>"
+        f"<h1>{_e(title)}</h1>{''.join(sections)}<script>{SCRIPT}</script></body></html>\n"
+    )
 
 
-def report_html(report, frame: pd.DataFrame, sources: list, shared: dict,
-                grouped: pd.DataFrame | None = None) -> str:
+def report_html(
+    report, frame: pd.DataFrame, sources: list, shared: dict, grouped: pd.DataFrame | None = None
+) -> str:
     """The page for `dlrun report --format html`: `report` is the build.Report, `frame` its
     selected rows, `shared` the constant settings worth reading."""
     curves = {row.run: report.curves[row.folder] for row in frame.itertuples() if row.folder in report.curves}
-    return report_page(frame, varying=report.varying, shared=shared, curves=curves, sweeps=read_sweeps(sources),
-                       sources=sources, warnings=report.warnings, grouped=grouped, rows=report.rows)
+    return report_page(
+        frame,
+        varying=report.varying,
+        shared=shared,
+        curves=curves,
+        sweeps=read_sweeps(sources),
+        sources=sources,
+        warnings=report.warnings,
+        grouped=grouped,
+        rows=report.rows,
+    )

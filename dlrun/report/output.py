@@ -42,8 +42,13 @@ class ReportRequest:
 def show_report(request: ReportRequest, console: Console) -> None:
     """Build the report and write it; warnings and notes go to `console`. ConfigError for bad
     input, before anything is written."""
-    paths, output, plot, fmt, group = (request.paths, request.output, request.plot, request.fmt,
-                                       request.group)
+    paths, output, plot, fmt, group = (
+        request.paths,
+        request.output,
+        request.plot,
+        request.fmt,
+        request.group,
+    )
     options.check_options(request.top, fmt)
     thresholds = options.parse_thresholds(request.thresholds)
     targets = paths or [options.latest_runs_folder()]
@@ -91,8 +96,9 @@ def _render(fmt: str, built, frame, shown, targets, grouped: bool, columns, outp
     if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
         from dlrun.report.html import report_html
 
-        return report_html(built, frame, targets, non_default(built.constant, built.rows),
-                           shown if grouped else None)
+        return report_html(
+            built, frame, targets, non_default(built.constant, built.rows), shown if grouped else None
+        )
     return render.render_text(shown, fmt, built.constant)
 
 
@@ -100,8 +106,14 @@ def _table_parts(shown, built, title: str, columns: str | None, output) -> list:
     """The terminal table's parts, as wide as the terminal (or 200 for a file, read in an editor)."""
     picked = [name.strip() for name in columns.split(",") if name.strip()] if columns else None
     try:
-        return render.table_parts(shown, built.varying, non_default(built.constant, built.rows),
-                                  title, width=200 if output else Console().width, columns=picked)
+        return render.table_parts(
+            shown,
+            built.varying,
+            non_default(built.constant, built.rows),
+            title,
+            width=200 if output else Console().width,
+            columns=picked,
+        )
     except ValueError as error:
         raise ConfigError(str(error)) from None
 

@@ -115,8 +115,7 @@ def curves_note(frame: pd.DataFrame) -> str | None:
     """The line that says write_plots drew the per-run curves of only some of `frame`'s runs."""
     if len(frame) <= MAX_RUN_PLOTS:
         return None
-    return (f"curves of the first {MAX_RUN_PLOTS} of {len(frame)} runs; use --filter/--top to "
-            "choose")
+    return f"curves of the first {MAX_RUN_PLOTS} of {len(frame)} runs; use --filter/--top to choose"
 
 
 def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) -> list[Path]:
@@ -133,14 +132,23 @@ def write_plots(frame: pd.DataFrame, varying: list, folder: Path, curves: dict) 
     for _, row in frame.head(MAX_RUN_PLOTS).iterrows():
         if row["run"] in by_run and "epoch" in by_run[row["run"]]:
             title = f"{row['run']}: {row['diagnosis']}"
-            written.append(run_curves(by_run[row["run"]], row["best_epoch"], title,
-                                      folder / f"curves_{_safe_name(row['run'])}.png"))
+            written.append(
+                run_curves(
+                    by_run[row["run"]],
+                    row["best_epoch"],
+                    title,
+                    folder / f"curves_{_safe_name(row['run'])}.png",
+                )
+            )
     usable = [key for key in varying if frame[key].nunique() > 1]
     # runs whose setting is unknown (an unreadable config) have no colour to be drawn in
     shown = frame[frame["run"].isin(by_run) & frame[usable[0]].notna()] if usable else frame.head(0)
     if len(shown) > 1:
-        written.append(sweep_curves({r: by_run[r] for r in shown["run"]}, shown[usable[0]],
-                                    usable[0], folder / "sweep_curves.png"))
+        written.append(
+            sweep_curves(
+                {r: by_run[r] for r in shown["run"]}, shown[usable[0]], usable[0], folder / "sweep_curves.png"
+            )
+        )
     metric = "best_val_accuracy" if frame["best_val_accuracy"].notna().any() else "best_val_loss"
     for key in usable:
         known = frame[frame[key].notna()]

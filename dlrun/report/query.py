@@ -24,25 +24,59 @@ MAX_LISTED = 20
 # An offending part is quoted up to this many characters: enough to recognise, never a wall.
 MAX_QUOTED = 80
 
-_COMPARISONS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt,
-                ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
+_COMPARISONS = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+}
 _MEMBERSHIP = (ast.In, ast.NotIn, ast.Eq, ast.NotEq)  # pandas reads `x == [a, b]` as `x in [a, b]`
 # Every node a filter may hold; anything else is refused before a single value is computed.
-_ALLOWED = (ast.Expression, ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Name, ast.Attribute,
-            ast.Constant, ast.List, ast.Tuple, ast.Load, ast.And, ast.Or, ast.Not, ast.Invert,
-            ast.USub, *_COMPARISONS, ast.In, ast.NotIn)
+_ALLOWED = (
+    ast.Expression,
+    ast.Compare,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.Name,
+    ast.Attribute,
+    ast.Constant,
+    ast.List,
+    ast.Tuple,
+    ast.Load,
+    ast.And,
+    ast.Or,
+    ast.Not,
+    ast.Invert,
+    ast.USub,
+    *_COMPARISONS,
+    ast.In,
+    ast.NotIn,
+)
 _CONSTANTS = (bool, int, float, str, type(None))
 # Why each refused kind of node is refused, in the one-line refusal.
 _ARE_NOT = "are not allowed"
-_REFUSED = {ast.Call: f"calls {_ARE_NOT}", ast.Subscript: f"subscripts {_ARE_NOT}",
-            ast.Slice: f"subscripts {_ARE_NOT}", ast.Lambda: f"lambdas {_ARE_NOT}",
-            ast.JoinedStr: f"f-strings {_ARE_NOT}", ast.FormattedValue: f"f-strings {_ARE_NOT}",
-            ast.ListComp: f"comprehensions {_ARE_NOT}", ast.SetComp: f"comprehensions {_ARE_NOT}",
-            ast.DictComp: f"comprehensions {_ARE_NOT}", ast.GeneratorExp: f"comprehensions {_ARE_NOT}",
-            ast.NamedExpr: f"assignments (:=) {_ARE_NOT}", ast.BinOp: "arithmetic is not allowed",
-            ast.IfExp: f"if-else expressions {_ARE_NOT}", ast.Dict: f"dicts {_ARE_NOT}",
-            ast.Set: f"sets {_ARE_NOT}", ast.Is: "'is' is not allowed (use ==)",
-            ast.IsNot: "'is not' is not allowed (use !=)", ast.UAdd: "unary + is not allowed"}
+_REFUSED = {
+    ast.Call: f"calls {_ARE_NOT}",
+    ast.Subscript: f"subscripts {_ARE_NOT}",
+    ast.Slice: f"subscripts {_ARE_NOT}",
+    ast.Lambda: f"lambdas {_ARE_NOT}",
+    ast.JoinedStr: f"f-strings {_ARE_NOT}",
+    ast.FormattedValue: f"f-strings {_ARE_NOT}",
+    ast.ListComp: f"comprehensions {_ARE_NOT}",
+    ast.SetComp: f"comprehensions {_ARE_NOT}",
+    ast.DictComp: f"comprehensions {_ARE_NOT}",
+    ast.GeneratorExp: f"comprehensions {_ARE_NOT}",
+    ast.NamedExpr: f"assignments (:=) {_ARE_NOT}",
+    ast.BinOp: "arithmetic is not allowed",
+    ast.IfExp: f"if-else expressions {_ARE_NOT}",
+    ast.Dict: f"dicts {_ARE_NOT}",
+    ast.Set: f"sets {_ARE_NOT}",
+    ast.Is: "'is' is not allowed (use ==)",
+    ast.IsNot: "'is not' is not allowed (use !=)",
+    ast.UAdd: "unary + is not allowed",
+}
 
 
 def name_list(names) -> str:
@@ -97,7 +131,7 @@ def _scan(where: str) -> tuple[str, dict]:
             if end < 0:
                 raise _Refused(f"unclosed backtick: {_quoted(where[i:])}")
             placeholder = f"_bq{len(backticked)}_"
-            backticked[placeholder] = where[i + 1:end]
+            backticked[placeholder] = where[i + 1 : end]
             out.append(placeholder)
             i = end + 1
             continue
@@ -190,20 +224,26 @@ class _Filter:
             name = self.backticked.get(node.id, node.id)
         else:  # an attribute of a real column (lr.real) is Python reaching into an object
             name = _dotted(node, self.backticked)
-            if name is None or (name not in self.frame.columns
-                                and _dotted(node.value, {}) in self.frame.columns):
+            if name is None or (
+                name not in self.frame.columns and _dotted(node.value, {}) in self.frame.columns
+            ):
                 self.refuse("attribute access is not allowed", node)
         if name not in self.frame.columns:
-            raise _Refused(f"unknown column '{name}'{_near(name, self.frame.columns)} "
-                           f"(columns: {name_list(self.frame.columns)})")
+            raise _Refused(
+                f"unknown column '{name}'{_near(name, self.frame.columns)} "
+                f"(columns: {name_list(self.frame.columns)})"
+            )
         return self.frame[name]
 
     def unary(self, node: ast.UnaryOp):
         operand = self.value(node.operand)
         if isinstance(node.op, (ast.Not, ast.Invert)):
             return ~self.mask(operand, node.operand)
-        numeric = (pd.api.types.is_numeric_dtype(operand) and not pd.api.types.is_bool_dtype(operand)
-                   if isinstance(operand, pd.Series) else type(operand) in (int, float))
+        numeric = (
+            pd.api.types.is_numeric_dtype(operand) and not pd.api.types.is_bool_dtype(operand)
+            if isinstance(operand, pd.Series)
+            else type(operand) in (int, float)
+        )
         if not numeric:
             self.refuse("unary minus needs a number", node)
         return -operand

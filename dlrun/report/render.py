@@ -31,13 +31,21 @@ def report_title(runs: int, groups: int | None, folders: list) -> str:
     return f"{counted} from {', '.join(map(str, folders))}"
 
 
-def table_parts(frame: pd.DataFrame, varying: list, shared: dict, title: str, width: int = 80,
-                columns: list[str] | None = None) -> list:
+def table_parts(
+    frame: pd.DataFrame,
+    varying: list,
+    shared: dict,
+    title: str,
+    width: int = 80,
+    columns: list[str] | None = None,
+) -> list:
     """What `report --format table` prints: the shared settings in one line, then the table
     fitted to `width` (terminal.py). ValueError names an unknown column of `columns`."""
     line = escape(", ".join(header_lines(shared)) or "-")  # [relu] is text, not rich markup
-    return [f"[dim]same in every run (defaults left out): {line}[/]",
-            terminal_table(frame, varying, title, width, columns)]
+    return [
+        f"[dim]same in every run (defaults left out): {line}[/]",
+        terminal_table(frame, varying, title, width, columns),
+    ]
 
 
 def ensemble_table(votes: pd.DataFrame) -> Table:
@@ -46,9 +54,16 @@ def ensemble_table(votes: pd.DataFrame) -> Table:
     for column in votes.columns:
         table.add_column(escape(column), justify="right")
     for _, row in votes.iterrows():  # a setting such as [8, 8] is text, not rich markup
-        table.add_row(*(f"{value:.2%}" if column in ACCURACIES else
-                        str(int(value)) if column == "members" else escape(cell_text(column, value))
-                        for column, value in row.items()))
+        table.add_row(
+            *(
+                f"{value:.2%}"
+                if column in ACCURACIES
+                else str(int(value))
+                if column == "members"
+                else escape(cell_text(column, value))
+                for column, value in row.items()
+            )
+        )
     return table
 
 
@@ -96,8 +111,12 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 def to_json(frame: pd.DataFrame) -> str:
     records = []
     for record in frame.to_dict("records"):
-        records.append({key: (None if isinstance(value, float) and math.isnan(value) else value)
-                        for key, value in record.items()})
+        records.append(
+            {
+                key: (None if isinstance(value, float) and math.isnan(value) else value)
+                for key, value in record.items()
+            }
+        )
     return json.dumps(records, indent=2, default=str) + "\n"
 
 

@@ -49,8 +49,15 @@ def best_so_far(frame: pd.DataFrame, metric: str, maximise: bool) -> pd.DataFram
     values = pd.to_numeric(runs[metric], errors="coerce").reset_index(drop=True)
     epochs = pd.to_numeric(runs["epochs_run"], errors="coerce").fillna(0).reset_index(drop=True)
     best = (values.cummax() if maximise else values.cummin()).ffill()
-    return pd.DataFrame({"run": runs["run"].to_numpy(), "trials": range(1, len(runs) + 1),
-                         "trial_epochs": epochs.cumsum(), "value": values, "best": best})
+    return pd.DataFrame(
+        {
+            "run": runs["run"].to_numpy(),
+            "trials": range(1, len(runs) + 1),
+            "trial_epochs": epochs.cumsum(),
+            "value": values,
+            "best": best,
+        }
+    )
 
 
 def progress(frame: pd.DataFrame, records: list[dict]) -> tuple[str, str, pd.DataFrame] | None:
@@ -65,8 +72,10 @@ def progress(frame: pd.DataFrame, records: list[dict]) -> tuple[str, str, pd.Dat
 def draw(axes, series: pd.DataFrame, metric: str, title: str) -> None:
     """Onto two matplotlib axes: each trial's value as a dot and the best so far as a step line,
     against trials started (how many proposals it took) and trial-epochs (what they cost)."""
-    for axis, x, label in ((axes[0], "trials", "trials started"),
-                           (axes[1], "trial_epochs", "trial-epochs spent")):
+    for axis, x, label in (
+        (axes[0], "trials", "trials started"),
+        (axes[1], "trial_epochs", "trial-epochs spent"),
+    ):
         axis.scatter(series[x], series["value"], s=12, alpha=0.5, color="grey", label="trial")
         axis.step(series[x], series["best"], where="post", color="C0", label="best so far")
         axis.set_xlabel(label)

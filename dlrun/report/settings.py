@@ -85,9 +85,14 @@ def non_default(constant: dict, rows: pd.DataFrame | None = None) -> dict:
     """The shared settings worth reading: those that differ from the default of every option in
     use (the options of `constant`, and of `rows` where the option varies between runs). A
     field that none of those options has means nothing for these runs and is left out too."""
-    used = {group: {str(constant[f"{group}.name"])} if f"{group}.name" in constant
-            else set(map(str, rows[f"{group}.name"].dropna())) if rows is not None and f"{group}.name" in rows
-            else set() for group in GROUPS}
+    used = {
+        group: {str(constant[f"{group}.name"])}
+        if f"{group}.name" in constant
+        else set(map(str, rows[f"{group}.name"].dropna()))
+        if rows is not None and f"{group}.name" in rows
+        else set()
+        for group in GROUPS
+    }
     top = dict(top_defaults())
     for group, options in used.items():
         if len(options) == 1:  # LeNet's lr 2e-3 is its default, not a choice worth printing
@@ -97,7 +102,9 @@ def non_default(constant: dict, rows: pd.DataFrame | None = None) -> dict:
         group = key.split(".", 1)[0]
         if group in GROUPS and used[group]:
             defaults = [option_defaults(group, option) for option in used[group]]
-            if not any(key in d for d in defaults) or all(key in d and _same(d[key], value) for d in defaults):
+            if not any(key in d for d in defaults) or all(
+                key in d and _same(d[key], value) for d in defaults
+            ):
                 continue
         elif key in top and _same(top[key], value):
             continue

@@ -16,19 +16,53 @@ from rich.markup import escape
 from rich.table import Table
 
 # Short headers, so that a narrow column is as wide as its numbers; the legend spells them out.
-HEADERS = {"epochs_run": "ep", "best_epoch": "best ep", "best_val_loss": "val loss",
-           "best_val_accuracy": "val acc", "test_accuracy": "test acc", "test_loss": "test loss",
-           "train_loss": "train loss", "val_loss": "last val loss", "train_accuracy": "train acc",
-           "val_accuracy": "last val acc", "time_s": "time s", "batch_size": "batch",
-           "activation": "act", "weight_decay": "wd", "init_scale": "init sc"}
+HEADERS = {
+    "epochs_run": "ep",
+    "best_epoch": "best ep",
+    "best_val_loss": "val loss",
+    "best_val_accuracy": "val acc",
+    "test_accuracy": "test acc",
+    "test_loss": "test loss",
+    "train_loss": "train loss",
+    "val_loss": "last val loss",
+    "train_accuracy": "train acc",
+    "val_accuracy": "last val acc",
+    "time_s": "time s",
+    "batch_size": "batch",
+    "activation": "act",
+    "weight_decay": "wd",
+    "init_scale": "init sc",
+}
 # The order columns appear in, left to right, after the run id and the varied settings.
-DISPLAY_ORDER = ["status", "epochs_run", "best_epoch", "train_loss", "best_val_loss", "test_loss",
-                 "train_accuracy", "best_val_accuracy", "test_accuracy", "gap", "time_s",
-                 "diagnosis", "flags"]
+DISPLAY_ORDER = [
+    "status",
+    "epochs_run",
+    "best_epoch",
+    "train_loss",
+    "best_val_loss",
+    "test_loss",
+    "train_accuracy",
+    "best_val_accuracy",
+    "test_accuracy",
+    "gap",
+    "time_s",
+    "diagnosis",
+    "flags",
+]
 # Which optional columns a wider console gains first: the test accuracy answers "which is best",
 # the loss tells apart runs at the same accuracy, the gap says over- or underfit.
-OPTIONAL = ["test_accuracy", "best_val_loss", "epochs_run", "gap", "best_epoch", "time_s",
-            "test_loss", "flags", "train_loss", "train_accuracy"]
+OPTIONAL = [
+    "test_accuracy",
+    "best_val_loss",
+    "epochs_run",
+    "gap",
+    "best_epoch",
+    "time_s",
+    "test_loss",
+    "flags",
+    "train_loss",
+    "train_accuracy",
+]
 # rich's default box: one border per column plus one, and one space of padding each side.
 BORDER_PER_COLUMN, BORDER_EDGE = 3, 1
 LEFT = ("run", "status", "diagnosis", "flags")
@@ -132,8 +166,7 @@ def choose(required: list[str], optional: list[str], widths: dict, limit: int) -
     return chosen
 
 
-def build_table(title: str, columns: list[str], headers: dict, cells: dict, width: int,
-                left=LEFT) -> Table:
+def build_table(title: str, columns: list[str], headers: dict, cells: dict, width: int, left=LEFT) -> Table:
     """A rich table whose columns are exactly as wide as their widest cell: nothing to crop.
     At least as wide as its title (up to `width`), so that a folder's path in it is not broken.
     Every text is escaped: a folder or a value such as `[red]abc` is shown, not read as markup."""
@@ -143,9 +176,13 @@ def build_table(title: str, columns: list[str], headers: dict, cells: dict, widt
         # When even the required columns are too wide, rich narrows the wrapping columns first:
         # the run id folds onto a second line (whole, no ellipsis) and every number stays whole.
         wraps = column == columns[0]
-        table.add_column(escape(headers[column]), min_width=min(width, 3) if wraps else width,
-                         no_wrap=not wraps, overflow="fold",
-                         justify="left" if column in left else "right")
+        table.add_column(
+            escape(headers[column]),
+            min_width=min(width, 3) if wraps else width,
+            no_wrap=not wraps,
+            overflow="fold",
+            justify="left" if column in left else "right",
+        )
     for row in zip(*(cells[column] for column in columns)):
         table.add_row(*map(escape, row))
     return table
@@ -177,8 +214,9 @@ def check_columns(asked: list[str], valid: list[str], headers: dict) -> list[str
     return out
 
 
-def terminal_table(frame: pd.DataFrame, varying: list, title: str, width: int = 80,
-                   columns: list[str] | None = None) -> Table:
+def terminal_table(
+    frame: pd.DataFrame, varying: list, title: str, width: int = 80, columns: list[str] | None = None
+) -> Table:
     """The runs as a table at most `width` wide (see the module docstring); `columns` picks the
     columns instead (ValueError for an unknown one)."""
     if "runs" in frame:
@@ -217,10 +255,20 @@ def column_widths(headers: dict, cells: dict) -> dict:
 def _default_columns(frame, varying, widths: dict, width: int, completed: bool) -> list[str]:
     classification = "best_val_accuracy" in frame and frame["best_val_accuracy"].notna().any()
     headline = "best_val_accuracy" if classification else "best_val_loss"
-    required = ["run", *varying, *(["status"] if not completed and "status" in frame else []),
-                *[c for c in (headline, "diagnosis") if c in frame]]
-    optional = [c for c in OPTIONAL if c in frame and c not in required and _known(frame[c])
-                and not (c == "test_accuracy" and not classification)]
+    required = [
+        "run",
+        *varying,
+        *(["status"] if not completed and "status" in frame else []),
+        *[c for c in (headline, "diagnosis") if c in frame],
+    ]
+    optional = [
+        c
+        for c in OPTIONAL
+        if c in frame
+        and c not in required
+        and _known(frame[c])
+        and not (c == "test_accuracy" and not classification)
+    ]
     chosen = choose(required, optional, widths, width)
     order = {c: i for i, c in enumerate(DISPLAY_ORDER)}
     head = ["run", *varying]
@@ -252,18 +300,24 @@ def mean_std(column: str, mean, std) -> str:
     return text if _missing(std) or std == 0 else f"{text}±{float(std):.2g}"
 
 
-def grouped_table(frame: pd.DataFrame, title: str, width: int = 80,
-                  columns: list[str] | None = None) -> Table:
+def grouped_table(
+    frame: pd.DataFrame, title: str, width: int = 80, columns: list[str] | None = None
+) -> Table:
     """Mean±std per group (e.g. over seeds), one row per value of the grouping column (the first),
     fitted to `width` like terminal_table; `columns` names metrics (best_val_loss, ...)."""
     key = frame.columns[0]
     metrics = [c[: -len("_mean")] for c in frame.columns if c.endswith("_mean")]
     headers = {key: header_of(key, set()), "runs": "runs", "diagnosis": "diagnosis"}
-    cells = {key: setting_texts(frame[key]), "runs": [str(n) for n in frame["runs"]],
-             "diagnosis": [str(label) for label in frame["diagnosis"]]}
+    cells = {
+        key: setting_texts(frame[key]),
+        "runs": [str(n) for n in frame["runs"]],
+        "diagnosis": [str(label) for label in frame["diagnosis"]],
+    }
     for metric in metrics:
         headers[metric] = HEADERS.get(metric, metric)
-        cells[metric] = [mean_std(metric, m, s) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])]
+        cells[metric] = [
+            mean_std(metric, m, s) for m, s in zip(frame[f"{metric}_mean"], frame[f"{metric}_std"])
+        ]
     if columns:
         chosen = check_columns(columns, [key, "runs", *metrics, "diagnosis"], headers)
         chosen = chosen if key in chosen else [key, *chosen]

@@ -91,8 +91,10 @@ class Thresholds:
             # every threshold is a ratio, fraction or norm (>= 0) or a count of epochs (>= 1)
             least = 1 if kind is int else 0.0
             if not (math.isfinite(converted[name]) and converted[name] >= least):
-                raise ValueError(f"threshold {name!r} must be a finite number >= {least}, "
-                                 f"got {value!r} (default {getattr(cls(), name)})")
+                raise ValueError(
+                    f"threshold {name!r} must be a finite number >= {least}, "
+                    f"got {value!r} (default {getattr(cls(), name)})"
+                )
         return dataclasses.replace(cls(), **converted)
 
 

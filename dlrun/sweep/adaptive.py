@@ -31,14 +31,29 @@ from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
 from dlrun.sweep import study_store as store
-from dlrun.sweep.folder import SWEEP_FILE, check_data, check_writable, read_sweep_record, \
-    settle_trials, sweep_identity, trial_status, write_index
+from dlrun.sweep.folder import (
+    SWEEP_FILE,
+    check_data,
+    check_writable,
+    read_sweep_record,
+    settle_trials,
+    sweep_identity,
+    trial_status,
+    write_index,
+)
 from dlrun.sweep.plan import Plan, PlannedTrial, _plan_trial, _study_space, group_trials
 from dlrun.sweep.pruners import make_pruner
 from dlrun.sweep.pruning import StudyLink
 from dlrun.sweep.rebuild import reconcile
-from dlrun.sweep.search import SearchOptions, default_batch, default_metric, direction, \
-    distributions, make_sampler, value_text
+from dlrun.sweep.search import (
+    SearchOptions,
+    default_batch,
+    default_metric,
+    direction,
+    distributions,
+    make_sampler,
+    value_text,
+)
 
 # An asked trial whose config is refused (say, a sampled width the model cannot take) is told
 # FAIL so the sampler learns, and costs no budget; this many of them in a row mean the space
@@ -71,12 +86,20 @@ class Search:
     def describe(self, size_limit=None) -> str:
         options = self.options
         space = ", ".join(f"{key}={text}" for key, text in self.space_text.items())
-        return (f"{options.search} search, {options.trials} trials asked "
-                f"{self.batch(size_limit)} at a time, {self.metric}, {options.pruner} pruner: {space}")
+        return (
+            f"{options.search} search, {options.trials} trials asked "
+            f"{self.batch(size_limit)} at a time, {self.metric}, {options.pruner} pruner: {space}"
+        )
 
     def record(self) -> dict:
-        return {"mode": self.options.search, "seed": self.options.seed, "base": self.fixed,
-                "space": self.space_text, "metric": self.metric, "trials": []}
+        return {
+            "mode": self.options.search,
+            "seed": self.options.seed,
+            "base": self.fixed,
+            "space": self.space_text,
+            "metric": self.metric,
+            "trials": [],
+        }
 
 
 def _corner(dist):
@@ -92,8 +115,9 @@ def prepare(overrides: list[str], options: SearchOptions) -> Search:
     space = distributions(swept)
     space_text = {key: override.input_line.partition("=")[2] for key, override in swept.items()}
     composed: dict = {}
-    probe = _plan_trial(0, {key: value_text(_corner(d)) for key, d in space.items()}, fixed,
-                        variants, composed)
+    probe = _plan_trial(
+        0, {key: value_text(_corner(d)) for key, d in space.items()}, fixed, variants, composed
+    )
     metric = options.metric or default_metric(data.describe(probe.cfg.data).task)
     make_pruner(options.pruner, options.min_epochs, int(probe.cfg.epochs))  # bad bounds: refused now
     return Search(options, fixed, variants, space, space_text, metric, probe, composed)
@@ -115,21 +139,38 @@ def write_record(out: Path, search: Search, command: str, study: str) -> None:
     if previous is not None:
         before = {key: previous["plan"].get(key) for key in ("mode", "base", "space", "metric")}
         if before != {key: described[key] for key in before}:
-            raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
-                              "use another folder")
+            raise ConfigError(
+                f"--out {out} holds a different sweep ({previous.get('command')}); use another folder"
+            )
         return
     # `search` and `metric` at the top, where the report's search progress reads them
-    record = {"id": uuid.uuid4().hex, "study": study, "command": command,
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "search": search.options.search, "metric": search.metric, "plan": described}
+    record = {
+        "id": uuid.uuid4().hex,
+        "study": study,
+        "command": command,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "search": search.options.search,
+        "metric": search.metric,
+        "plan": described,
+    }
     results.atomic_write_text(Path(out) / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
 
 
 class Driver:
     """One adaptive sweep into `out`: the study, the heartbeat, and the rounds of asks."""
 
-    def __init__(self, search: Search, study, url: str, out: Path, beat, size_limit,
-                 runner=None, sweep_id: str = "", own_storage: bool = True):
+    def __init__(
+        self,
+        search: Search,
+        study,
+        url: str,
+        out: Path,
+        beat,
+        size_limit,
+        runner=None,
+        sweep_id: str = "",
+        own_storage: bool = True,
+    ):
         self.search, self.study, self.url, self.out, self.beat = search, study, url, Path(out), beat
         self.size_limit = size_limit
         self.runner = runner  # an executor that replaces the local ones (e.g. Ray's)
@@ -152,12 +193,16 @@ class Driver:
 
     def hold_to_folders(self, console) -> None:
         """Rebuild what the study lost from the folders; refuse a study that disagrees."""
-        added = reconcile(self.study, self.out, self.search.space, self.search.metric,
-                          self.belongs, self.identity)
+        added = reconcile(
+            self.study, self.out, self.search.space, self.search.metric, self.belongs, self.identity
+        )
         if added:
-            console.print(f"study '{self.study.study_name}' lacked {added} trial folders of "
-                          f"{self.out}: rebuilt them from their configs and curves", highlight=False,
-                          soft_wrap=True)
+            console.print(
+                f"study '{self.study.study_name}' lacked {added} trial folders of "
+                f"{self.out}: rebuilt them from their configs and curves",
+                highlight=False,
+                soft_wrap=True,
+            )
 
     @property
     def budget(self) -> int:
@@ -190,8 +235,10 @@ class Driver:
             storage, trial_id = self.study._storage, trial._trial_id
             # numbers count every trial before this one, so a number under the budget is within
             # it; only past it are the surplus (not counted) looked up
-            if trial.number >= self.budget and len(
-                    [t for t in store.in_budget(self.study) if t.number < trial.number]) >= self.budget:
+            if (
+                trial.number >= self.budget
+                and len([t for t in store.in_budget(self.study) if t.number < trial.number]) >= self.budget
+            ):
                 self._discard(trial, "beyond --trials")
                 break
             storage.set_trial_system_attr(trial_id, store.OWNER, store.me())
@@ -231,13 +278,24 @@ class Driver:
         """Train the round's trials; tell the study each one's end. False when stopped."""
         from dlrun.sweep.executor import _report, executor_for, jobs_for
 
-        plan = Plan(self.search.fixed, self.search.space_text, self.search.options.search,
-                    planned, group_trials(planned, self.size_limit), self.search.options.seed)
+        plan = Plan(
+            self.search.fixed,
+            self.search.space_text,
+            self.search.options.search,
+            planned,
+            group_trials(planned, self.size_limit),
+            self.search.options.seed,
+        )
         ids = {t.number: t._trial_id for t in self.study.get_trials(deepcopy=False)}
-        link = StudyLink(self.url, self.study.study_name, self.search.metric,
-                         self.search.options.pruner, self.search.options.min_epochs,
-                         int(self.search.probe.cfg.epochs),
-                         {t.id: ids[_number(t.id)] for t in planned})
+        link = StudyLink(
+            self.url,
+            self.study.study_name,
+            self.search.metric,
+            self.search.options.pruner,
+            self.search.options.min_epochs,
+            int(self.search.probe.cfg.epochs),
+            {t.id: ids[_number(t.id)] for t in planned},
+        )
         work = jobs_for(plan, self.out)
         for job in work:
             job.link = link
@@ -247,8 +305,7 @@ class Driver:
             for job, summaries, error in runner.run(work):
                 _report(job, summaries, error, progress, console, self.failed)
                 for run_dir in map(Path, job.run_dirs):
-                    stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name],
-                                              run_dir)
+                    stopped |= not self._tell(_number(run_dir.name), link.trials[run_dir.name], run_dir)
                 self.write_index()
         return not (stopped or STOP.requested)
 
@@ -283,23 +340,33 @@ def _number(run_id: str) -> int:
 
 def index_plan(search: Search, study, belongs) -> Plan:
     """The trials of this sweep folder, in the order the study numbered them."""
-    trials = [PlannedTrial(t.user_attrs["run_dir"], [], {k: value_text(v) for k, v in t.params.items()})
-              for t in sorted(store.in_budget(study), key=lambda t: t.number)
-              if "run_dir" in t.user_attrs and belongs(t)]
+    trials = [
+        PlannedTrial(t.user_attrs["run_dir"], [], {k: value_text(v) for k, v in t.params.items()})
+        for t in sorted(store.in_budget(study), key=lambda t: t.number)
+        if "run_dir" in t.user_attrs and belongs(t)
+    ]
     return Plan(search.fixed, search.space_text, search.options.search, trials, [], search.options.seed)
 
 
-def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_limit=None,
-               console: Console | None = None, executor=None) -> tuple[pd.DataFrame, Plan]:
+def run_search(
+    search: Search,
+    out: Path,
+    command: str,
+    *,
+    jobs: int = 1,
+    size_limit=None,
+    console: Console | None = None,
+    executor=None,
+) -> tuple[pd.DataFrame, Plan]:
     """Run (or continue) the adaptive sweep into `out`; return its index and the trials' plan.
 
     `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py: a
     round's groups are then in flight together across the cluster.
     """
+    import optuna
+
     from dlrun.sweep.executor import with_failures
     from dlrun.training.progress import SweepProgress
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep's own lines say it all
     console = console or Console(stderr=True)
@@ -315,12 +382,19 @@ def run_search(search: Search, out: Path, command: str, *, jobs: int = 1, size_l
     max_epochs = int(search.probe.cfg.epochs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Optuna's experimental-feature warnings
-        study = store.open_study(storage, name, search.space, search.metric,
-                                 direction(search.metric), make_sampler(options.search, options.seed),
-                                 make_pruner(options.pruner, options.min_epochs, max_epochs))
+        study = store.open_study(
+            storage,
+            name,
+            search.space,
+            search.metric,
+            direction(search.metric),
+            make_sampler(options.search, options.seed),
+            make_pruner(options.pruner, options.min_epochs, max_epochs),
+        )
     console.print(search.describe(size_limit), highlight=False)
-    driver = Driver(search, study, url, out, None, size_limit, executor, sweep_id,
-                    own_storage=not options.storage)
+    driver = Driver(
+        search, study, url, out, None, size_limit, executor, sweep_id, own_storage=not options.storage
+    )
     settle_trials(out, lambda line: console.print(line, highlight=False, markup=False))
     driver.hold_to_folders(console)  # before counting: a rebuilt study's trials count
     before = len(study.get_trials(deepcopy=False))

@@ -86,8 +86,7 @@ def _say(line: str) -> None:
 
 
 def _job(job_id: str, trials: list, out: Path, resume: bool) -> GroupJob:
-    return GroupJob(job_id, [plain(t.cfg) for t in trials],
-                    [str(trial_dir(out, t)) for t in trials], resume)
+    return GroupJob(job_id, [plain(t.cfg) for t in trials], [str(trial_dir(out, t)) for t in trials], resume)
 
 
 def _split_by_epoch(group: Group, out: Path) -> dict[int, list]:
@@ -115,8 +114,9 @@ def jobs_for(plan: Plan, out: Path) -> list[GroupJob]:
                 for trial in trials:  # an unfinished trial that cannot continue starts afresh
                     shutil.rmtree(trial_dir(out, trial), ignore_errors=True)
             whole = len(parts) == 1
-            jobs.append((epoch, _job(group.id if whole else f"{group.id}@{epoch}", trials,
-                                     Path(out), epoch > 0)))
+            jobs.append(
+                (epoch, _job(group.id if whole else f"{group.id}@{epoch}", trials, Path(out), epoch > 0))
+            )
     return [job for _, job in sorted(jobs, key=lambda pair: -pair[0])]
 
 
@@ -276,8 +276,9 @@ class WorkerProcessExecutor:
     def run(self, jobs: list[GroupJob]) -> Iterator[Outcome]:
         threads = max(1, (os.cpu_count() or 1) // self.workers)
         context = get_context("spawn")  # a fresh interpreter: JAX must not be forked after init
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_worker_setup,
-                                 initargs=(threads, os.getpid())) as self._pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_worker_setup, initargs=(threads, os.getpid())
+        ) as self._pool:
             self._futures = {self._pool.submit(_work, job): job for job in jobs}
             try:
                 yield from self._as_finished()
@@ -296,7 +297,6 @@ class WorkerProcessExecutor:
                 self.request_stop()
                 told = True
 
-
     def _outcome(self, future) -> Outcome:
         job = self._futures[future]
         try:
@@ -313,8 +313,9 @@ def executor_for(workers: int, jobs: int, progress) -> Executor:
     return InProcessExecutor(lambda job: [progress.group(job.id, job.size)])
 
 
-def run_plan(plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = None,
-             executor: Executor | None = None) -> pd.DataFrame:
+def run_plan(
+    plan: Plan, out: Path, *, jobs: int = 1, console: Console | None = None, executor: Executor | None = None
+) -> pd.DataFrame:
     """Train every unfinished trial of the plan into `out`; return the refreshed index, with
     the groups that failed in `index.attrs[FAILED_GROUPS]` ({job id: error}).
 
@@ -352,8 +353,10 @@ def failure_line(index: pd.DataFrame) -> str | None:
     if not failed:
         return None
     word = "group" if len(failed) == 1 else "groups"
-    return (f"{len(failed)} {word} failed: {', '.join(failed)} (errors above); the other groups "
-            "ran, and the same command runs the failed ones again")
+    return (
+        f"{len(failed)} {word} failed: {', '.join(failed)} (errors above); the other groups "
+        "ran, and the same command runs the failed ones again"
+    )
 
 
 def _report(job: GroupJob, summaries, error, progress, console, failed: dict | None = None) -> None:
@@ -363,5 +366,9 @@ def _report(job: GroupJob, summaries, error, progress, console, failed: dict | N
         if failed is not None:
             failed[job.id] = error
     statuses = [summary["status"] for summary in summaries or []]
-    progress.trials_done(job.size, f"{job.id}: " + ", ".join(
-        f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) if statuses else "failed")
+    progress.trials_done(
+        job.size,
+        f"{job.id}: " + ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+        if statuses
+        else "failed",
+    )

@@ -82,8 +82,10 @@ def check_sweep_folder(out: Path) -> None:
     """Refuse a `dlrun sweep --out` that holds a training run or an unreadable sweep record."""
     check_writable(out)
     if (Path(out) / results.SUMMARY_FILE).exists() and not (Path(out) / SWEEP_FILE).exists():
-        raise ConfigError(f"--out {out} holds a training run ({results.SUMMARY_FILE}), not a "
-                          "sweep; give a new folder for the sweep")
+        raise ConfigError(
+            f"--out {out} holds a training run ({results.SUMMARY_FILE}), not a "
+            "sweep; give a new folder for the sweep"
+        )
     read_sweep_record(out)
 
 
@@ -113,11 +115,15 @@ def prepare_folder(out: Path, plan: Plan, command: str) -> None:
     previous = read_sweep_record(out)
     if previous is not None:
         if previous["plan"].get("trials") != described["trials"]:
-            raise ConfigError(f"--out {out} holds a different sweep ({previous.get('command')}); "
-                              "use another folder")
+            raise ConfigError(
+                f"--out {out} holds a different sweep ({previous.get('command')}); use another folder"
+            )
         return
-    record = {"command": command, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "plan": described}
+    record = {
+        "command": command,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "plan": described,
+    }
     results.atomic_write_text(existing, yaml.safe_dump(record, sort_keys=False))
 
 
@@ -133,8 +139,7 @@ def sweep_identity(out: Path, study: str) -> tuple[str, str]:
         raise ConfigError(f"{path} is missing: the sweep record is written first")
     if "id" in record and "study" in record:
         return record["id"], record["study"]
-    record = {"id": record.get("id") or uuid.uuid4().hex, "study": record.get("study") or study,
-              **record}
+    record = {"id": record.get("id") or uuid.uuid4().hex, "study": record.get("study") or study, **record}
     results.atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
     return record["id"], record["study"]
 
@@ -208,12 +213,24 @@ def write_index(out: Path, plan: Plan) -> pd.DataFrame:
     for trial in plan.trials:
         run_dir = trial_dir(out, trial)
         params = trained_params(run_dir, trial.params) if trial.params else None
-        row = {"trial": trial.id, "group": group_of.get(trial.id, ""), **(params or trial.params),
-               "status": trial_status(run_dir)}
+        row = {
+            "trial": trial.id,
+            "group": group_of.get(trial.id, ""),
+            **(params or trial.params),
+            "status": trial_status(run_dir),
+        }
         if row["status"] not in ("pending", "corrupt"):
             summary = results.read_summary(run_dir)
-            for key in ("epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
-                        "test_loss", "test_accuracy", "train_time_s", "pruned_epoch"):
+            for key in (
+                "epochs_run",
+                "best_epoch",
+                "best_val_loss",
+                "best_val_accuracy",
+                "test_loss",
+                "test_accuracy",
+                "train_time_s",
+                "pruned_epoch",
+            ):
                 row[key] = summary.get(key)
         row["folder"] = trial.id
         rows.append(row)

@@ -58,20 +58,31 @@ class Plan:
 
     def to_dict(self) -> dict:
         return {
-            "mode": self.mode, "seed": self.seed, "base": self.base, "space": self.space,
+            "mode": self.mode,
+            "seed": self.seed,
+            "base": self.base,
+            "space": self.space,
             "trials": [{"id": t.id, "params": t.params} for t in self.trials],
-            "groups": [{"id": g.id, "trials": [t.id for t in g.trials], "shape": g.shape}
-                       for g in self.groups],
+            "groups": [
+                {"id": g.id, "trials": [t.id for t in g.trials], "shape": g.shape} for g in self.groups
+            ],
         }
 
 
 def describe_shape(cfg) -> dict:
-    return {"model": cfg.model.name, "data": cfg.data.name, "batch_size": cfg.batch_size,
-            "activation": cfg.activation, "optim": cfg.optim.name, "epochs": cfg.epochs}
+    return {
+        "model": cfg.model.name,
+        "data": cfg.data.name,
+        "batch_size": cfg.batch_size,
+        "activation": cfg.activation,
+        "optim": cfg.optim.name,
+        "epochs": cfg.epochs,
+    }
 
 
-def group_trials(trials: list[PlannedTrial],
-                 size_limit: Callable[[object], int] | None = None) -> list[Group]:
+def group_trials(
+    trials: list[PlannedTrial], size_limit: Callable[[object], int] | None = None
+) -> list[Group]:
     """Group trials whose configs share a program shape, each group split into chunks of at
     most `size_limit(cfg)` trials (asked once per shape; None: no limit)."""
     by_shape: dict[str, list[PlannedTrial]] = {}
@@ -81,7 +92,7 @@ def group_trials(trials: list[PlannedTrial],
     for members in by_shape.values():
         limit = size_limit(members[0].cfg) if size_limit else len(members)
         for start in range(0, len(members), max(1, limit)):
-            chunk = members[start:start + max(1, limit)]
+            chunk = members[start : start + max(1, limit)]
             groups.append(Group(f"g{len(groups):03d}", chunk, describe_shape(chunk[0].cfg)))
     return groups
 
@@ -97,8 +108,11 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     if cache_key not in composed:
         group_overrides = [f"{key}={value}" for key, value in groups.items()]
         composed[cache_key] = compose_config([*fixed, *group_overrides], check=False)
-    updates = {key: parser.parse_override(f"{key}={value}").value()
-               for key, value in values.items() if key not in CONFIG_GROUPS}
+    updates = {
+        key: parser.parse_override(f"{key}={value}").value()
+        for key, value in values.items()
+        if key not in CONFIG_GROUPS
+    }
     cfg = with_values(composed[cache_key], updates)
     # the base's schema check holds for every trial once one passed (the same keys are set on
     # it each time): later trials check only their values
@@ -124,8 +138,9 @@ def _study_space(overrides: list[str]) -> tuple[list[str], dict, dict]:
 def _plan_trial(index: int, values: dict, fixed: list, variants: dict, composed: dict) -> PlannedTrial:
     chosen = values.get(studies.VARIANT_KEY)
     if chosen is not None and chosen not in variants:
-        raise ConfigError(f"unknown variant '{chosen}' "
-                          f"(choose from: {', '.join(variants) or 'none in this study'})")
+        raise ConfigError(
+            f"unknown variant '{chosen}' (choose from: {', '.join(variants) or 'none in this study'})"
+        )
     variant = variants.get(chosen, [])
     settings = {k: v for k, v in values.items() if k != studies.VARIANT_KEY}
     trial_overrides = [*fixed, *variant, *(f"{key}={value}" for key, value in settings.items())]
@@ -137,9 +152,14 @@ def _plan_trial(index: int, values: dict, fixed: list, variants: dict, composed:
     return PlannedTrial(f"trial-{index:03d}", trial_overrides, values, cfg)
 
 
-def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,
-              max_group: int | None = None,
-              size_limit: Callable[[object], int] | None = None) -> Plan:
+def make_plan(
+    overrides: list[str],
+    *,
+    trials: int | None = None,
+    seed: int = 0,
+    max_group: int | None = None,
+    size_limit: Callable[[object], int] | None = None,
+) -> Plan:
     """Expand, compose and validate every trial, then group them. Raises ConfigError.
 
     A group holds at most `max_group` trials when given, else at most `size_limit(cfg)` for
@@ -152,13 +172,19 @@ def make_plan(overrides: list[str], *, trials: int | None = None, seed: int = 0,
     if trials is None:  # a random search's draws may repeat: they are its budget, as asked
         points, notes = _distinct(points, swept)
     composed: dict = {}
-    planned = [_plan_trial(index, values, fixed, variants, composed)
-               for index, values in enumerate(points)]
+    planned = [_plan_trial(index, values, fixed, variants, composed) for index, values in enumerate(points)]
     if max_group is not None:
         size_limit = lambda cfg: max_group  # noqa: E731 (the flag wins over any estimate)
     space = {key: override.input_line.partition("=")[2] for key, override in swept.items()}
-    return Plan(fixed, space, "random" if trials is not None else "grid", planned,
-                group_trials(planned, size_limit), seed, notes)
+    return Plan(
+        fixed,
+        space,
+        "random" if trials is not None else "grid",
+        planned,
+        group_trials(planned, size_limit),
+        seed,
+        notes,
+    )
 
 
 def _distinct(points: list[dict], swept: dict) -> tuple[list[dict], list[str]]:
@@ -179,8 +205,11 @@ def _repeats(override) -> list[str]:
     if not override.is_discrete_sweep() or isinstance(override.value(), Glob):
         return []  # an interval draws its values; a glob matches each name once
     counts = Counter(override.sweep_string_iterator())
-    return [f"{clip(override.input_line)} lists {clip(value)} {_times(count)}" for value, count
-            in counts.items() if count > 1]
+    return [
+        f"{clip(override.input_line)} lists {clip(value)} {_times(count)}"
+        for value, count in counts.items()
+        if count > 1
+    ]
 
 
 def _times(count: int) -> str:

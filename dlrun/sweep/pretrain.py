@@ -45,8 +45,13 @@ def stage_overrides(overrides: list[str]) -> list[str] | None:
     if not study.pretrain:
         return None
     key = lambda override: override.partition("=")[0].lstrip("+~")  # noqa: E731
-    skipped = {"experiment", studies.VARIANT_KEY, *study.sweep, *map(key, study.pretrain),
-               *(key(o) for variant in study.variants.values() for o in variant)}
+    skipped = {
+        "experiment",
+        studies.VARIANT_KEY,
+        *study.sweep,
+        *map(key, study.pretrain),
+        *(key(o) for variant in study.variants.values() for o in variant),
+    }
     rest = [o for o in overrides if key(o) not in skipped]
     return [*study.pretrain, *rest]
 
@@ -68,13 +73,14 @@ def run_stage(plan, overrides: list[str], out: Path, console: Console) -> None:
         console.print(start.note, highlight=False, soft_wrap=True)
     if start.mode != "done":
         console.print(f"pre-training: dlrun train {' '.join(stage)} --out {run_dir}", highlight=False)
-        summary = train_and_evaluate(start.cfg, run_dir, resume=start.mode == "continue",
-                                     console=console)
+        summary = train_and_evaluate(start.cfg, run_dir, resume=start.mode == "continue", console=console)
         if summary["status"] == "interrupted":
             raise Interrupted()
         if summary["status"] != "completed":
-            raise ConfigError(f"the pre-training run in {run_dir} ended {summary['status']}; "
-                              "its trials cannot start from it")
+            raise ConfigError(
+                f"the pre-training run in {run_dir} ended {summary['status']}; "
+                "its trials cannot start from it"
+            )
     for trial in plan.trials:
         if trial.cfg.get("init_from") == PRETRAINED:
             trial.cfg.init_from = str(run_dir.absolute())

@@ -18,14 +18,17 @@ from dlrun.errors import ConfigError
 from dlrun.registry import Registry
 
 # name -> (min_epochs, max_epochs) -> pruner
-PRUNERS: Registry[Callable[[int, int], optuna.pruners.BasePruner]] = Registry("pruner", {
-    # a trial below the median of the others' values at the same epoch stops, once it ran
-    # min_epochs: Optuna prunes from step n_warmup_steps on, and the step reported is the epoch
-    "median": lambda low, high: optuna.pruners.MedianPruner(n_warmup_steps=low),
-    "sha": lambda low, high: optuna.pruners.SuccessiveHalvingPruner(min_resource=low),
-    "hyperband": lambda low, high: optuna.pruners.HyperbandPruner(min_resource=low, max_resource=high),
-    "none": lambda low, high: optuna.pruners.NopPruner(),
-})
+PRUNERS: Registry[Callable[[int, int], optuna.pruners.BasePruner]] = Registry(
+    "pruner",
+    {
+        # a trial below the median of the others' values at the same epoch stops, once it ran
+        # min_epochs: Optuna prunes from step n_warmup_steps on, and the step reported is the epoch
+        "median": lambda low, high: optuna.pruners.MedianPruner(n_warmup_steps=low),
+        "sha": lambda low, high: optuna.pruners.SuccessiveHalvingPruner(min_resource=low),
+        "hyperband": lambda low, high: optuna.pruners.HyperbandPruner(min_resource=low, max_resource=high),
+        "none": lambda low, high: optuna.pruners.NopPruner(),
+    },
+)
 
 
 def make_pruner(name: str, min_epochs: int, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -33,6 +36,7 @@ def make_pruner(name: str, min_epochs: int, max_epochs: int) -> optuna.pruners.B
     `min_epochs`. Raises ConfigError (one line, the choices) for an unknown name or bad bounds."""
     factory = PRUNERS.get(name)
     if not 1 <= min_epochs <= max_epochs:
-        raise ConfigError(f"--min-epochs must be between 1 and the trials' epochs ({max_epochs}), "
-                          f"got {min_epochs}")
+        raise ConfigError(
+            f"--min-epochs must be between 1 and the trials' epochs ({max_epochs}), got {min_epochs}"
+        )
     return factory(int(min_epochs), int(max_epochs))

@@ -49,8 +49,10 @@ class StudyPruning(EpochCallback):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.study = optuna.load_study(
-                study_name=self.link.study, storage=open_storage(self.link.storage),
-                pruner=make_pruner(self.link.pruner, self.link.min_epochs, self.link.max_epochs))
+                study_name=self.link.study,
+                storage=open_storage(self.link.storage),
+                pruner=make_pruner(self.link.pruner, self.link.min_epochs, self.link.max_epochs),
+            )
         self.best_first = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
@@ -69,8 +71,9 @@ class StudyPruning(EpochCallback):
             if trial_id is None or not trial.live or value is None or not math.isfinite(value):
                 continue
             # an epoch trained again after a resume reports the value it had
-            self.pending.append(self.reporter.submit(storage.set_trial_intermediate_value,
-                                                     trial_id, epoch, float(value)))
+            self.pending.append(
+                self.reporter.submit(storage.set_trial_intermediate_value, trial_id, epoch, float(value))
+            )
             reported.append((float(value), index, trial_id))
         if self.link.pruner == "none" or epoch >= self.link.max_epochs:
             return

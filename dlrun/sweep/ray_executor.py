@@ -48,8 +48,10 @@ def check_options(executor: str, jobs, address) -> None:
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown --executor '{executor}'; choices: {', '.join(EXECUTORS)}")
     if executor == "ray" and jobs is not None:
-        raise ConfigError("--jobs is for --executor local (worker processes on this host); with "
-                          "--executor ray the cluster's free resources decide how many groups run")
+        raise ConfigError(
+            "--jobs is for --executor local (worker processes on this host); with "
+            "--executor ray the cluster's free resources decide how many groups run"
+        )
     if executor == "local" and address is not None:
         raise ConfigError(f"--address {address} needs --executor ray")
     if address is not None:
@@ -75,20 +77,30 @@ def check_reachable(address: str) -> None:
     try:
         socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as error:
-        raise ConfigError(f"--address {address}: cannot reach {host}:{port} ({error.strerror or error}); "
-                          "start a cluster with `ray start --head` or give its address") from None
+        raise ConfigError(
+            f"--address {address}: cannot reach {host}:{port} ({error.strerror or error}); "
+            "start a cluster with `ray start --head` or give its address"
+        ) from None
 
 
 def _node_line(nodes: list) -> str:
-    return "; ".join(f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPUs, "
-                     f"{n['Resources'].get('GPU', 0):g} GPUs" for n in nodes)
+    return "; ".join(
+        f"{n['NodeManagerAddress']}: {n['Resources'].get('CPU', 0):g} CPUs, "
+        f"{n['Resources'].get('GPU', 0):g} GPUs"
+        for n in nodes
+    )
 
 
 class RayExecutor:
     """Groups as Ray tasks; connects (or starts a local Ray) once, on the first need."""
 
-    def __init__(self, address: str | None = None, gpus_per_group: float | None = None,
-                 cpus_per_group: float | None = None, max_retries: int = MAX_RETRIES):
+    def __init__(
+        self,
+        address: str | None = None,
+        gpus_per_group: float | None = None,
+        cpus_per_group: float | None = None,
+        max_retries: int = MAX_RETRIES,
+    ):
         self.address = address
         self.gpus = gpus_per_group
         self.cpus = cpus_per_group
@@ -110,8 +122,12 @@ class RayExecutor:
                 warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
                 # "local": a new instance even where `ray start` runs one (that takes --address
                 # auto); Ray's notices would break the sweep's output, its errors still show
-                ray.init(address=self.address or "local", include_dashboard=False,
-                         log_to_driver=False, logging_level=logging.ERROR)
+                ray.init(
+                    address=self.address or "local",
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.ERROR,
+                )
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"--address {self.address}" if self.address else "a local Ray instance"
             raise ConfigError(f"{where}: {str(error).splitlines()[0]}") from None
@@ -129,12 +145,16 @@ class RayExecutor:
         if self.cpus is None:  # on CPUs a vectorised group fills the smallest node's cores
             cores = [node["Resources"].get("CPU", 0) for node in nodes]
             self.cpus = 1 if self.gpus else min([c for c in cores if c > 0], default=1)
-        fits = [node for node in nodes if node["Resources"].get("GPU", 0) >= self.gpus
-                and node["Resources"].get("CPU", 0) >= self.cpus]
+        fits = [
+            node
+            for node in nodes
+            if node["Resources"].get("GPU", 0) >= self.gpus and node["Resources"].get("CPU", 0) >= self.cpus
+        ]
         if not fits:
             asked = f"--gpus-per-group {self.gpus:g} --cpus-per-group {self.cpus:g}"
-            raise ConfigError(f"{asked}: no node of the Ray cluster has that much "
-                              f"(nodes: {_node_line(nodes) or 'none'})")
+            raise ConfigError(
+                f"{asked}: no node of the Ray cluster has that much (nodes: {_node_line(nodes) or 'none'})"
+            )
 
     def close(self) -> None:
         """Shut down the Ray this executor started (a cluster it joined goes on)."""
@@ -173,8 +193,11 @@ class RayExecutor:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
-            self._mirror = ray.remote(TrialMirror).options(
-                num_cpus=0, scheduling_strategy=here, max_concurrency=1).remote()
+            self._mirror = (
+                ray.remote(TrialMirror)
+                .options(num_cpus=0, scheduling_strategy=here, max_concurrency=1)
+                .remote()
+            )
         return self._mirror
 
     def _task(self, ray):
@@ -244,9 +267,13 @@ def train_group_remotely(job: GroupJob, mirror) -> tuple:
             if not epoch:
                 for index in indices:
                     shipper.reset(job.run_dirs[index])
-            part = GroupJob(f"{job.id}@{epoch}", [job.containers[i] for i in indices],
-                            [str(local[job.run_dirs[i]]) for i in indices], epoch > 0,
-                            link=job.link)
+            part = GroupJob(
+                f"{job.id}@{epoch}",
+                [job.containers[i] for i in indices],
+                [str(local[job.run_dirs[i]]) for i in indices],
+                epoch > 0,
+                link=job.link,
+            )
             done, failure = run_group_job(part, [shipper])
             error = error or _as_the_driver_names_it(failure, local)
             shipper.ship()  # the summaries, test predictions (or error.txt) written at the end

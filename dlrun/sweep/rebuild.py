@@ -50,12 +50,15 @@ def folder_params(run_dir: Path, space: dict) -> dict:
         try:
             value = trained_value(config, key)
         except KeyError:
-            raise ConfigError(f"{run_dir}/{results.CONFIG_FILE} has no {key}: it is no trial of "
-                              "this search; give another --out") from None
+            raise ConfigError(
+                f"{run_dir}/{results.CONFIG_FILE} has no {key}: it is no trial of "
+                "this search; give another --out"
+            ) from None
         params[key] = _as_param(value, dist)
         if params[key] is None:
-            raise ConfigError(f"{run_dir} trained {key}={value}, outside this search's space; "
-                              "give another --out")
+            raise ConfigError(
+                f"{run_dir} trained {key}={value}, outside this search's space; give another --out"
+            )
     return params
 
 
@@ -94,25 +97,29 @@ def reconcile(study, out: Path, space: dict, metric: str, belongs, identity: dic
         problem = None if belongs(trial) else "another sweep's trial"
         problem = problem or _mismatch(trial, run_dir, space)
         if problem:
-            raise ConfigError(f"study '{study.study_name}' does not match {out}: its trial "
-                              f"{number} holds {problem}; give this folder its own --study")
+            raise ConfigError(
+                f"study '{study.study_name}' does not match {out}: its trial "
+                f"{number} holds {problem}; give this folder its own --study"
+            )
     missing = sorted(number for number in folders if number not in trials)
     if missing and missing[0] < len(trials):
-        raise ConfigError(f"study '{study.study_name}' lacks trial {missing[0]} of {out} but has "
-                          "later ones; give this folder its own --study or remove the study")
+        raise ConfigError(
+            f"study '{study.study_name}' lacks trial {missing[0]} of {out} but has "
+            "later ones; give this folder its own --study or remove the study"
+        )
     for number in range(len(trials), max(missing, default=-1) + 1):
         _add(study, number, folders.get(number), space, metric, identity)
     return len(missing)
 
 
-def _add(study, number: int, run_dir: Path | None, space: dict, metric: str,
-         identity: dict) -> None:
+def _add(study, number: int, run_dir: Path | None, space: dict, metric: str, identity: dict) -> None:
     import optuna
     from optuna.trial import TrialState
 
     if run_dir is None:
-        frozen = optuna.trial.create_trial(state=TrialState.FAIL,
-                                           system_attrs={store.SURPLUS: "no folder (rebuilt)"})
+        frozen = optuna.trial.create_trial(
+            state=TrialState.FAIL, system_attrs={store.SURPLUS: "no folder (rebuilt)"}
+        )
     else:
         frozen = _from_folder(run_dir, space, metric, identity)
     with warnings.catch_warnings():
@@ -142,8 +149,20 @@ def _from_folder(run_dir: Path, space: dict, metric: str, identity: dict):
         state, told = (TrialState.COMPLETE, float(value)) if finite else (TrialState.FAIL, None)
     elif status == "failed":
         state = TrialState.FAIL
-    attrs = {"run_dir": run_dir.name, **identity, **{key: summary[key] for key in
-             ("status", "epochs_run", "pruned_epoch", "test_accuracy") if summary.get(key) is not None}}
-    return optuna.trial.create_trial(state=state, value=told, params=folder_params(run_dir, space),
-                                     distributions=space, user_attrs=attrs,
-                                     intermediate_values=curve)
+    attrs = {
+        "run_dir": run_dir.name,
+        **identity,
+        **{
+            key: summary[key]
+            for key in ("status", "epochs_run", "pruned_epoch", "test_accuracy")
+            if summary.get(key) is not None
+        },
+    }
+    return optuna.trial.create_trial(
+        state=state,
+        value=told,
+        params=folder_params(run_dir, space),
+        distributions=space,
+        user_attrs=attrs,
+        intermediate_values=curve,
+    )

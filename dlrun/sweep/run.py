@@ -79,12 +79,20 @@ class SweepOutcome:
         """Stopped before every trial ended: the same command continues it."""
         if STOP.requested:
             return True
-        return self.index is not None and not self.index.empty and bool(
-            self.index.status.isin(("interrupted", "pending")).any())
+        return (
+            self.index is not None
+            and not self.index.empty
+            and bool(self.index.status.isin(("interrupted", "pending")).any())
+        )
 
 
-def run_sweep(overrides: list[str], settings: SweepSettings, command: str,
-              console: Console | None = None, stdout: Console | None = None) -> SweepOutcome:
+def run_sweep(
+    overrides: list[str],
+    settings: SweepSettings,
+    command: str,
+    console: Console | None = None,
+    stdout: Console | None = None,
+) -> SweepOutcome:
     """Run (or continue, or with `dry_run` only show) a sweep; `command` is recorded in its
     sweep.yaml. Progress and notes go to `console`, the plan and the tables to `stdout`."""
     console = console or Console(stderr=True)
@@ -98,8 +106,13 @@ def run_sweep(overrides: list[str], settings: SweepSettings, command: str,
         with _runner(settings) as runner:
             return _adaptive(overrides, settings, command, runner, console, stdout)
     # planned once: these groups, split to what fits the device's memory, are the ones that run
-    plan = make_plan(overrides, trials=settings.search.trials, seed=settings.search.seed,
-                     max_group=settings.max_group, size_limit=memory.trials_that_fit)
+    plan = make_plan(
+        overrides,
+        trials=settings.search.trials,
+        seed=settings.search.seed,
+        max_group=settings.max_group,
+        size_limit=memory.trials_that_fit,
+    )
     for note in plan.notes:
         console.print(f"[yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
     pretrain.check_sources(plan, console)  # a bad --init-from is refused before anything is written
@@ -114,8 +127,7 @@ def run_sweep(overrides: list[str], settings: SweepSettings, command: str,
             folder.prepare_folder(out, plan, command)
             pretrain.run_stage(plan, overrides, out, console)
             stdout.print(plan_table(plan))
-            index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console,
-                                      executor=runner)
+            index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console, executor=runner)
     return SweepOutcome(index, plan, out)
 
 
@@ -128,8 +140,15 @@ def _adaptive(overrides, settings: SweepSettings, command: str, runner, console,
         return SweepOutcome(None, None, None)
     out = _folder(settings)
     with claimed(out):  # a second sweep into this folder is refused, not run beside it
-        index, plan = adaptive.run_search(searched, out, command, jobs=settings.jobs or 1,
-                                          size_limit=limit, console=console, executor=runner)
+        index, plan = adaptive.run_search(
+            searched,
+            out,
+            command,
+            jobs=settings.jobs or 1,
+            size_limit=limit,
+            console=console,
+            executor=runner,
+        )
     return SweepOutcome(index, plan, out)
 
 
@@ -145,8 +164,7 @@ def _runner(settings: SweepSettings):
     if settings.executor != "ray" or settings.dry_run:
         yield None
         return
-    runner = ray_executor.RayExecutor(settings.address, settings.gpus_per_group,
-                                      settings.cpus_per_group)
+    runner = ray_executor.RayExecutor(settings.address, settings.gpus_per_group, settings.cpus_per_group)
     runner.connect()
     try:
         yield runner

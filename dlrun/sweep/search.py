@@ -52,17 +52,25 @@ class SearchOptions:
         if self.adaptive and self.trials is None:
             raise ConfigError(f"--search {self.search} needs a budget: add --trials N")
         if self.search == "grid" and self.trials is not None:
-            raise ConfigError(f"--search grid runs every combination; drop --trials {self.trials} "
-                              "or use --search random")
+            raise ConfigError(
+                f"--search grid runs every combination; drop --trials {self.trials} or use --search random"
+            )
         if self.search == "random" and self.trials is None:
             raise ConfigError("--search random draws trials: add --trials N")
         if not self.adaptive:
-            extra = [flag for flag, value in (("--pruner", self.pruner != "none"),
-                     ("--batch", self.batch), ("--metric", self.metric),
-                     ("--storage", self.storage), ("--study", self.study)) if value]
+            extra = [
+                flag
+                for flag, value in (
+                    ("--pruner", self.pruner != "none"),
+                    ("--batch", self.batch),
+                    ("--metric", self.metric),
+                    ("--storage", self.storage),
+                    ("--study", self.study),
+                )
+                if value
+            ]
             if extra:
-                raise ConfigError(f"{extra[0]} needs an adaptive search: add --search "
-                                  f"{'|'.join(SAMPLERS)}")
+                raise ConfigError(f"{extra[0]} needs an adaptive search: add --search {'|'.join(SAMPLERS)}")
         if self.metric is not None and self.metric not in METRICS:
             raise ConfigError(f"unknown --metric '{self.metric}' (choose from: {', '.join(METRICS)})")
         for flag, value in (("--batch", self.batch), ("--min-epochs", self.min_epochs)):
@@ -77,8 +85,10 @@ def distribution(key: str, override):
     value = override.value()
     if isinstance(value, Glob):
         names = _discrete_values(key, override)
-        raise ConfigError(f"{override.input_line}: glob() is grid-only, a sampler needs the "
-                          f"choices written out, e.g. {key}=choice({','.join(names)})")
+        raise ConfigError(
+            f"{override.input_line}: glob() is grid-only, a sampler needs the "
+            f"choices written out, e.g. {key}=choice({','.join(names)})"
+        )
     if override.is_interval_sweep():
         _check_interval(key, override)
         log = _is_log(key, override)

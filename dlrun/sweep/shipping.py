@@ -21,8 +21,12 @@ from dlrun.training.callbacks import EpochCallback
 
 # what the trainer writes first goes first: metrics.csv before the checkpoints (a resume keeps
 # the rows up to the checkpoint's epoch), summary.json last (it says the trial is finished)
-_ORDER = {results.METRICS_FILE: 0, str(results.BEST_CHECKPOINT): 1,
-          str(results.LAST_CHECKPOINT): 2, results.SUMMARY_FILE: 9}
+_ORDER = {
+    results.METRICS_FILE: 0,
+    str(results.BEST_CHECKPOINT): 1,
+    str(results.LAST_CHECKPOINT): 2,
+    results.SUMMARY_FILE: 9,
+}
 
 
 def shipping_order(relative: str) -> int:
@@ -122,8 +126,12 @@ class Shipper(EpochCallback):
         self._mark_seen()
 
     def _mark_seen(self) -> None:
-        self.seen = {path: _stamp(path) for folder in self.local.values()
-                     for path in Path(folder).rglob("*") if path.is_file()}
+        self.seen = {
+            path: _stamp(path)
+            for folder in self.local.values()
+            for path in Path(folder).rglob("*")
+            if path.is_file()
+        }
 
     def ship(self) -> bool:
         """Push every changed file; return whether the driver asked to stop."""
@@ -132,8 +140,10 @@ class Shipper(EpochCallback):
         calls = []
         for run_dir, folder in self.local.items():
             changed = []
-            for path in sorted((p for p in Path(folder).rglob("*") if p.is_file()),
-                               key=lambda p: shipping_order(str(p.relative_to(folder)))):
+            for path in sorted(
+                (p for p in Path(folder).rglob("*") if p.is_file()),
+                key=lambda p: shipping_order(str(p.relative_to(folder))),
+            ):
                 if path.name.startswith(".") or self.seen.get(path) == _stamp(path):
                     continue  # a temporary file of an atomic write, or nothing new
                 self.seen[path] = _stamp(path)

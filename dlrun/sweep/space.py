@@ -31,8 +31,12 @@ CONFIG_GROUPS = ("model", "data", "optim", "schedule")
 def _glob_choices(key: str, pattern: Glob) -> list[str]:
     from dlrun.models import activations, inits, losses
 
-    registries = {"init": inits.INITS, "bias_init": inits.BIAS_INITS,
-                  "activation": activations.ACTIVATIONS, "loss": losses.LOSSES}
+    registries = {
+        "init": inits.INITS,
+        "bias_init": inits.BIAS_INITS,
+        "activation": activations.ACTIVATIONS,
+        "loss": losses.LOSSES,
+    }
     if key in CONFIG_GROUPS:
         names = group_options(key)
     elif key in registries:
@@ -41,8 +45,9 @@ def _glob_choices(key: str, pattern: Glob) -> list[str]:
         raise ConfigError(f"glob() works on {', '.join([*CONFIG_GROUPS, *registries])}, not '{key}'")
     chosen = pattern.filter(names)
     if not chosen:
-        raise ConfigError(f"glob({','.join(pattern.include)}) matches no {key} (choose from: "
-                          f"{', '.join(names)})")
+        raise ConfigError(
+            f"glob({','.join(pattern.include)}) matches no {key} (choose from: {', '.join(names)})"
+        )
     return chosen
 
 
@@ -71,16 +76,19 @@ def _discrete_values(key: str, override) -> list[str]:
         return _glob_choices(key, override.value())
     values = list(override.sweep_string_iterator())
     if not values:  # e.g. range(5,1): Hydra's range() counts up unless given a negative step
-        raise ConfigError(f"{override.input_line} is empty: give at least one value, e.g. "
-                          f"{key}=range(1,5) or {key}=1,2,3")
+        raise ConfigError(
+            f"{override.input_line} is empty: give at least one value, e.g. {key}=range(1,5) or {key}=1,2,3"
+        )
     return values
 
 
 def _check_interval(key: str, override) -> None:
     low, high = override.value().start, override.value().end
     if not low < high:
-        raise ConfigError(f"{override.input_line}: an interval's start must be below its end, "
-                          f"e.g. {key}=interval({min(low, high):g},{max(low, high):g})")
+        raise ConfigError(
+            f"{override.input_line}: an interval's start must be below its end, "
+            f"e.g. {key}=interval({min(low, high):g},{max(low, high):g})"
+        )
 
 
 def _is_log(key: str, override) -> bool:
@@ -110,8 +118,9 @@ def is_integer_key(key: str) -> bool:
     """
     group, _, field = key.partition(".")
     if group in OPTION_SCHEMAS and field:
-        return any(_is_int(typing.get_type_hints(schema).get(field))
-                   for schema in OPTION_SCHEMAS[group].values())
+        return any(
+            _is_int(typing.get_type_hints(schema).get(field)) for schema in OPTION_SCHEMAS[group].values()
+        )
     return _is_int(typing.get_type_hints(Config).get(key))
 
 
@@ -123,8 +132,10 @@ def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:
     """Return one {key: value text} per trial: the grid, or `trials` seeded random draws."""
     if not swept:
         if trials is not None:  # every draw would be the same config: N copies of one run
-            raise ConfigError(f"--trials {trials} needs a swept key to draw, such as "
-                              "lr='interval(1e-4,1e-1)'; for repeats write seed='range(N)'")
+            raise ConfigError(
+                f"--trials {trials} needs a swept key to draw, such as "
+                "lr='interval(1e-4,1e-1)'; for repeats write seed='range(N)'"
+            )
         return [{}]
     intervals = [key for key, override in swept.items() if override.is_interval_sweep()]
     for key in intervals:
@@ -135,5 +146,4 @@ def expand(swept: dict, trials: int | None, seed: int) -> list[dict]:
         values = {key: _discrete_values(key, override) for key, override in swept.items()}
         return [dict(zip(values, combo)) for combo in itertools.product(*values.values())]
     rng = random.Random(seed)
-    return [{key: _draw(key, override, rng) for key, override in swept.items()}
-            for _ in range(trials)]
+    return [{key: _draw(key, override, rng) for key, override in swept.items()} for _ in range(trials)]

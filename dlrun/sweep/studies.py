@@ -42,13 +42,20 @@ def load_experiment(name: str) -> Experiment:
     data = yaml.safe_load(text) or {}
     unknown = set(data) - {"overrides", "sweep", "variants", "pretrain"}
     if unknown:
-        raise ConfigError(f"{path}: unknown keys {sorted(unknown)} "
-                          "(valid: overrides, sweep, variants, pretrain)")
+        raise ConfigError(
+            f"{path}: unknown keys {sorted(unknown)} (valid: overrides, sweep, variants, pretrain)"
+        )
     shows = _paragraph(text, "Shows:")
     variants = {str(k): [str(o) for o in v] for k, v in (data.get("variants") or {}).items()}
     sweep = {str(k): str(v) for k, v in (data.get("sweep") or {}).items()}
-    return Experiment(name, [str(o) for o in data.get("overrides") or []], sweep, variants, shows,
-                      [str(o) for o in data.get("pretrain") or []])
+    return Experiment(
+        name,
+        [str(o) for o in data.get("overrides") or []],
+        sweep,
+        variants,
+        shows,
+        [str(o) for o in data.get("pretrain") or []],
+    )
 
 
 def _paragraph(text: str, heading: str) -> str:
@@ -59,7 +66,7 @@ def _paragraph(text: str, heading: str) -> str:
         if body is None:
             break
         if body.strip().startswith(heading):
-            taking, body = True, body.strip()[len(heading):]
+            taking, body = True, body.strip()[len(heading) :]
         elif taking and not body.startswith("   "):
             break
         if taking:
@@ -93,5 +100,7 @@ def resolve(overrides: list[str]) -> tuple[list[str], dict]:
 
 def _no_variants(override: str, why: str) -> str:
     studies = [name for name in list_experiments() if load_experiment(name).variants]
-    return (f"'{override}' picks a variant of a study, but {why} (studies with variants: "
-            f"{', '.join(f'experiment={name}' for name in studies) or 'none'})")
+    return (
+        f"'{override}' picks a variant of a study, but {why} (studies with variants: "
+        f"{', '.join(f'experiment={name}' for name in studies) or 'none'})"
+    )

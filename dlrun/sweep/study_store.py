@@ -54,7 +54,7 @@ def _identity(url: str):
     if not url.startswith("sqlite:///"):
         return (os.getpid(),)
     try:
-        found = os.stat(url[len("sqlite:///"):])
+        found = os.stat(url[len("sqlite:///") :])
     except OSError:
         return None
     return os.getpid(), found.st_dev, found.st_ino
@@ -69,15 +69,18 @@ def _connect(url: str):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine, grace_period=GRACE_S,
-                                                  heartbeat_interval=HEARTBEAT_S)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine, grace_period=GRACE_S, heartbeat_interval=HEARTBEAT_S
+                )
         except Exception as error:  # sqlalchemy's errors (bad URL, refused, no driver) vary
             failure = error
             # two sweeps creating a new database's tables at once: one of them loses the race
             time.sleep(0.5 * (attempt + 1))
     reason = str(failure).strip().splitlines()[0][:200] if str(failure).strip() else type(failure).__name__
-    raise ConfigError(f"cannot open --storage {url}: {reason} (give an Optuna RDB URL such as "
-                      "sqlite:///study.db or postgresql://user@host/db)")
+    raise ConfigError(
+        f"cannot open --storage {url}: {reason} (give an Optuna RDB URL such as "
+        "sqlite:///study.db or postgresql://user@host/db)"
+    )
 
 
 def space_record(space: dict) -> dict:
@@ -90,17 +93,25 @@ def open_study(storage, name: str, space: dict, metric: str, direction: str, sam
     """Load the study `name` or create it; refuse one made for another space or metric."""
     import optuna
 
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction,
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(
+        storage=storage,
+        study_name=name,
+        direction=direction,
+        sampler=sampler,
+        pruner=pruner,
+        load_if_exists=True,
+    )
     attrs = study.user_attrs
     if SPACE not in attrs:
         study.set_user_attr(SPACE, space_record(space))
         study.set_user_attr(METRIC, metric)
         return study
     if attrs[SPACE] != space_record(space) or attrs.get(METRIC) != metric:
-        raise ConfigError(f"study '{name}' exists with another space or metric "
-                          f"({', '.join(attrs[SPACE])}; {attrs.get(METRIC)}); give another --study "
-                          "or the same sweep")
+        raise ConfigError(
+            f"study '{name}' exists with another space or metric "
+            f"({', '.join(attrs[SPACE])}; {attrs.get(METRIC)}); give another --study "
+            "or the same sweep"
+        )
     return study
 
 
@@ -114,9 +125,11 @@ def check_study(storage, name: str, space: dict, metric: str) -> None:
         return
     attrs = study.user_attrs
     if attrs.get(SPACE) not in (None, space_record(space)) or attrs.get(METRIC) not in (None, metric):
-        raise ConfigError(f"study '{name}' exists with another space or metric "
-                          f"({', '.join(attrs.get(SPACE) or {})}; {attrs.get(METRIC)}); give "
-                          "another --study or the same sweep")
+        raise ConfigError(
+            f"study '{name}' exists with another space or metric "
+            f"({', '.join(attrs.get(SPACE) or {})}; {attrs.get(METRIC)}); give "
+            "another --study or the same sweep"
+        )
 
 
 def me() -> str:
@@ -159,9 +172,13 @@ def orphans(study, belongs) -> list:
     from optuna.trial import TrialState
 
     stale = set(study._storage._get_stale_trial_ids(study._study_id))
-    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if "run_dir" in t.user_attrs and belongs(t)
-            and (owner_dead(t.system_attrs.get(OWNER)) or t._trial_id in stale)]
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if "run_dir" in t.user_attrs
+        and belongs(t)
+        and (owner_dead(t.system_attrs.get(OWNER)) or t._trial_id in stale)
+    ]
 
 
 def sync_intermediates(study, trial, run_dir: Path, metric: str) -> None:

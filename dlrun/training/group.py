@@ -29,18 +29,28 @@ from rich.console import Console
 from rich.markup import escape
 
 from dlrun import data, models, results
-from dlrun.errors import RunFailed  # noqa: F401 (the CLI and the executors import it from here)
-from dlrun.training import compaction, side_by_side
 from dlrun.backend import enable_compilation_cache
-from dlrun.training.callbacks import EarlyStopping
+from dlrun.errors import RunFailed  # noqa: F401 (the CLI and the executors import it from here)
 from dlrun.interrupt import STOP, Interrupted, handling_signals
+from dlrun.training import compaction, side_by_side
+from dlrun.training.callbacks import EarlyStopping
 from dlrun.training.placement import Placement
+from dlrun.training.program import (
+    build_program,
+    compile_timed,
+    compiled_functions,
+    eval_batches,
+    initial_state,
+    program_key,
+    reused,
+    stack,
+    step_flops,
+    take,
+)
 from dlrun.training.progress import EpochProgress, summary_table
-from dlrun.training.program import (build_program, compile_timed, compiled_functions, eval_batches,
-                                    initial_state, program_key, reused, stack, step_flops, take)
 from dlrun.training.trial import Trial, epoch_key, epoch_row, order_key
-from dlrun.training.writes import FolderWrites, cannot_write, write_predictions
 from dlrun.training.trial import data_seed as trial_data_seed
+from dlrun.training.writes import FolderWrites, cannot_write, write_predictions
 
 
 class GroupRun:
@@ -80,8 +90,9 @@ class GroupRun:
         params = models.count_params(self.states[0].params)
         if not resume:
             self.begun = True
-            self.writes.submit([trial.start(self.dataset.spec, params, len(self.trials))
-                                for trial in self.trials])
+            self.writes.submit(
+                [trial.start(self.dataset.spec, params, len(self.trials)) for trial in self.trials]
+            )
             self.state = self._place(self.states)
             return 1
         restored = [trial.restore_last(state) for trial, state in zip(self.trials, self.states)]
@@ -112,22 +123,36 @@ class GroupRun:
             batched = size > 1
             per_pass = self._per_pass() if batched else None
             workers = self.placement.side_by_side(size) if per_pass == 1 else 1
-            key = program_key(self.trials[0].cfg, self.program, size, (per_pass, workers),
-                              self.shares_batches, (self.state, self.x, self.y, self.val))
+            key = program_key(
+                self.trials[0].cfg,
+                self.program,
+                size,
+                (per_pass, workers),
+                self.shares_batches,
+                (self.state, self.x, self.y, self.val),
+            )
 
             def build():
                 if workers > 1:
                     runner, seconds = side_by_side.compiled(
-                        self.program, self.state, self.x, self.y, *self.epoch_keys(1), self.val,
-                        self.shares_batches, workers)
+                        self.program,
+                        self.state,
+                        self.x,
+                        self.y,
+                        *self.epoch_keys(1),
+                        self.val,
+                        self.shares_batches,
+                        workers,
+                    )
                     self.compile_s += seconds
                     return runner.epoch, runner.assess, runner.assess, runner.predict, runner
                 epoch_fn, assess_fn, predict_fn = compiled_functions(
-                    self.program, batched, batched and self.shares_batches, per_pass)
-                epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y,
-                                                   *self.epoch_keys(1))
-                val_exe, val_s = compile_timed(assess_fn, self.state.active, self.state.params,
-                                               self.state.batch_stats, *self.val)
+                    self.program, batched, batched and self.shares_batches, per_pass
+                )
+                epoch_exe, epoch_s = compile_timed(epoch_fn, self.state, self.x, self.y, *self.epoch_keys(1))
+                val_exe, val_s = compile_timed(
+                    assess_fn, self.state.active, self.state.params, self.state.batch_stats, *self.val
+                )
                 self.compile_s += epoch_s + val_s
                 return epoch_exe, val_exe, assess_fn, predict_fn, None
 
@@ -143,8 +168,7 @@ class GroupRun:
         """Trials per vmapped pass of the stacked state (None: all of them at once)."""
         rows = int(self.state.active.shape[0])
         if self.step_flops is None:
-            one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype),
-                                         self.state)
+            one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), self.state)
             key = program_key(self.trials[0].cfg, self.program, 1, None, False, (one, self.x))
             self.step_flops = reused(key, lambda: step_flops(self.program, one, self.x, self.y))
         per_pass = self.placement.trials_per_pass(rows, self.step_flops)
@@ -209,7 +233,8 @@ class GroupRun:
     def mask_stopped(self) -> None:
         """Freeze every trial that no longer trains: its updates are masked on the device."""
         self.state = self.state.replace(
-            active=self.placement.active([self.trials[index].live for index in self.slots]))
+            active=self.placement.active([self.trials[index].live for index in self.slots])
+        )
 
     def compact_if_due(self) -> None:
         """Re-stack the live trials into a smaller state once half or more are frozen."""
@@ -258,10 +283,16 @@ class GroupRun:
             states = self.trial_states()
         except RuntimeError:  # a second Ctrl-C can land while the state's buffers are donated
             return None
-        variables = self.placement.stacked(stack([
-            trial.best_variables if trial.uses_best()
-            else {"params": state.params, "batch_stats": state.batch_stats}
-            for trial, state in zip(self.trials, states)]))
+        variables = self.placement.stacked(
+            stack(
+                [
+                    trial.best_variables
+                    if trial.uses_best()
+                    else {"params": state.params, "batch_stats": state.batch_stats}
+                    for trial, state in zip(self.trials, states)
+                ]
+            )
+        )
         tested = self.placement.active([self._tested(trial) for trial in self.trials])
         args = (tested, variables["params"], variables["batch_stats"], *self.test)
         if self.program.task != "classification":
@@ -272,8 +303,11 @@ class GroupRun:
 
     def _save_predictions(self, probabilities: np.ndarray) -> None:
         count, labels = len(self.dataset.y_test), self.dataset.y_test
-        rows = [(trial.run_dir, probabilities[index].reshape(-1, probabilities.shape[-1])[:count])
-                for index, trial in enumerate(self.trials) if self._tested(trial)]
+        rows = [
+            (trial.run_dir, probabilities[index].reshape(-1, probabilities.shape[-1])[:count])
+            for index, trial in enumerate(self.trials)
+            if self._tested(trial)
+        ]
         self.writes.submit([partial(write_predictions, run_dir, row, labels) for run_dir, row in rows])
 
     @staticmethod
@@ -285,8 +319,9 @@ class GroupRun:
         summaries = []
         for index, trial in enumerate(self.trials):
             evaluated = test is not None and self._tested(trial)
-            summaries.append(trial.finish(take(test, index) if evaluated else None,
-                                          self.program.task, self.compile_s))
+            summaries.append(
+                trial.finish(take(test, index) if evaluated else None, self.program.task, self.compile_s)
+            )
         return summaries
 
     def fail(self, error: BaseException) -> Path | None:
@@ -315,8 +350,9 @@ class GroupRun:
         return dirs[0] if len(dirs) == 1 else Path(os.path.commonpath(dirs))
 
 
-def run_group(cfgs: list, run_dirs: list, *, resume: bool = False,
-              callbacks: tuple = (), compact: bool = True) -> list[dict]:
+def run_group(
+    cfgs: list, run_dirs: list, *, resume: bool = False, callbacks: tuple = (), compact: bool = True
+) -> list[dict]:
     """Train the trials of one group into their folders; return their summaries.
 
     `callbacks` (dlrun/callbacks.py) hook into the epoch loop; early stopping always does.
@@ -386,16 +422,18 @@ def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
         trial.status = "completed" if trial.live else trial.status
 
 
-def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False,
-                       console: Console | None = None) -> dict:
+def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Console | None = None) -> dict:
     """Train one config into `run_dir` (or continue the run there); return its summary."""
     console = console or Console(stderr=True)
     spec = data.describe(cfg.data)
-    console.print(f"[bold]{escape(cfg.model.name)}[/] on [bold]{escape(spec.name)}[/]: "
-                  f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
-                  f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}")
-    (summary,) = run_group([cfg], [run_dir], resume=resume,
-                           callbacks=[EpochProgress(console, cfg.model.name)])
+    console.print(
+        f"[bold]{escape(cfg.model.name)}[/] on [bold]{escape(spec.name)}[/]: "
+        f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
+        f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}"
+    )
+    (summary,) = run_group(
+        [cfg], [run_dir], resume=resume, callbacks=[EpochProgress(console, cfg.model.name)]
+    )
     if (Path(run_dir) / results.SUMMARY_FILE).exists():
         console.print(summary_table(summary, run_dir))
     else:

@@ -73,8 +73,7 @@ def _value(cfg, key: str):
 
 def state_hparams(cfg) -> dict:
     """The numbers a trial carries in its state's `hparams` (the step reads them traced)."""
-    return {entry.name: float(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS
-            if entry.reaches == STATE}
+    return {entry.name: float(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS if entry.reaches == STATE}
 
 
 def init_scheme(cfg) -> tuple:
@@ -94,11 +93,15 @@ def shape_key(cfg) -> dict:
 
 def compiled_flags(cfgs: list) -> dict:
     """{flag: whether any trial of the group needs it compiled in}."""
-    return {entry.compiled_flag: any(_value(cfg, entry.key) > 0 for cfg in cfgs)
-            for entry in TRIAL_HPARAMS if entry.compiled_flag}
+    return {
+        entry.compiled_flag: any(_value(cfg, entry.key) > 0 for cfg in cfgs)
+        for entry in TRIAL_HPARAMS
+        if entry.compiled_flag
+    }
 
 
 def injected_names() -> frozenset:
     """The optimizer hyperparameters the table says are injected (besides the learning rate)."""
-    return frozenset(entry.name for entry in TRIAL_HPARAMS
-                     if entry.reaches == OPTIMIZER and entry.name != "learning_rate")
+    return frozenset(
+        entry.name for entry in TRIAL_HPARAMS if entry.reaches == OPTIMIZER and entry.name != "learning_rate"
+    )

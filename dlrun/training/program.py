@@ -17,12 +17,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dlrun import data, models
-from dlrun import optim
+from dlrun import data, models, optim
 from dlrun.models import losses, trainable
 from dlrun.training import hparams, transfer
-from dlrun.training.step import (Program, create_state, evaluate, init_variables, train_epoch,
-                                 train_step)
+from dlrun.training.step import Program, create_state, evaluate, init_variables, train_epoch, train_step
 from dlrun.training.trial import init_key
 
 
@@ -76,8 +74,7 @@ def take(tree, index: int):
     return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
 
 
-def compiled_functions(program: Program, batched: bool, shared: bool = False,
-                       per_pass: int | None = None):
+def compiled_functions(program: Program, batched: bool, shared: bool = False, per_pass: int | None = None):
     """Return jitted (epoch, evaluate, evaluate with probabilities) over a leading trial axis.
 
     A group of one runs the plain program and only adds or drops the axis, so `dlrun train`
@@ -93,13 +90,15 @@ def compiled_functions(program: Program, batched: bool, shared: bool = False,
         epoch = _in_passes(epoch, per_pass, shared)
         assessors = [_skipping_frozen(fn) for fn in assessors]
     elif batched:
-        epoch = (_in_passes(epoch, per_pass, shared) if per_pass else
-                 jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0)))
+        epoch = (
+            _in_passes(epoch, per_pass, shared)
+            if per_pass
+            else jax.vmap(epoch, in_axes=(0, None, None, 0, None if shared else 0))
+        )
         assessors = [_vmapped(fn) for fn in assessors]
     else:
         one_epoch = epoch
-        epoch = lambda state, x, y, keys, orders: _expand(
-            one_epoch(take(state, 0), x, y, keys[0], orders[0]))
+        epoch = lambda state, x, y, keys, orders: _expand(one_epoch(take(state, 0), x, y, keys[0], orders[0]))
         assessors = [partial(_one_trial, fn) for fn in assessors]
     return (jax.jit(epoch, donate_argnums=0), *map(jax.jit, assessors))
 
@@ -112,6 +111,7 @@ def _vmapped(assess):
 
 def _skipping_frozen(assess):
     """An evaluation trial by trial that skips the rows not `active` (zeros stand in)."""
+
     def assess_row(row, batches):
         active, params, batch_stats = row
         assessed = lambda: assess(params, batch_stats, *batches)
@@ -120,7 +120,8 @@ def _skipping_frozen(assess):
         return jax.lax.cond(active, assessed, zeros)
 
     return lambda active, params, batch_stats, *batches: jax.lax.map(
-        lambda row: assess_row(row, batches), (active, params, batch_stats))
+        lambda row: assess_row(row, batches), (active, params, batch_stats)
+    )
 
 
 def _in_passes(epoch, per_pass: int, shared: bool):
@@ -130,22 +131,26 @@ def _in_passes(epoch, per_pass: int, shared: bool):
     is skipped by `lax.cond` instead of computed and masked: under vmap a cond computes both
     sides, so only this case saves the work before compaction re-stacks the group.
     """
+
     def one(state, x, y, key, order):
         if per_pass > 1:
             return epoch(state, x, y, key, order)
         trained = lambda: epoch(state, x, y, key, order)
         _, metric_shapes = jax.eval_shape(trained)
-        skipped = lambda: (state, jax.tree_util.tree_map(
-            lambda shape: jnp.zeros(shape.shape, shape.dtype), metric_shapes))
+        skipped = lambda: (
+            state,
+            jax.tree_util.tree_map(lambda shape: jnp.zeros(shape.shape, shape.dtype), metric_shapes),
+        )
         return jax.lax.cond(state.active, trained, skipped)
 
     batch_size = per_pass if per_pass > 1 else None
     if shared:
         return lambda state, x, y, keys, order: jax.lax.map(
-            lambda row: one(row[0], x, y, row[1], order), (state, keys), batch_size=batch_size)
+            lambda row: one(row[0], x, y, row[1], order), (state, keys), batch_size=batch_size
+        )
     return lambda state, x, y, keys, orders: jax.lax.map(
-        lambda row: one(row[0], x, y, row[1], row[2]), (state, keys, orders),
-        batch_size=batch_size)
+        lambda row: one(row[0], x, y, row[1], row[2]), (state, keys, orders), batch_size=batch_size
+    )
 
 
 def step_flops(program: Program, state, x, y) -> float:
@@ -153,8 +158,7 @@ def step_flops(program: Program, state, x, y) -> float:
     compile); 0 when the backend gives none."""
     batch = jax.ShapeDtypeStruct((program.batch_size, *x.shape[1:]), x.dtype)
     labels = jax.ShapeDtypeStruct((program.batch_size, *y.shape[1:]), y.dtype)
-    lowered = jax.jit(partial(train_step, program)).lower(state, batch, labels,
-                                                           jax.random.PRNGKey(0))
+    lowered = jax.jit(partial(train_step, program)).lower(state, batch, labels, jax.random.PRNGKey(0))
     try:
         return float((lowered.cost_analysis() or {}).get("flops", 0.0))
     except Exception:  # an analysis the backend lacks must not stop training
@@ -176,16 +180,27 @@ _PROGRAMS: dict = {}
 KEPT_PROGRAMS = 16
 
 
-def program_key(cfg, program: Program, size: int, per_pass: int | None, shared: bool,
-                arrays) -> str:
+def program_key(cfg, program: Program, size: int, per_pass: int | None, shared: bool, arrays) -> str:
     """What fixes a group's compiled code: its config but the trial keys, the compiled-in
     flags, the stacked size and layout, and the shapes (and placement) of the state and data."""
     shapes = jax.tree_util.tree_map(
-        lambda a: (a.shape, str(a.dtype), str(getattr(a, "sharding", None))), arrays)
-    return json.dumps([hparams.shape_key(cfg), program.mask_updates, program.model.use_dropout,
-                       program.use_noise, size, per_pass, shared,
-                       str(jax.tree_util.tree_structure(shapes)),
-                       str(jax.tree_util.tree_leaves(shapes))], sort_keys=True, default=str)
+        lambda a: (a.shape, str(a.dtype), str(getattr(a, "sharding", None))), arrays
+    )
+    return json.dumps(
+        [
+            hparams.shape_key(cfg),
+            program.mask_updates,
+            program.model.use_dropout,
+            program.use_noise,
+            size,
+            per_pass,
+            shared,
+            str(jax.tree_util.tree_structure(shapes)),
+            str(jax.tree_util.tree_leaves(shapes)),
+        ],
+        sort_keys=True,
+        default=str,
+    )
 
 
 def reused(key: str, build):
@@ -215,10 +230,14 @@ def initial_state(program: Program, cfg, spec) -> tuple:
     optimizer = transfer.freeze(optim.make_optimizer(cfg, program.steps_per_epoch), program.frozen)
     model = models.build_model(cfg, spec).clone(use_dropout=program.model.use_dropout)
     initialiser = dataclasses.replace(program, model=model)
-    key = json.dumps(["init", hparams.shape_key(cfg), program.model.use_dropout,
-                      hparams.init_scheme(cfg)], sort_keys=True, default=str)
+    key = json.dumps(
+        ["init", hparams.shape_key(cfg), program.model.use_dropout, hparams.init_scheme(cfg)],
+        sort_keys=True,
+        default=str,
+    )
     draw = reused(key, lambda: jax.jit(partial(init_variables, initialiser)))
-    state = create_state(initialiser, init_key(cfg), hparams.state_hparams(cfg), optimizer,
-                         draw(init_key(cfg)))
+    state = create_state(
+        initialiser, init_key(cfg), hparams.state_hparams(cfg), optimizer, draw(init_key(cfg))
+    )
     state, plan = transfer.initialise(state, cfg, spec, optimizer)
     return state, plan.record() if plan else None

@@ -19,8 +19,14 @@ def progress_bar(console: Console, field: str) -> Progress:
     """A bar with its count, a free-text task field (latest numbers, notes) and elapsed time.
 
     Both texts are rich markup: a description or note that holds a user's text is escaped."""
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn(f"{{task.fields[{field}]}}"), TimeElapsedColumn(), console=console)
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(f"{{task.fields[{field}]}}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 class EpochProgress(EpochCallback):
@@ -32,8 +38,12 @@ class EpochProgress(EpochCallback):
 
     def on_start(self, group, first_epoch: int) -> None:
         self.progress.start()
-        self.task = self.progress.add_task(escape(self.description), total=group.epochs,
-                                           completed=first_epoch - 1, metrics="compiled, training...")
+        self.task = self.progress.add_task(
+            escape(self.description),
+            total=group.epochs,
+            completed=first_epoch - 1,
+            metrics="compiled, training...",
+        )
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
         row = next((row for row in rows if row is not None), None)
@@ -99,11 +109,15 @@ class FolderEpochs(threading.Thread):
     def __init__(self, sweep: SweepProgress, jobs: list):
         super().__init__(daemon=True, name="dlrun-folder-epochs")
         self.sweep, self._stopped = sweep, threading.Event()
-        self.files = {Path(run_dir) / "metrics.csv": int(container["epochs"])
-                      for job in jobs for run_dir, container in zip(job.run_dirs, job.containers)}
+        self.files = {
+            Path(run_dir) / "metrics.csv": int(container["epochs"])
+            for job in jobs
+            for run_dir, container in zip(job.run_dirs, job.containers)
+        }
         self.seen: dict = {}  # file -> (size, epochs written)
-        self.task = sweep.progress.add_task("trial-epochs", total=sum(self.files.values()),
-                                            completed=self._count(), note="")
+        self.task = sweep.progress.add_task(
+            "trial-epochs", total=sum(self.files.values()), completed=self._count(), note=""
+        )
 
     def _count(self) -> int:
         total = 0
@@ -144,8 +158,12 @@ class GroupEpochs(EpochCallback):
         progress = self.sweep.progress
         if self.sweep.epochs is not None:
             progress.remove_task(self.sweep.epochs)
-        self.sweep.epochs = progress.add_task(escape(self.description), total=group.epochs,
-                                              completed=first_epoch - 1, note="compiled, training...")
+        self.sweep.epochs = progress.add_task(
+            escape(self.description),
+            total=group.epochs,
+            completed=first_epoch - 1,
+            note="compiled, training...",
+        )
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
         live = [row for row in rows if row is not None]
@@ -160,8 +178,18 @@ def summary_table(summary: dict, run_dir) -> Table:
     table = Table(title=escape(f"run {summary['status']}: {run_dir}"), show_header=False)
     table.add_column(style="bold")
     table.add_column()
-    keys = ("status", "epochs_run", "best_epoch", "best_val_loss", "best_val_accuracy",
-            "test_loss", "test_accuracy", "params", "train_time_s", "compile_time_s")
+    keys = (
+        "status",
+        "epochs_run",
+        "best_epoch",
+        "best_val_loss",
+        "best_val_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "params",
+        "train_time_s",
+        "compile_time_s",
+    )
     for key in keys:
         value = summary.get(key)
         if value is None or (isinstance(value, float) and math.isnan(value)):

@@ -33,8 +33,12 @@ from dlrun.errors import ConfigError, RunFailed
 from dlrun.text import clip
 from dlrun.training.writes import cannot_write
 
-RESUMABLE_KEYS = ("epochs", "early_stopping.patience", "early_stopping.min_delta",
-                  "early_stopping.restore_best")
+RESUMABLE_KEYS = (
+    "epochs",
+    "early_stopping.patience",
+    "early_stopping.min_delta",
+    "early_stopping.restore_best",
+)
 FINISHED = ("completed", "diverged")
 
 
@@ -63,20 +67,26 @@ class Start:
 
 
 def holds_run(run_dir: Path) -> bool:
-    return any((Path(run_dir) / name).exists() for name in
-               (results.SUMMARY_FILE, results.CONFIG_FILE, results.METRICS_FILE, results.LAST_CHECKPOINT))
+    return any(
+        (Path(run_dir) / name).exists()
+        for name in (results.SUMMARY_FILE, results.CONFIG_FILE, results.METRICS_FILE, results.LAST_CHECKPOINT)
+    )
 
 
 def _stored_config(run_dir: Path, option: str) -> DictConfig:
     path = Path(run_dir) / results.CONFIG_FILE
     if not path.exists():
-        raise ConfigError(f"{option} {run_dir}: it has no {results.CONFIG_FILE}, so it cannot be "
-                          "continued; start a new run with another --out")
+        raise ConfigError(
+            f"{option} {run_dir}: it has no {results.CONFIG_FILE}, so it cannot be "
+            "continued; start a new run with another --out"
+        )
     try:
         return load_run_config(run_dir)
     except ConfigError as error:
-        raise ConfigError(f"{option} {run_dir}: its {results.CONFIG_FILE} cannot be used ({error}); "
-                          "start a new run with another --out") from None
+        raise ConfigError(
+            f"{option} {run_dir}: its {results.CONFIG_FILE} cannot be used ({error}); "
+            "start a new run with another --out"
+        ) from None
     except (OSError, ValueError) as error:  # YAML syntax, binary junk, empty: the reader says which
         problem = error if isinstance(error, ValueError) else f"its {results.CONFIG_FILE} cannot be read"
         raise ConfigError(f"{option} {run_dir}: {problem}; start a new run with another --out") from None
@@ -95,8 +105,10 @@ def _finished_epoch(run_dir: Path, option: str) -> int:
     try:
         return finished_epoch(run_dir)
     except ValueError as error:
-        raise ConfigError(f"{option} {run_dir}: {error}; its results are left as they are, "
-                          "start a new run with another --out") from None
+        raise ConfigError(
+            f"{option} {run_dir}: {error}; its results are left as they are, "
+            "start a new run with another --out"
+        ) from None
 
 
 def changes(before: DictConfig, after: DictConfig) -> dict:
@@ -107,8 +119,11 @@ def changes(before: DictConfig, after: DictConfig) -> dict:
 def changed_values(before: dict, after: dict) -> dict:
     """`changes` over plain nested dicts (a summary's stored config)."""
     old, new = _flatten(before), _flatten(after)
-    return {key: (old.get(key), new.get(key)) for key in sorted(old.keys() | new.keys())
-            if old.get(key) != new.get(key)}
+    return {
+        key: (old.get(key), new.get(key))
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+    }
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:
@@ -131,15 +146,21 @@ def for_out(run_dir: Path, cfg: DictConfig) -> Start:
     differ = changes(_stored_config(run_dir, "--out"), cfg)
     if differ:
         key, (old, new) = next(iter(differ.items()))
-        raise ConfigError(f"--out {run_dir} already holds another run ({key}: {clip(old)} there, "
-                          f"{clip(new)} here); use another --out, or --resume {run_dir} to continue "
-                          "that one")
+        raise ConfigError(
+            f"--out {run_dir} already holds another run ({key}: {clip(old)} there, "
+            f"{clip(new)} here); use another --out, or --resume {run_dir} to continue "
+            "that one"
+        )
     status = _status(run_dir)
     if status in FINISHED:
-        return Start(cfg, run_dir, "done", f"{run_dir} already holds this run, {status}: nothing "
-                     f"to do (--resume {run_dir} epochs=N trains it further)")
-    return Start(cfg, run_dir, "continue", f"continuing the {status} run in {run_dir} from "
-                 f"epoch {epoch + 1}")
+        return Start(
+            cfg,
+            run_dir,
+            "done",
+            f"{run_dir} already holds this run, {status}: nothing "
+            f"to do (--resume {run_dir} epochs=N trains it further)",
+        )
+    return Start(cfg, run_dir, "continue", f"continuing the {status} run in {run_dir} from epoch {epoch + 1}")
 
 
 def for_resume(run_dir: Path, overrides: list[str]) -> Start:
@@ -151,24 +172,32 @@ def for_resume(run_dir: Path, overrides: list[str]) -> Start:
     refused = [key for key in changes(stored, cfg) if key not in RESUMABLE_KEYS]
     if refused:
         old, new = changes(stored, cfg)[refused[0]]
-        raise ConfigError(f"--resume cannot change {refused[0]} ({clip(old)} -> {clip(new)}): the "
-                          f"checkpoint is of the run as it was; a resume may change only "
-                          f"{', '.join(RESUMABLE_KEYS)} (start a new run with --out to change it)")
+        raise ConfigError(
+            f"--resume cannot change {refused[0]} ({clip(old)} -> {clip(new)}): the "
+            f"checkpoint is of the run as it was; a resume may change only "
+            f"{', '.join(RESUMABLE_KEYS)} (start a new run with --out to change it)"
+        )
     epoch, status = _finished_epoch(run_dir, "--resume"), _status(run_dir)
     if epoch == 0:
         return Start(cfg, run_dir, "new", f"{run_dir}: no epoch had finished there; starting afresh")
     if cfg.epochs < epoch:
         raise ConfigError(f"epochs={cfg.epochs} is below the {epoch} epochs {run_dir} already ran")
     if status == "diverged":
-        raise ConfigError(f"--resume {run_dir}: that run diverged; resuming would repeat it (start "
-                          "a new run, e.g. with a lower lr)")
+        raise ConfigError(
+            f"--resume {run_dir}: that run diverged; resuming would repeat it (start "
+            "a new run, e.g. with a lower lr)"
+        )
     if cfg.epochs > stored.epochs:
         return _extended(stored, cfg, run_dir, epoch)
     if status == "completed":
-        return Start(cfg, run_dir, "done", f"{run_dir} already completed its {stored.epochs} epochs: "
-                     f"nothing to do (add epochs=N to train further)")
-    return Start(cfg, run_dir, "continue", f"continuing the {status} run in {run_dir} from epoch "
-                 f"{epoch + 1}")
+        return Start(
+            cfg,
+            run_dir,
+            "done",
+            f"{run_dir} already completed its {stored.epochs} epochs: "
+            f"nothing to do (add epochs=N to train further)",
+        )
+    return Start(cfg, run_dir, "continue", f"continuing the {status} run in {run_dir} from epoch {epoch + 1}")
 
 
 def _with_overrides(stored: DictConfig, overrides: list[str]) -> DictConfig:
@@ -178,8 +207,9 @@ def _with_overrides(stored: DictConfig, overrides: list[str]) -> DictConfig:
     try:
         cfg.merge_with_dotlist(list(overrides))
     except Exception as error:
-        raise ConfigError(f"bad override for --resume: {clip(str(error).splitlines()[0])} (write "
-                          f"key=value, e.g. epochs=20)") from None
+        raise ConfigError(
+            f"bad override for --resume: {clip(str(error).splitlines()[0])} (write key=value, e.g. epochs=20)"
+        ) from None
     validate(cfg)
     return cfg
 
@@ -189,12 +219,18 @@ def _extended(stored: DictConfig, cfg: DictConfig, run_dir: Path, epoch: int) ->
     if cfg.schedule.name != "constant":
         cfg.schedule.restarts = [*cfg.schedule.restarts, epoch]
         validate(cfg)
-        how = (f"the {cfg.schedule.name} lr schedule restarts at epoch {epoch + 1} over the "
-               f"{cfg.epochs - epoch} epochs that remain")
+        how = (
+            f"the {cfg.schedule.name} lr schedule restarts at epoch {epoch + 1} over the "
+            f"{cfg.epochs - epoch} epochs that remain"
+        )
     else:
         how = "the lr stays constant"
-    return Start(cfg, run_dir, "continue", f"extending {run_dir} from {stored.epochs} to "
-                 f"{cfg.epochs} epochs, from epoch {epoch + 1}: {how}")
+    return Start(
+        cfg,
+        run_dir,
+        "continue",
+        f"extending {run_dir} from {stored.epochs} to {cfg.epochs} epochs, from epoch {epoch + 1}: {how}",
+    )
 
 
 @contextmanager
@@ -212,8 +248,10 @@ def kept_on_failure(run_dir: Path):
             results.restore(run_dir, files)
         except OSError as failure:
             why = cannot_write(failure, run_dir)
-            raise RunFailed(f"{error}; putting {run_dir} back failed too ({why}): each file there "
-                            "is whole, some of them from this attempt") from None
+            raise RunFailed(
+                f"{error}; putting {run_dir} back failed too ({why}): each file there "
+                "is whole, some of them from this attempt"
+            ) from None
         if isinstance(error, RunFailed):
             raise RunFailed(f"{error}; {run_dir} is left as it was") from None
         raise

@@ -28,8 +28,7 @@ from dlrun.training.step import Program, evaluate, train_epoch
 class SideBySide:
     """The stacked interface of a group's epoch and evaluations over one-trial executables."""
 
-    def __init__(self, program: Program, epoch_exe, assess_exe, metric_shapes, shared: bool,
-                 workers: int):
+    def __init__(self, program: Program, epoch_exe, assess_exe, metric_shapes, shared: bool, workers: int):
         self.epoch_exe, self.assess_exe, self.shared = epoch_exe, assess_exe, shared
         self.assess_fn = jax.jit(partial(evaluate, program))  # its shapes, for untested rows
         self.metric_zeros = _host_zeros(metric_shapes)
@@ -80,8 +79,11 @@ class SideBySide:
 
     def _each(self, assess, traceable, tested, params, batch_stats, batches):
         tested = np.asarray(jax.device_get(tested))
-        if self.stacked is not None and params is self.stacked.params \
-                and batch_stats is self.stacked.batch_stats:
+        if (
+            self.stacked is not None
+            and params is self.stacked.params
+            and batch_stats is self.stacked.batch_stats
+        ):
             row = lambda index: (self.rows[index].params, self.rows[index].batch_stats, *batches)
         else:
             row = lambda index: (take(params, index), take(batch_stats, index), *batches)
@@ -94,8 +96,9 @@ class SideBySide:
         return _host_stack(list(self.pool.map(run, range(len(tested)))))
 
 
-def compiled(program: Program, state, x, y, keys, orders, val, shared: bool,
-             workers: int) -> tuple[SideBySide, float]:
+def compiled(
+    program: Program, state, x, y, keys, orders, val, shared: bool, workers: int
+) -> tuple[SideBySide, float]:
     """Compile one trial's epoch and validation for the rows of the stacked `state`; return
     them behind the stacked interface, and the seconds compiling took."""
     start = time.perf_counter()

@@ -63,9 +63,13 @@ def init_variables(program: Program, key: jax.Array) -> dict:
     return program.model.init({"params": key, "dropout": key}, dummy, train=False)
 
 
-def create_state(program: Program, key: jax.Array, hparams: dict,
-                 optimizer: optax.GradientTransformation | None = None,
-                 variables: dict | None = None) -> TrainState:
+def create_state(
+    program: Program,
+    key: jax.Array,
+    hparams: dict,
+    optimizer: optax.GradientTransformation | None = None,
+    variables: dict | None = None,
+) -> TrainState:
     """Return a fresh state: parameters drawn from `key`, optimizer state, hyperparameters.
 
     `optimizer` (same structure as the program's, other hyperparameter values) lets each trial
@@ -156,8 +160,9 @@ def train_step(program: Program, state: TrainState, x, y, key):
     x = augment(program, prepare_inputs(program, x), augment_key, state.hparams["noise_std"])
 
     def objective(params):
-        outputs, updates = _forward(program, params, state.batch_stats, x, True,
-                                    state.hparams["dropout"], dropout_key)
+        outputs, updates = _forward(
+            program, params, state.batch_stats, x, True, state.hparams["dropout"], dropout_key
+        )
         per_example, correct = batch_metrics(program, outputs, y)
         data_loss = jnp.mean(per_example)
         penalty = state.hparams["l2"] * l2_penalty(params, program.frozen)
@@ -191,12 +196,8 @@ def _reduce_epoch(metrics):
     active = [jnp.any(v, axis=0) for k, v in stats.items() if k.endswith("_active")]
     saturated = [jnp.mean(v) for k, v in stats.items() if k.endswith("_saturated")]
     units = sum(a.size for a in active)
-    reduced["dead_fraction"] = (
-        sum(jnp.sum(~a) for a in active) / units if units else jnp.float32(jnp.nan)
-    )
-    reduced["saturated_fraction"] = (
-        jnp.mean(jnp.stack(saturated)) if saturated else jnp.float32(jnp.nan)
-    )
+    reduced["dead_fraction"] = sum(jnp.sum(~a) for a in active) / units if units else jnp.float32(jnp.nan)
+    reduced["saturated_fraction"] = jnp.mean(jnp.stack(saturated)) if saturated else jnp.float32(jnp.nan)
     return reduced
 
 
@@ -224,8 +225,9 @@ def train_epoch(program: Program, state: TrainState, x, y, key, order_key=None):
     if program.mask_updates:
         finite = jnp.all(jnp.isfinite(metrics["loss"])) & jnp.all(jnp.isfinite(metrics["grad_norm"]))
         keep = state.active & finite
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(keep, new, old),
-                                           new_state, state).replace(active=keep)
+        new_state = jax.tree_util.tree_map(
+            lambda new, old: jnp.where(keep, new, old), new_state, state
+        ).replace(active=keep)
     return new_state, {**_reduce_epoch(metrics), "lr": lr}
 
 
@@ -235,8 +237,7 @@ def epoch_lr(program: Program, state: TrainState):
     return injected * (program.schedule(state.step) if program.schedule else 1.0)
 
 
-def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask,
-             probabilities: bool = False):
+def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask, probabilities: bool = False):
     """Return mean loss and accuracy over pre-batched, padded data (`mask` marks real examples).
 
     With `probabilities` also return the class probabilities [batches, batch, classes] (for
@@ -245,8 +246,9 @@ def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask,
 
     def body(totals, inputs):
         x, y, valid = inputs
-        outputs, _ = _forward(program, params, batch_stats, prepare_inputs(program, x), False,
-                              0.0, jax.random.PRNGKey(0))
+        outputs, _ = _forward(
+            program, params, batch_stats, prepare_inputs(program, x), False, 0.0, jax.random.PRNGKey(0)
+        )
         per_example, correct = batch_metrics(program, outputs, y)
         loss_sum = jnp.sum(jnp.where(valid, per_example, 0.0))
         correct_sum = jnp.sum(jnp.where(valid, correct, 0.0))

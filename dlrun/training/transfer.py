@@ -2,8 +2,9 @@
 (`model.trainable`).
 
 Which layers train is `model.trainable`, read by dlrun/models/trainable.py. The other
-layers are frozen: the optimizer gives them zero updates and holds no state for them (`optax.multi_transform` with
-`set_to_zero`), and the L2 penalty leaves them out, so their parameters stay bit-identical.
+layers are frozen: the optimizer gives them zero updates and holds no state for them
+(`optax.multi_transform` with `set_to_zero`), and the L2 penalty leaves them out, so their
+parameters stay bit-identical.
 A frozen layer's batch-norm *statistics* still follow the new data (as in PyTorch, unlike
 Keras): they describe the data rather than what was learnt, re-estimating them adapts the frozen
 features to the new inputs (AdaBN, Li et al. 2016), and it needs no change in any model.
@@ -41,9 +42,10 @@ def freeze(optimizer: optax.GradientTransformation, frozen: frozenset) -> optax.
         return optimizer
 
     def labels(params):
-        return {module: jax.tree_util.tree_map(lambda _: "frozen" if module in frozen else "trainable",
-                                               tree)
-                for module, tree in params.items()}
+        return {
+            module: jax.tree_util.tree_map(lambda _: "frozen" if module in frozen else "trainable", tree)
+            for module, tree in params.items()
+        }
 
     return optax.multi_transform({"trainable": optimizer, "frozen": optax.set_to_zero()}, labels)
 
@@ -58,13 +60,11 @@ class InitPlan:
 
     def record(self) -> dict:
         """For summary.json."""
-        return {"source": self.source, "loaded": list(self.loaded),
-                "reinitialised": list(self.reinitialised)}
+        return {"source": self.source, "loaded": list(self.loaded), "reinitialised": list(self.reinitialised)}
 
     def describe(self) -> str:
         fresh = ", ".join(self.reinitialised) or "none"
-        return (f"initialised from {self.source}: loaded {', '.join(self.loaded)}; "
-                f"re-initialised {fresh}")
+        return f"initialised from {self.source}: loaded {', '.join(self.loaded)}; re-initialised {fresh}"
 
 
 def _refuse(source, why: str) -> ConfigError:
@@ -80,8 +80,9 @@ def _checkpoint(path: str, stamp: float) -> dict:
     try:
         return flax.serialization.msgpack_restore(Path(path).read_bytes())
     except Exception as error:
-        raise ConfigError(f"init_from {Path(path).parents[1]}: its best checkpoint cannot be read "
-                          f"({type(error).__name__})") from None
+        raise ConfigError(
+            f"init_from {Path(path).parents[1]}: its best checkpoint cannot be read ({type(error).__name__})"
+        ) from None
 
 
 def source_variables(run_dir) -> dict:
@@ -93,8 +94,9 @@ def source_variables(run_dir) -> dict:
         raise _refuse(run_dir, f"not a run folder (no {results.CONFIG_FILE} or {results.SUMMARY_FILE})")
     best = run_dir / results.BEST_CHECKPOINT
     if not best.is_file():
-        raise _refuse(run_dir, f"the run has no checkpoint ({results.BEST_CHECKPOINT} is missing: "
-                               "no epoch finished)")
+        raise _refuse(
+            run_dir, f"the run has no checkpoint ({results.BEST_CHECKPOINT} is missing: no epoch finished)"
+        )
     variables = _checkpoint(str(best.resolve()), best.stat().st_mtime)
     if not isinstance(variables, dict) or not isinstance(variables.get("params"), dict):
         raise _refuse(run_dir, f"{results.BEST_CHECKPOINT} holds no parameters")
@@ -108,8 +110,7 @@ def _same_classes(run_dir: Path, cfg) -> bool:
     except (OSError, ValueError):
         return False
     mine = cfg.data
-    return (data.get("name") == mine.name
-            and _classes(data.get("classes")) == _classes(mine.get("classes")))
+    return data.get("name") == mine.name and _classes(data.get("classes")) == _classes(mine.get("classes"))
 
 
 def _classes(value):
@@ -135,12 +136,18 @@ def plan_init(cfg, spec) -> InitPlan | None:
         elif models.layer_of(module) == HEAD:
             fresh.append(module)
         else:
-            raise _refuse(source, f"its layer {module} has shapes {shape_of(theirs[module])}, "
-                                  f"model {cfg.model.name} here {shapes}; only the output layer may "
-                                  "differ (use the same architecture)")
+            raise _refuse(
+                source,
+                f"its layer {module} has shapes {shape_of(theirs[module])}, "
+                f"model {cfg.model.name} here {shapes}; only the output layer may "
+                "differ (use the same architecture)",
+            )
     if not loaded:
-        raise _refuse(source, f"no layer of model {cfg.model.name} ({', '.join(fresh)}) is in that "
-                              f"run (its layers: {', '.join(theirs)})")
+        raise _refuse(
+            source,
+            f"no layer of model {cfg.model.name} ({', '.join(fresh)}) is in that "
+            f"run (its layers: {', '.join(theirs)})",
+        )
     return InitPlan(str(source), tuple(loaded), tuple(fresh))
 
 
@@ -154,10 +161,16 @@ def initialise(state, cfg, spec, optimizer):
 
     def take(collection, own):
         theirs = source.get(collection) or {}
-        return {module: (jax.tree_util.tree_map(lambda mine, loaded: jnp.asarray(loaded, mine.dtype),
-                                                tree, theirs[module])
-                         if module in plan.loaded and module in theirs else tree)
-                for module, tree in own.items()}
+        return {
+            module: (
+                jax.tree_util.tree_map(
+                    lambda mine, loaded: jnp.asarray(loaded, mine.dtype), tree, theirs[module]
+                )
+                if module in plan.loaded and module in theirs
+                else tree
+            )
+            for module, tree in own.items()
+        }
 
     params = take("params", state.params)
     batch_stats = take("batch_stats", state.batch_stats)

@@ -126,14 +126,22 @@ class Trial:
         """Begin the summary; return the function that writes config.yaml and a `running`
         summary.json, to run later."""
         self.summary = {
-            "status": "running", "task": spec.task, "model": self.cfg.model.name, "data": spec.name,
-            "params": params, "n_train": spec.n_train, "n_val": spec.n_val, "n_test": spec.n_test,
+            "status": "running",
+            "task": spec.task,
+            "model": self.cfg.model.name,
+            "data": spec.name,
+            "params": params,
+            "n_train": spec.n_train,
+            "n_val": spec.n_val,
+            "n_test": spec.n_test,
             "group_size": group_size,
             # label i of the run's outputs is class_names[i]: data.classes relabels
             **({"class_names": list(spec.class_names)} if spec.class_names else {}),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "backend": jax.default_backend(), "device": str(jax.devices()[0].device_kind),
-            "dlrun_version": __version__, "jax_version": jax.__version__,
+            "backend": jax.default_backend(),
+            "device": str(jax.devices()[0].device_kind),
+            "dlrun_version": __version__,
+            "jax_version": jax.__version__,
             # the resolved config again, so that a report over thousands of runs reads JSON only
             "config": plain(self.cfg),
             **({"init_from": self.init_record} if self.init_record else {}),
@@ -143,6 +151,7 @@ class Trial:
         def write() -> None:
             results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
             results.write_summary(self.run_dir, summary)
+
         return write
 
     def record(self, epoch: int, row: dict, variables: dict, state) -> Callable[[], None]:
@@ -153,16 +162,24 @@ class Trial:
         improved = tracker.update(epoch, row[tracker.metric])
         if improved:
             self.best_variables = variables
-        last = {"state": state, "epoch": epoch, "best_value": tracker.best_value,
-                "best_epoch": tracker.best_epoch, "bad_epochs": tracker.bad_epochs}
+        last = {
+            "state": state,
+            "epoch": epoch,
+            "best_value": tracker.best_value,
+            "best_epoch": tracker.best_epoch,
+            "bad_epochs": tracker.bad_epochs,
+        }
 
         def write() -> None:
             results.write_metrics(self.run_dir, rows)
             if improved:
-                results.atomic_write_bytes(self.run_dir / results.BEST_CHECKPOINT,
-                                           flax.serialization.to_bytes(variables))
-            results.atomic_write_bytes(self.run_dir / results.LAST_CHECKPOINT,
-                                       flax.serialization.to_bytes(last))
+                results.atomic_write_bytes(
+                    self.run_dir / results.BEST_CHECKPOINT, flax.serialization.to_bytes(variables)
+                )
+            results.atomic_write_bytes(
+                self.run_dir / results.LAST_CHECKPOINT, flax.serialization.to_bytes(last)
+            )
+
         return write
 
     def record_divergence(self, row: dict) -> Callable[[], None]:
@@ -174,10 +191,10 @@ class Trial:
 
     def restore_last(self, template_state):
         """Load the last epoch checkpoint; return (state, epoch it ended)."""
-        template = {"state": template_state, "epoch": 0, "best_value": 0.0, "best_epoch": 0,
-                    "bad_epochs": 0}
+        template = {"state": template_state, "epoch": 0, "best_value": 0.0, "best_epoch": 0, "bad_epochs": 0}
         payload = flax.serialization.from_bytes(
-            template, (self.run_dir / results.LAST_CHECKPOINT).read_bytes())
+            template, (self.run_dir / results.LAST_CHECKPOINT).read_bytes()
+        )
         epoch = int(payload["epoch"])
         self.tracker.best_value = float(payload["best_value"])
         self.tracker.best_epoch = int(payload["best_epoch"])
@@ -195,11 +212,14 @@ class Trial:
         before = self.summary.get("config") or {}
         after = plain(self.cfg)
         self.summary.update(status="running", config=after)
-        self.summary.setdefault("resumes", []).append({
-            "from_epoch": epoch, "epochs": int(self.cfg.epochs),
-            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "changed": {key: list(pair) for key, pair in changed_values(before, after).items()},
-        })
+        self.summary.setdefault("resumes", []).append(
+            {
+                "from_epoch": epoch,
+                "epochs": int(self.cfg.epochs),
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "changed": {key: list(pair) for key, pair in changed_values(before, after).items()},
+            }
+        )
         results.atomic_write_text(self.run_dir / results.CONFIG_FILE, to_yaml(self.cfg))
         results.write_summary(self.run_dir, self.summary)
 

@@ -55,8 +55,7 @@ class FolderWrites:
 def write_predictions(run_dir, probabilities: np.ndarray, labels: np.ndarray) -> None:
     """Keep a trial's test-set probabilities, so that runs can vote (report --ensemble)."""
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, probabilities=probabilities.astype(np.float32),
-                        labels=np.asarray(labels))
+    np.savez_compressed(buffer, probabilities=probabilities.astype(np.float32), labels=np.asarray(labels))
     results.atomic_write_bytes(run_dir / results.PREDICTIONS_FILE, buffer.getvalue())
 
 
