@@ -12,9 +12,9 @@ from dlrun.config.compose import group_options
 
 
 def choices_table() -> Table:
-    """Models, data sets, optimizers, schedules, inits, activations, losses and studies."""
+    """Models, data sets, optimizers, schedules, inits, activations, losses and experiments."""
     from dlrun.models import activations, inits, losses
-    from dlrun.sweep.studies import list_experiments
+    from dlrun.sweep.experiments import list_experiments
 
     rows = [
         ("model", "model=", group_options("model")),
@@ -24,7 +24,7 @@ def choices_table() -> Table:
         ("init", "init= / bias_init=", ["auto", *inits.INITS]),
         ("activation", "activation=", list(activations.ACTIVATIONS)),
         ("loss", "loss=", ["auto", *losses.LOSSES]),
-        ("study", "dlrun sweep experiment=", list_experiments()),
+        ("experiment", "dlrun sweep experiment=", list_experiments()),
     ]
     table = Table(title="dlrun choices")
     for column in ("what", "set with", "choices"):
@@ -34,12 +34,12 @@ def choices_table() -> Table:
     return table
 
 
-def studies_table() -> Table:
-    """Each study in experiments/ with what it shows."""
-    from dlrun.sweep.studies import list_experiments, load_experiment
+def experiments_table() -> Table:
+    """Each ready experiment in experiments/ with what it shows."""
+    from dlrun.sweep.experiments import list_experiments, load_experiment
 
-    table = Table(title="studies in experiments/ (dlrun sweep experiment=NAME)")
-    table.add_column("study", no_wrap=True)
+    table = Table(title="experiments/ (dlrun sweep experiment=NAME)")
+    table.add_column("experiment", no_wrap=True)
     table.add_column("shows")
     for name in list_experiments():
         table.add_row(name, load_experiment(name).summary)

@@ -376,12 +376,12 @@ def config_show(
 @app.command("list")
 def list_choices() -> None:
     """List the available models (with parameter counts), data sets, optimizers, schedules,
-    inits, activations, losses and studies."""
-    from dlrun.catalog import choices_table, models_table, studies_table
+    inits, activations, losses and ready experiments."""
+    from dlrun.catalog import choices_table, experiments_table, models_table
 
     Console().print(choices_table())
     Console().print(models_table())
-    Console().print(studies_table())
+    Console().print(experiments_table())
 
 
 def main() -> None:

@@ -10,20 +10,20 @@ from rich.console import Console
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
-from dlrun.sweep import executor, folder, pretrain, studies
+from dlrun.sweep import executor, experiments, folder, pretrain
 from dlrun.sweep.plan import make_plan
 
 
-@pytest.mark.parametrize("name", studies.list_experiments())
+@pytest.mark.parametrize("name", experiments.list_experiments())
 def test_every_study_plans_and_says_what_it_shows(name):
     # a study over intervals is a search: it needs a budget of trials
     plan = make_plan([f"experiment={name}"], trials=4 if name == "search" else None)
     assert len(plan.trials) >= 2
-    assert len(studies.load_experiment(name).summary) > 40
+    assert len(experiments.load_experiment(name).summary) > 40
 
 
 def test_there_are_the_fourteen_studies_of_the_lessons():
-    assert set(studies.list_experiments()) == {
+    assert set(experiments.list_experiments()) == {
         "activations",
         "init",
         "learning_rate",

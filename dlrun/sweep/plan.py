@@ -19,7 +19,7 @@ from dlrun.config.compose import with_values
 from dlrun.config.load import compose_config
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
-from dlrun.sweep import studies
+from dlrun.sweep import experiments
 from dlrun.sweep.space import CONFIG_GROUPS, expand, parse_space, parser_for
 from dlrun.text import clip
 from dlrun.training.hparams import shape_key
@@ -124,25 +124,25 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
 
 def _study_space(overrides: list[str]) -> tuple[list[str], dict, dict]:
     """Resolve `experiment=` and `variant=`: (fixed overrides, swept keys, the study's variants)."""
-    overrides, variants = studies.resolve(overrides)
+    overrides, variants = experiments.resolve(overrides)
     fixed, swept = parse_space(overrides)
-    chosen = [o.partition("=")[2] for o in fixed if o.startswith(f"{studies.VARIANT_KEY}=")]
-    fixed = [o for o in fixed if not o.startswith(f"{studies.VARIANT_KEY}=")]
+    chosen = [o.partition("=")[2] for o in fixed if o.startswith(f"{experiments.VARIANT_KEY}=")]
+    fixed = [o for o in fixed if not o.startswith(f"{experiments.VARIANT_KEY}=")]
     if chosen:  # `variant=dropout` alone runs that one variant
-        swept[studies.VARIANT_KEY] = parser_for(studies.VARIANT_KEY, chosen)
+        swept[experiments.VARIANT_KEY] = parser_for(experiments.VARIANT_KEY, chosen)
     if variants:
-        swept.setdefault(studies.VARIANT_KEY, parser_for(studies.VARIANT_KEY, variants))
+        swept.setdefault(experiments.VARIANT_KEY, parser_for(experiments.VARIANT_KEY, variants))
     return fixed, swept, variants
 
 
 def _plan_trial(index: int, values: dict, fixed: list, variants: dict, composed: dict) -> PlannedTrial:
-    chosen = values.get(studies.VARIANT_KEY)
+    chosen = values.get(experiments.VARIANT_KEY)
     if chosen is not None and chosen not in variants:
         raise ConfigError(
             f"unknown variant '{chosen}' (choose from: {', '.join(variants) or 'none in this study'})"
         )
     variant = variants.get(chosen, [])
-    settings = {k: v for k, v in values.items() if k != studies.VARIANT_KEY}
+    settings = {k: v for k, v in values.items() if k != experiments.VARIANT_KEY}
     trial_overrides = [*fixed, *variant, *(f"{key}={value}" for key, value in settings.items())]
     try:
         cfg = _compose_trial([*fixed, *variant], settings, composed)

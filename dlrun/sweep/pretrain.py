@@ -1,10 +1,10 @@
-"""Runs a sweep's trials start from: `--init-from`, and a study's pre-training stage.
+"""Runs a sweep's trials start from: `--init-from`, and an experiment's pre-training stage.
 
-A study file may hold `pretrain:`, the overrides of one run trained before its sweep; its
+An experiment file may hold `pretrain:`, the overrides of one run trained before its sweep; its
 trials name that run with `init_from=PRETRAINED`. `dlrun sweep experiment=NAME` trains it into
 `<sweep>/pretrain/` first (the same command again continues or skips it, as `dlrun train --out`
 does), then points those trials at it. The command line's fixed overrides apply to the
-pre-training run too, but for the keys it sets itself, the study's swept keys and its variants'
+pre-training run too, but for the keys it sets itself, the experiment's swept keys and its variants'
 keys: `data.subset=2000` trains both on less, `epochs=5` changes the trials' length alone.
 """
 
@@ -15,9 +15,9 @@ from pathlib import Path
 from rich.console import Console
 
 from dlrun.errors import ConfigError
-from dlrun.sweep import studies
+from dlrun.sweep import experiments
 
-PRETRAINED = "PRETRAINED"  # a study's trials' init_from, until its pre-training run exists
+PRETRAINED = "PRETRAINED"  # an experiment's trials' init_from, until its pre-training run exists
 FOLDER = "pretrain"
 
 
@@ -37,27 +37,27 @@ def check_sources(plan, console: Console) -> None:
 
 
 def stage_overrides(overrides: list[str]) -> list[str] | None:
-    """The pre-training run's overrides, None when no study with such a stage is named."""
+    """The pre-training run's overrides, None when no experiment with such a stage is named."""
     named = [o for o in overrides if o.startswith("experiment=")]
     if not named:
         return None
-    study = studies.load_experiment(named[0].partition("=")[2])
-    if not study.pretrain:
+    experiment = experiments.load_experiment(named[0].partition("=")[2])
+    if not experiment.pretrain:
         return None
     key = lambda override: override.partition("=")[0].lstrip("+~")  # noqa: E731
     skipped = {
         "experiment",
-        studies.VARIANT_KEY,
-        *study.sweep,
-        *map(key, study.pretrain),
-        *(key(o) for variant in study.variants.values() for o in variant),
+        experiments.VARIANT_KEY,
+        *experiment.sweep,
+        *map(key, experiment.pretrain),
+        *(key(o) for variant in experiment.variants.values() for o in variant),
     }
     rest = [o for o in overrides if key(o) not in skipped]
-    return [*study.pretrain, *rest]
+    return [*experiment.pretrain, *rest]
 
 
 def run_stage(plan, overrides: list[str], out: Path, console: Console) -> None:
-    """Train the named study's pre-training run into `<out>/pretrain` (unless it is done), then
+    """Train the named experiment's pre-training run into `<out>/pretrain` (unless it is done), then
     point the trials that start from it there. Raises Interrupted when it is stopped."""
     stage = stage_overrides(overrides)
     if stage is None:

@@ -1,10 +1,10 @@
-"""Ready-made studies: `experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
+"""Ready-made experiments: `experiments/<name>.yaml`, run with `dlrun sweep experiment=<name>`.
 
-A study file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
+An experiment file holds the base overrides, the sweep space (Hydra's sweep grammar, one entry per
 key), optionally named variants (alternatives that set several keys at once, such as "L2" vs
 "dropout"), optionally a run to pre-train first (`pretrain:`, see pretrain.py), and the command
 and conclusion in its opening comment. Overrides given on the
-command line after `experiment=...` win, so a study runs smaller with e.g. `epochs=2`.
+command line after `experiment=...` win, so an experiment runs smaller with e.g. `epochs=2`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def list_experiments() -> list[str]:
 
 
 def load_experiment(name: str) -> Experiment:
-    """Read one study file. Raises ConfigError for an unknown name or a malformed file."""
+    """Read one experiment file. Raises ConfigError for an unknown name or a malformed file."""
     path = experiments_dir() / f"{name}.yaml"
     if not path.exists():
         raise ConfigError(f"unknown experiment '{name}' (choose from: {', '.join(list_experiments())})")
@@ -75,9 +75,9 @@ def _paragraph(text: str, heading: str) -> str:
 
 
 def resolve(overrides: list[str]) -> tuple[list[str], dict]:
-    """Replace `experiment=NAME` by the study's overrides and sweep (command-line keys win).
+    """Replace `experiment=NAME` by the experiment's overrides and sweep (command-line keys win).
 
-    Returns the override list and the study's variants ({} when no study is named).
+    Returns the override list and the experiment's variants ({} when no experiment is named).
     """
     named = [o for o in overrides if o.startswith("experiment=")]
     chosen = [o for o in overrides if o.startswith(f"{VARIANT_KEY}=")]
@@ -87,20 +87,20 @@ def resolve(overrides: list[str]) -> tuple[list[str], dict]:
         return list(overrides), {}
     if len(named) > 1:
         raise ConfigError(f"one experiment at a time, got {', '.join(named)}")
-    study = load_experiment(named[0].partition("=")[2])
-    if chosen and not study.variants:
+    experiment = load_experiment(named[0].partition("=")[2])
+    if chosen and not experiment.variants:
         raise ConfigError(_no_variants(chosen[0], f"{named[0]} has none"))
     rest = [o for o in overrides if o not in named]
     given = {o.partition("=")[0].lstrip("+~") for o in rest}
-    swept = [f"{key}={value}" for key, value in study.sweep.items() if key not in given]
-    if study.variants and VARIANT_KEY not in given:
-        swept.append(f"{VARIANT_KEY}={','.join(study.variants)}")
-    return [*study.overrides, *swept, *rest], study.variants
+    swept = [f"{key}={value}" for key, value in experiment.sweep.items() if key not in given]
+    if experiment.variants and VARIANT_KEY not in given:
+        swept.append(f"{VARIANT_KEY}={','.join(experiment.variants)}")
+    return [*experiment.overrides, *swept, *rest], experiment.variants
 
 
 def _no_variants(override: str, why: str) -> str:
-    studies = [name for name in list_experiments() if load_experiment(name).variants]
+    experiments = [name for name in list_experiments() if load_experiment(name).variants]
     return (
-        f"'{override}' picks a variant of a study, but {why} (studies with variants: "
-        f"{', '.join(f'experiment={name}' for name in studies) or 'none'})"
+        f"'{override}' picks a variant of an experiment, but {why} (experiments with variants: "
+        f"{', '.join(f'experiment={name}' for name in experiments) or 'none'})"
     )
