@@ -6,6 +6,8 @@ import json
 import pandas as pd
 import pytest
 
+from dlrun.errors import ConfigError
+from dlrun.paths import check_writable
 from dlrun.report import render
 from dlrun.report.terminal import terminal_table
 
@@ -109,15 +111,15 @@ def test_ensemble_table_shows_settings_as_in_the_report_and_accuracies_as_percen
 
 def test_check_writable_accepts_new_paths_and_refuses_files_and_folders_in_the_way(tmp_path):
     (tmp_path / "file").write_text("x")
-    render.check_writable(tmp_path / "new" / "deeper" / "report.csv")
-    render.check_writable(tmp_path / "plots", folder=True)
+    check_writable(tmp_path / "new" / "deeper" / "report.csv", folder=False)
+    check_writable(tmp_path / "plots", folder=True)
     for path, folder, message in (
         (tmp_path / "file" / "r.csv", False, "is a file, not a folder"),
         (tmp_path, False, "it is a folder"),
-        (tmp_path / "file", True, "it is a file"),
+        (tmp_path / "file", True, "is a file, not a folder"),
     ):
-        with pytest.raises(ValueError, match=message):
-            render.check_writable(path, folder=folder)
+        with pytest.raises(ConfigError, match=message):
+            check_writable(path, folder=folder)
 
 
 def test_report_title_counts_in_words():

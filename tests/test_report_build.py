@@ -439,7 +439,7 @@ def test_plots_that_cannot_be_written_are_refused_before_any_work(folders, tmp_p
     healthy, _ = folders
     (tmp_path / build.PLOTS_FOLDER).write_text("a file where the plots would go")
     result = dlrun("report", healthy, "--plot", "-o", tmp_path / "r.csv", "--format", "csv")
-    assert result.exit_code == 2 and "it is a file" in result.output
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
     assert not (tmp_path / "r.csv").exists()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dlrun.errors import ConfigError
+from dlrun.paths import check_writable
 
 
 def check_options(top: int | None, fmt: str) -> None:
@@ -19,15 +20,10 @@ def check_options(top: int | None, fmt: str) -> None:
 def check_outputs(output: Path | None, plot_folder: Path | None) -> None:
     """Refuse an output file or plot folder that cannot be written: before reading 2,000 runs,
     not after."""
-    from dlrun.report.render import check_writable
-
-    try:
-        if output:
-            check_writable(output)
-        if plot_folder:
-            check_writable(plot_folder, folder=True)
-    except ValueError as error:
-        raise ConfigError(str(error)) from None
+    if output:
+        check_writable(output, folder=False)
+    if plot_folder:
+        check_writable(plot_folder, folder=True)
 
 
 def parse_thresholds(pairs: list[str]):

@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
@@ -84,21 +82,6 @@ def plain_text(parts: list, width: int = 200) -> str:
     for part in parts:
         console.print(part, highlight=False)
     return buffer.getvalue()
-
-
-def check_writable(path: Path, folder: bool = False) -> None:
-    """Raise ValueError, in one line, unless `path` (a file, or a `folder`) can be written: the
-    nearest existing folder on its way must be a writable folder."""
-    path = Path(path)
-    if path.exists() and path.is_dir() != folder:
-        raise ValueError(f"cannot write {path}: it is {'a file' if folder else 'a folder'}")
-    nearest = path if folder else path.parent
-    while not nearest.exists() and nearest != nearest.parent:
-        nearest = nearest.parent
-    if not nearest.is_dir():
-        raise ValueError(f"cannot write {path}: {nearest} is a file, not a folder")
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {path}: {nearest} is not writable")
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
