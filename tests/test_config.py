@@ -1,9 +1,14 @@
 import pytest
+import yaml
 from omegaconf import OmegaConf
 
+from dlrun.config import schema
 from dlrun.config.compose import group_options, to_yaml
 from dlrun.config.load import compose_config, load_run_config
 from dlrun.errors import ConfigError
+from dlrun.layout import conf_dir
+
+CONF_DIR = conf_dir()
 
 
 @pytest.mark.parametrize("group", ["model", "data", "optim", "schedule"])
@@ -155,3 +160,58 @@ def test_the_schema_missing_marker_is_omegaconfs():
     from dlrun.config import schema
 
     assert schema.MISSING == omegaconf.MISSING
+
+
+def _shared(group: str, schema_class) -> bool:
+    return sum(cls is schema_class for cls in schema.OPTION_SCHEMAS[group].values()) > 1
+
+
+def _written_defaults():
+    """(file, key, value written there, schema default) for every field an option's YAML sets."""
+    for path in sorted((CONF_DIR).glob("*/*.yaml")):
+        group, option = path.parent.name, path.stem
+        schema_class = schema.OPTION_SCHEMAS.get(group, {}).get(option)
+        if schema_class is None:  # preset/: settings across groups, not an option with a schema
+            continue
+        written = yaml.safe_load(path.read_text())
+        written = written.get(group, written)  # `# @package _global_` options nest their fields
+        defaults = OmegaConf.to_container(OmegaConf.structured(schema_class))
+        for key, value in written.items():
+            if key not in ("defaults", "name"):
+                yield path, key, value, defaults.get(key, "<not in the schema>"), _shared(group, schema_class)
+        yield path, "name", written.get("name"), option, False
+    top = yaml.safe_load((CONF_DIR / "config.yaml").read_text())
+    defaults = OmegaConf.to_container(OmegaConf.structured(schema.Config))
+    for key, value in _flat(top):
+        if key != "defaults":
+            yield CONF_DIR / "config.yaml", key, value, _get(defaults, key), False
+
+
+def _flat(node: dict, prefix: str = ""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _get(node: dict, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return "<not in the schema>"
+        node = node[part]
+    return node
+
+
+def test_an_options_yaml_and_its_schema_agree_on_every_default():
+    """A default is written in the option's YAML (what `dlrun config show` and a reader see) and
+    in its schema dataclass (typed, with why): they must say the same. Where one schema serves
+    several options (the generated 2-D sets), the YAML alone holds each option's values."""
+    disagree = [
+        f"{path.relative_to(CONF_DIR)}: {key}={value!r}, schema {default!r}"
+        for path, key, value, default, shared in _written_defaults()
+        if value != default and not (shared and default != "<not in the schema>")
+    ]
+    assert not disagree, disagree
+    checked = {path.parent.name for path, *_ in _written_defaults() if path.parent != CONF_DIR}
+    assert checked == {"model", "data", "optim", "schedule"}

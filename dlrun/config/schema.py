@@ -141,6 +141,8 @@ class GeneratedConfig(DataConfig):
 @dataclass
 class BlobsConfig(GeneratedConfig):
     classes: int = 3  # number of clusters
+    val_size: int = 500  # a quarter of the pool: 2-D sets need no 5,000 to read a curve
+    noise: float = 1.0  # cluster std: neighbouring clusters overlap a little
 
 
 @dataclass
