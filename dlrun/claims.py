@@ -115,6 +115,29 @@ def claimed(folder: Path, wait_s: float = 0.0, on_wait=None, note: bool = True):
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def is_claimed(folder: Path) -> bool:
+    """Whether another live process holds the folder's claim now (a claim of this process's
+    does not count; a missing folder is claimed by no one).
+
+    The probe takes the lock for an instant, so a rival claiming at that very moment should
+    retry briefly (see dlrun/sweep/executor.py's CLAIM_WAIT_S) rather than give up at once.
+    """
+    folder = Path(folder)
+    if os.path.realpath(folder) in _held:
+        return False
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        if _try_lock(fd):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        return True
+    finally:
+        os.close(fd)
+
+
 def _acquire(fd: int, folder: Path, wait_s: float, on_wait) -> None:
     deadline, told = time.monotonic() + wait_s, False
     while not _try_lock(fd):

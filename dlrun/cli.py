@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import List, Optional
@@ -15,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dlrun.errors import ConfigError
+from dlrun.errors import ConfigError, InputWarning
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
 
@@ -52,6 +53,18 @@ OVERRIDES_HELP = "Hydra overrides, e.g. model=lenet lr=0.01 model.hidden=[256,12
 EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 
 
+def _showing_input_warnings(show):
+    """`warnings.showwarning` that prints an InputWarning as one `warning:` line, others as `show`."""
+
+    def shown(message, category, *args, **kwargs) -> None:
+        if issubclass(category, InputWarning):
+            console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return shown
+
+
 def user_errors(command):
     """Report bad input as one line on stderr and exit 2, without a traceback."""
 
@@ -63,7 +76,10 @@ def user_errors(command):
 
         try:
             STOP.check()  # a Ctrl-C while the command was starting up
-            return command(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("once", InputWarning)  # a sweep's trials say it once
+                warnings.showwarning = _showing_input_warnings(warnings.showwarning)
+                return command(*args, **kwargs)
         except (ConfigError, DataError) as error:
             # escaped: a message quoting `dlrun[ray]` or `model.hidden=[8]` is text, not markup
             console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)

@@ -16,3 +16,8 @@ class DataError(Exception):
 class RunFailed(Exception):
     """Training raised; every trial folder that could still be written records status `failed`
     and the traceback. The message is one line."""
+
+
+class InputWarning(UserWarning):
+    """Input that dlrun ran with a change it states (say, a batch larger than the data set, cut
+    to it); the CLI prints the message as one `warning:` line."""

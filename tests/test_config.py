@@ -15,6 +15,8 @@ CONF_DIR = conf_dir()
 def test_every_option_of_every_group_composes(group):
     for option in group_options(group):
         extra = ["data=mnist"] if group == "model" else ["model=mlp"]
+        if option == "user":  # names a module of the user's own: tests/test_user_models.py
+            continue
         if group == "schedule":
             extra.append("epochs=5")
         cfg = compose_config([f"{group}={option}", *extra])
@@ -40,7 +42,7 @@ def test_the_issue_commands_compose_literally():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, vgg)"),
+        ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, user, vgg)"),
         ("data=cifar", "unknown data 'cifar'"),
         ("optim=lion", "unknown optim 'lion'"),
         ("init=magic", "unknown init 'magic'"),
@@ -57,7 +59,6 @@ def test_the_issue_commands_compose_literally():
         ("lr=fast", "lr=fast is not a valid float"),
         ("epochs=ten", "epochs=ten is not a valid integer"),
         ("model.dropout=1.5", "model.dropout must be in [0, 1)"),
-        ("batch_size=100000", "batch_size 100000 exceeds the 55000 training examples"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_value(override, message):

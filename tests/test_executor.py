@@ -134,8 +134,13 @@ def test_jobs_are_the_plans_groups_split_only_by_the_epoch_they_resume_from(tmp_
         ("g000@0", ["trial-001"], False),
         ("g001", ["trial-003"], False),
     ]
-    assert not (out / "trial-001").exists() and (out / "trial-002" / "summary.json").exists()
     assert pickle.loads(pickle.dumps(jobs[0])) == jobs[0]  # a worker process can take it
+    # planning leaves the folders alone (another process may be training them): a trial that
+    # starts afresh is emptied by its job, once the job holds its folder
+    assert (out / "trial-001" / results.METRICS_FILE).exists()
+    summaries, error = executor.run_group_job(jobs[1])
+    assert error is None and [s["status"] for s in summaries] == ["completed"]
+    assert list(results.read_metrics(out / "trial-001").epoch) == [1, 2]
 
 
 def test_the_cli_plans_once_and_runs_the_plans_groups(tmp_path, monkeypatch):

@@ -8,8 +8,9 @@ from rich.console import Console
 from dlrun.config.load import compose_config
 from dlrun.sweep import executor, folder
 from dlrun.sweep.plan import make_plan
+from dlrun.sweep.progress import FolderEpochs, SweepProgress
 from dlrun.training import group
-from dlrun.training.progress import EpochProgress, FolderEpochs, SweepProgress, summary_table
+from dlrun.training.progress import EpochProgress, summary_table
 
 MOONS = ["data=moons", "data.n_samples=600", "data.val_size=100", "model.hidden=[8]", "epochs=3"]
 

@@ -7,6 +7,7 @@ Each test runs the real command (`python -m dlrun`) in a fresh folder, on the ti
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -14,8 +15,10 @@ import sys
 import time
 
 import pytest
+from conftest import needs_mnist
 
 from dlrun import results
+from dlrun.report.terminal import setting_texts
 from dlrun.sweep.plan import make_plan
 from dlrun.training.resume import finished_epoch
 
@@ -173,3 +176,148 @@ def test_a_corrupt_checkpoint_in_a_sweep_is_said_before_the_trial_trains_again(t
     ], result.stderr
     retrained = results.read_summary(trial)
     assert retrained["status"] == "completed" and retrained["epochs_run"] == 2
+
+
+TPE = ["--search", "tpe", "--trials"]
+HUGE = "99999999999999999999999"  # past 64 bits
+INT64 = "-9223372036854775808 to 9223372036854775807 (a 64-bit integer)"
+SEEDS = "0 to 4294967295 (the 32 bits of a seed that jax.random keeps)"
+
+
+def test_an_adaptive_search_without_a_pruner_says_no_pruning(tmp_path):
+    result = dlrun(tmp_path, "sweep", *TINY, "epochs=1", "lr=interval(0.01,0.1)", *TPE, "1", "--out", "s")
+    assert result.returncode == 0, result.stderr
+    assert "best_val_accuracy, no pruning: lr=interval(0.01,0.1)" in result.stderr, result.stderr
+    assert "none pruner" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", f"seed={HUGE}"], f"seed={HUGE} is out of range: seed takes {SEEDS}"),
+        # jax.random.PRNGKey(2**32) is PRNGKey(0): a seed past 32 bits would repeat another
+        (["train", "seed=4294967296"], f"seed=4294967296 is out of range: seed takes {SEEDS}"),
+        (["train", f"batch_size={10**30}"], f"batch_size={10**30} is out of range: batch_size takes {INT64}"),
+        (["train", f"model.hidden=[8,{HUGE}]"], f"model.hidden=[8, {HUGE}] is out of range"),
+        (["train", f"lr={10**400}"], "is out of range: lr takes a float from -1.8e308 to 1.8e308"),
+        (["sweep", f"seed=0,{2**63}"], f"seed={2**63} is out of range: seed takes {SEEDS} (trial 1: "),
+        (
+            ["sweep", f"seed=interval(0,{HUGE})", *TPE, "2"],
+            f"seed=interval(0,{HUGE}): the end 99999999999999991611392 cannot run: "
+            f"seed=99999999999999991611392 is out of range: seed takes {SEEDS}",
+        ),
+        (
+            ["sweep", "lr=interval(0.01,0.1)", "--trials", HUGE],
+            f"--trials {HUGE} is out of range: --trials takes 1 to 9223372036854775807",
+        ),
+        (
+            ["sweep", "lr=interval(0.01,0.1)", *TPE, "2", "--search-seed", "4294967296"],
+            "--search-seed 4294967296 is out of range: --search-seed takes 0 to 4294967295",
+        ),
+    ],
+    ids=["seed", "seed-33-bits", "batch", "width", "float", "grid", "tpe", "trials", "search-seed"],
+)
+def test_an_integer_too_large_for_its_field_is_refused_in_one_line(tmp_path, args, message):
+    command, *rest = args
+    result = dlrun(tmp_path, command, *TINY, "epochs=1", *rest, "--out", "out")
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = lines_of(result.stderr)
+    assert line.startswith("error: ") and message in line, line
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_a_categorical_choice_that_cannot_run_is_refused_before_the_first_ask(tmp_path):
+    result = dlrun(tmp_path, "sweep", *TINY, "activation=choice(relu,1,0.5)", *TPE, "4", "--out", "s")
+    assert result.returncode == 2, result.stderr
+    assert lines_of(result.stderr) == [
+        "error: activation=choice(relu,1,0.5): the choice 1 cannot run: unknown activation '1' "
+        "(choose from: elu, gelu, identity, leaky_relu, maxout, prelu, relu, sigmoid, silu, "
+        "softplus, tanh)"
+    ], result.stderr
+    assert list(tmp_path.iterdir()) == []  # no study, no sweep.yaml
+
+
+@needs_mnist
+def test_a_batch_larger_than_the_training_set_trains_one_batch_per_epoch(tmp_path):
+    result = dlrun(
+        tmp_path, "train", "model=mlp", "model.hidden=[32]", "data.per_class=10", "epochs=4", "--out", "r"
+    )
+    assert result.returncode == 0, result.stderr
+    assert lines_of(result.stderr)[0] == (
+        "warning: batch_size 128 exceeds the 100 training examples: each epoch is one batch of 100"
+    )
+    run = tmp_path / "r"
+    assert results.read_config(run)["batch_size"] == 100  # what trained, not what was asked
+    losses = results.read_metrics(run)["train_loss"]
+    assert len(losses) == 4 and losses.iloc[-1] < losses.iloc[0], losses
+
+
+def test_trials_whose_batches_exceed_the_data_train_together_on_one_batch(tmp_path):
+    args = [*TINY, "data.subset=100", "batch_size=128,256", "epochs=2", "--out", "s"]
+    result = dlrun(tmp_path, "sweep", *args)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in lines_of(result.stderr) if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: batch_size {size} exceeds the 100 training examples: each epoch is one batch of 100"
+        for size in (128, 256)
+    ], result.stderr
+    for trial in ("trial-000", "trial-001"):
+        summary = results.read_summary(tmp_path / "s" / trial)
+        assert summary["status"] == "completed" and summary["group_size"] == 2, summary
+        assert results.read_config(tmp_path / "s" / trial)["batch_size"] == 100
+
+
+def test_the_sweep_end_table_shows_searched_values_whole_as_the_report_does(tmp_path):
+    args = [*TINY, "epochs=1", "lr=interval(0.001,0.1)", "model.dropout=interval(0,0.5)", *TPE, "2"]
+    result = subprocess.run(
+        [sys.executable, "-m", "dlrun", "sweep", *args, "--out", "s"],
+        cwd=tmp_path,
+        env={**os.environ, "COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "…" not in result.stdout, result.stdout
+    trained = [results.read_config(tmp_path / "s" / f"trial-00{n}")["lr"] for n in range(2)]
+    for text in setting_texts(trained):  # how `dlrun report` writes each lr
+        assert re.search(rf"│ +{re.escape(text)} │", result.stdout), (text, result.stdout)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs at tmp_path/disk: a real file system that fills up (ENOSPC), as RLIMIT_FSIZE
+    only imitates. Mounting needs root; elsewhere the test is skipped."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_file_system_fails_the_run_in_one_line_and_the_same_command_continues(tmp_path, small_disk):
+    stats = os.statvfs(small_disk)
+    # room for the run's files and a few dozen epochs of metrics, not for its 400 epochs
+    filler = small_disk / "filler"
+    filler.write_bytes(b"0" * (stats.f_bavail * stats.f_frsize - 40 * 1024))
+    command = ["train", *TINY, "epochs=400", "--out", "disk/run"]
+    full = dlrun(tmp_path, *command)
+    assert full.returncode == 1, full.stdout + full.stderr
+    assert "Traceback" not in full.stdout + full.stderr
+    assert lines_of(full.stderr)[-1] == "run failed: cannot write disk/run: No space left on device"
+    run = small_disk / "run"
+    kept = finished_epoch(run)  # the last checkpoint that was written whole
+    assert 1 <= kept < 400 and len(results.read_metrics(run)) == kept
+    assert not [path for path in run.rglob("*.tmp")]
+
+    filler.unlink()  # space is back
+    again = dlrun(tmp_path, *command)
+    assert again.returncode == 0, again.stderr
+    assert lines_of(again.stderr)[0] == f"continuing the failed run in disk/run from epoch {kept + 1}"
+    assert results.read_summary(run)["status"] == "completed"
+    assert len(results.read_metrics(run)) == 400

@@ -36,7 +36,7 @@ def test_best_table_ranks_by_accuracy_and_leaves_out_unfinished_trials():
             "test_accuracy": [0.79, 0.9, None],
         }
     )
-    table = best_table(index, plan)
-    assert table.title == "best 2 of 3 trials (by best_val_accuracy)"
-    assert list(table.columns[0].cells) == ["trial-001", "trial-000"]
-    assert list(table.columns[-1].cells) == ["90.00%", "79.00%"]
+    table = best_table(index, plan, width=80)
+    assert table.title == "best 2 of 3 trials (by best_val_accuracy), 1 diverged, 1 completed"
+    assert list(table.columns[0].cells) == ["001", "000"]  # the report's run ids
+    assert list(table.columns[-1].cells) == ["90.0%", "79.0%"]  # the report's percentages

@@ -7,16 +7,27 @@ sweep planner can compose once and update values cheaply before validating each 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.config.schema import GROUPS, OPTION_SCHEMAS, Config, fields_of, names_of, register_schemas
+from dlrun.config.schema import (
+    GROUPS,
+    OPTION_SCHEMAS,
+    USER_MODEL,
+    Config,
+    UserModelConfig,
+    fields_of,
+    names_of,
+    register_schemas,
+)
 from dlrun.errors import ConfigError
 from dlrun.layout import conf_dir
+from dlrun.targets import TARGET, names_code
 from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 
 
@@ -61,7 +72,7 @@ def parse_overrides(overrides) -> list:
                 f"choose the run folder with --out DIR (or name=NAME for runs/NAME/)"
             )
         check_no_interpolation(text)
-        if override.is_add() and _is_known(key):
+        if override.is_add() and _is_known(key, overrides):
             raise ConfigError(f"'{clip(text)}' adds a key that exists already: set it with {clip(text[1:])}")
         parsed.append(override)
     return parsed
@@ -93,9 +104,14 @@ def _default_of(key: str, missing=None):
     return OmegaConf.select(OmegaConf.structured(Config), key, default=missing)
 
 
-def _is_known(key: str) -> bool:
-    """Whether `key` is a config group or a key that some option of the schema has."""
+def _is_known(key: str, overrides=None) -> bool:
+    """Whether `key` is a config group or a key that some option of the schema has; given the
+    `overrides`, a key inside a group must be a field of the option they choose (a user's
+    module takes `+model.width` though VGG has a width)."""
     missing = object()
+    group, _, field = key.partition(".")
+    if overrides is not None and group in GROUPS and field:
+        return field.partition(".")[0] in fields_of(group, _chosen(group, overrides, None))
     return key in GROUPS or _default_of(key, missing) is not missing
 
 
@@ -164,6 +180,16 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
         raise ConfigError(explain_compose_error(error, overrides)) from None
     finally:
         GlobalHydra.instance().clear()
+    return _with_user_defaults(cfg)
+
+
+def _with_user_defaults(cfg: DictConfig) -> DictConfig:
+    """A user's model option written without the user schema in its defaults (only `_target_`
+    and its arguments) gets the schema's other fields, so it reads like any other option."""
+    if names_code(cfg.model):
+        with open_dict(cfg):
+            for key, value in dataclasses.asdict(UserModelConfig()).items():
+                cfg.model.setdefault(key, value)
     return cfg
 
 
@@ -202,9 +228,15 @@ def _unknown_key(full: str, overrides, chosen: dict | None) -> str:
     group, _, field = full.partition(".")
     if group in GROUPS and field and "." not in field:
         option = _chosen(group, overrides, chosen)
+        # `model._target_=...` on a built-in model: say how to name a module of one's own
+        hint = (
+            f" (a module of your own: model={USER_MODEL} model.{TARGET}=FILE.CLASS)"
+            if field == TARGET
+            else ""
+        )
         return (
             f"{group} {clip(option)} has no field '{clip(field)}'; its fields: "
-            f"{', '.join(fields_of(group, option))}"
+            f"{', '.join(fields_of(group, option))}{hint}"
         )
     parent = full.rpartition(".")[0]
     try:
@@ -224,6 +256,12 @@ def explain_compose_error(error: Exception, overrides, chosen: dict | None = Non
     unknown_key = re.search(r"Key '[^']+' (?:not in|is not in struct)[\s\S]*?full_key: ([\w.\[\]]+)", text)
     if unknown_key:
         return _unknown_key(unknown_key.group(1), overrides, chosen)
+    too_large = re.search(r"int too large to convert to float[\s\S]*?full_key: ([\w.\[\]]+)", text)
+    if too_large:  # OmegaConf's message names no value, and no range
+        key = too_large.group(1)
+        given = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") == key]
+        value = clip(given[-1] if given else "…")
+        return f"{key}={value} is out of range: {key} takes a float from -1.8e308 to 1.8e308"
     choice = re.search(
         r"Invalid value '([^']*)', expected one of \[([^\]]*)\][\s\S]*?full_key: ([\w.]+)", text
     )

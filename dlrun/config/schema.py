@@ -11,7 +11,9 @@ import dataclasses
 import functools
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from dlrun.targets import names_code
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -107,6 +109,24 @@ class ResNetConfig(ModelConfig):
     shortcut: Shortcut = Shortcut.projection  # where the shape changes: 1x1 conv + BN, or zero-pad
     dropout: float = 0.0  # drop probability on the pooled features, before the output layer
     conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
+
+
+# A model node with `_target_` (dlrun/targets.py) is this option, whatever else it holds; the
+# contract its module keeps is in dlrun/models/user.py.
+USER_MODEL = "user"
+
+
+@dataclass
+class UserModelConfig(ModelConfig):
+    name: str = USER_MODEL
+    # module.Class or module.factory, imported from the working directory: nets.WideMLP is
+    # class WideMLP in ./nets.py. Every other field (+model.width=64) is one of its arguments.
+    _target_: str = MISSING
+
+
+# Options whose node is an open dict: the fields a user's module takes are not known here, so
+# the schema types the fields above and lets any other through.
+OPEN_SCHEMAS = (UserModelConfig,)
 
 
 @dataclass
@@ -244,7 +264,9 @@ class AugmentConfig:
 
 @dataclass
 class Config:
-    model: ModelConfig = MISSING
+    # Any, not ModelConfig: a typed slot refuses the free fields of a user's option; each
+    # built-in option is still typed by its own schema (its YAML names it in its defaults)
+    model: Any = MISSING
     data: DataConfig = MISSING
     optim: OptimConfig = MISSING
     schedule: ScheduleConfig = MISSING
@@ -281,6 +303,7 @@ OPTION_SCHEMAS = {
         "alexnet": AlexNetConfig,
         "vgg": VGGConfig,
         "resnet": ResNetConfig,
+        USER_MODEL: UserModelConfig,
     },
     "data": {
         "mnist": MnistConfig,
@@ -318,7 +341,14 @@ def register_schemas() -> None:
     store.store(name="dlrun_schema", node=Config)
     for group, options in OPTION_SCHEMAS.items():
         for option, schema in options.items():
-            store.store(group=group, name=f"{option}_schema", node=schema)
+            # an open schema goes in as a plain dict: a node any other key may join
+            node = dataclasses.asdict(schema()) if schema in OPEN_SCHEMAS else schema
+            store.store(group=group, name=f"{option}_schema", node=node)
+
+
+def is_open(group: str, option) -> bool:
+    """Whether an option's node takes fields its schema does not list (a user's module)."""
+    return option_schema(group, option) in OPEN_SCHEMAS
 
 
 def option_schema(group: str, option) -> type | None:
@@ -341,18 +371,19 @@ def _structured(names: tuple) -> DictConfig:
     cfg = OmegaConf.structured(Config)
     for group, option in names:
         schema = option_schema(group, option)
-        if schema is not None:
+        if schema in OPEN_SCHEMAS:
+            cfg[group] = OmegaConf.create(dataclasses.asdict(schema()))
+        elif schema is not None:
             cfg[group] = OmegaConf.structured(schema(name=str(option)))
     return cfg
 
 
 def names_of(cfg) -> dict:
-    """{group: the option chosen} of a config (a DictConfig or a plain dict)."""
-    return {
-        group: str(cfg[group]["name"])
-        for group in GROUPS
-        if group in cfg and cfg[group] is not None and "name" in cfg[group]
-    }
+    """{group: the option chosen} of a config (a DictConfig or a plain dict); a model node
+    with `_target_` is the user option, whatever its name."""
+    nodes = {group: cfg[group] for group in GROUPS if group in cfg and cfg[group] is not None}
+    names = {group: str(node["name"]) for group, node in nodes.items() if "name" in node}
+    return {**names, **({"model": USER_MODEL} if names_code(nodes.get("model")) else {})}
 
 
 def fields_of(group: str, option) -> list[str]:
@@ -378,7 +409,10 @@ def own_fields(config: dict) -> dict:
                 for k, v in value.items()
                 if k in _field_set(key, names[key]) and not _flat_blobs_count(key, names[key], k, v)
             }
-            if key in names and isinstance(value, dict) and _field_set(key, names[key])
+            if key in names
+            and isinstance(value, dict)
+            and _field_set(key, names[key])
+            and not is_open(key, names[key])  # a user module's own fields are its arguments
             else value
         )
         for key, value in config.items()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -26,19 +25,19 @@ from typing import Callable, Iterator, Protocol
 import pandas as pd
 from rich.console import Console
 
-from dlrun.claims import FolderInUse, claimed
+from dlrun.claims import FolderInUse, claimed, is_claimed
 from dlrun.config.schema import plain
 from dlrun.interrupt import STOP
 from dlrun.sweep.folder import (
     FINAL_STATUSES,
     resumable_epoch,
-    settle_trials,
     trial_dir,
     trial_status,
     write_index,
 )
 from dlrun.sweep.plan import Group, Plan
-from dlrun.training.progress import SweepProgress
+from dlrun.sweep.progress import SweepProgress
+from dlrun.sweep.workers import CLAIM_WAIT_S, Deferred, Waiting, busy_trials, stale
 
 
 @dataclass
@@ -50,6 +49,7 @@ class GroupJob:
     run_dirs: list  # each trial's folder, as text
     resume: bool  # continue every trial from its checkpoint (they all reached the same epoch)
     link: object = None  # an adaptive sweep's StudyLink (dlrun/sweep/pruning.py), else None
+    epoch: int = 0  # the epoch its trials were planned to resume from (0: afresh, or not known)
 
     @property
     def size(self) -> int:
@@ -57,13 +57,11 @@ class GroupJob:
 
 
 Outcome = tuple  # (GroupJob, summaries or None, error message or None)
-# A trial folder still claimed is most often a killed sweep's worker that has not yet seen its
-# parent die (it does within seconds); longer than this is a live rival, and the group fails.
-CLAIM_WAIT_S = 60
 
 
 def run_group_job(job: GroupJob, callbacks=()) -> tuple:
-    """Train one group job; return (summaries, None) or (None, error message)."""
+    """Train one group job; return (summaries, None) or (None, error message), the message a
+    `Deferred` when another process holds or changed its folders (nothing was trained)."""
     from dlrun.config.load import typed_config
     from dlrun.training.group import RunFailed, run_group
 
@@ -75,48 +73,50 @@ def run_group_job(job: GroupJob, callbacks=()) -> tuple:
     try:
         with ExitStack() as claims:  # no other process trains these folders meanwhile
             for run_dir in job.run_dirs:
-                claims.enter_context(claimed(run_dir, CLAIM_WAIT_S, _say))
+                claims.enter_context(claimed(run_dir, CLAIM_WAIT_S))
+            changed = stale(job)  # planned from folders another process may have trained since
+            if changed:
+                return None, changed
             return run_group(cfgs, job.run_dirs, resume=job.resume, callbacks=callbacks), None
-    except (RunFailed, FolderInUse) as error:
+    except FolderInUse as error:
+        return None, Deferred(error)
+    except RunFailed as error:
         return None, str(error)
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _job(job_id: str, trials: list, out: Path, epoch: int) -> GroupJob:
+    run_dirs = [str(trial_dir(out, t)) for t in trials]
+    return GroupJob(job_id, [plain(t.cfg) for t in trials], run_dirs, epoch > 0, epoch=epoch)
 
 
-def _job(job_id: str, trials: list, out: Path, resume: bool) -> GroupJob:
-    return GroupJob(job_id, [plain(t.cfg) for t in trials], [str(trial_dir(out, t)) for t in trials], resume)
-
-
-def _split_by_epoch(group: Group, out: Path) -> dict[int, list]:
-    """{epoch each unfinished trial can resume from (0: afresh): its trials}."""
+def _split_by_epoch(group: Group, out: Path, skip) -> dict[int, list]:
+    """{epoch each unfinished trial can resume from (0: afresh): its trials}, but for the
+    trials in `skip` and those another live process trains (left to it)."""
     by_epoch: dict[int, list] = {}
     for trial in group.trials:
-        if trial_status(trial_dir(out, trial)) not in FINAL_STATUSES:
-            by_epoch.setdefault(resumable_epoch(trial_dir(out, trial)), []).append(trial)
+        run_dir = trial_dir(out, trial)
+        if trial.id in skip or trial_status(run_dir) in FINAL_STATUSES or is_claimed(run_dir):
+            continue
+        by_epoch.setdefault(resumable_epoch(run_dir), []).append(trial)
     return by_epoch
 
 
-def jobs_for(plan: Plan, out: Path) -> list[GroupJob]:
-    """The plan's groups still to run, resuming ones first.
+def jobs_for(plan: Plan, out: Path, skip=frozenset()) -> list[GroupJob]:
+    """The plan's groups still to run, resuming ones first; the trials named in `skip` and
+    those another live process trains are left out.
 
     A group runs as planned; only when some of its trials are finished or ahead is it split:
     its unfinished trials that stopped at the same epoch continue together from their
     checkpoints (a kill can land between two trials' writes, leaving them an epoch apart), the
-    ones that cannot continue start afresh in a job of their own.
+    ones that cannot continue start afresh in a job of their own (emptied once it holds their
+    folders, dlrun/sweep/workers.py).
     """
     jobs = []
     for group in plan.groups:
-        parts = sorted(_split_by_epoch(group, Path(out)).items(), reverse=True)
+        parts = sorted(_split_by_epoch(group, Path(out), skip).items(), reverse=True)
         for epoch, trials in parts:
-            if not epoch:
-                for trial in trials:  # an unfinished trial that cannot continue starts afresh
-                    shutil.rmtree(trial_dir(out, trial), ignore_errors=True)
             whole = len(parts) == 1
-            jobs.append(
-                (epoch, _job(group.id if whole else f"{group.id}@{epoch}", trials, Path(out), epoch > 0))
-            )
+            jobs.append((epoch, _job(group.id if whole else f"{group.id}@{epoch}", trials, Path(out), epoch)))
     return [job for _, job in sorted(jobs, key=lambda pair: -pair[0])]
 
 
@@ -321,21 +321,40 @@ def run_plan(
 
     One failing group does not stop the others; a signal stops after the current epoch and
     leaves the unfinished trials `interrupted` (the same command then continues them).
+    Other processes may train the same plan into `out` meanwhile (dlrun/sweep/workers.py):
+    each trial is trained by one of them, and each waits for the others before it returns.
     `executor` replaces the local ones (`jobs` is theirs), e.g. dlrun/sweep/ray_executor.py.
     """
     console = console or Console(stderr=True)
-    settle_trials(out, lambda line: console.print(line, highlight=False, markup=False))
-    work = jobs_for(plan, Path(out))
-    done = len(plan.trials) - sum(job.size for job in work)
+    out = Path(out)
+    done = sum(trial_status(trial_dir(out, t)) in FINAL_STATUSES for t in plan.trials)
     if done:
         console.print(f"{done} of {len(plan.trials)} trials already finished in {out}: skipped")
-    failed = {}
+    failed: dict = {}
+    tried: set = set()  # trained (or tried) by this process: never again in this run
+    waiting = Waiting(lambda line: console.print(line, highlight=False, soft_wrap=True))
     with SweepProgress(console, len(plan.trials), done) as progress:
-        runner = executor or executor_for(jobs, len(work), progress)
-        with progress.watching(work, runner):
-            for job, summaries, error in runner.run(work):
-                _report(job, summaries, error, progress, console, failed)
+        while not STOP.requested:
+            work = jobs_for(plan, out, skip=tried)
+            if work:
+                runner = executor or executor_for(jobs, len(work), progress)
+                _run_pass(work, runner, progress, console, failed, tried)
+                continue
+            busy = busy_trials(plan, out)
+            if not busy:
+                break
+            waiting.wait(len(busy))
     return with_failures(write_index(out, plan), failed)
+
+
+def _run_pass(work, runner, progress, console, failed: dict, tried: set) -> None:
+    """Run the jobs planned from the folders as they are now; note which were trained here."""
+    with progress.watching(work, runner):
+        for job, summaries, error in runner.run(work):
+            if isinstance(error, Deferred):  # planned again from what the other process left
+                continue
+            tried.update(Path(run_dir).name for run_dir in job.run_dirs)
+            _report(job, summaries, error, progress, console, failed)
 
 
 FAILED_GROUPS = "failed_groups"  # the key of a sweep index's attrs that lists its failures

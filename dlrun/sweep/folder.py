@@ -11,7 +11,6 @@ sweep run again into its folder sees what is finished, whatever stopped it.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import uuid
 from datetime import datetime, timezone
@@ -20,8 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dlrun import results
-from dlrun.claims import claimed
+from dlrun import paths, results
 from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
 from dlrun.results import INDEX_FILE, SWEEP_FILE, read_sweep_record
@@ -46,28 +44,9 @@ def trial_status(run_dir: Path) -> str:
         return "corrupt"
 
 
-def _nearest_existing(path: Path) -> Path:
-    """The path itself or its closest ancestor that exists (what a mkdir -p would write into)."""
-    for part in (path, *path.parents):
-        try:
-            part.stat()
-            return part
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        except OSError as error:
-            raise ConfigError(f"--out {path}: cannot read {part} ({error.strerror})") from None
-    return Path(".")
-
-
 def check_writable(out: Path) -> None:
-    """Refuse an output folder that could not be created or written, before any data loads:
-    otherwise the run would fail only after loading and compiling."""
-    out = Path(out)
-    existing = _nearest_existing(out)
-    if not existing.is_dir():
-        raise ConfigError(f"--out {out}: {existing} is a file, not a folder; give a folder path")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {out}: {existing} is not writable; give a folder you can write to")
+    """Refuse a `--out` folder that could not be created or written, before any data loads."""
+    paths.check_writable(out, option="--out")
 
 
 def check_run_folder(out: Path) -> None:
@@ -239,23 +218,11 @@ def write_index(out: Path, plan: Plan) -> pd.DataFrame:
     return frame
 
 
-# A killed sweep's worker sees its parent die within seconds; a claim held longer than this is
-# a live rival, and the sweep is refused rather than planned from folders still being written.
-SETTLE_WAIT_S = 60
-
-
-def settle_trials(out: Path, say) -> None:
-    """Wait until no other process trains a trial folder of `out`, so that what is planned
-    next (which trials are finished, where each resumes) is read from folders at rest."""
-    for run_dir in sorted(Path(out).glob("trial-*/")):
-        with claimed(run_dir, SETTLE_WAIT_S, say, note=False):
-            pass
-
-
-def resumable_epoch(run_dir: Path) -> int:
+def resumable_epoch(run_dir: Path, quiet: bool = False) -> int:
     """The epoch an unfinished trial can continue from (0: it starts afresh).
 
-    Any unfinished status counts: `running` is what kill -9 leaves behind.
+    Any unfinished status counts: `running` is what kill -9 leaves behind. An unreadable
+    checkpoint is said (unless `quiet`: a second look at the same folder).
     """
     if trial_status(run_dir) in ("pending", "corrupt", *FINAL_STATUSES):
         return 0
@@ -264,5 +231,6 @@ def resumable_epoch(run_dir: Path) -> int:
     try:
         return finished_epoch(run_dir)
     except ValueError as error:  # said: the caller removes the folder, and its epochs are lost
-        print(f"warning: {error}; {Path(run_dir).name} is trained again from scratch", file=sys.stderr)
+        if not quiet:
+            print(f"warning: {error}; {Path(run_dir).name} is trained again from scratch", file=sys.stderr)
         return 0

@@ -6,7 +6,8 @@ trial of its number:
    trained; anything else is refused in one line (the study is another sweep's).
 2. A folder the study lacks (study.db deleted, or a storage that lost trials) is added back:
    its config's values, its curve as intermediate values, its end as the state (COMPLETE with
-   its value, PRUNED, FAIL, or RUNNING with no owner, which the driver then resumes).
+   its value, PRUNED, FAIL, or RUNNING with no owner, which the driver resumes once no
+   live process holds its folder).
 3. Trial numbers name folders, so numbers with no folder in between (trials refused before
    training, asks beyond --trials) come back as surplus failures: the next ask gets the number
    after the last folder, never one a folder already holds.

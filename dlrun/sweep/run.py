@@ -1,11 +1,12 @@
-"""One `dlrun sweep`, as a library call: check the settings, plan (or prepare the search), claim
-the folder, train every group, and return what happened.
+"""One `dlrun sweep`, as a library call: check the settings, plan (or prepare the search), set
+the folder up, train every group, and return what happened.
 
 1. Everything that can be refused is refused first, in one line, before anything is written:
    the options, the executor, a bad --out, every trial's config, an --init-from source.
 2. A Ray runner is connected once, for either kind of sweep, and closed at the end.
 3. A grid or random sweep trains its plan (dlrun/sweep/executor.py); an adaptive one asks an
-   Optuna sampler round by round (dlrun/sweep/adaptive.py). Both write the same sweep folder.
+   Optuna sampler round by round (dlrun/sweep/driver.py). Both write the same sweep folder,
+   and several processes running the same command into it share its work (sweep/workers.py).
 4. The outcome carries the index and how the sweep ended; the CLI turns it into an exit status.
 """
 
@@ -21,12 +22,14 @@ from rich.markup import escape
 
 from dlrun import results
 from dlrun.claims import claimed
+from dlrun.config.validate import check_flag_range
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
-from dlrun.sweep import adaptive, executor, folder, memory, pretrain, ray_executor
+from dlrun.sweep import adaptive, driver, executor, folder, memory, pretrain, ray_executor
 from dlrun.sweep.plan import Plan, make_plan
 from dlrun.sweep.search import SearchOptions
 from dlrun.sweep.tables import plan_table
+from dlrun.sweep.workers import SETUP_WAIT_S
 
 SWEEPS_ROOT = Path("runs") / "sweeps"
 
@@ -54,6 +57,7 @@ class SweepSettings:
         for flag, value in (("--max-group", self.max_group), ("--jobs", self.jobs)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {value}")
+            check_flag_range(flag, value)
         self.search.check()
         ray_executor.check_options(self.executor, self.jobs, self.address)
         check_forced()
@@ -122,12 +126,14 @@ def run_sweep(
         return SweepOutcome(None, plan, None)
     with _runner(settings) as runner:  # an unreachable or too small cluster: refused here
         out = _folder(settings)
-        with claimed(out):  # a second sweep into this folder is refused, not run beside it
+        # held to set the folder up only: other processes running this same command into it
+        # take the trials nobody holds (dlrun/sweep/workers.py); another sweep is refused
+        with claimed(out, SETUP_WAIT_S):
             # a bad folder or data file is refused before showing a plan that will not run
             folder.prepare_folder(out, plan, command)
             pretrain.run_stage(plan, overrides, out, console)
-            stdout.print(plan_table(plan))
-            index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console, executor=runner)
+        stdout.print(plan_table(plan))
+        index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console, executor=runner)
     return SweepOutcome(index, plan, out)
 
 
@@ -139,16 +145,16 @@ def _adaptive(overrides, settings: SweepSettings, command: str, runner, console,
         stdout.print(searched.describe(limit), highlight=False, markup=False)
         return SweepOutcome(None, None, None)
     out = _folder(settings)
-    with claimed(out):  # a second sweep into this folder is refused, not run beside it
-        index, plan = adaptive.run_search(
-            searched,
-            out,
-            command,
-            jobs=settings.jobs or 1,
-            size_limit=limit,
-            console=console,
-            executor=runner,
-        )
+    # the search claims the folder itself, only while it sets up and while it asks
+    index, plan = driver.run_search(
+        searched,
+        out,
+        command,
+        jobs=settings.jobs or 1,
+        size_limit=limit,
+        console=console,
+        executor=runner,
+    )
     return SweepOutcome(index, plan, out)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hydra.core.override_parser.types import Glob, RangeSweep
 
+from dlrun.config.validate import SEED_RANGE, check_flag_range
 from dlrun.errors import ConfigError
 from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_integer_key
 
@@ -73,9 +74,13 @@ class SearchOptions:
                 raise ConfigError(f"{extra[0]} needs an adaptive search: add --search {'|'.join(SAMPLERS)}")
         if self.metric is not None and self.metric not in METRICS:
             raise ConfigError(f"unknown --metric '{self.metric}' (choose from: {', '.join(METRICS)})")
-        for flag, value in (("--batch", self.batch), ("--min-epochs", self.min_epochs)):
+        counts = (("--trials", self.trials), ("--batch", self.batch), ("--min-epochs", self.min_epochs))
+        for flag, value in counts:
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be >= 1, got {value}")
+            check_flag_range(flag, value)
+        # Optuna's samplers seed numpy's MT19937, which takes 32 bits
+        check_flag_range("--search-seed", self.seed, *SEED_RANGE, why="what numpy's MT19937 takes")
 
 
 def distribution(key: str, override):
@@ -109,6 +114,19 @@ def distributions(swept: dict) -> dict:
     if not swept:
         raise ConfigError("an adaptive search needs a swept key, e.g. lr='interval(1e-4,1e-1)'")
     return {key: distribution(key, override) for key, override in swept.items()}
+
+
+def space_points(space: dict) -> int | None:
+    """How many distinct configurations the space holds; None when it is continuous."""
+    points = 1
+    for dist in space.values():
+        if hasattr(dist, "choices"):
+            points *= len(dist.choices)
+        elif getattr(dist, "step", None) is not None:  # an int, or a float on a grid
+            points *= int(round((dist.high - dist.low) / dist.step)) + 1
+        else:
+            return None
+    return points
 
 
 def value_text(value) -> str:

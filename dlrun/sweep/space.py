@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 
 from dlrun.config.compose import group_options, parse_overrides
-from dlrun.config.schema import OPTION_SCHEMAS, Config
+from dlrun.config.schema import OPTION_SCHEMAS, USER_MODEL, Config
 from dlrun.errors import ConfigError
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
@@ -38,7 +38,8 @@ def _glob_choices(key: str, pattern: Glob) -> list[str]:
         "loss": losses.LOSSES,
     }
     if key in CONFIG_GROUPS:
-        names = group_options(key)
+        # `user` is no model until the user names their module (model._target_)
+        names = [name for name in group_options(key) if (key, name) != ("model", USER_MODEL)]
     elif key in registries:
         names = list(registries[key])
     else:

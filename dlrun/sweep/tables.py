@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import pandas as pd
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dlrun.report.terminal import terminal_table
 from dlrun.sweep.folder import FINAL_STATUSES
 from dlrun.sweep.plan import Plan
 from dlrun.text import plural
 
-SHORT = {
-    "epochs_run": "epochs",
-    "best_val_loss": "val loss",
-    "best_val_accuracy": "val acc",
-    "test_accuracy": "test acc",
-}
+# What the end table may show of each trial, beside its swept values (the report's renderer
+# picks those that fit the console).
+METRICS = ("status", "pruned_epoch", "epochs_run", "best_val_loss", "best_val_accuracy", "test_accuracy")
 
 
 def plan_table(plan: Plan) -> Table:
@@ -52,38 +51,33 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def _cell(column: str, value) -> str:
-    """A cell as rich markup: a swept value such as `[relu]` is text, so it is escaped."""
-    if isinstance(value, float):
-        return "" if pd.isna(value) else (f"{value:.2%}" if "accuracy" in column else f"{value:.4g}")
-    return escape(str(value))
+def _typed(value):
+    """A swept value as the report reads it from config.yaml: a number as a number (so that it is
+    formatted as the report formats it), anything else as its text."""
+    if not isinstance(value, str):
+        return value
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
 
 
-def best_table(index: pd.DataFrame, plan: Plan, top: int = 10) -> Table:
-    """Return the best trials by validation accuracy (or loss for regression) as a rich table."""
+def best_table(index: pd.DataFrame, plan: Plan, top: int = 10, width: int | None = None) -> Table:
+    """Return the best trials by validation accuracy (or loss for regression) as the report's
+    terminal table (dlrun/report/terminal.py), `width` wide (default: the console's): one
+    renderer, so the sweep shows every value as whole as `dlrun report` does."""
     finished = index[index.status.isin(FINAL_STATUSES + ("interrupted",))].copy()
     classification = "best_val_accuracy" in finished and finished.best_val_accuracy.notna().any()
     key = "best_val_accuracy" if classification else "best_val_loss"
     if key in finished:  # absent when no trial wrote a summary (all pending: a lost group)
         finished = finished.sort_values(key, ascending=not classification)
     finished = finished.head(top)
-    table = Table(title=f"best {min(top, len(finished))} of {len(index)} trials (by {key})")
-    columns = [
-        "trial",
-        *plan.space,
-        "status",
-        "epochs_run",
-        "best_val_loss",
-        "best_val_accuracy",
-        "test_accuracy",
-    ]
-    columns = [c for c in columns if c in finished]
-    for column in columns:
-        table.add_column(
-            escape(SHORT.get(column, column)),
-            no_wrap=column in ("trial", "status"),
-            justify="left" if column in ("trial", "status") else "right",
-        )
-    for _, row in finished.iterrows():
-        table.add_row(*(_cell(column, row[column]) for column in columns))
-    return table
+    varying = [k for k in plan.space if k in finished]
+    metrics = [c for c in METRICS if c in finished]
+    frame = finished[["trial", *varying, *metrics]].rename(columns={"trial": "run"})
+    for column in varying:
+        frame[column] = frame[column].map(_typed)
+    title = f"best {min(top, len(finished))} of {len(index)} trials (by {key})"
+    return terminal_table(frame.reset_index(drop=True), varying, title, width or Console().width)
