@@ -1,9 +1,10 @@
 """Models keyed by config name, as Flax linen modules: one module per family.
 
 Adding a family is one module (its linen module, `build`, `OPTIONS` and `check_fits`; see
-mlp.py) and one line in MODELS. The shared layers are in layers.py; the losses (losses.py)
-and which layers train (trainable.py) live here too, since they are read off the model's head
-and its layer names.
+mlp.py) and one line in MODELS. A model option with `_target_` names the user's own module
+instead (user.py, which states the contract such a module keeps). The shared layers are in
+layers.py; the losses (losses.py) and which layers train (trainable.py) live here too, since
+they are read off the model's head and its layer names.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun.models import alexnet, cnn, lenet, losses, mlp, resnet, vgg
+from dlrun.models import alexnet, cnn, lenet, losses, mlp, resnet, user, vgg
 from dlrun.models.inits import make_bias_init, make_kernel_init
 from dlrun.models.layers import ActivationSpec
 from dlrun.registry import Check, Registry, check_options
+from dlrun.targets import names_code
 
 
 class Family(NamedTuple):
@@ -45,8 +47,11 @@ MODELS = Registry(
 def check(cfg, spec) -> None:
     """Raise ConfigError for an unknown model, a bad model option, or data the model cannot take.
 
-    Each family checks its own fields (its schema has no others: dlrun/config/schema.py).
+    Each family checks its own fields (its schema has no others: dlrun/config/schema.py); a
+    user's module is imported and traced on the data's shape.
     """
+    if names_code(cfg.model):
+        return user.check(cfg, spec, output_units(cfg, spec))
     family = MODELS.get(cfg.model.name)
     check_options(cfg.model, "model", family.options)
     family.check_fits(cfg.model, spec)
@@ -54,18 +59,27 @@ def check(cfg, spec) -> None:
 
 def workspace(cfg, spec) -> int:
     """Values per example the model's step builds beyond its layers' outputs (for memory)."""
+    if names_code(cfg.model):  # what a user's module builds is in its traced intermediates
+        return 0
     return MODELS.get(cfg.model.name).workspace(cfg.model, spec)
 
 
 def build_model(cfg, spec) -> nn.Module:
     """Return the Flax module for `cfg.model` with an output layer sized for the loss and data."""
-    outputs = losses.output_units(losses.resolve_loss(cfg.loss, spec), spec)
+    outputs = output_units(cfg, spec)
+    if names_code(cfg.model):
+        return user.build(cfg, spec, outputs)
     common = dict(
         act=ActivationSpec(cfg.activation, float(cfg.activation_slope), int(cfg.maxout_pieces)),
         kernel_init=make_kernel_init(cfg),
         bias_init=make_bias_init(cfg),
     )
     return MODELS.get(cfg.model.name).build(cfg.model, outputs, common)
+
+
+def output_units(cfg, spec) -> int:
+    """The units of the model's output layer: as many as the loss and the data ask for."""
+    return losses.output_units(losses.resolve_loss(cfg.loss, spec), spec)
 
 
 def param_count(cfg, spec) -> int:

@@ -103,7 +103,9 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     Hydra's compose costs ~0.3 s; a sweep of 64 learning rates would spend 20 s composing.
     """
     parser = OverridesParser.create()
-    groups = {key: value for key, value in values.items() if key in CONFIG_GROUPS}
+    # a swept `+key` (a field of the user's module) adds a key: Hydra composes it, like a group
+    by_hydra = lambda key: key in CONFIG_GROUPS or key.startswith("+")  # noqa: E731
+    groups = {key: value for key, value in values.items() if by_hydra(key)}
     cache_key = (tuple(fixed), tuple(sorted(groups.items())))
     if cache_key not in composed:
         group_overrides = [f"{key}={value}" for key, value in groups.items()]
@@ -111,7 +113,7 @@ def _compose_trial(fixed: list[str], values: dict, composed: dict):
     updates = {
         key: parser.parse_override(f"{key}={value}").value()
         for key, value in values.items()
-        if key not in CONFIG_GROUPS
+        if not by_hydra(key)
     }
     cfg = with_values(composed[cache_key], updates)
     # the base's schema check holds for every trial once one passed (the same keys are set on

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from omegaconf import OmegaConf
 
 from dlrun.config.schema import plain
+from dlrun.targets import names_code
 
 # How a value reaches the training of its trial.
 OPTIMIZER = "optimizer"  # injected into the optimizer state (optax.inject_hyperparams)
@@ -71,9 +72,19 @@ def _value(cfg, key: str):
     return OmegaConf.select(cfg, key)
 
 
+def _reaches(entry: TrialHparam, cfg) -> bool:
+    """Whether an entry reaches this config's training as the table says: a user's module
+    takes its fields (a `model.dropout` among them) as arguments, compiled into the program."""
+    return not (entry.key.startswith("model.") and names_code(cfg["model"]))
+
+
 def state_hparams(cfg) -> dict:
     """The numbers a trial carries in its state's `hparams` (the step reads them traced)."""
-    return {entry.name: float(_value(cfg, entry.key)) for entry in TRIAL_HPARAMS if entry.reaches == STATE}
+    return {
+        entry.name: float(_value(cfg, entry.key)) if _reaches(entry, cfg) else 0.0
+        for entry in TRIAL_HPARAMS
+        if entry.reaches == STATE
+    }
 
 
 def init_scheme(cfg) -> tuple:
@@ -84,7 +95,7 @@ def init_scheme(cfg) -> tuple:
 def shape_key(cfg) -> dict:
     """Return the part of a config that fixes the compiled program (everything but TRIAL_KEYS)."""
     container = plain(cfg)
-    for key in TRIAL_KEYS:
+    for key in (entry.key for entry in TRIAL_HPARAMS if _reaches(entry, container)):
         parent, _, leaf = key.rpartition(".")
         node = container[parent] if parent else container
         node.pop(leaf, None)
@@ -94,7 +105,7 @@ def shape_key(cfg) -> dict:
 def compiled_flags(cfgs: list) -> dict:
     """{flag: whether any trial of the group needs it compiled in}."""
     return {
-        entry.compiled_flag: any(_value(cfg, entry.key) > 0 for cfg in cfgs)
+        entry.compiled_flag: any(_reaches(entry, cfg) and _value(cfg, entry.key) > 0 for cfg in cfgs)
         for entry in TRIAL_HPARAMS
         if entry.compiled_flag
     }
