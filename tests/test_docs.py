@@ -340,7 +340,32 @@ SLOW = {
     ],
 }
 
+OWN_MODEL = "model=user model._target_=nets.WideMLP +model.width=64 +model.depth=2"
+SLOW["own-model"] = [
+    (f"dlrun train {OWN_MODEL} --out runs/wide", MNIST, lambda out: completed("runs/wide")),
+    (
+        f"dlrun sweep {OWN_MODEL} lr=0.1,0.01 seed=0,1 --out runs/wide-lr",
+        MNIST,
+        lambda out: (trials("runs/wide-lr").status == "completed").sum() == 4 and "in 1 group" in out,
+    ),
+    (
+        "dlrun sweep model=user model._target_=nets.WideMLP +model.width=32,64 +model.depth=2 --dry-run",
+        (),
+        lambda out: "in 2 groups" in out,
+    ),
+]
+
 SCENARIOS = {"print-only": PRINT_ONLY, **SMALL, **SLOW}
+
+
+def _page_files(page: str) -> None:
+    """Write the files a page shows in ```python blocks opening with `# <file name>`, into the
+    working directory: the page's own module is what its commands run."""
+    for block in re.findall(r"```python\n# (\S+\.py)\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S):
+        Path(block[0]).write_text(block[1])
+
+
+PREPARE = {"own-model": lambda: _page_files("your-own-model.md")}
 
 
 def test_the_readme_fits_a_newcomers_five_minutes():
@@ -373,6 +398,7 @@ def test_the_extractor_reads_markers_continuations_and_quoted_hashes():
 
 def _run_scenario(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    PREPARE.get(name, lambda: None)()
     for command, extra, check in SCENARIOS[name]:
         output = dlrun(command, *extra)
         assert check(output), f"{command} {' '.join(extra)}: its check failed\n{output}"
