@@ -426,14 +426,13 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Con
     """Train one config into `run_dir` (or continue the run there); return its summary."""
     console = console or Console(stderr=True)
     spec = data.describe(cfg.data)
+    label = str(cfg.model.get("_target_") or cfg.model.name)  # a user's module by its own name
     console.print(
-        f"[bold]{escape(cfg.model.name)}[/] on [bold]{escape(spec.name)}[/]: "
+        f"[bold]{escape(label)}[/] on [bold]{escape(spec.name)}[/]: "
         f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
         f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}"
     )
-    (summary,) = run_group(
-        [cfg], [run_dir], resume=resume, callbacks=[EpochProgress(console, cfg.model.name)]
-    )
+    (summary,) = run_group([cfg], [run_dir], resume=resume, callbacks=[EpochProgress(console, label)])
     if (Path(run_dir) / results.SUMMARY_FILE).exists():
         console.print(summary_table(summary, run_dir))
     else:
