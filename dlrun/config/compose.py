@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import re
 
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -34,6 +35,12 @@ from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 def group_options(group: str) -> list[str]:
     """Return the option names of one config group, as found in `conf/<group>/`."""
     return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def needs_a_value(group: str, option: str) -> bool:
+    """Whether the option leaves a field for the user to give (`???`, e.g. a data file's path)."""
+    fields = yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text(encoding="utf-8"))
+    return "???" in (fields or {}).values()
 
 
 # Keys that only `dlrun sweep` reads (dlrun/experiments.py): elsewhere they are no config key.

@@ -37,6 +37,7 @@ Shortcut = Choice("Shortcut", {name: name for name in ("projection", "identity")
 Scaling = Choice("Scaling", {name: name for name in ("standardize", "unit", "none")})
 TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", "none")})
 LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt")})
+DataTask = Choice("DataTask", {name: name for name in ("auto", "classification", "regression")})
 StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "val_accuracy")})
 
 
@@ -168,6 +169,22 @@ class BlobsConfig(GeneratedConfig):
 @dataclass
 class RegressionDataConfig(GeneratedConfig):
     target_scaling: TargetScaling = TargetScaling.standardize
+
+
+@dataclass
+class FileDataConfig(DataConfig):  # the user's own file: dlrun/data/files.py
+    path: str = MISSING  # from the working directory; the run records it absolute, with its sha256
+    task: DataTask = DataTask.auto  # auto: classification for whole-number or word targets
+    val_size: int = 200  # carved (stratified for classes) where the file has no validation split
+    test_size: int = 200  # carved likewise where it has no test split
+    classes: Optional[List[int]] = None  # as for the image sets: keep these labels, relabelled 0..k-1
+    per_class: Optional[int] = None
+    target_scaling: TargetScaling = TargetScaling.standardize  # of regression targets
+
+
+@dataclass
+class CsvConfig(FileDataConfig):
+    target: str = MISSING  # the column to predict; every other column is a numeric feature
 
 
 @dataclass
@@ -313,6 +330,8 @@ OPTION_SCHEMAS = {
         "blobs": BlobsConfig,
         "rosenbrock": RegressionDataConfig,
         "poly1d": RegressionDataConfig,
+        "npz": FileDataConfig,
+        "csv": CsvConfig,
     },
     "optim": {
         "sgd": SGDConfig,

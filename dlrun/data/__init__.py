@@ -1,14 +1,17 @@
-"""Data sets for dlrun: MNIST, Fashion-MNIST and CIFAR-10 from their official files, and small
-generated sets.
+"""Data sets for dlrun: MNIST, Fashion-MNIST and CIFAR-10 from their official files, small
+generated sets, and the user's own .npz and CSV files.
 
 `describe(cfg)` answers static questions (shapes, sizes, task) without touching
 the disk or the network, so the CLI can validate a run and build a model before
-paying for data. `load(cfg)` returns the split, subset and scaled arrays.
+paying for data; for a user's file it reads and checks the file once (dlrun/data/files.py),
+so that a bad file is refused before anything trains. `load(cfg)` returns the split, subset
+and scaled arrays.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -18,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.data import cifar10, classes, generated, mnist
+from dlrun.data import cifar10, classes, files, generated, mnist
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
@@ -36,6 +39,7 @@ class DataSpec:
     # Describes the noise-free target function; noise can push samples slightly below 0.
     targets_nonnegative: bool = False
     class_names: tuple = ()  # of labels 0..num_classes-1 (after data.classes), for labelled sets
+    source: tuple = ()  # (("path", ...), ("sha256", ...)) of a user's file, for the run folder
 
 
 @dataclass
@@ -67,6 +71,8 @@ class Source:
     into train and validation by load(). num_classes None means cfg.classes.
     fixed_sizes (pool, test) marks file-backed sets that ignore n_samples/n_test; their
     class_counts (per class: pool, test) size a class subset without reading the files.
+    `prepare` marks a user's file: it returns the file's checked splits (files.Prepared), which
+    stand for every other fact.
     """
 
     task: str
@@ -77,6 +83,16 @@ class Source:
     targets_nonnegative: bool = False
     class_names: tuple = ()
     class_counts: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    prepare: Callable[[Any], files.Prepared] | None = None
+
+
+def file_source(read: Callable) -> Source:
+    """A set of the user's own file, read by `read(path, cfg)` (dlrun/data/files.py)."""
+    return Source("from the file", (), _no_arrays, prepare=functools.partial(files.prepare, read=read))
+
+
+def _no_arrays(cfg: Any) -> Arrays:
+    raise AssertionError("a file's set is loaded from its prepared splits")
 
 
 def image_source(
@@ -145,8 +161,11 @@ def _num_classes(cfg: Any, src: Source) -> int:
 
 
 def describe(cfg: Any) -> DataSpec:
-    """Validate cfg and return the DataSpec of the data set, without loading any data."""
+    """Validate cfg and return the DataSpec of the data set, without loading any data (a user's
+    file is read and checked, once per version of it: dlrun/data/files.py)."""
     src = _source(cfg)
+    if src.prepare is not None:
+        return _file_spec(cfg, src.prepare(cfg))
     chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
     per_class = classes.chosen_per_class(cfg) if src.class_names else None
     pool, n_test = _sizes(cfg, src, chosen)
@@ -179,6 +198,24 @@ def describe(cfg: Any) -> DataSpec:
         n_test=n_test,
         targets_nonnegative=src.targets_nonnegative,
         class_names=names,
+    )
+
+
+def _file_spec(cfg: Any, prepared: files.Prepared) -> DataSpec:
+    _choice_field(cfg, "scaling", SCALINGS)
+    if prepared.task == "regression":
+        _choice_field(cfg, "target_scaling", TARGET_SCALINGS)
+    sizes = {split: len(y) for split, (_, y) in prepared.splits.items()}
+    return DataSpec(
+        name=cfg.name,
+        task=prepared.task,
+        input_shape=prepared.input_shape,
+        num_classes=len(prepared.class_names),
+        n_train=sizes["train"],
+        n_val=sizes["val"],
+        n_test=sizes["test"],
+        class_names=prepared.class_names,
+        source=prepared.source,
     )
 
 
@@ -233,6 +270,10 @@ def load(cfg: Any) -> Dataset:
 def _load(cfg: Any) -> Dataset:
     spec = describe(cfg)
     src = DATASETS[spec.name]
+    if src.prepare is not None:
+        # copies, as for the built-in sets: the prepared arrays stay cached for the next trial
+        arrays = [np.array(a) for split in ("train", "val", "test") for a in src.prepare(cfg).splits[split]]
+        return _scaled(cfg, Dataset(spec, *arrays))
     x_pool, y_pool, x_test, y_test = src.arrays(cfg)
     chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
     if chosen is not None:
@@ -250,8 +291,12 @@ def _load(cfg: Any) -> Dataset:
         x_test=np.array(x_test),
         y_test=np.array(y_test),
     )
+    return _scaled(cfg, ds)
+
+
+def _scaled(cfg: Any, ds: Dataset) -> Dataset:
     _scale_inputs(ds, cfg.scaling)
-    if spec.task == "regression" and cfg.target_scaling == "standardize":
+    if ds.spec.task == "regression" and cfg.target_scaling == "standardize":
         _standardize_targets(ds)
     return ds
 
@@ -332,6 +377,8 @@ DATASETS = Registry(
             "regression", (2,), generated.loader(generated.rosenbrock_points), 0, targets_nonnegative=True
         ),
         "poly1d": Source("regression", (1,), generated.loader(generated.poly1d_points), 0),
+        "npz": file_source(files.read_npz),
+        "csv": file_source(files.read_csv),
     },
     error=DataError,
 )

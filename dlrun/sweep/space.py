@@ -16,8 +16,8 @@ import typing
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 
-from dlrun.config.compose import group_options, parse_overrides
-from dlrun.config.schema import OPTION_SCHEMAS, USER_MODEL, Config
+from dlrun.config.compose import group_options, needs_a_value, parse_overrides
+from dlrun.config.schema import OPTION_SCHEMAS, Config
 from dlrun.errors import ConfigError
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
@@ -38,8 +38,9 @@ def _glob_choices(key: str, pattern: Glob) -> list[str]:
         "loss": losses.LOSSES,
     }
     if key in CONFIG_GROUPS:
-        # `user` is no model until the user names their module (model._target_)
-        names = [name for name in group_options(key) if (key, name) != ("model", USER_MODEL)]
+        # an option with a field the user must give (`model=user`'s `_target_`, a data file's
+        # `path`) is no choice until it is given
+        names = [name for name in group_options(key) if not needs_a_value(key, name)]
     elif key in registries:
         names = list(registries[key])
     else:

@@ -137,6 +137,8 @@ class Trial:
             "group_size": group_size,
             # label i of the run's outputs is class_names[i]: data.classes relabels
             **({"class_names": list(spec.class_names)} if spec.class_names else {}),
+            # a user's file: where the data came from and its sha256, to tell a changed file
+            **({"data_source": dict(spec.source)} if spec.source else {}),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
