@@ -2,7 +2,7 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from dlrun.config import schema
+from dlrun.config import options, schema
 from dlrun.config.compose import group_options, to_yaml
 from dlrun.config.load import compose_config, load_run_config
 from dlrun.errors import ConfigError
@@ -166,14 +166,14 @@ def test_the_schema_missing_marker_is_omegaconfs():
 
 
 def _shared(group: str, schema_class) -> bool:
-    return sum(cls is schema_class for cls in schema.OPTION_SCHEMAS[group].values()) > 1
+    return sum(cls is schema_class for cls in options.OPTION_SCHEMAS[group].values()) > 1
 
 
 def _written_defaults():
     """(file, key, value written there, schema default) for every field an option's YAML sets."""
     for path in sorted((CONF_DIR).glob("*/*.yaml")):
         group, option = path.parent.name, path.stem
-        schema_class = schema.OPTION_SCHEMAS.get(group, {}).get(option)
+        schema_class = options.OPTION_SCHEMAS.get(group, {}).get(option)
         if schema_class is None:  # preset/: settings across groups, not an option with a schema
             continue
         written = yaml.safe_load(path.read_text())

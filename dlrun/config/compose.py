@@ -16,16 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.config.schema import (
-    GROUPS,
-    OPTION_SCHEMAS,
-    USER_MODEL,
-    Config,
-    UserModelConfig,
-    fields_of,
-    names_of,
-    register_schemas,
-)
+from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, UserModelConfig
+from dlrun.config.schema import Config, fields_of, names_of, register_schemas
 from dlrun.errors import ConfigError
 from dlrun.layout import conf_dir
 from dlrun.targets import TARGET, names_code

@@ -9,7 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dlrun.config.compose import compose_overrides, explain_compose_error
-from dlrun.config.schema import GROUPS, names_of, own_fields, structured
+from dlrun.config.options import GROUPS
+from dlrun.config.schema import names_of, own_fields, structured
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError
 

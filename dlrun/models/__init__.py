@@ -47,7 +47,7 @@ MODELS = Registry(
 def check(cfg, spec) -> None:
     """Raise ConfigError for an unknown model, a bad model option, or data the model cannot take.
 
-    Each family checks its own fields (its schema has no others: dlrun/config/schema.py); a
+    Each family checks its own fields (its schema has no others: dlrun/config/options.py); a
     user's module is imported and traced on the data's shape.
     """
     if names_code(cfg.model):

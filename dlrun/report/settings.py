@@ -1,7 +1,7 @@
 """Which shared settings are worth printing above a report: those that differ from the defaults
 of the options the runs chose (model, data set, optimizer, schedule).
 
-A default is what composing would give: the option's schema (dlrun/config/schema.py) overlaid
+A default is what composing would give: the option's schema (dlrun/config/options.py) overlaid
 with its YAML file in `conf/`, which may set its own values (moons: val_size 500). Read
 with dataclasses and PyYAML, not Hydra or OmegaConf, so the report starts quickly.
 """
@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dlrun.config.schema import GROUPS, Config, option_schema
+from dlrun.config.options import GROUPS
+from dlrun.config.schema import Config, option_schema
 from dlrun.layout import conf_dir
 from dlrun.report.build import flatten
 

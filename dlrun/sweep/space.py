@@ -17,7 +17,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Glob
 
 from dlrun.config.compose import group_options, needs_a_value, parse_overrides
-from dlrun.config.schema import OPTION_SCHEMAS, Config
+from dlrun.config.options import OPTION_SCHEMAS
+from dlrun.config.schema import Config
 from dlrun.errors import ConfigError
 
 # Keys whose values span orders of magnitude: interval() draws them log-uniformly unless tagged
