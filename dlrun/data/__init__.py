@@ -16,12 +16,12 @@ import os
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from dlrun.data import cifar10, classes, files, generated, mnist
+from dlrun.data import cifar10, classes, fields, files, generated, mnist
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
@@ -114,30 +114,8 @@ SCALINGS = ("standardize", "unit", "none")
 TARGET_SCALINGS = ("standardize", "none")
 
 
-def _field(cfg: Any, name: str) -> Any:
-    try:
-        return getattr(cfg, name)
-    except (AttributeError, KeyError):
-        raise DataError(f"data config has no field '{name}'") from None
-
-
-def _int_field(cfg: Any, name: str, minimum: int) -> int:
-    value = _field(cfg, name)
-    # bool is an int subclass, but `subset=true` is certainly a mistake.
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise DataError(f"data.{name}={value!r} must be an integer >= {minimum}")
-    return int(value)
-
-
-def _choice_field(cfg: Any, name: str, choices: tuple) -> str:
-    value = _field(cfg, name)
-    if value not in choices:
-        raise DataError(f"data.{name}={value!r} is not one of: {', '.join(choices)}")
-    return value
-
-
 def _source(cfg: Any) -> Source:
-    return DATASETS.get(_field(cfg, "name"))
+    return DATASETS.get(fields.field(cfg, "name"))
 
 
 def _sizes(cfg: Any, src: Source, chosen: tuple | None) -> tuple[int, int]:
@@ -146,9 +124,9 @@ def _sizes(cfg: Any, src: Source, chosen: tuple | None) -> tuple[int, int]:
         return tuple(classes.static_counts(counts, chosen) for counts in src.class_counts)
     if src.fixed_sizes is not None:
         return src.fixed_sizes
-    pool = _int_field(cfg, "n_samples", 1)
-    n_test = _int_field(cfg, "n_test", 1)
-    noise = _field(cfg, "noise")
+    pool = fields.int_field(cfg, "n_samples", 1)
+    n_test = fields.int_field(cfg, "n_test", 1)
+    noise = fields.field(cfg, "noise")
     if isinstance(noise, bool) or not isinstance(noise, Real) or not noise >= 0:
         raise DataError(f"data.noise={noise!r} must be a number >= 0")
     return pool, n_test
@@ -157,7 +135,7 @@ def _sizes(cfg: Any, src: Source, chosen: tuple | None) -> tuple[int, int]:
 def _num_classes(cfg: Any, src: Source) -> int:
     if src.num_classes is not None:
         return src.num_classes
-    return _int_field(cfg, "classes", 2)
+    return fields.int_field(cfg, "classes", 2)
 
 
 def describe(cfg: Any) -> DataSpec:
@@ -169,25 +147,25 @@ def describe(cfg: Any) -> DataSpec:
     chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
     per_class = classes.chosen_per_class(cfg) if src.class_names else None
     pool, n_test = _sizes(cfg, src, chosen)
-    val_size = _int_field(cfg, "val_size", 0)
+    val_size = fields.int_field(cfg, "val_size", 0)
     if val_size >= pool:
         raise DataError(
             f"data.val_size={val_size} leaves no training data: "
             f"the {cfg.name} training pool has {pool} examples"
         )
-    subset = _field(cfg, "subset")
+    subset = fields.field(cfg, "subset")
     n_train = pool - val_size
     if subset is not None:
-        n_train = min(n_train, _int_field(cfg, "subset", 1))
+        n_train = min(n_train, fields.int_field(cfg, "subset", 1))
     names = tuple(src.class_names[c] for c in chosen) if chosen else tuple(src.class_names)
     if per_class is not None:
         _check_per_class(src, chosen, per_class)
         n_train = per_class * len(names)
-    _choice_field(cfg, "scaling", SCALINGS)
+    fields.choice_field(cfg, "scaling", SCALINGS)
     # a classification set's own schema need not have it: only regression targets are scaled
     if src.task == "regression" or hasattr(cfg, "target_scaling"):
-        _choice_field(cfg, "target_scaling", TARGET_SCALINGS)
-    _int_field(cfg, "seed", 0)
+        fields.choice_field(cfg, "target_scaling", TARGET_SCALINGS)
+    fields.int_field(cfg, "seed", 0)
     return DataSpec(
         name=cfg.name,
         task=src.task,
@@ -202,9 +180,9 @@ def describe(cfg: Any) -> DataSpec:
 
 
 def _file_spec(cfg: Any, prepared: files.Prepared) -> DataSpec:
-    _choice_field(cfg, "scaling", SCALINGS)
+    fields.choice_field(cfg, "scaling", SCALINGS)
     if prepared.task == "regression":
-        _choice_field(cfg, "target_scaling", TARGET_SCALINGS)
+        fields.choice_field(cfg, "target_scaling", TARGET_SCALINGS)
     sizes = {split: len(y) for split, (_, y) in prepared.splits.items()}
     return DataSpec(
         name=cfg.name,

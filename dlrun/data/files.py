@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from dlrun.data import classes, generated
+from dlrun.data.fields import int_field
 from dlrun.errors import DataError
 
 TASKS = ("auto", "classification", "regression")
@@ -185,7 +186,7 @@ def _split(cfg: Any, path: Path, raw: dict, digest: str) -> Prepared:
     # 3. data.classes keeps and relabels; each class kept needs training examples
     names, splits = _keep_classes(cfg, task, names, splits)
     # 4. the splits the file lacks are carved from its training pool, test first
-    pool_rng, test_rng, val_rng = generated.streams(_count(cfg, "seed", 0))
+    pool_rng, test_rng, val_rng = generated.streams(int_field(cfg, "seed", 0))
     for split, rng in (("test", test_rng), ("val", val_rng)):
         if split not in splits:
             splits[split], splits["train"] = _carve(cfg, split, splits["train"], rng, task)
@@ -196,7 +197,7 @@ def _split(cfg: Any, path: Path, raw: dict, digest: str) -> Prepared:
     if per_class is not None:
         order = classes.first_per_class(y, order, per_class, names, len(splits["val"][1]))
     elif getattr(cfg, "subset", None) is not None:
-        order = order[: _count(cfg, "subset", 1)]
+        order = order[: int_field(cfg, "subset", 1)]
     splits["train"] = (x[order], y[order])
     # 6. grey images get their channel axis, as conv models expect
     if x.ndim == 3:
@@ -237,7 +238,7 @@ def _keep_classes(cfg: Any, task: str, names: tuple, splits: dict) -> tuple[tupl
 
 def _carve(cfg: Any, split: str, pool: tuple, rng: np.random.Generator, task: str) -> tuple[tuple, tuple]:
     """Return (the carved split, the rest of the pool), stratified for classes."""
-    size = _count(cfg, f"{split}_size", 1)
+    size = int_field(cfg, f"{split}_size", 1)
     x, y = pool
     order = _order(rng, y, task == "classification")
     if size >= len(order):
@@ -285,13 +286,6 @@ def _targets(cfg: Any, raw: dict) -> tuple[str, tuple, dict]:
         raise DataError(f"y has label {low}: class labels must be 0..k-1")
     k = max(int(y.max(initial=0)) for y in ys) + 1
     return task, tuple(str(i) for i in range(k)), {s: (x, y.astype(np.int32)) for s, (x, y) in splits.items()}
-
-
-def _count(cfg: Any, name: str, minimum: int) -> int:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(f"data.{name}={value!r} must be an integer >= {minimum}")
-    return int(value)
 
 
 def _order(rng: np.random.Generator, y: np.ndarray, stratify: bool) -> np.ndarray:
