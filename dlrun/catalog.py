@@ -8,25 +8,36 @@ import sys
 
 from rich.table import Table
 
-from dlrun.config.compose import group_options
+from dlrun.layout import option_files, study_files, user_config_dir
+from dlrun.targets import shown
+
+YOURS = "(yours)"
+
+
+def _marked(found: dict) -> list[str]:
+    """Option names, each from the user's config folder marked as theirs."""
+    return [name if source == "dlrun" else f"{name} {YOURS}" for name, (_, source) in sorted(found.items())]
 
 
 def choices_table() -> Table:
     """Models, data sets, optimizers, schedules, inits, activations, losses and experiments."""
     from dlrun.models import activations, inits, losses
-    from dlrun.sweep.experiments import list_experiments
 
     rows = [
-        ("model", "model=", group_options("model")),
-        ("data", "data=", group_options("data")),
-        ("optimizer", "optim=", group_options("optim")),
-        ("schedule", "schedule=", group_options("schedule")),
+        ("model", "model=", _marked(option_files("model"))),
+        ("data", "data=", _marked(option_files("data"))),
+        ("optimizer", "optim=", _marked(option_files("optim"))),
+        ("schedule", "schedule=", _marked(option_files("schedule"))),
         ("init", "init= / bias_init=", ["auto", *inits.INITS]),
         ("activation", "activation=", list(activations.ACTIVATIONS)),
         ("loss", "loss=", ["auto", *losses.LOSSES]),
-        ("experiment", "dlrun sweep experiment=", list_experiments()),
+        ("experiment", "dlrun sweep experiment=", _marked(study_files())),
     ]
-    table = Table(title="dlrun choices")
+    user = user_config_dir()
+    caption = (
+        f"{YOURS}: from --config-dir {shown(user)}, winning over a built-in of its name" if user else None
+    )
+    table = Table(title="dlrun choices", caption=caption)
     for column in ("what", "set with", "choices"):
         table.add_column(column)
     for what, how, choices in rows:

@@ -104,8 +104,37 @@ def reusing_data(command):
     return wrapper
 
 
+CONFIG_DIR_OPTION = typer.Option(
+    None,
+    "--config-dir",
+    help="Your config folder: its model/ data/ optim/ schedule/ options and experiments/ studies "
+    "join the built-ins (yours win on a shared name).",
+    show_default=False,
+)
+
+
+def in_config_dir(command):
+    """Give the command Hydra's `--config-dir DIR`, searched before the shipped `conf/`."""
+    import inspect
+
+    from dlrun.layout import using_config_dir
+
+    @functools.wraps(command)
+    def wrapper(*args, config_dir: Optional[Path] = None, **kwargs):
+        with using_config_dir(config_dir):
+            return command(*args, **kwargs)
+
+    signature = inspect.signature(command, eval_str=True)
+    extra = inspect.Parameter(
+        "config_dir", inspect.Parameter.KEYWORD_ONLY, default=CONFIG_DIR_OPTION, annotation=Optional[Path]
+    )
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
+    return wrapper
+
+
 @app.command()
 @user_errors
+@in_config_dir
 def train(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
     out: Optional[Path] = typer.Option(
@@ -141,6 +170,7 @@ def train(
                 )
             if Path(resume).is_dir():  # else for_resume says there is no such folder
                 claims.enter_context(claimed(resume))
+                claims.enter_context(resuming.in_recorded_config_dir(resume))
             start = resuming.for_resume(resume, overrides or [])
         else:
             from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
@@ -172,6 +202,7 @@ def train(
 
 @app.command()
 @user_errors
+@in_config_dir
 @reusing_data
 def sweep(
     overrides: Optional[List[str]] = typer.Argument(
@@ -379,6 +410,7 @@ def export(
 
 @config_app.command("show")
 @user_errors
+@in_config_dir
 def config_show(
     overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP, show_default=False),
 ) -> None:
@@ -390,6 +422,8 @@ def config_show(
 
 
 @app.command("list")
+@user_errors
+@in_config_dir
 def list_choices() -> None:
     """List the available models (with parameter counts), data sets, optimizers, schedules,
     inits, activations, losses and ready experiments."""

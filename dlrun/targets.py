@@ -10,11 +10,11 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
-import os
 import sys
 from pathlib import Path
 
 from dlrun.errors import ConfigError
+from dlrun.layout import import_roots
 from dlrun.text import clip
 
 TARGET = "_target_"
@@ -66,9 +66,12 @@ def import_target(target: str, key: str):
 def _import(module_name: str, setting: str):
     # the working directory first, as `python -m` and Hydra apps have it: the user's nets.py
     # wins over an installed package of the same name
-    here = os.getcwd()
-    if here not in sys.path:
-        sys.path.insert(0, here)
+    roots = import_roots()
+    here = roots[0]
+    for root in reversed(roots):
+        if root in sys.path:
+            sys.path.remove(root)
+        sys.path.insert(0, root)
     try:
         return importlib.import_module(module_name)
     except SyntaxError as error:
@@ -79,6 +82,7 @@ def _import(module_name: str, setting: str):
             top = error.name.replace(".", "/")
             raise ConfigError(
                 f"{setting}: no {top}.py (nor package {top}/) in the working directory {here}"
+                + (f" or {roots[1]}" if len(roots) > 1 else "")
             ) from None
         raise ConfigError(
             f"{_file_of(module_name)}: importing it failed: {clip(error)} ({setting})"
@@ -105,3 +109,13 @@ def _defined_in(value, module) -> bool:
 def first_line(error: Exception) -> str:
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
+
+
+def import_root(target: str) -> str | None:
+    """The folder `target`'s top-level module is imported from: the first import root holding
+    it as a file or a package; None for an installed package, which each node has itself."""
+    top = str(target).partition(".")[0]
+    for root in import_roots():
+        if (Path(root) / f"{top}.py").is_file() or (Path(root) / top / "__init__.py").is_file():
+            return root
+    return None

@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 import dataclasses
 import re
+from pathlib import Path
 
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -19,20 +21,20 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, UserModelConfig
 from dlrun.config.schema import Config, fields_of, names_of, register_schemas
 from dlrun.errors import ConfigError
-from dlrun.layout import conf_dir
-from dlrun.targets import TARGET, names_code
+from dlrun.layout import conf_dir, option_file, option_files, user_config_dir
+from dlrun.targets import TARGET, names_code, shown
 from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 
 
 def group_options(group: str) -> list[str]:
-    """Return the option names of one config group, as found in `conf/<group>/`."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """Return the option names of one config group: `conf/<group>/` and the user's folder."""
+    return sorted(option_files(group))
 
 
 def needs_a_value(group: str, option: str) -> bool:
     """Whether the option leaves a field for the user to give (`???`, e.g. a data file's path)."""
-    fields = yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text(encoding="utf-8"))
-    return "???" in (fields or {}).values()
+    fields = yaml.safe_load(option_file(group, option).read_text(encoding="utf-8"))
+    return isinstance(fields, dict) and "???" in fields.values()
 
 
 # Keys that only `dlrun sweep` reads (dlrun/experiments.py): elsewhere they are no config key.
@@ -172,14 +174,58 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
     _check_lookup_names(parsed, overrides)
     register_schemas()
     GlobalHydra.instance().clear()
+    primary, config_name, searched = _search_path()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=list(overrides))
+        with initialize_config_dir(config_dir=str(primary), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=[*overrides, *searched])
     except Exception as error:  # Hydra and OmegaConf raise many types; all are input errors here
         raise ConfigError(explain_compose_error(error, overrides)) from None
     finally:
         GlobalHydra.instance().clear()
+    _check_named(cfg, overrides)
     return _with_user_defaults(cfg)
+
+
+def _check_named(cfg: DictConfig, overrides) -> None:
+    """Refuse a user's option that is neither their code nor a built-in option's values: with no
+    `name` nothing says which schema reads it (a file of the user's that only sets fields)."""
+    for group in GROUPS:
+        node = cfg.get(group)
+        if node is None or names_code(node) or "name" in node:
+            continue
+        option = _chosen(group, overrides, None)
+        built_in = sorted(OPTION_SCHEMAS[group])
+        # the same name as a built-in hides it, so it extends the built-in's schema instead
+        extends = (
+            f"`defaults: [{option}_schema]` and `name: {option}`"
+            if option in built_in
+            else f"`defaults: [{built_in[0]}]`"
+        )
+        raise ConfigError(
+            f"{shown(option_file(group, option))}: {group} option '{clip(option)}' says neither "
+            f"which built-in it extends nor which code it runs: add {extends} "
+            f"(built-ins: {', '.join(built_in)})"
+            + (f" or `{TARGET}: module.Class`" if group == "model" else "")
+        )
+
+
+def _search_path() -> tuple[Path, str, list[str]]:
+    """(the folder Hydra starts from, the primary config's name, the overrides adding the other
+    folders). With the user's folder, Hydra starts from it and reaches the shipped `conf/` by
+    `hydra.searchpath`, which Hydra searches after its first folder: so a user's option wins
+    over a shipped one of its name. Hydra reads the primary config before it adds the
+    searchpath (and caches the miss), so the shipped `config.yaml` goes in by Hydra's
+    ConfigStore, which is searched from the start."""
+    user = user_config_dir()
+    if user is None:
+        return conf_dir(), "config", []
+    store = ConfigStore.instance()
+    store.store(name=USER_PRIMARY, node=yaml.safe_load((conf_dir() / "config.yaml").read_text()))
+    shipped = "file://" + str(conf_dir()).replace("\\", "\\\\").replace("'", "\\'")
+    return user, USER_PRIMARY, [f"hydra.searchpath=['{shipped}']"]
+
+
+USER_PRIMARY = "dlrun_config"
 
 
 def _with_user_defaults(cfg: DictConfig) -> DictConfig:

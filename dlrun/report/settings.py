@@ -17,7 +17,7 @@ import yaml
 
 from dlrun.config.options import GROUPS
 from dlrun.config.schema import Config, option_schema
-from dlrun.layout import conf_dir
+from dlrun.layout import conf_dir, option_file
 from dlrun.report.build import flatten
 
 
@@ -41,11 +41,14 @@ def _yaml_values(path: Path) -> dict:
     return loaded if isinstance(loaded, dict) else {}
 
 
-@functools.lru_cache(maxsize=None)
 def _option_file(group: str, option: str) -> tuple[dict, dict]:
     """(the option's own values, the recipe it sets outside its group): an option file in Hydra's
     `_global_` package (model/lenet.yaml) nests its fields under the group and sets lr beside."""
-    path = conf_dir() / group / f"{option}.yaml"
+    return _option_values(group, option_file(group, option))
+
+
+@functools.lru_cache(maxsize=None)
+def _option_values(group: str, path: Path) -> tuple[dict, dict]:
     values = _yaml_values(path)
     values.pop("defaults", None)
     try:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from dlrun.errors import ConfigError
-from dlrun.layout import experiments_dir
+from dlrun.layout import study_files
 
 VARIANT_KEY = "variant"
 
@@ -30,13 +30,14 @@ class Experiment:
 
 
 def list_experiments() -> list[str]:
-    return sorted(p.stem for p in experiments_dir().glob("*.yaml"))
+    return sorted(study_files())
 
 
 def load_experiment(name: str) -> Experiment:
     """Read one experiment file. Raises ConfigError for an unknown name or a malformed file."""
-    path = experiments_dir() / f"{name}.yaml"
-    if not path.exists():
+    found = study_files().get(name)
+    path = found[0] if found else None
+    if path is None:
         raise ConfigError(f"unknown experiment '{name}' (choose from: {', '.join(list_experiments())})")
     text = path.read_text()
     data = yaml.safe_load(text) or {}

@@ -22,6 +22,7 @@ import yaml
 from dlrun import paths, results
 from dlrun.config.schema import plain
 from dlrun.errors import ConfigError
+from dlrun.layout import user_config_dir
 from dlrun.results import INDEX_FILE, SWEEP_FILE, read_sweep_record
 from dlrun.sweep.plan import Plan
 from dlrun.training.resume import finished_epoch
@@ -100,6 +101,7 @@ def prepare_folder(out: Path, plan: Plan, command: str) -> None:
         return
     record = {
         "command": command,
+        **({"config_dir": str(user_config_dir())} if user_config_dir() else {}),
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "plan": described,
     }

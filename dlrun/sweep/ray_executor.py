@@ -26,6 +26,7 @@ from dlrun.interrupt import STOP
 from dlrun.sweep.executor import GroupJob, Outcome, run_group_job
 from dlrun.sweep.folder import FINAL_STATUSES, resumable_epoch, trial_status
 from dlrun.sweep.shipping import Shipper, TrialMirror, apply
+from dlrun.targets import TARGET, import_root
 
 EXECUTORS = ("local", "ray")
 INSTALL_RAY = "--executor ray needs Ray; install it with: pip install 'dlrun[ray]'"
@@ -174,7 +175,7 @@ class RayExecutor:
         ray = import_ray()
         self.connect()
         mirror = self._mirror_actor(ray)
-        task = self._task(ray)
+        task = self._task(ray, jobs)
         for job in jobs:
             for run_dir in job.run_dirs:
                 snapshot = results.snapshot(run_dir) if Path(run_dir).is_dir() else {}
@@ -200,11 +201,14 @@ class RayExecutor:
             )
         return self._mirror
 
-    def _task(self, ray):
-        return ray.remote(train_group_remotely).options(**self.task_options())
+    def _task(self, ray, jobs=()):
+        return ray.remote(train_group_remotely).options(**self.task_options(code_root(jobs)))
 
-    def task_options(self) -> dict:
-        """A group task's Ray options (once the cluster's resources set gpus and cpus)."""
+    def task_options(self, code: str | None = None) -> dict:
+        """A group task's Ray options (once the cluster's resources set gpus and cpus); `code`,
+        the folder the user's `_target_` modules are imported from, goes to every worker as
+        Ray's working directory (uploaded once, the worker's cwd), as Ray documents for a
+        job's own code."""
         from dlrun.training.placement import SIDE_BY_SIDE_ENV  # JAX: not in the mirror's process
 
         options = {"num_cpus": self.cpus, "num_gpus": self.gpus, "max_retries": self.max_retries}
@@ -214,8 +218,11 @@ class RayExecutor:
             env[SIDE_BY_SIDE_ENV] = str(max(1, int(self.cpus)))
         if not self.gpus and self.cpus < 2:  # JAX on a CPU takes every core unless told one
             env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
-        if env:
-            options["runtime_env"] = {"env_vars": env}
+        runtime_env = {"env_vars": env} if env else {}
+        if code is not None:
+            runtime_env.update(working_dir=code, excludes=CODE_EXCLUDES)
+        if runtime_env:
+            options["runtime_env"] = runtime_env
         return options
 
     def _as_finished(self, ray, mirror) -> Iterator[Outcome]:
@@ -245,6 +252,23 @@ def _parts(job: GroupJob, local: dict) -> list:
         if trial_status(local[run_dir]) not in FINAL_STATUSES:
             by_epoch.setdefault(resumable_epoch(local[run_dir]), []).append(index)
     return sorted(by_epoch.items(), reverse=True)
+
+
+# what a working directory holds that no worker imports: run folders, environments, history
+CODE_EXCLUDES = ["runs/", ".venv/", "venv/", ".git/", "__pycache__/", "*.ckpt"]
+
+
+def code_root(jobs) -> str | None:
+    """The folder the jobs' user modules (`model._target_`, `data._target_`) are imported from,
+    None when every trial runs dlrun's own code. The file has been imported on this side by
+    validation already, so its module is in sys.modules."""
+    for job in jobs:
+        for container in job.containers:
+            for group in ("model", "data"):
+                target = (container.get(group) or {}).get(TARGET)
+                if target and import_root(str(target)):
+                    return import_root(str(target))
+    return None
 
 
 def train_group_remotely(job: GroupJob, mirror) -> tuple:

@@ -17,7 +17,7 @@ nothing. The rules:
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from dlrun.config.load import load_run_config
 from dlrun.config.schema import plain
 from dlrun.config.validate import validate
 from dlrun.errors import ConfigError, RunFailed
+from dlrun.layout import user_config_dir, using_config_dir
 from dlrun.text import clip
 from dlrun.training.writes import cannot_write
 
@@ -71,6 +72,18 @@ def holds_run(run_dir: Path) -> bool:
         (Path(run_dir) / name).exists()
         for name in (results.SUMMARY_FILE, results.CONFIG_FILE, results.METRICS_FILE, results.LAST_CHECKPOINT)
     )
+
+
+def in_recorded_config_dir(run_dir: Path):
+    """Search the config folder the run was started with (its summary.json records one given
+    by `--config-dir`) where this command gave none: the run's code is imported beside it."""
+    if user_config_dir() is not None:
+        return nullcontext()
+    try:
+        recorded = results.read_summary(run_dir).get("config_dir")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    return using_config_dir(recorded) if recorded and Path(recorded).is_dir() else nullcontext()
 
 
 def _stored_config(run_dir: Path, option: str) -> DictConfig:

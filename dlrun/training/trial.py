@@ -20,6 +20,7 @@ import jax
 from dlrun import __version__, results
 from dlrun.config.compose import to_yaml
 from dlrun.config.schema import plain
+from dlrun.layout import user_config_dir
 from dlrun.training.resume import changed_values
 
 
@@ -139,6 +140,8 @@ class Trial:
             **({"class_names": list(spec.class_names)} if spec.class_names else {}),
             # a user's file: where the data came from and its sha256, to tell a changed file
             **({"data_source": dict(spec.source)} if spec.source else {}),
+            # `--config-dir`: where `--resume` finds the options and the code beside them again
+            **({"config_dir": str(user_config_dir())} if user_config_dir() else {}),
             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "backend": jax.default_backend(),
             "device": str(jax.devices()[0].device_kind),
