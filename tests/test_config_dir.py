@@ -107,7 +107,7 @@ def test_dlrun_list_marks_the_users_options_and_studies(project):
         (lambda d: (d.mkdir(), (d / "config.yaml").write_text("lr: 1\n")), "holds config.yaml"),
         (lambda d: (d.mkdir(), (d / "stuff").mkdir()), "has none of the folders dlrun reads (model/"),
         (
-            lambda d: ((d / "model").mkdir(parents=True), (d / "model" / "mlp.yaml").write_text("hidden: [4]\n")),
+            lambda d: ((d / "model").mkdir(parents=True), (d / "model" / "mlp.yaml").write_text("a: 4\n")),
             "model/mlp.yaml: model option 'mlp' says neither which built-in it extends",
         ),
     ],
