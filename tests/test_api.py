@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -123,3 +124,13 @@ def test_a_module_workers_cannot_import_is_refused(tmp_path):
     message = _one_line_error(dlrun.sweep, ["lr=0.1,0.01"], model=Local, jobs=2, out=tmp_path / "s")
     assert "a worker process (jobs=2) cannot import" in message
     assert not (tmp_path / "s").exists()
+
+
+def test_the_python_api_page_runs(tmp_path, monkeypatch):
+    page = (Path(__file__).resolve().parents[1] / "docs" / "python-api.md").read_text()
+    code = page.split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)  # its runs/ folders
+    namespace = {"__name__": "__main__"}  # as a notebook runs it: its class is __main__.Probe
+    exec(compile(code, "docs/python-api.md", "exec"), namespace)
+    assert len(namespace["trials"]) == 2 and namespace["run"].summary["status"] == "completed"
+    assert results.read_config(tmp_path / "runs" / "probe")["model"]["_target_"] == "__main__.Probe"
