@@ -134,3 +134,19 @@ def test_the_python_api_page_runs(tmp_path, monkeypatch):
     exec(compile(code, "docs/python-api.md", "exec"), namespace)
     assert len(namespace["trials"]) == 2 and namespace["run"].summary["status"] == "completed"
     assert results.read_config(tmp_path / "runs" / "probe")["model"]["_target_"] == "__main__.Probe"
+
+
+def test_a_class_redefined_under_its_name_is_checked_again(tmp_path):
+    def defined(outputs_added):  # as a notebook cell run twice defines it: same name, new class
+        class Cell(nnx.Module):
+            def __init__(self, outputs, input_shape, rngs):
+                self.output = nnx.Linear(int(np.prod(input_shape)), outputs + outputs_added, rngs=rngs)
+
+            def __call__(self, x):
+                return self.output(x.reshape(x.shape[0], -1))
+
+        return Cell
+
+    assert dlrun.sweep(["lr=0.1,0.01"], model=defined(0), data=_arrays(), dry_run=True).empty
+    message = _one_line_error(dlrun.sweep, ["lr=0.1,0.01"], model=defined(1), data=_arrays(), dry_run=True)
+    assert "returns shape (2, 3)" in message
