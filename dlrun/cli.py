@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import sys
 import warnings
-from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from dlrun.errors import ConfigError, InputWarning
+from dlrun import api
+from dlrun.errors import ConfigError, InputWarning, RunFailed
 from dlrun.interrupt import STOP, Interrupted, handling_signals
 from dlrun.text import plural
 
@@ -91,19 +91,6 @@ def user_errors(command):
     return wrapper
 
 
-def reusing_data(command):
-    """Run the command with one load of each data set it trains on (data.reused_loads)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from dlrun import data
-
-        with data.reused_loads():
-            return command(*args, **kwargs)
-
-    return wrapper
-
-
 CONFIG_DIR_OPTION = typer.Option(
     None,
     "--config-dir",
@@ -151,59 +138,18 @@ def train(
 
     Run again with the same --out, it continues an unfinished run there (--resume DIR too).
     """
-    from dlrun import results
-    from dlrun.claims import claimed
-    from dlrun.training import resume as resuming
-    from dlrun.training.group import RunFailed, train_and_evaluate
-
-    with ExitStack() as claims:
-        if resume is not None:
-            if init_from is not None:
-                raise ConfigError(
-                    f"--resume {resume} continues a run from its own checkpoint; "
-                    f"--init-from {init_from} starts a new one: give one of them"
-                )
-            if out is not None and Path(out) != Path(resume):
-                raise ConfigError(
-                    f"--resume {resume} continues the run in its own folder; drop "
-                    f"--out {out} (or copy the folder there first)"
-                )
-            if Path(resume).is_dir():  # else for_resume says there is no such folder
-                claims.enter_context(claimed(resume))
-                claims.enter_context(resuming.in_recorded_config_dir(resume))
-            start = resuming.for_resume(resume, overrides or [])
-        else:
-            from dlrun.config.load import compose_config  # here, not above: `report` needs no Hydra
-            from dlrun.sweep.folder import check_run_folder
-            from dlrun.training.transfer import check_init, init_override
-
-            cfg = compose_config([*(overrides or []), *([init_override(init_from)] if init_from else [])])
-            init = check_init(cfg)  # a bad source is refused before anything is written
-            run_dir = out or results.default_run_dir(cfg.name or f"{cfg.model.name}-{cfg.data.name}")
-            check_run_folder(run_dir)
-            claims.enter_context(claimed(run_dir))  # a second command here is refused, not run twice
-            start = resuming.for_out(run_dir, cfg)
-        if start.note:
-            console.print(start.note, highlight=False, soft_wrap=True, markup=False)
-        if start.mode == "done":
-            return
-        if resume is None and init is not None:
-            console.print(init.describe(), highlight=False, soft_wrap=True, markup=False)
-        keep = resuming.kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
-        try:
-            with keep:
-                summary = train_and_evaluate(start.cfg, start.run_dir, resume=start.mode == "continue")
-        except RunFailed as error:  # a continued run's says whether its folder was put back
-            console.print(f"[red]run failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_FAILED) from None
-        if summary["status"] == "interrupted":
-            raise typer.Exit(EXIT_INTERRUPTED)
+    try:
+        run = api.train(overrides or [], out=out, resume=resume, init_from=init_from, console=console)
+    except RunFailed as error:  # a continued run's says whether its folder was put back
+        console.print(f"[red]run failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    if run.summary.get("status") == "interrupted":
+        raise typer.Exit(EXIT_INTERRUPTED)
 
 
 @app.command()
 @user_errors
 @in_config_dir
-@reusing_data
 def sweep(
     overrides: Optional[List[str]] = typer.Argument(
         None,
@@ -229,7 +175,7 @@ def sweep(
         help="Run independent groups in this many worker processes (CPU; --executor local).",
         show_default=False,
     ),
-    executor_name: str = typer.Option(
+    executor: str = typer.Option(
         "local",
         "--executor",
         help="local (this host) or ray (each group a Ray task, on a local Ray or a cluster).",
@@ -290,26 +236,13 @@ def sweep(
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""
     from dlrun.sweep.folder import INDEX_FILE
-    from dlrun.sweep.run import SweepSettings, run_sweep
-    from dlrun.sweep.search import SearchOptions
     from dlrun.sweep.tables import best_table
 
-    options = SearchOptions(search, trials, search_seed, batch, metric, pruner, min_epochs, storage, study)
-    settings = SweepSettings(
-        options,
-        out,
-        name,
-        jobs,
-        max_group,
-        executor_name,
-        address,
-        gpus_per_group,
-        cpus_per_group,
-        init_from,
-        dry_run,
-    )
+    given = dict(locals())  # the API's keywords (dlrun/api.py) are these parameters' names
+    options = {name: given[name] for name in api.SWEEP_KEYWORDS}
     stdout = Console()
-    outcome = run_sweep(overrides or [], settings, "dlrun sweep " + " ".join(sys.argv[2:]), console, stdout)
+    command = "dlrun sweep " + " ".join(sys.argv[2:])
+    outcome = api.sweep_outcome(overrides or [], console=console, stdout=stdout, command=command, **options)
     if outcome.index is None:  # a dry run: the plan was shown
         return
     stdout.print(best_table(outcome.index, outcome.plan))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import itertools
 import sys
 from pathlib import Path
 
@@ -18,6 +19,12 @@ from dlrun.layout import import_roots
 from dlrun.text import clip
 
 TARGET = "_target_"
+
+# Objects handed over in Python (`dlrun.train(model=WideMLP)`), by the `_target_` that names them,
+# each with the serial of its handing over: a class defined in a notebook has no file to import
+# it from, and a cell run again hands over a new class under the same name.
+_GIVEN: dict[str, tuple[object, int]] = {}
+_SERIALS = itertools.count(1)
 
 
 def names_code(node) -> bool:
@@ -42,12 +49,43 @@ def source_of(obj) -> str:
         return "?"
 
 
+def give(obj) -> str:
+    """Return the `_target_` naming `obj` (`module.QualName`); in this process that name now
+    resolves to `obj` itself, whether or not its module can be imported."""
+    name = f"{obj.__module__}.{obj.__qualname__}"
+    held = _GIVEN.get(name)
+    if held is None or held[0] is not obj:
+        _GIVEN[name] = (obj, next(_SERIALS))
+    return name
+
+
+def given_serial(target) -> int | None:
+    """Which handing over `target` names (None for a name only an import resolves): checks
+    cached by the name alone would skip a class redefined under it."""
+    held = _GIVEN.get(str(target))
+    return held[1] if held else None
+
+
+def importable(obj) -> bool:
+    """Whether a fresh process (a sweep's worker, a Ray task) imports `obj` by its `_target_`:
+    not from `__main__` (a notebook, a script), not nested, and its module's own attribute."""
+    module_name, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module_name or module_name == "__main__" or "." in qualname:
+        return False
+    module = sys.modules.get(module_name)
+    return bool(getattr(module, "__file__", None)) and getattr(module, qualname, None) is obj
+
+
 def import_target(target: str, key: str):
     """The object `key=target` names (`nets.WideMLP`: WideMLP from ./nets.py) and its file.
 
     Raises ConfigError in one line for a target that is not `module.attribute`, a module that
     is not there or fails to import (a syntax error, a missing dependency), or a name it lacks.
+    A name `give` handed over resolves to its object, imported or not.
     """
+    if str(target) in _GIVEN:
+        obj = _GIVEN[str(target)][0]
+        return obj, source_of(obj)
     module_name, _, attribute = str(target).rpartition(".")
     if not module_name or not attribute:
         raise ConfigError(

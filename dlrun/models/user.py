@@ -50,7 +50,7 @@ from flax.core import FrozenDict
 from omegaconf import OmegaConf
 
 from dlrun.errors import ConfigError
-from dlrun.targets import TARGET, first_line, import_target, source_of
+from dlrun.targets import TARGET, first_line, given_serial, import_target, source_of
 from dlrun.text import clip
 
 # The option's own keys, which are not the module's arguments.
@@ -232,7 +232,9 @@ def check(cfg, spec, outputs: int) -> None:
     """Raise ConfigError unless the module imports, takes its arguments and maps a batch of the
     data's shape to `(batch, outputs)`, traced by `jax.eval_shape` (nothing runs)."""
     knobs = {knob: _plain(cfg[knob]) for knob in BUILT_IN_KNOBS}
-    key = json.dumps([_plain(cfg.model), knobs, list(spec.input_shape), outputs], sort_keys=True, default=str)
+    node = _plain(cfg.model)
+    serial = given_serial(node.get(TARGET))  # a class handed over again under the same name
+    key = json.dumps([node, serial, knobs, list(spec.input_shape), outputs], sort_keys=True, default=str)
     if key in _CHECKED:
         return
     model = build(cfg, spec, outputs)

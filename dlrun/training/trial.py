@@ -17,11 +17,12 @@ from typing import Callable
 import flax.serialization
 import jax
 
-from dlrun import __version__, results
+from dlrun import results
 from dlrun.config.compose import to_yaml
 from dlrun.config.schema import plain
 from dlrun.layout import user_config_dir
 from dlrun.training.resume import changed_values
+from dlrun.version import __version__
 
 
 @dataclass
