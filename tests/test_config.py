@@ -17,7 +17,8 @@ def test_every_option_of_every_group_composes(group):
         extra = ["data=mnist"] if group == "model" else ["model=mlp"]
         if option == "user":  # names a module of the user's own: tests/test_user_models.py
             continue
-        if group == "data" and option in ("npz", "csv"):  # a file of the user's: test_data_files.py
+        # the user's files and folders: tests/test_data_files.py, tests/test_data_images.py
+        if group == "data" and option in ("npz", "csv", "image_folder"):
             continue
         if group == "schedule":
             extra.append("epochs=5")

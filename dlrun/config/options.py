@@ -30,6 +30,7 @@ Scaling = Choice("Scaling", {name: name for name in ("standardize", "unit", "non
 TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", "none")})
 LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt")})
 DataTask = Choice("DataTask", {name: name for name in ("auto", "classification", "regression")})
+Color = Choice("Color", {name: name for name in ("grey", "rgb")})
 StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "val_accuracy")})
 
 
@@ -180,6 +181,17 @@ class CsvConfig(FileDataConfig):
 
 
 @dataclass
+class ImageFolderConfig(DataConfig):  # a folder of the user's images: dlrun/data/images.py
+    path: str = MISSING  # one folder per class, or train/ (val/, test/) of them; recorded absolute
+    size: List[int] = field(default_factory=lambda: [32, 32])  # [height, width] every image is resized to
+    color: Color = Color.rgb  # grey: one channel; rgb: three (an image of the other kind is converted)
+    val_size: int = 200  # carved (stratified) where the folder has no val/
+    test_size: int = 200  # carved likewise where it has no test/
+    classes: Optional[List[int]] = None  # keep these (class folders in sorted order), relabelled 0..k-1
+    per_class: Optional[int] = None
+
+
+@dataclass
 class OptimConfig:
     name: str = MISSING
     l2: float = 0.0  # L2 penalty lambda * sum(w^2) over weight matrices, added to the loss
@@ -277,6 +289,7 @@ OPTION_SCHEMAS = {
         "poly1d": RegressionDataConfig,
         "npz": FileDataConfig,
         "csv": CsvConfig,
+        "image_folder": ImageFolderConfig,
     },
     "optim": {
         "sgd": SGDConfig,

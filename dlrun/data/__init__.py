@@ -1,5 +1,5 @@
 """Data sets for dlrun: MNIST, Fashion-MNIST and CIFAR-10 from their official files, small
-generated sets, and the user's own .npz and CSV files.
+generated sets, and the user's own .npz and CSV files and image folders.
 
 `describe(cfg)` answers static questions (shapes, sizes, task) without touching
 the disk or the network, so the CLI can validate a run and build a model before
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.data import cifar10, classes, fields, files, generated, mnist
+from dlrun.data import cifar10, classes, fields, files, generated, images, mnist
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
@@ -250,7 +250,8 @@ def _load(cfg: Any) -> Dataset:
     src = DATASETS[spec.name]
     if src.prepare is not None:
         # copies, as for the built-in sets: the prepared arrays stay cached for the next trial
-        arrays = [np.array(a) for split in ("train", "val", "test") for a in src.prepare(cfg).splits[split]]
+        splits = src.prepare(cfg).splits  # once: a folder's check stats every image
+        arrays = [np.array(a) for split in ("train", "val", "test") for a in splits[split]]
         return _scaled(cfg, Dataset(spec, *arrays))
     x_pool, y_pool, x_test, y_test = src.arrays(cfg)
     chosen = classes.chosen_classes(cfg, src.class_names) if src.class_names else None
@@ -357,6 +358,7 @@ DATASETS = Registry(
         "poly1d": Source("regression", (1,), generated.loader(generated.poly1d_points), 0),
         "npz": file_source(files.read_npz),
         "csv": file_source(files.read_csv),
+        "image_folder": Source("classification", (), _no_arrays, prepare=images.prepare),
     },
     error=DataError,
 )

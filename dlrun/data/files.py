@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ _PREPARED: dict = {}
 
 def prepare(cfg: Any, read) -> Prepared:
     """Return the checked, split data of the file cfg.path names, read by `read(path, cfg)`."""
-    path = _path(cfg)
+    path = data_path(cfg)
     try:
         stat = path.stat()
     except OSError as error:
@@ -55,19 +56,29 @@ def prepare(cfg: Any, read) -> Prepared:
     if not path.is_file():
         raise DataError(f"{path}: is a folder, not a file (data.path={cfg.path})")
     file_key = (read.__name__, str(path), stat.st_size, stat.st_mtime_ns, _plain(cfg, "target"))
-    key = (file_key, tuple(repr(_plain(cfg, name)) for name in PREPARE_FIELDS))
+    return prepared(cfg, path, file_key, lambda: _read_file(path, cfg, read))
+
+
+def _read_file(path: Path, cfg: Any, read) -> tuple[dict, str]:
+    digest = _sha256(path)  # first: it also tells an unreadable file
+    return read(path, cfg), digest
+
+
+def prepared(cfg: Any, path: Path, read_key: tuple, read: Callable[[], tuple]) -> Prepared:
+    """Return cfg's Prepared of the data `read()` returns as (raw splits, sha256): read once per
+    read_key (a cheap stamp that changes with the data) and split once per config."""
+    key = (read_key, tuple(repr(_plain(cfg, name)) for name in PREPARE_FIELDS))
     if key not in _PREPARED:
-        if file_key not in _READ:
+        if read_key not in _READ:
             _READ.clear()
-            digest = _sha256(path)  # first: it also tells an unreadable file
-            _READ[file_key] = (read(path, cfg), digest)
-        raw, digest = _READ[file_key]
+            _READ[read_key] = read()
+        raw, digest = _READ[read_key]
         try:
-            prepared = _split(cfg, path, raw, digest)
+            result = _split(cfg, path, raw, digest)
         except DataError as error:
             raise DataError(f"{path}: {error}") from None
         _PREPARED.clear()
-        _PREPARED[key] = prepared
+        _PREPARED[key] = result
     return _PREPARED[key]
 
 
@@ -79,9 +90,10 @@ def _plain(cfg: Any, name: str) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
-def _path(cfg: Any) -> Path:
+def data_path(cfg: Any, wanted: str | None = None) -> Path:
+    """Return data.path as an absolute path; `wanted` says what it names where it is missing."""
     if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "path"):
-        raise DataError(f"data={cfg.name} needs data.path=FILE, the {cfg.name} file to read")
+        raise DataError(f"data={cfg.name} needs data.path={wanted or f'FILE, the {cfg.name} file to read'}")
     # Relative to the working directory, as a shell user means it; recorded absolute.
     return Path(str(cfg.path)).expanduser().absolute()
 
