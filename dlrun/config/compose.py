@@ -7,7 +7,6 @@ sweep planner can compose once and update values cheaply before validating each 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 
 import yaml
@@ -16,8 +15,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, UserModelConfig
-from dlrun.config.schema import Config, fields_of, names_of, register_schemas
+from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, USER_OPTIONS
+from dlrun.config.schema import Config, fields_of, names_of, open_node, option_schema, register_schemas
 from dlrun.errors import ConfigError
 from dlrun.layout import conf_dir
 from dlrun.targets import TARGET, names_code
@@ -183,12 +182,13 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
 
 
 def _with_user_defaults(cfg: DictConfig) -> DictConfig:
-    """A user's model option written without the user schema in its defaults (only `_target_`
-    and its arguments) gets the schema's other fields, so it reads like any other option."""
-    if names_code(cfg.model):
-        with open_dict(cfg):
-            for key, value in dataclasses.asdict(UserModelConfig()).items():
-                cfg.model.setdefault(key, value)
+    """A user's model or loader option written without the user schema in its defaults (only
+    `_target_` and its arguments) gets the schema's other fields, so it reads like any other."""
+    for group, option in USER_OPTIONS.items():
+        if names_code(cfg[group]):
+            with open_dict(cfg):
+                for key, value in open_node(option_schema(group, option)).items():
+                    cfg[group].setdefault(key, value)
     return cfg
 
 
