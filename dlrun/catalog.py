@@ -8,7 +8,8 @@ import sys
 
 from rich.table import Table
 
-from dlrun.config.compose import group_options
+from dlrun.config.compose import entry_option, group_options
+from dlrun.plugins import entry_options
 
 
 def choices_table() -> Table:
@@ -17,8 +18,8 @@ def choices_table() -> Table:
     from dlrun.sweep.experiments import list_experiments
 
     rows = [
-        ("model", "model=", group_options("model")),
-        ("data", "data=", group_options("data")),
+        ("model", "model=", labelled_options("model")),
+        ("data", "data=", labelled_options("data")),
         ("optimizer", "optim=", group_options("optim")),
         ("schedule", "schedule=", group_options("schedule")),
         ("init", "init= / bias_init=", ["auto", *inits.INITS]),
@@ -32,6 +33,22 @@ def choices_table() -> Table:
     for what, how, choices in rows:
         table.add_row(what, how, ", ".join(choices))
     return table
+
+
+def labelled_options(group: str) -> list[str]:
+    """The group's options, each that an installed package adds marked with its distribution
+    (`wide (from my-pkg 0.1)`), one that cannot be chosen as broken or hidden."""
+    labels = []
+    for name in group_options(group):
+        option = entry_option(group, name)
+        if option is None:
+            labels.append(name)
+        else:
+            labels.append(f"{name} (from {option.distribution}{'; broken' if option.problem else ''})")
+    for name, option in entry_options(group).items():
+        if entry_option(group, name) is None:
+            labels.append(f"({name} from {option.distribution} is hidden: the built-in {name} wins)")
+    return labels
 
 
 def experiments_table() -> Table:

@@ -11,6 +11,7 @@ import re
 
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -19,18 +20,33 @@ from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, USER_OPTION
 from dlrun.config.schema import Config, fields_of, names_of, open_node, option_schema, register_schemas
 from dlrun.errors import ConfigError
 from dlrun.layout import conf_dir
+from dlrun.plugins import EntryOption, entry_options
+from dlrun.plugins import check as check_entry_option
 from dlrun.targets import TARGET, names_code
 from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 
 
 def group_options(group: str) -> list[str]:
-    """Return the option names of one config group, as found in `conf/<group>/`."""
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    """Return the option names of one config group: those in `conf/<group>/` and those that
+    installed packages add by entry points (dlrun/plugins.py)."""
+    files = {p.stem for p in (conf_dir() / group).glob("*.yaml")}
+    return sorted(files | set(entry_options(group)))
+
+
+def entry_option(group: str, option: str) -> EntryOption | None:
+    """The installed package's option that `group=option` chooses; None for an option of
+    `conf/`, which wins over an entry point of the same name."""
+    if (conf_dir() / group / f"{option}.yaml").exists():
+        return None
+    return entry_options(group).get(str(option))
 
 
 def needs_a_value(group: str, option: str) -> bool:
     """Whether the option leaves a field for the user to give (`???`, e.g. a data file's path)."""
-    fields = yaml.safe_load((conf_dir() / group / f"{option}.yaml").read_text(encoding="utf-8"))
+    path = conf_dir() / group / f"{option}.yaml"
+    if not path.exists():  # an installed package's option: its entry point gives `_target_`
+        return False
+    fields = yaml.safe_load(path.read_text(encoding="utf-8"))
     return "???" in (fields or {}).values()
 
 
@@ -169,7 +185,9 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
     parsed = parse_overrides(overrides)
     _check_single_run(parsed)
     _check_lookup_names(parsed, overrides)
+    _check_entry_options(parsed)
     register_schemas()
+    _register_entry_options()
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -179,6 +197,30 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
     finally:
         GlobalHydra.instance().clear()
     return _with_user_defaults(cfg)
+
+
+def _check_entry_options(parsed: list) -> None:
+    """Refuse a chosen entry-point option that is broken or does not import, naming its
+    distribution, before Hydra would say no more than that it failed."""
+    for override in parsed:
+        key, value = override.key_or_group, override.value()
+        if key in GROUPS and isinstance(value, str):
+            option = entry_option(key, value)
+            if option is not None:
+                check_entry_option(option)
+
+
+def _register_entry_options() -> None:
+    """Each usable entry-point option as a node of its group in Hydra's ConfigStore: the
+    group's user option (model=user, data=loader) with its name and `_target_` set."""
+    store = ConfigStore.instance()
+    for group, user_option in USER_OPTIONS.items():
+        schema = option_schema(group, user_option)
+        for name, option in entry_options(group).items():
+            if not option.problem and entry_option(group, name) is not None:
+                store.store(
+                    group=group, name=name, node=open_node(schema, name=name, **{TARGET: option.target})
+                )
 
 
 def _with_user_defaults(cfg: DictConfig) -> DictConfig:

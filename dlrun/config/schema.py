@@ -24,6 +24,7 @@ from dlrun.config.options import (
     ScheduleConfig,
     StoppingMetric,
 )
+from dlrun.plugins import entry_options
 from dlrun.targets import names_code
 
 if TYPE_CHECKING:
@@ -105,8 +106,12 @@ def is_open(group: str, option) -> bool:
 
 
 def option_schema(group: str, option) -> type | None:
-    """The schema of one option of a group, None for an unknown option."""
-    return OPTION_SCHEMAS[group].get(str(option))
+    """The schema of one option of a group, None for an unknown option; an installed
+    package's option (dlrun/plugins.py) is its group's user option."""
+    schema = OPTION_SCHEMAS[group].get(str(option))
+    if schema is None and str(option) in entry_options(group):
+        return OPTION_SCHEMAS[group][USER_OPTIONS[group]]
+    return schema
 
 
 def structured(names: dict) -> DictConfig:
