@@ -8,7 +8,9 @@ import sys
 
 from rich.table import Table
 
+from dlrun.config.compose import entry_option, group_options
 from dlrun.layout import option_files, study_files, user_config_dir
+from dlrun.plugins import entry_options
 from dlrun.targets import shown
 
 YOURS = "(yours)"
@@ -24,10 +26,10 @@ def choices_table() -> Table:
     from dlrun.models import activations, inits, losses
 
     rows = [
-        ("model", "model=", _marked(option_files("model"))),
-        ("data", "data=", _marked(option_files("data"))),
-        ("optimizer", "optim=", _marked(option_files("optim"))),
-        ("schedule", "schedule=", _marked(option_files("schedule"))),
+        ("model", "model=", labelled_options("model")),
+        ("data", "data=", labelled_options("data")),
+        ("optimizer", "optim=", labelled_options("optim")),
+        ("schedule", "schedule=", labelled_options("schedule")),
         ("init", "init= / bias_init=", ["auto", *inits.INITS]),
         ("activation", "activation=", list(activations.ACTIVATIONS)),
         ("loss", "loss=", ["auto", *losses.LOSSES]),
@@ -43,6 +45,27 @@ def choices_table() -> Table:
     for what, how, choices in rows:
         table.add_row(what, how, ", ".join(choices))
     return table
+
+
+def labelled_options(group: str) -> list[str]:
+    """The group's options: each of the user's config folder marked as theirs, each that an
+    installed package adds marked with its distribution (`wide (from my-pkg 0.1)`), one that
+    cannot be chosen as broken or hidden."""
+    files = option_files(group)
+    labels = []
+    for name in group_options(group):
+        option = entry_option(group, name)
+        if option is not None:
+            labels.append(f"{name} (from {option.distribution}{'; broken' if option.problem else ''})")
+        elif files[name][1] != "dlrun":
+            labels.append(f"{name} {YOURS}")
+        else:
+            labels.append(name)
+    for name, option in entry_options(group).items():
+        if entry_option(group, name) is None:
+            winner = "built-in" if files[name][1] == "dlrun" else "your"
+            labels.append(f"({name} from {option.distribution} is hidden: the {winner} {name} wins)")
+    return labels
 
 
 def experiments_table() -> Table:

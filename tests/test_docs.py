@@ -353,6 +353,11 @@ SLOW["own-model"] = [
         (),
         lambda out: "in 2 groups" in out,
     ),
+    (
+        "dlrun train model=mlp data=loader data._target_=loaders.shells +data.n=2000 --out runs/shells",
+        ("epochs=1",),
+        lambda out: completed("runs/shells"),
+    ),
 ]
 
 SCENARIOS = {"print-only": PRINT_ONLY, **SMALL, **SLOW}

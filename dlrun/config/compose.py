@@ -7,7 +7,6 @@ sweep planner can compose once and update values cheaply before validating each 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import re
 from pathlib import Path
 
@@ -18,22 +17,36 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, UserModelConfig
-from dlrun.config.schema import Config, fields_of, names_of, register_schemas
+from dlrun.config.options import GROUPS, OPTION_SCHEMAS, USER_MODEL, USER_OPTIONS
+from dlrun.config.schema import Config, fields_of, names_of, open_node, option_schema, register_schemas
 from dlrun.errors import ConfigError
 from dlrun.layout import conf_dir, option_file, option_files, user_config_dir
+from dlrun.plugins import EntryOption, entry_options
+from dlrun.plugins import check as check_entry_option
 from dlrun.targets import TARGET, names_code, shown
 from dlrun.text import NAME_MAX_BYTES, QUOTED_CHARS, clip, name_bytes
 
 
 def group_options(group: str) -> list[str]:
-    """Return the option names of one config group: `conf/<group>/` and the user's folder."""
-    return sorted(option_files(group))
+    """Return the option names of one config group: `conf/<group>/`, the user's folder, and
+    those that installed packages add by entry points (dlrun/plugins.py)."""
+    return sorted(set(option_files(group)) | set(entry_options(group)))
+
+
+def entry_option(group: str, option: str) -> EntryOption | None:
+    """The installed package's option that `group=option` chooses; None for an option of
+    `conf/` or the user's config folder, which wins over an entry point of the same name."""
+    if str(option) in option_files(group):
+        return None
+    return entry_options(group).get(str(option))
 
 
 def needs_a_value(group: str, option: str) -> bool:
     """Whether the option leaves a field for the user to give (`???`, e.g. a data file's path)."""
-    fields = yaml.safe_load(option_file(group, option).read_text(encoding="utf-8"))
+    path = option_file(group, option)
+    if not path.exists():  # an installed package's option: its entry point gives `_target_`
+        return False
+    fields = yaml.safe_load(path.read_text(encoding="utf-8"))
     return isinstance(fields, dict) and "???" in fields.values()
 
 
@@ -172,7 +185,9 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
     parsed = parse_overrides(overrides)
     _check_single_run(parsed)
     _check_lookup_names(parsed, overrides)
+    _check_entry_options(parsed)
     register_schemas()
+    _register_entry_options()
     GlobalHydra.instance().clear()
     primary, config_name, searched = _search_path()
     try:
@@ -228,13 +243,38 @@ def _search_path() -> tuple[Path, str, list[str]]:
 USER_PRIMARY = "dlrun_config"
 
 
+def _check_entry_options(parsed: list) -> None:
+    """Refuse a chosen entry-point option that is broken or does not import, naming its
+    distribution, before Hydra would say no more than that it failed."""
+    for override in parsed:
+        key, value = override.key_or_group, override.value()
+        if key in GROUPS and isinstance(value, str):
+            option = entry_option(key, value)
+            if option is not None:
+                check_entry_option(option)
+
+
+def _register_entry_options() -> None:
+    """Each usable entry-point option as a node of its group in Hydra's ConfigStore: the
+    group's user option (model=user, data=loader) with its name and `_target_` set."""
+    store = ConfigStore.instance()
+    for group, user_option in USER_OPTIONS.items():
+        schema = option_schema(group, user_option)
+        for name, option in entry_options(group).items():
+            if not option.problem and entry_option(group, name) is not None:
+                store.store(
+                    group=group, name=name, node=open_node(schema, name=name, **{TARGET: option.target})
+                )
+
+
 def _with_user_defaults(cfg: DictConfig) -> DictConfig:
-    """A user's model option written without the user schema in its defaults (only `_target_`
-    and its arguments) gets the schema's other fields, so it reads like any other option."""
-    if names_code(cfg.model):
-        with open_dict(cfg):
-            for key, value in dataclasses.asdict(UserModelConfig()).items():
-                cfg.model.setdefault(key, value)
+    """A user's model or loader option written without the user schema in its defaults (only
+    `_target_` and its arguments) gets the schema's other fields, so it reads like any other."""
+    for group, option in USER_OPTIONS.items():
+        if names_code(cfg[group]):
+            with open_dict(cfg):
+                for key, value in open_node(option_schema(group, option)).items():
+                    cfg[group].setdefault(key, value)
     return cfg
 
 

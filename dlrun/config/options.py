@@ -118,11 +118,6 @@ class UserModelConfig(ModelConfig):
     _target_: str = MISSING
 
 
-# Options whose node is an open dict: the fields a user's module takes are not known here, so
-# the schema types the fields above and lets any other through.
-OPEN_SCHEMAS = (UserModelConfig,)
-
-
 @dataclass
 class DataConfig:
     name: str = MISSING
@@ -165,14 +160,38 @@ class RegressionDataConfig(GeneratedConfig):
 
 
 @dataclass
-class FileDataConfig(DataConfig):  # the user's own file: dlrun/data/files.py
-    path: str = MISSING  # from the working directory; the run records it absolute, with its sha256
+class OwnDataConfig(DataConfig):  # the user's own data, from a file or a function
     task: DataTask = DataTask.auto  # auto: classification for whole-number or word targets
     val_size: int = 200  # carved (stratified for classes) where the file has no validation split
     test_size: int = 200  # carved likewise where it has no test split
     classes: Optional[List[int]] = None  # as for the image sets: keep these labels, relabelled 0..k-1
     per_class: Optional[int] = None
     target_scaling: TargetScaling = TargetScaling.standardize  # of regression targets
+
+
+@dataclass
+class FileDataConfig(OwnDataConfig):  # the user's own file: dlrun/data/files.py
+    path: str = MISSING  # from the working directory; the run records it absolute, with its sha256
+
+
+# A data node with `_target_` is this option, whatever else it holds; the contract its function
+# keeps is in dlrun/data/loader.py.
+USER_DATA = "loader"
+
+
+@dataclass
+class LoaderDataConfig(OwnDataConfig):
+    name: str = USER_DATA
+    # module.function, imported from the working directory: loaders.digits is def digits() in
+    # ./loaders.py. Every other field (+data.n=500) is one of its arguments.
+    _target_: str = MISSING
+
+
+# Options whose node is an open dict: the fields a user's module or loader takes are not known
+# here, so the schema types the fields above and lets any other through.
+OPEN_SCHEMAS = (UserModelConfig, LoaderDataConfig)
+# The open option of each group that has one: a node with `_target_` is it.
+USER_OPTIONS = {"model": USER_MODEL, "data": USER_DATA}
 
 
 @dataclass
@@ -290,6 +309,7 @@ OPTION_SCHEMAS = {
         "npz": FileDataConfig,
         "csv": CsvConfig,
         "image_folder": ImageFolderConfig,
+        USER_DATA: LoaderDataConfig,
     },
     "optim": {
         "sgd": SGDConfig,

@@ -10,6 +10,7 @@ import copy
 import dataclasses
 import functools
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any, Optional
 
 from dlrun.config.options import (
@@ -17,13 +18,13 @@ from dlrun.config.options import (
     MISSING,
     OPEN_SCHEMAS,
     OPTION_SCHEMAS,
-    USER_MODEL,
-    DataConfig,
+    USER_OPTIONS,
     ImageDataConfig,
     OptimConfig,
     ScheduleConfig,
     StoppingMetric,
 )
+from dlrun.plugins import entry_options
 from dlrun.targets import names_code
 
 if TYPE_CHECKING:
@@ -47,10 +48,11 @@ class AugmentConfig:
 
 @dataclass
 class Config:
-    # Any, not ModelConfig: a typed slot refuses the free fields of a user's option; each
-    # built-in option is still typed by its own schema (its YAML names it in its defaults)
+    # Any, not ModelConfig or DataConfig: a typed slot refuses the free fields of a user's
+    # option; each built-in option is still typed by its own schema (its YAML names it in its
+    # defaults)
     model: Any = MISSING
-    data: DataConfig = MISSING
+    data: Any = MISSING
     optim: OptimConfig = MISSING
     schedule: ScheduleConfig = MISSING
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
@@ -85,8 +87,17 @@ def register_schemas() -> None:
     for group, options in OPTION_SCHEMAS.items():
         for option, schema in options.items():
             # an open schema goes in as a plain dict: a node any other key may join
-            node = dataclasses.asdict(schema()) if schema in OPEN_SCHEMAS else schema
+            node = open_node(schema) if schema in OPEN_SCHEMAS else schema
             store.store(group=group, name=f"{option}_schema", node=node)
+
+
+def open_node(schema: type, **values) -> dict:
+    """An open schema's fields as a plain dict (choices as their words), with `values` set."""
+    fields = {
+        key: str(value) if isinstance(value, Enum) else value
+        for key, value in dataclasses.asdict(schema()).items()
+    }
+    return {**fields, **values}
 
 
 def is_open(group: str, option) -> bool:
@@ -95,8 +106,12 @@ def is_open(group: str, option) -> bool:
 
 
 def option_schema(group: str, option) -> type | None:
-    """The schema of one option of a group, None for an unknown option."""
-    return OPTION_SCHEMAS[group].get(str(option))
+    """The schema of one option of a group, None for an unknown option; an installed
+    package's option (dlrun/plugins.py) is its group's user option."""
+    schema = OPTION_SCHEMAS[group].get(str(option))
+    if schema is None and str(option) in entry_options(group):
+        return OPTION_SCHEMAS[group][USER_OPTIONS[group]]
+    return schema
 
 
 def structured(names: dict) -> DictConfig:
@@ -115,18 +130,20 @@ def _structured(names: tuple) -> DictConfig:
     for group, option in names:
         schema = option_schema(group, option)
         if schema in OPEN_SCHEMAS:
-            cfg[group] = OmegaConf.create(dataclasses.asdict(schema()))
+            cfg[group] = OmegaConf.create(open_node(schema))
         elif schema is not None:
             cfg[group] = OmegaConf.structured(schema(name=str(option)))
     return cfg
 
 
 def names_of(cfg) -> dict:
-    """{group: the option chosen} of a config (a DictConfig or a plain dict); a model node
-    with `_target_` is the user option, whatever its name."""
+    """{group: the option chosen} of a config (a DictConfig or a plain dict); a model or data
+    node with `_target_` is the group's user option (model=user, data=loader), whatever its
+    name (an entry point's: dlrun/plugins.py)."""
     nodes = {group: cfg[group] for group in GROUPS if group in cfg and cfg[group] is not None}
     names = {group: str(node["name"]) for group, node in nodes.items() if "name" in node}
-    return {**names, **({"model": USER_MODEL} if names_code(nodes.get("model")) else {})}
+    users = {group: option for group, option in USER_OPTIONS.items() if names_code(nodes.get(group))}
+    return {**names, **users}
 
 
 def fields_of(group: str, option) -> list[str]:

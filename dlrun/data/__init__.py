@@ -1,5 +1,6 @@
 """Data sets for dlrun: MNIST, Fashion-MNIST and CIFAR-10 from their official files, small
-generated sets, and the user's own .npz and CSV files and image folders.
+generated sets, the user's own .npz and CSV files and image folders, and the user's own
+loader function.
 
 `describe(cfg)` answers static questions (shapes, sizes, task) without touching
 the disk or the network, so the CLI can validate a run and build a model before
@@ -21,10 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.data import cifar10, classes, fields, files, generated, images, mnist
+from dlrun.data import cifar10, classes, fields, files, generated, images, loader, mnist
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
+from dlrun.targets import names_code
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class DataSpec:
     # Describes the noise-free target function; noise can push samples slightly below 0.
     targets_nonnegative: bool = False
     class_names: tuple = ()  # of labels 0..num_classes-1 (after data.classes), for labelled sets
-    source: tuple = ()  # (("path", ...), ("sha256", ...)) of a user's file, for the run folder
+    source: tuple = ()  # where a user's file or loader's data came from, for the run folder
 
 
 @dataclass
@@ -92,7 +94,7 @@ def file_source(read: Callable) -> Source:
 
 
 def _no_arrays(cfg: Any) -> Arrays:
-    raise AssertionError("a file's set is loaded from its prepared splits")
+    raise AssertionError("a file's or a loader's set is loaded from its prepared splits")
 
 
 def image_source(
@@ -115,7 +117,8 @@ TARGET_SCALINGS = ("standardize", "none")
 
 
 def _source(cfg: Any) -> Source:
-    return DATASETS.get(fields.field(cfg, "name"))
+    # a data node with `_target_` names the user's loader, whatever its name (an entry point's)
+    return DATASETS[LOADER] if names_code(cfg) else DATASETS.get(fields.field(cfg, "name"))
 
 
 def _sizes(cfg: Any, src: Source, chosen: tuple | None) -> tuple[int, int]:
@@ -247,7 +250,7 @@ def load(cfg: Any) -> Dataset:
 
 def _load(cfg: Any) -> Dataset:
     spec = describe(cfg)
-    src = DATASETS[spec.name]
+    src = _source(cfg)
     if src.prepare is not None:
         # copies, as for the built-in sets: the prepared arrays stay cached for the next trial
         splits = src.prepare(cfg).splits  # once: a folder's check stats every image
@@ -338,6 +341,8 @@ def _standardize_targets(ds: Dataset) -> None:
     ds.y_offset, ds.y_scale = mean, scale
 
 
+# The option of the user's loader (dlrun/data/loader.py), in conf/data/ as for any data set.
+LOADER = "loader"
 # A data set is its Source (shape facts and a loader) and one line here.
 DATASETS = Registry(
     "data",
@@ -359,6 +364,7 @@ DATASETS = Registry(
         "npz": file_source(files.read_npz),
         "csv": file_source(files.read_csv),
         "image_folder": Source("classification", (), _no_arrays, prepare=images.prepare),
+        LOADER: Source("from the loader", (), _no_arrays, prepare=loader.prepare),
     },
     error=DataError,
 )

@@ -4,7 +4,9 @@
 `data.classes`, carves the splits the file does not hold (stratified for classes) and caps the
 training set (`data.per_class`, `data.subset`). Every problem is one DataError line that starts
 with the file's path. A file is read once per (path, size, mtime) and a config prepared once, so
-the describe() of every trial of a sweep costs a stat.
+the describe() of every trial of a sweep costs a stat. The checks and the carving
+(named_splits, prepare_arrays) serve the arrays a loader of the user's returns too
+(dlrun/data/loader.py).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Prepared:
     task: str
     input_shape: tuple
     class_names: tuple  # of labels 0..k-1 (after data.classes); () for regression
-    source: tuple  # (("path", absolute path), ("sha256", hex digest)) for the run folder
+    source: tuple  # where the data came from, as (key, value) pairs for the run folder
     splits: dict  # "train" | "val" | "test" -> (x, y)
 
 
@@ -55,7 +57,7 @@ def prepare(cfg: Any, read) -> Prepared:
         raise DataError(f"{path}: cannot read it ({error.strerror or error}); data.path={cfg.path}") from None
     if not path.is_file():
         raise DataError(f"{path}: is a folder, not a file (data.path={cfg.path})")
-    file_key = (read.__name__, str(path), stat.st_size, stat.st_mtime_ns, _plain(cfg, "target"))
+    file_key = (read.__name__, str(path), stat.st_size, stat.st_mtime_ns, plain_field(cfg, "target"))
     return prepared(cfg, path, file_key, lambda: _read_file(path, cfg, read))
 
 
@@ -67,14 +69,14 @@ def _read_file(path: Path, cfg: Any, read) -> tuple[dict, str]:
 def prepared(cfg: Any, path: Path, read_key: tuple, read: Callable[[], tuple]) -> Prepared:
     """Return cfg's Prepared of the data `read()` returns as (raw splits, sha256): read once per
     read_key (a cheap stamp that changes with the data) and split once per config."""
-    key = (read_key, tuple(repr(_plain(cfg, name)) for name in PREPARE_FIELDS))
+    key = (read_key, tuple(repr(plain_field(cfg, name)) for name in PREPARE_FIELDS))
     if key not in _PREPARED:
         if read_key not in _READ:
             _READ.clear()
             _READ[read_key] = read()
         raw, digest = _READ[read_key]
         try:
-            result = _split(cfg, path, raw, digest)
+            result = prepare_arrays(cfg, raw, (("path", str(path)), ("sha256", digest)))
         except DataError as error:
             raise DataError(f"{path}: {error}") from None
         _PREPARED.clear()
@@ -82,7 +84,7 @@ def prepared(cfg: Any, path: Path, read_key: tuple, read: Callable[[], tuple]) -
     return _PREPARED[key]
 
 
-def _plain(cfg: Any, name: str) -> Any:
+def plain_field(cfg: Any, name: str) -> Any:
     """cfg.name as a plain value; None where the config lacks it or leaves it missing (???)."""
     if OmegaConf.is_config(cfg) and (name not in cfg or OmegaConf.is_missing(cfg, name)):
         return None
@@ -121,6 +123,12 @@ def read_npz(path: Path, cfg: Any) -> dict:
         raise DataError(f"{path}: holds Python objects, not numeric arrays") from None
     except (zipfile.BadZipFile, OSError, EOFError) as error:
         raise DataError(f"{path}: is not a readable .npz file ({error})") from None
+    return named_splits(str(path), arrays)
+
+
+def named_splits(where: str, arrays: dict) -> dict:
+    """Return {split: (x, y)} of named arrays, as an .npz holds them: x, y or x_train, y_train
+    (and x_val, y_val, x_test, y_test where given). DataErrors start with `where` (the file)."""
     names = ", ".join(sorted(arrays)) or "no arrays"
     if {"x", "y"} <= arrays.keys():
         named = {"train": ("x", "y")}
@@ -128,36 +136,36 @@ def read_npz(path: Path, cfg: Any) -> dict:
         named = {split: (f"x_{split}", f"y_{split}") for split in NPZ_SPLITS if f"x_{split}" in arrays}
         for split in NPZ_SPLITS:
             if (f"x_{split}" in arrays) != (f"y_{split}" in arrays):
-                raise DataError(f"{path}: has x_{split} or y_{split} but not both; it holds: {names}")
+                raise DataError(f"{where}: has x_{split} or y_{split} but not both; it holds: {names}")
     else:
-        raise DataError(f"{path}: has no arrays x and y (nor x_train and y_train); it holds: {names}")
+        raise DataError(f"{where}: has no arrays x and y (nor x_train and y_train); it holds: {names}")
     for x_name, y_name in named.values():
-        _check_array(path, x_name, arrays[x_name])
+        _check_array(where, x_name, arrays[x_name])
         if arrays[y_name].ndim == 0:
-            raise DataError(f"{path}: {y_name} is a single value, not one per example")
+            raise DataError(f"{where}: {y_name} is a single value, not one per example")
         if len(arrays[x_name]) != len(arrays[y_name]):
             raise DataError(
-                f"{path}: {x_name} has {len(arrays[x_name])} examples but {y_name} has {len(arrays[y_name])}"
+                f"{where}: {x_name} has {len(arrays[x_name])} examples but {y_name} has {len(arrays[y_name])}"
             )
     splits = {split: (arrays[x_name], arrays[y_name]) for split, (x_name, y_name) in named.items()}
     shapes = {x.shape[1:] for x, _ in splits.values()}
     if len(shapes) > 1:
-        raise DataError(f"{path}: the splits' examples differ in shape: {sorted(shapes)}")
+        raise DataError(f"{where}: the splits' examples differ in shape: {sorted(shapes)}")
     return splits
 
 
-def _check_array(path: Path, name: str, x: np.ndarray) -> None:
+def _check_array(where: str, name: str, x: np.ndarray) -> None:
     if x.dtype.kind not in "biuf":
-        raise DataError(f"{path}: {name} has dtype {x.dtype}; inputs must be numbers (int, uint or float)")
+        raise DataError(f"{where}: {name} has dtype {x.dtype}; inputs must be numbers (int, uint or float)")
     if x.ndim < 1 or x.ndim > 4:
         raise DataError(
-            f"{path}: {name} has shape {x.shape}; expected (n, features), (n, H, W) or (n, H, W, C)"
+            f"{where}: {name} has shape {x.shape}; expected (n, features), (n, H, W) or (n, H, W, C)"
         )
 
 
 def read_csv(path: Path, cfg: Any) -> dict:
     """Return {"train": (x, y)} of a CSV file with a header row: every column but data.target a feature."""
-    target = _plain(cfg, "target")
+    target = plain_field(cfg, "target")
     if target is None:
         raise DataError(f"{path}: data=csv needs data.target=COLUMN, the column to predict")
     try:
@@ -189,8 +197,10 @@ def read_csv(path: Path, cfg: Any) -> dict:
     return {"train": (features.to_numpy(np.float64), y)}
 
 
-def _split(cfg: Any, path: Path, raw: dict, digest: str) -> Prepared:
-    """Labels, classes, carved splits and the training cap, as numbered steps."""
+def prepare_arrays(cfg: Any, raw: dict, source: tuple) -> Prepared:
+    """The checked `raw` splits ({split: (x, y)}, from named_splits) with their labels, the
+    classes kept, the splits carved and the training cap, as numbered steps; `source` says
+    where they came from, for the run folder. DataErrors name no file: the caller prefixes it."""
     # 1. the task, and y as int32 labels or float32 targets
     task, names, splits = _targets(cfg, raw)
     # 2. every value finite
@@ -215,7 +225,7 @@ def _split(cfg: Any, path: Path, raw: dict, digest: str) -> Prepared:
     if x.ndim == 3:
         splits = {split: (xs[..., None], ys) for split, (xs, ys) in splits.items()}
     shape = tuple(splits["train"][0].shape[1:])
-    return Prepared(task, shape, names, (("path", str(path)), ("sha256", digest)), splits)
+    return Prepared(task, shape, names, source, splits)
 
 
 def _check_finite(splits: dict) -> None:
