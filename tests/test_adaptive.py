@@ -202,3 +202,43 @@ def test_a_group_never_prunes_a_trial_better_than_one_it_lets_go_on(tmp_path):
     went_on = [t.intermediate_values[1] for t in trials if 2 in t.intermediate_values]
     assert len(stopped_at_1) >= 4 and went_on
     assert min(went_on) >= max(stopped_at_1)
+
+
+@pytest.mark.slow
+def test_the_study_fills_in_while_the_sweep_runs(tmp_path):
+    """Read from another process (this one) while the sweep trains, as optuna-dashboard reads
+    it: the running trials' curves grow epoch by epoch, and a trial the pruner stops is PRUNED
+    while the rest of its group still trains."""
+    out = tmp_path / "s"
+    args = command(
+        "data.n_samples=8000",
+        "epochs=6",
+        *TPE,
+        "--trials",
+        "8",
+        "--batch",
+        "8",
+        "--pruner",
+        "sha",
+        "--min-epochs",
+        "1",
+        "--out",
+        str(out),
+    )
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen_growing, seen_pruned_early = set(), False
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        if (out / "study.db").exists():
+            try:
+                trials = load(out).trials
+            except Exception:  # the sweep is still creating the study's tables
+                trials = []
+            running = [t for t in trials if t.state.name == "RUNNING"]
+            seen_growing |= {len(t.intermediate_values) for t in running if t.intermediate_values}
+            seen_pruned_early |= bool(running) and any(t.state.name == "PRUNED" for t in trials)
+        time.sleep(0.2)
+    assert process.wait(timeout=60) == 0, process.stderr.read()
+    assert len(seen_growing) >= 2, seen_growing  # curves seen at two lengths or more mid-run
+    assert seen_pruned_early
+    assert_study_mirrors_folders(load(out), out)

@@ -1,4 +1,5 @@
-"""Each epoch, tell the study every live trial's metric and stop those its pruner gives up on.
+"""Each epoch, tell the study every live trial's metric and stop those its pruner gives up on
+(told to the study at once, so a dashboard on the storage sees a running search as it goes).
 
 A group job of an adaptive sweep carries a `StudyLink` (plain data: it pickles to a worker
 process): the storage URL, the study's name, the pruner, and which Optuna trial each run folder
@@ -13,7 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dlrun import results
 from dlrun.sweep.pruners import make_pruner
+from dlrun.sweep.study_store import open_storage, tell
 from dlrun.training.callbacks import EpochCallback
 
 
@@ -43,8 +46,6 @@ class StudyPruning(EpochCallback):
 
     def on_start(self, group, first_epoch: int) -> None:
         import optuna
-
-        from dlrun.sweep.study_store import open_storage
 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -82,8 +83,12 @@ class StudyPruning(EpochCallback):
         # a group's trials reach each epoch together: in any other order a trial can go on while
         # a better one of the same epoch is pruned (the worse one, judged first, had fewer rivals).
         for _, index, trial_id in sorted(reported, key=lambda r: r[0], reverse=self.best_first):
-            if self.study.pruner.prune(self.study, storage.get_trial(trial_id)):
+            frozen = storage.get_trial(trial_id)
+            if self.study.pruner.prune(self.study, frozen):
                 group.stop_trial(index, "pruned", pruned_epoch=epoch)
+                # told now, not when the group ends: a dashboard on the study sees it stop
+                summary = results.read_summary(Path(group.trials[index].run_dir))
+                tell(self.study, frozen.number, summary, self.link.metric)
 
     def on_end(self, group) -> None:
         """Every report is in the study before the group's trials are told their end."""

@@ -202,6 +202,8 @@ def tell(study, number: int, summary: dict, metric: str) -> None:
     if status in (None, "interrupted", "running"):
         return
     trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    if study._storage.get_trial(trial_id).state.is_finished():  # pruned: told as it happened
+        return
     for key in ("status", "epochs_run", "pruned_epoch", "test_accuracy"):
         if summary.get(key) is not None:
             study._storage.set_trial_user_attr(trial_id, key, summary[key])
