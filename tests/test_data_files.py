@@ -93,6 +93,21 @@ def test_a_file_changed_between_runs_is_read_again(folder):
     assert again.source != first.source and again.n_train == first.n_train - 100
 
 
+def test_a_relative_data_path_is_kept_absolute_so_a_resume_from_elsewhere_reads_it(folder, monkeypatch):
+    x, y = separable()
+    (folder / "proj").mkdir()
+    np.savez(folder / "proj" / "three.npz", x=x, y=y)
+    monkeypatch.chdir(folder / "proj")
+    summary, _ = trained("data=npz", "data.path=three.npz", *SIZES)
+    config = yaml.safe_load((folder / "proj" / "run" / "config.yaml").read_text())
+    assert config["data"]["path"] == str(folder / "proj" / "three.npz")
+    monkeypatch.chdir(folder)  # where ./three.npz is no file
+    resumed = dlrun("train", "--resume", "proj/run", "epochs=4")
+    assert resumed.exit_code == 0, resumed.output
+    again = json.loads((folder / "proj" / "run" / "summary.json").read_text())
+    assert again["epochs_run"] == 4 and again["data_source"] == summary["data_source"]
+
+
 def test_a_csv_with_a_word_target_is_classification_over_the_chosen_classes(folder):
     x, y = separable()
     frame = pd.DataFrame(x, columns=["a", "b", "c", "d"])

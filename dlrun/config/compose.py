@@ -198,7 +198,7 @@ def compose_overrides(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig
     finally:
         GlobalHydra.instance().clear()
     _check_named(cfg, overrides)
-    return _with_user_defaults(cfg)
+    return _absolute_data_path(_with_user_defaults(cfg))
 
 
 def _check_named(cfg: DictConfig, overrides) -> None:
@@ -267,6 +267,16 @@ def _register_entry_options() -> None:
                 )
 
 
+def _absolute_data_path(cfg: DictConfig) -> DictConfig:
+    """A relative `data.path` means the working directory's, as a shell user means it: kept
+    absolute, so a resume or a worker started elsewhere reads the same file."""
+    data = cfg.get("data")
+    if isinstance(data, DictConfig) and "path" in data and not OmegaConf.is_missing(data, "path"):
+        if isinstance(data.path, str) and data.path:
+            data.path = str(Path(data.path).expanduser().absolute())
+    return cfg
+
+
 def _with_user_defaults(cfg: DictConfig) -> DictConfig:
     """A user's model or loader option written without the user schema in its defaults (only
     `_target_` and its arguments) gets the schema's other fields, so it reads like any other."""
@@ -286,7 +296,7 @@ def with_values(cfg: DictConfig, values: dict) -> DictConfig:
             OmegaConf.update(updated, key, value, merge=False)
         except Exception as error:
             raise ConfigError(explain_compose_error(error, [], names_of(cfg))) from None
-    return updated
+    return _absolute_data_path(updated)
 
 
 def _keys_of(path: str) -> list[str]:
