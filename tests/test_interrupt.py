@@ -39,13 +39,35 @@ SWEEP = [
     "lr=0.01,0.003",
     "batch_size=16,32",
 ]
+# the sweep above with a module of the user's own (NNX), imported from the sweep's cwd
+NETS = """
+import math
+
+from flax import nnx
+
+
+class Tiny(nnx.Module):
+    def __init__(self, width, outputs, input_shape, rngs):
+        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
+        self.output = nnx.Linear(width, outputs, rngs=rngs)
+
+    def __call__(self, x):
+        return self.output(nnx.relu(self.hidden(x)))
+"""
+USER_SWEEP = [
+    *(arg for arg in SWEEP if not arg.startswith("model.")),
+    "model=user",
+    "model._target_=nets.Tiny",
+    "+model.width=16",
+]
 CURVES = ["epoch", "train_loss", "val_loss", "val_accuracy", "lr"]
 CATCHABLE = (signal.SIGINT, signal.SIGTERM)
 
 
-def start(args, out: Path) -> subprocess.Popen:
+def start(args, out: Path, cwd=None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "dlrun", *args, "--out", str(out)],
+        cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -53,9 +75,13 @@ def start(args, out: Path) -> subprocess.Popen:
     )
 
 
-def finish(args, out: Path) -> subprocess.CompletedProcess:
+def finish(args, out: Path, cwd=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dlrun", *args, "--out", str(out)], capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "dlrun", *args, "--out", str(out)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -76,6 +102,11 @@ MOMENTS = {
         ),
         None,
     ),
+    # a trial's first checkpoint is on disk: what the command again must load and continue from
+    "checkpointed": (
+        lambda out, started: any(finished_epoch(p.parent) for p in files(out, results.METRICS_FILE)),
+        None,
+    ),
 }
 
 
@@ -87,9 +118,9 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def interrupt(args, out: Path, moment: str, signum: int) -> str:
+def interrupt(args, out: Path, moment: str, signum: int, cwd=None) -> str:
     """Start the command, signal it at the moment; return its output (asserting the moment held)."""
-    process = start(args, out)
+    process = start(args, out, cwd)
     started, (arrived, absent) = time.time(), MOMENTS[moment]
     while not arrived(out, started):
         assert process.poll() is None, f"finished before the moment '{moment}': {process.stdout.read()}"
@@ -188,3 +219,31 @@ def test_resume_of_a_run_killed_before_its_first_epoch_starts_afresh(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "starting afresh" in resumed.stderr
     assert list(results.read_metrics(out).epoch) == list(range(1, 9))
+
+
+@pytest.fixture(scope="module")
+def user_project(tmp_path_factory):
+    """A folder holding nets.py, and the user-module sweep run from it, never interrupted."""
+    project = tmp_path_factory.mktemp("user-project")
+    (project / "nets.py").write_text(NETS)
+    done = finish(USER_SWEEP, project / "reference", cwd=project)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return project
+
+
+@pytest.mark.slow
+def test_a_user_module_sweep_killed_mid_training_then_the_same_command_finishes_it(user_project):
+    out = user_project / "killed"
+    interrupt(USER_SWEEP, out, "checkpointed", signal.SIGKILL, cwd=user_project)
+    reached = {p.parent.name: finished_epoch(p.parent) for p in files(out, results.SUMMARY_FILE)}
+    assert any(0 < epoch < 6 for epoch in reached.values()), reached  # some trial to continue
+    again = finish(USER_SWEEP, out, cwd=user_project)
+    assert again.returncode == 0, again.stdout + again.stderr
+    index = pd.read_csv(out / "trials.csv")
+    assert list(index.status) == ["completed"] * 4
+    for trial in index.trial:  # every epoch once, the numbers of the run never killed
+        assert_same_run(out / trial, user_project / "reference" / trial, 6)
+        assert results.read_summary(out / trial)["config"]["model"]["_target_"] == "nets.Tiny"
+    for name, epoch in reached.items():  # continued from its checkpoint, not from the start
+        if 0 < epoch < 6:
+            assert results.read_summary(out / name)["resumes"][0]["from_epoch"] == epoch

@@ -83,12 +83,12 @@ def scratch_pid(worker_tmp):
     return int(pids[0].read_text()) if pids and pids[0].read_text() else None
 
 
-def assert_every_epoch_once(sweep_dir, trials):
+def assert_every_epoch_once(sweep_dir, trials, epochs=EPOCHS):
     for trial in trials:
         metrics = pd.read_csv(sweep_dir / trial / "metrics.csv")
-        assert list(metrics.epoch) == list(range(1, EPOCHS + 1)), trial
+        assert list(metrics.epoch) == list(range(1, epochs + 1)), trial
         summary = json.loads((sweep_dir / trial / "summary.json").read_text())
-        assert summary["status"] == "completed" and summary["epochs_run"] == EPOCHS
+        assert summary["status"] == "completed" and summary["epochs_run"] == epochs
         assert (sweep_dir / trial / "test_predictions.npz").exists()
 
 
@@ -204,6 +204,81 @@ def test_an_adaptive_search_runs_its_rounds_as_ray_tasks_that_report_every_epoch
         assert sorted(trial.intermediate_values) == [1, 2, 3]
         run_dir = tmp_path / "runs/s" / trial.user_attrs["run_dir"].rpartition("/")[2]
         assert list(pd.read_csv(run_dir / "metrics.csv").epoch) == [1, 2, 3]
+
+
+# The user's module writes, when it is imported, which process imported it from which file and
+# whether the config folder sits beside it: the worker's line must name a copy of the driver's
+# folder, which only Ray's working_dir makes (the worker node shares no cwd with the driver).
+USER_NETS = """
+import json
+import math
+import os
+from pathlib import Path
+
+from flax import nnx
+
+with open({log!r}, "a") as log:
+    here = Path(__file__).resolve().parent
+    log.write(json.dumps({{"pid": os.getpid(), "file": str(Path(__file__).resolve()),
+                          "conf": (here / "conf" / "model" / "tiny.yaml").is_file()}}) + "\\n")
+
+
+class Tiny(nnx.Module):
+    def __init__(self, width, outputs, input_shape, rngs):
+        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
+        self.output = nnx.Linear(width, outputs, rngs=rngs)
+
+    def __call__(self, x):
+        return self.output(nnx.relu(self.hidden(x)))
+"""
+
+
+def test_a_sweep_of_the_users_module_imports_it_on_the_worker_from_the_shipped_folder(cluster, tmp_path):
+    """--config-dir conf model=tiny, from the folder holding nets.py: the groups run on the
+    worker node, which imports nets.py from Ray's copy of that folder (conf/ inside it)."""
+    ray_cluster, _ = cluster
+    driver, imports = tmp_path / "project", tmp_path / "imports.jsonl"
+    (driver / "conf" / "model").mkdir(parents=True)
+    (driver / "nets.py").write_text(USER_NETS.format(log=str(imports)))
+    (driver / "conf" / "model" / "tiny.yaml").write_text("_target_: nets.Tiny\nwidth: 8\n")
+    command = [
+        sys.executable,
+        "-m",
+        "dlrun",
+        "sweep",
+        "--config-dir",
+        "conf",
+        "model=tiny",
+        "model.width=8,16",  # program shape: two groups, two tasks
+        "lr=0.03,0.01",
+        "data=spirals",
+        "data.n_samples=600",
+        "data.val_size=100",
+        "data.n_test=100",
+        "epochs=3",
+        "--executor",
+        "ray",
+        "--address",
+        ray_cluster.address,
+        "--out",
+        "runs/s",
+    ]
+    result = subprocess.run(command, cwd=driver, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sweep_dir = driver / "runs" / "s"
+    trials = [f"trial-00{i}" for i in range(4)]
+    assert_every_epoch_once(sweep_dir, trials, epochs=3)
+    assert list(pd.read_csv(sweep_dir / "trials.csv").status) == ["completed"] * 4
+    for trial in trials:  # the worker recorded the driver's folder, for --resume from anywhere
+        summary = json.loads((sweep_dir / trial / "summary.json").read_text())
+        assert summary["config_dir"] == str(driver / "conf")
+    lines = [json.loads(line) for line in imports.read_text().splitlines()]
+    on_driver = [line for line in lines if line["file"] == str((driver / "nets.py").resolve())]
+    elsewhere = [line for line in lines if line not in on_driver]
+    assert len(on_driver) == 1  # the driver's check, before anything trains
+    assert elsewhere and all(line["pid"] != on_driver[0]["pid"] for line in elsewhere)
+    for line in elsewhere:  # Ray's copy of the project on the worker node, conf/ with it
+        assert line["file"].endswith("/nets.py") and line["conf"]
 
 
 @pytest.mark.slow  # starts a Ray instance of its own: ~25 s on an idle 2-core machine

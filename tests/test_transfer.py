@@ -279,3 +279,75 @@ def test_resume_cannot_change_where_a_run_started_from(source, tmp_path):
     result = dlrun("train", "--resume", str(source), f"init_from={tmp_path}")
     assert result.exit_code == 2, result.output
     assert "--resume cannot change init_from (None -> " in result.output
+
+
+# A module of the user's own (NNX) in the working directory; a name of its own, since this
+# process keeps each imported module and other tests import other `nets`
+TRANSFER_NETS = """
+import math
+
+from flax import nnx
+
+
+class Tiny(nnx.Module):
+    def __init__(self, width, outputs, input_shape, rngs):
+        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
+        self.output = nnx.Linear(width, outputs, rngs=rngs)
+
+    def __call__(self, x):
+        return self.output(nnx.relu(self.hidden(x)))
+"""
+USER = [
+    "data=blobs",
+    "model=user",
+    "model._target_=transfer_nets.Tiny",
+    "+model.width=16",
+    "epochs=3",
+    "lr=0.01",
+    "batch_size=64",
+]
+
+
+@pytest.fixture(scope="module")
+def user_source(tmp_path_factory):
+    """(the folder holding transfer_nets.py, a run of its module trained there)."""
+    folder = tmp_path_factory.mktemp("user-transfer")
+    (folder / "transfer_nets.py").write_text(TRANSFER_NETS)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(folder)
+        result = dlrun("train", *USER, "--out", str(folder / "source"))
+    assert result.exit_code == 0, result.output
+    return folder, folder / "source"
+
+
+def test_a_user_modules_frozen_layer_stays_bit_identical_and_its_trainable_one_trains(
+    user_source, monkeypatch
+):
+    folder, source = user_source
+    monkeypatch.chdir(folder)
+    out = folder / "head"
+    result = dlrun(
+        "train", *USER, "seed=1", "model.trainable=output", "--init-from", str(source), "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["init_from"] == {
+        "source": str(source),
+        "loaded": ["hidden", "output"],
+        "reinitialised": [],
+    }
+    loaded, after = checkpoint(source)["params"], checkpoint(out, "last")["params"]
+    assert sorted(after) == ["hidden", "output"]
+    assert same(after["hidden"], loaded["hidden"])  # frozen: the source's best, bit for bit
+    assert not same(after["output"], loaded["output"])  # loaded, then trained on
+
+
+def test_a_layer_a_user_module_lacks_is_one_line_listing_its_layers(user_source, monkeypatch, tmp_path):
+    folder, source = user_source
+    monkeypatch.chdir(folder)
+    out = tmp_path / "never"
+    result = dlrun("train", *USER, "model.trainable=fc1", "--init-from", str(source), "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert "model user has no layer 'fc1'; its layers: hidden, output" in result.output
+    assert not out.exists()

@@ -23,10 +23,11 @@ from typing import Iterator
 from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
+from dlrun.layout import USER_CONFIG_ENV, user_config_dir
 from dlrun.sweep.executor import GroupJob, Outcome, run_group_job
 from dlrun.sweep.folder import FINAL_STATUSES, resumable_epoch, trial_status
 from dlrun.sweep.shipping import Shipper, TrialMirror, apply
-from dlrun.targets import TARGET, import_root
+from dlrun.targets import TARGET, import_root, names_code
 
 EXECUTORS = ("local", "ray")
 INSTALL_RAY = "--executor ray needs Ray; install it with: pip install 'dlrun[ray]'"
@@ -101,8 +102,10 @@ class RayExecutor:
         gpus_per_group: float | None = None,
         cpus_per_group: float | None = None,
         max_retries: int = MAX_RETRIES,
+        code: str | None = None,
     ):
         self.address = address
+        self.code = code  # the folder the user's `_target_` modules come from (code_root)
         self.gpus = gpus_per_group
         self.cpus = cpus_per_group
         self.shared_node = cpus_per_group is not None  # groups may share a node's cores
@@ -128,6 +131,7 @@ class RayExecutor:
                     include_dashboard=False,
                     log_to_driver=False,
                     logging_level=logging.ERROR,
+                    runtime_env=self.job_runtime_env(),
                 )
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"--address {self.address}" if self.address else "a local Ray instance"
@@ -175,7 +179,7 @@ class RayExecutor:
         ray = import_ray()
         self.connect()
         mirror = self._mirror_actor(ray)
-        task = self._task(ray, jobs)
+        task = self._task(ray)
         for job in jobs:
             for run_dir in job.run_dirs:
                 snapshot = results.snapshot(run_dir) if Path(run_dir).is_dir() else {}
@@ -201,28 +205,31 @@ class RayExecutor:
             )
         return self._mirror
 
-    def _task(self, ray, jobs=()):
-        return ray.remote(train_group_remotely).options(**self.task_options(code_root(jobs)))
+    def _task(self, ray):
+        return ray.remote(train_group_remotely).options(**self.task_options())
 
-    def task_options(self, code: str | None = None) -> dict:
-        """A group task's Ray options (once the cluster's resources set gpus and cpus); `code`,
-        the folder the user's `_target_` modules are imported from, goes to every worker as
-        Ray's working directory (uploaded once, the worker's cwd), as Ray documents for a
-        job's own code."""
+    def job_runtime_env(self) -> dict | None:
+        """The runtime_env of the Ray job this executor starts: the folder of the user's code
+        goes to every worker as its working directory (uploaded once, the task's cwd). Ray
+        uploads a local folder only for a whole job, at `ray.init`, not for one task; a Ray
+        the caller started keeps the runtime_env the caller gave it."""
+        return {"working_dir": self.code, "excludes": CODE_EXCLUDES} if self.code else None
+
+    def task_options(self) -> dict:
+        """A group task's Ray options (once the cluster's resources set gpus and cpus)."""
         from dlrun.training.placement import SIDE_BY_SIDE_ENV  # JAX: not in the mirror's process
 
         options = {"num_cpus": self.cpus, "num_gpus": self.gpus, "max_retries": self.max_retries}
         env = {}
+        if user_config_dir() is not None:  # what the trials' summary.json records for --resume
+            env[USER_CONFIG_ENV] = str(user_config_dir())
         if not self.gpus and self.shared_node:
             # a group's one-trial passes run side by side on its share of the cores, not on all
             env[SIDE_BY_SIDE_ENV] = str(max(1, int(self.cpus)))
         if not self.gpus and self.cpus < 2:  # JAX on a CPU takes every core unless told one
             env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
-        runtime_env = {"env_vars": env} if env else {}
-        if code is not None:
-            runtime_env.update(working_dir=code, excludes=CODE_EXCLUDES)
-        if runtime_env:
-            options["runtime_env"] = runtime_env
+        if env:
+            options["runtime_env"] = {"env_vars": env}
         return options
 
     def _as_finished(self, ray, mirror) -> Iterator[Outcome]:
@@ -258,16 +265,14 @@ def _parts(job: GroupJob, local: dict) -> list:
 CODE_EXCLUDES = ["runs/", ".venv/", "venv/", ".git/", "__pycache__/", "*.ckpt"]
 
 
-def code_root(jobs) -> str | None:
-    """The folder the jobs' user modules (`model._target_`, `data._target_`) are imported from,
-    None when every trial runs dlrun's own code. The file has been imported on this side by
-    validation already, so its module is in sys.modules."""
-    for job in jobs:
-        for container in job.containers:
-            for group in ("model", "data"):
-                target = (container.get(group) or {}).get(TARGET)
-                if target and import_root(str(target)):
-                    return import_root(str(target))
+def code_root(cfgs) -> str | None:
+    """The folder the configs' user modules (`model._target_`, `data._target_`) are imported
+    from, None when every trial runs dlrun's own code (or an installed package's)."""
+    for cfg in cfgs:
+        for group in ("model", "data"):
+            node = cfg.get(group)
+            if names_code(node) and node[TARGET] and import_root(str(node[TARGET])):
+                return import_root(str(node[TARGET]))
     return None
 
 

@@ -107,8 +107,9 @@ def run_sweep(
 
         overrides = [*overrides, init_override(settings.init_from)]
     if settings.search.adaptive:
-        with _runner(settings) as runner:
-            return _adaptive(overrides, settings, command, runner, console, stdout)
+        searched = adaptive.prepare(overrides, settings.search)
+        with _runner(settings, [searched.probe.cfg]) as runner:
+            return _adaptive(searched, settings, command, runner, console, stdout)
     # planned once: these groups, split to what fits the device's memory, are the ones that run
     plan = make_plan(
         overrides,
@@ -124,7 +125,8 @@ def run_sweep(
     if settings.dry_run:
         stdout.print(plan_table(plan))
         return SweepOutcome(None, plan, None)
-    with _runner(settings) as runner:  # an unreachable or too small cluster: refused here
+    # an unreachable or too small cluster: refused here
+    with _runner(settings, [t.cfg for t in plan.trials]) as runner:
         out = _folder(settings)
         # held to set the folder up only: other processes running this same command into it
         # take the trials nobody holds (dlrun/sweep/workers.py); another sweep is refused
@@ -137,9 +139,8 @@ def run_sweep(
     return SweepOutcome(index, plan, out)
 
 
-def _adaptive(overrides, settings: SweepSettings, command: str, runner, console, stdout):
+def _adaptive(searched, settings: SweepSettings, command: str, runner, console, stdout):
     """An Optuna search (dlrun/sweep/adaptive.py): asked a batch at a time, trained in groups."""
-    searched = adaptive.prepare(overrides, settings.search)
     limit = (lambda cfg: settings.max_group) if settings.max_group else memory.trials_that_fit
     if settings.dry_run:
         stdout.print(searched.describe(limit), highlight=False, markup=False)
@@ -165,12 +166,18 @@ def _folder(settings: SweepSettings) -> Path:
 
 
 @contextmanager
-def _runner(settings: SweepSettings):
-    """The Ray executor, connected (None for the local executors and for a dry run)."""
+def _runner(settings: SweepSettings, cfgs: list):
+    """The Ray executor, connected (None for the local executors and for a dry run), shipping
+    the folder of the code that `cfgs` name to its workers."""
     if settings.executor != "ray" or settings.dry_run:
         yield None
         return
-    runner = ray_executor.RayExecutor(settings.address, settings.gpus_per_group, settings.cpus_per_group)
+    runner = ray_executor.RayExecutor(
+        settings.address,
+        settings.gpus_per_group,
+        settings.cpus_per_group,
+        code=ray_executor.code_root(cfgs),
+    )
     runner.connect()
     try:
         yield runner
