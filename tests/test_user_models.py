@@ -160,6 +160,46 @@ def test_a_swept_field_of_a_user_module_splits_the_groups(folder):
     assert "4 trials (grid) in 2 groups" in " ".join(result.stdout.split())
 
 
+@pytest.mark.slow
+def test_a_tpe_search_of_a_user_module_prunes_and_its_runs_are_diagnosed_and_exported(folder):
+    """The issue's adaptive command on a user module: a field of the module and lr sampled by
+    TPE, pruned inside groups; `dlrun report` diagnoses each trial, `dlrun export` writes them."""
+    search = [
+        "model=user",
+        "model._target_=nets.WideMLP",
+        "+model.width=choice(8,32)",
+        "+model.depth=1",
+        "lr=interval(1e-3,1)",
+        "data=spirals",
+        "epochs=4",
+        "--search",
+        "tpe",
+        "--search-seed",
+        "0",
+        "--trials",
+        "8",
+        "--batch",
+        "4",
+        "--pruner",
+        "sha",
+        "--min-epochs",
+        "1",
+    ]
+    result = dlrun(folder, "sweep", *search, "--out", "s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open(folder / "s" / "trials.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 8 and "pruned" in {row["status"] for row in rows}
+    assert {row["+model.width"] for row in rows} == {"8", "32"}  # the key as swept
+    report = dlrun(folder, "report", "s", "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    table = list(csv.DictReader(report.stdout.splitlines()))
+    assert len(table) == 8 and all(row["diagnosis"] for row in table)
+    exported = dlrun(folder, "export", "s", "tb", "--to", "tensorboard")
+    assert exported.returncode == 0, exported.stderr
+    assert len(list((folder / "tb").rglob("events.out.tfevents.*"))) >= 8
+
+
 BAD = [
     ("no-target", [], "model=user needs model._target_=module.name"),
     ("missing-file", ["model._target_=gone.Net"], "no gone.py (nor package gone/) in the working directory"),
