@@ -1,6 +1,7 @@
 """The Python API (dlrun/api.py): train, sweep and runs on a little of MNIST, a Python NNX module
 with arrays as its data, and bad input as ConfigError with a one-line message."""
 
+import functools
 import hashlib
 import io
 import json
@@ -8,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import flax.linen as nn
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from flax import nnx
 
 import dlrun
@@ -28,6 +31,17 @@ class Probe(nnx.Module):
 
     def __call__(self, x):
         return self.output(nnx.relu(self.hidden(x.reshape(x.shape[0], -1))))
+
+
+class LinenProbe(nn.Module):
+    width: int
+    outputs: int
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.Dense(self.width, name="hidden")(x.reshape(x.shape[0], -1))
+        return nn.Dense(self.outputs, name="output")(getattr(nn, self.activation)(x))
 
 
 def _arrays(n=600, features=5):
@@ -150,3 +164,34 @@ def test_a_class_redefined_under_its_name_is_checked_again(tmp_path):
     assert dlrun.sweep(["lr=0.1,0.01"], model=defined(0), data=_arrays(), dry_run=True).empty
     message = _one_line_error(dlrun.sweep, ["lr=0.1,0.01"], model=defined(1), data=_arrays(), dry_run=True)
     assert "returns shape (2, 3)" in message
+
+
+@pytest.mark.parametrize(
+    "model, width, activation",
+    [
+        (functools.partial(Probe, width=6), 6, None),
+        (LinenProbe(width=7, outputs=99, activation="tanh"), 7, "tanh"),
+    ],
+    ids=["nnx-partial", "linen-object"],
+)
+def test_a_module_comes_with_its_arguments_recorded_as_overrides(tmp_path, model, width, activation):
+    run = dlrun.train(["epochs=1"], model=model, data=_arrays(), out=tmp_path / "run")
+    assert run.summary["status"] == "completed"
+    # the arguments as config.yaml records them; outputs is dlrun's to size (2 classes, not 99)
+    recorded = yaml.safe_load((run.folder / "config.yaml").read_text())["model"]
+    assert recorded["width"] == width and recorded.get("activation") == activation
+    assert "outputs" not in recorded
+    assert run.summary["params"] == 5 * width + width + width * 2 + 2
+
+
+def test_module_objects_it_cannot_record_are_refused_in_one_line(tmp_path):
+    out = tmp_path / "never"
+    drawn = Probe(4, outputs=2, input_shape=(5,), rngs=nnx.Rngs(0))
+    assert "parameters are drawn already" in _one_line_error(
+        dlrun.train, model=drawn, data=_arrays(), out=out
+    )
+    odd = functools.partial(Probe, width=object())
+    assert "config.yaml cannot record" in _one_line_error(dlrun.train, model=odd, data=_arrays(), out=out)
+    both = functools.partial(Probe, width=4)
+    assert "both say" in _one_line_error(dlrun.train, ["+model.width=3"], model=both, data=_arrays(), out=out)
+    assert not out.exists()
