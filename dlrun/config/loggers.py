@@ -121,9 +121,10 @@ def _set(chosen: dict, text: str, path: list[str], value: str) -> None:
     """Apply `logger.NAME.FIELD=VALUE` to a chosen logger."""
     name, attribute = (path + [""])[:2]
     if name not in chosen:
+        add = f"add it, e.g. logger=[{','.join([*chosen, name])}]" if name in choices() else "no such logger"
         raise ConfigError(
-            f"'{clip(text)}' sets logger {name}, which is not chosen (chosen: "
-            f"{', '.join(chosen) or 'none'}; add it, e.g. logger=[{','.join([*chosen, name])}])"
+            f"'{clip(text)}' sets logger '{clip(name)}', which is not chosen ({add}; choose "
+            f"from: {', '.join(choices())})"
         )
     known = [f.name for f in fields(chosen[name]) if f.name != "name"]
     if attribute not in known:

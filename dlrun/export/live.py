@@ -94,7 +94,8 @@ class Follower:
         self._thread.join(CLOSE_WAIT_S)
         if self._thread.is_alive():
             names = ", ".join(logger.name for logger in self.loggers)
-            self._warn(f"logger={names} still writing after {CLOSE_WAIT_S:.0f} s: left behind; {self._fill()}")
+            waited = f"still writing after {CLOSE_WAIT_S:.0f} s, left behind"
+            self._warn(f"logger={names} {waited}; {self._fill()}")
 
     def _run(self) -> None:
         for logger in list(self.loggers):
@@ -176,7 +177,8 @@ class Follower:
         name = getattr(logger, "name", "tensorboard|mlflow")
         target = self.root.parent if name == "tensorboard" else getattr(logger, "uri", "")
         where = f" {target}" if target else ""
-        return f"the run folders hold every epoch: `dlrun export {self.root} --to {name}{where}` fills the gap"
+        command = f"dlrun export {self.root} --to {name}{where}"
+        return f"the run folders hold every epoch: `{command}` fills the gap"
 
     def _warn(self, line: str) -> None:
         self.console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
