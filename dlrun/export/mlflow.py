@@ -235,9 +235,15 @@ class LiveMlflow:
         self.client = MlflowClient(self.uri)
         self.experiment_id = _experiment_id(self.client, self.experiment)
         self.existing = _existing_runs(self.client, self.experiment_id)
-        if (root / results.SWEEP_FILE).is_file():
-            self.parent = _export_sweep(self.client, self.experiment_id, self.existing, root)
+        self.root = root
+
+    def _parent(self) -> dict:
+        """The parent-run tag for a trial: the sweep's run, made once its sweep.yaml is there
+        (an adaptive search writes it after the follower starts)."""
+        if self.parent is None and (self.root / results.SWEEP_FILE).is_file():
+            self.parent = _export_sweep(self.client, self.experiment_id, self.existing, self.root)
             self.client.update_run(self.parent, RunStatus.to_string(RunStatus.RUNNING))
+        return {MLFLOW_PARENT_RUN_ID: self.parent} if self.parent else {}
 
     def update(self, run: exported.RunState) -> None:
         with _file_store_allowed():
@@ -246,7 +252,7 @@ class LiveMlflow:
     def _update(self, run: exported.RunState) -> None:
         client = self.client
         if run.run_dir not in self.runs:
-            tags = {STATUS_TAG: run.status, **({MLFLOW_PARENT_RUN_ID: self.parent} if self.parent else {})}
+            tags = {STATUS_TAG: run.status, **self._parent()}
             run_id = _find_or_create(client, self.experiment_id, self.existing, run.run_dir, run.name, tags)
             _log_params(client, run_id, _config(run.run_dir))
             points = _points(run.run_dir, run.curves, {})
