@@ -100,12 +100,16 @@ def train(
     there, and returns a finished one as it is. `config_dir` is `--config-dir`. Raises
     ConfigError for bad input and RunFailed when training raised (its folder records status `failed`).
     """
+    from dlrun.config.loggers import split_loggers
+    from dlrun.export import live
     from dlrun.training.group import train_and_evaluate
     from dlrun.training.resume import kept_on_failure
 
     console = console or _stderr()
     with _one_line(), _searching(config_dir), handling_signals(), ExitStack() as claims:
-        start, init = _start(_overrides(overrides), model, data, out, resume, init_from, claims)
+        overrides, loggers = split_loggers(_overrides(overrides))
+        live.check(loggers)
+        start, init = _start(overrides, model, data, out, resume, init_from, claims)
         if start.note:
             console.print(start.note, highlight=False, soft_wrap=True, markup=False)
         if start.mode == "done":
@@ -113,7 +117,7 @@ def train(
         if init is not None:
             console.print(init.describe(), highlight=False, soft_wrap=True, markup=False)
         keep = kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
-        with keep:
+        with keep, live.following(start.run_dir, loggers, console):
             summary = train_and_evaluate(
                 start.cfg, start.run_dir, resume=start.mode == "continue", console=console
             )
@@ -211,6 +215,7 @@ def sweep_outcome(
     CLI prints from. `command` is recorded in sweep.yaml (default: this call, as text)."""
     from dlrun import data as datasets
     from dlrun import objects
+    from dlrun.config.loggers import split_loggers
     from dlrun.sweep.run import run_sweep
 
     with _one_line(), handling_signals(), datasets.reused_loads():
@@ -220,7 +225,7 @@ def sweep_outcome(
             problem = objects.worker_problem(model, where)
             if problem:
                 raise ConfigError(problem)
-        given = _given(_overrides(overrides), model, data)
+        given, settings.loggers = split_loggers(_given(_overrides(overrides), model, data))
         command = command or f"dlrun.sweep({given!r}{''.join(f', {k}={v!r}' for k, v in options.items())})"
         return run_sweep(given, settings, command, console or _stderr(), stdout)
 

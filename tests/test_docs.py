@@ -191,6 +191,19 @@ SMALL = {
         ),
         ("dlrun export runs/study --to mlflow", (), lambda out: Path("mlruns").is_dir()),
     ],
+    "loggers": [
+        (
+            "dlrun sweep data=moons model.hidden=[8] epochs=3 lr=0.1,0.01 --out runs/live logger=tensorboard",
+            (),
+            lambda out: len(list(Path("runs/live").rglob("events.out.tfevents.*"))) == 3,
+        ),
+        (
+            "dlrun sweep data=moons model.hidden=[8] epochs=3 lr=0.1,0.01 --out runs/live2 "
+            "'logger=[tensorboard,mlflow]'",
+            (),
+            lambda out: Path("mlruns").is_dir() and any(Path("runs/live2").rglob("events.out.tfevents.*")),
+        ),
+    ],
 }
 
 # Each of these takes 10-50 s on a busy 2-core CPU (MNIST programs compile for seconds each, LeNet,

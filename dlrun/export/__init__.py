@@ -9,4 +9,6 @@ adds a second copy of a run. This file only says where things are.
                      that vary as typed values
     tensorboard.py   event files: per-epoch scalars, gradient statistics, HParams plugin data
     mlflow.py        one MLflow run per run folder, a sweep as a parent run with its trials
+    live.py          `logger=`: a thread that follows the run folders as they train and writes
+                     them through the two modules above (their Live* classes)
 """

@@ -1,6 +1,7 @@
 """Run folders as MLflow runs: params (the config, flattened), per-epoch metrics (step = epoch),
 tags for the status and the diagnosis, summary.json as an artifact. A sweep folder (one holding
-sweep.yaml) becomes a parent run with its trials as children.
+sweep.yaml) becomes a parent run with its trials as children. Written after the fact
+(`dlrun export`) or while the runs train (`logger=mlflow`, LiveMlflow), by the same functions.
 
 Each MLflow run carries the tag RUN_DIR_TAG (the absolute run folder): an export finds the run
 it wrote before by that tag and updates it, so exporting again never adds a copy.
@@ -134,12 +135,15 @@ def _log_run(client: MlflowClient, run_id: str, run_dir: Path, curves, row) -> N
     """The run's config as params, its curves and headline numbers as metrics, summary.json as
     an artifact, and its status."""
     _log_params(client, run_id, _config(run_dir))
-    metrics = _new_metrics(client, run_id, run_dir, curves, exported.headline(row))
-    for start in range(0, len(metrics), BATCH):
-        client.log_batch(run_id, metrics=metrics[start : start + BATCH])
+    points = _points(run_dir, curves, exported.headline(row))
+    _log_points(client, run_id, points, _logged_steps(client, run_id, {point[0] for point in points}))
+    _finish(client, run_id, run_dir, row["status"])
+
+
+def _finish(client: MlflowClient, run_id: str, run_dir: Path, status: str) -> None:
+    """summary.json as an artifact, and the run's status."""
     if (run_dir / results.SUMMARY_FILE).is_file():
         client.log_artifact(run_id, str(run_dir / results.SUMMARY_FILE))
-    status = row["status"]
     if status in RUN_STATUS:
         client.set_terminated(run_id, RUN_STATUS[status])
     else:  # running, or a summary that is missing or corrupt: not known to have ended
@@ -169,28 +173,102 @@ def _log_params(client: MlflowClient, run_id: str, params: dict) -> None:
         client.log_batch(run_id, params=new[start : start + 100])
 
 
-def _new_metrics(client, run_id: str, run_dir: Path, curves, headline: dict) -> list[Metric]:
-    """The points (step = epoch) the run does not hold yet: every metrics.csv column per epoch,
-    and the headline numbers (best_val_loss, test_accuracy...) at the last epoch, where MLflow's
-    run table shows them. A second export adds only the epochs trained since, never a second
-    point at a step. An empty cell (a statistic this run does not keep) is no point."""
+def _points(run_dir: Path, curves, headline: dict, first: int = 0) -> list[tuple]:
+    """(key, step, value, seconds) of every metrics.csv column per epoch from row `first` on
+    (step = epoch), and the headline numbers (best_val_loss, test_accuracy...) at the last epoch,
+    where MLflow's run table shows them. An empty cell (a statistic this run does not keep) is
+    no point."""
     has_epochs = curves is not None and "epoch" in curves and len(curves)
     start, times = exported.epoch_times(run_dir, curves)
     points = [
         (column, int(epoch), float(value), at)
         for column in (curves.columns.drop("epoch") if has_epochs else [])
-        for epoch, value, at in zip(curves["epoch"], curves[column], times)
+        for epoch, value, at in list(zip(curves["epoch"], curves[column], times))[first:]
     ]
     last, end = (int(curves["epoch"].iloc[-1]), times[-1]) if has_epochs else (0, start)
     points += [(name, last, value, end) for name, value in headline.items()]
+    return [point for point in points if not math.isnan(point[2])]
+
+
+def _logged_steps(client: MlflowClient, run_id: str, keys) -> dict:
+    """{metric: the steps the run holds already} for these metrics."""
     known = client.get_run(run_id).data.metrics
-    done = {
-        key: {point.step for point in client.get_metric_history(run_id, key)}
-        for key in {point[0] for point in points}
-        if key in known
+    return {
+        key: {point.step for point in client.get_metric_history(run_id, key)} for key in keys if key in known
     }
-    return [
+
+
+def _log_points(client: MlflowClient, run_id: str, points: list[tuple], done: dict) -> None:
+    """Log the points whose step the run does not hold yet (a second export adds only the
+    epochs trained since, never a second point at a step); `done` learns the new ones."""
+    metrics = [
         Metric(key, value, int(at * 1000), step)
         for key, step, value, at in points
-        if step not in done.get(key, ()) and not math.isnan(value)
+        if step not in done.get(key, ())
     ]
+    for start in range(0, len(metrics), BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + BATCH])
+    for metric in metrics:
+        done.setdefault(metric.key, set()).add(metric.step)
+
+
+class LiveMlflow:
+    """`logger=mlflow`: the params when a run starts, its metrics as epochs arrive, the status
+    and diagnosis tags when it ends; a sweep is a parent run with its trials as children.
+
+    Runs are found by their RUN_DIR_TAG as `dlrun export` finds them: after a kill -9 the same
+    command goes on logging into the same MLflow run, only the steps it does not hold yet."""
+
+    name = "mlflow"
+
+    def __init__(self, uri: str | None, experiment: str):
+        self.uri = uri or Path(DEFAULT_STORE).resolve().as_uri()
+        self.experiment = experiment
+        self.runs: dict[Path, tuple[str, dict, int]] = {}  # run -> (id, steps logged, rows sent)
+        self.parent = None
+
+    def begin(self, root: Path, hparams: list[dict]) -> None:
+        with _file_store_allowed():
+            self._begin(root)
+
+    def _begin(self, root: Path) -> None:
+        self.client = MlflowClient(self.uri)
+        self.experiment_id = _experiment_id(self.client, self.experiment)
+        self.existing = _existing_runs(self.client, self.experiment_id)
+        self.root = root
+
+    def _parent(self) -> dict:
+        """The parent-run tag for a trial: the sweep's run, made once its sweep.yaml is there
+        (an adaptive search writes it after the follower starts)."""
+        if self.parent is None and (self.root / results.SWEEP_FILE).is_file():
+            self.parent = _export_sweep(self.client, self.experiment_id, self.existing, self.root)
+            self.client.update_run(self.parent, RunStatus.to_string(RunStatus.RUNNING))
+        return {MLFLOW_PARENT_RUN_ID: self.parent} if self.parent else {}
+
+    def update(self, run: exported.RunState) -> None:
+        with _file_store_allowed():
+            self._update(run)
+
+    def _update(self, run: exported.RunState) -> None:
+        client = self.client
+        if run.run_dir not in self.runs:
+            tags = {STATUS_TAG: run.status, **self._parent()}
+            run_id = _find_or_create(client, self.experiment_id, self.existing, run.run_dir, run.name, tags)
+            _log_params(client, run_id, _config(run.run_dir))
+            points = _points(run.run_dir, run.curves, {})
+            self.runs[run.run_dir] = (run_id, _logged_steps(client, run_id, {p[0] for p in points}), 0)
+        run_id, done, sent = self.runs[run.run_dir]
+        ended = run.row is not None
+        headline = exported.headline(run.row) if ended else {}
+        _log_points(client, run_id, _points(run.run_dir, run.curves, headline, min(sent, run.epochs)), done)
+        self.runs[run.run_dir] = (run_id, done, run.epochs)
+        if ended:
+            tags = {DIAGNOSIS_TAG: run.row["diagnosis"], FLAGS_TAG: ",".join(run.row["flags"])}
+            tags[STATUS_TAG] = run.status
+            client.log_batch(run_id, tags=[RunTag(key, str(value)) for key, value in tags.items()])
+            _finish(client, run_id, run.run_dir, run.status)
+
+    def end(self, collected: exported.Collected | None) -> None:
+        if self.parent is not None:
+            with _file_store_allowed():
+                self.client.set_terminated(self.parent, "FINISHED")

@@ -13,7 +13,7 @@ import pandas as pd
 
 from dlrun import results
 from dlrun.errors import ConfigError
-from dlrun.report.build import Report, build_report
+from dlrun.report.build import Report, build_report, split_settings
 
 # The numbers a sweep is compared on: the hparams view's metrics. Accuracies are absent for
 # regression runs; a metric no run has is left out.
@@ -101,3 +101,31 @@ def epoch_times(run_dir: Path, curves: pd.DataFrame | None) -> tuple[float, list
     if curves is None or "epoch_time_s" not in curves:
         return started, [started] * (0 if curves is None else len(curves))
     return started, list(started + curves["epoch_time_s"].fillna(0).cumsum())
+
+
+@dataclass
+class RunState:
+    """A run folder as a live logger sees it after a change: its curves so far, its status,
+    its hyperparameters, and once it ended the report's row (diagnosis, headline numbers)."""
+
+    run_dir: Path
+    name: str  # as the trackers name it: run_name(root, run_dir)
+    curves: pd.DataFrame | None
+    status: str
+    hparams: dict
+    row: pd.Series | None = None  # set once the run ended
+
+    @property
+    def epochs(self) -> int:
+        return 0 if self.curves is None else len(self.curves)
+
+
+def hparams_over(configs: list[dict | None]) -> list[dict]:
+    """What `hparams` gives for runs with these settings (build.settings_of), before their
+    report exists: a live logger's hparams for runs that have not all started."""
+    varying, _, shown = split_settings(configs)
+    columns = {key: _typed(shown[key]) for key in varying}
+    return [
+        {} if config is None else {key: column[i] for key, column in columns.items()}
+        for i, config in enumerate(configs)
+    ]

@@ -34,7 +34,7 @@ def export(path: Path, to: str, target: str | None, experiment: str = "dlrun") -
         raise ConfigError(
             "--to tensorboard needs a folder to write to: dlrun export RUNS --to tensorboard DIR"
         )
-    _require(to)
+    require(to)
     collected = collect(path)
     if to == "tensorboard":
         from dlrun.export.tensorboard import export_tensorboard
@@ -47,11 +47,12 @@ def export(path: Path, to: str, target: str | None, experiment: str = "dlrun") -
     return Exported(len(collected.folders), where, collected.report.warnings)
 
 
-def _require(to: str) -> None:
-    """Refuse, in one line saying how to install it, a tracker whose extra is not installed."""
+def require(to: str, asked: str | None = None) -> None:
+    """Refuse, in one line saying how to install it, a tracker whose extra is not installed;
+    `asked` is what chose it (default `--to TRACKER`)."""
     module = "tensorboard" if to == "tensorboard" else "mlflow"
     try:
         __import__(module)
     except ImportError:
         # escaped: the command prints errors as rich markup, where [mlflow] would be a style tag
-        raise ConfigError(f"--to {to} needs {module}: pip install 'dlrun\\[{to}]'") from None
+        raise ConfigError(f"{asked or '--to ' + to} needs {module}: pip install 'dlrun\\[{to}]'") from None

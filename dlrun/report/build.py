@@ -128,6 +128,15 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return flat
 
 
+def settings_of(config: dict) -> dict:
+    """A config's settings as the report's columns name them (flattened, bookkeeping left out)."""
+    return _settings(flatten(own_fields(config)))
+
+
+def _settings(flat: dict) -> dict:
+    return {key: value for key, value in flat.items() if key not in IGNORED_KEYS}
+
+
 def _read_config(run_dir: Path, summary: dict, warnings: list) -> dict | None:
     """The run's settings, flattened, or None when unreadable: from summary.json when it carries
     them (JSON is ~20x quicker to parse), else config.yaml."""
@@ -259,19 +268,17 @@ def build_report(paths: list[Path], thresholds: Thresholds = DEFAULT_THRESHOLDS)
     for run_dir in run_dirs:
         run = _read(run_dir, warnings)
         rows.append(run_row(run_dir, run.summary, run.metrics, thresholds, run.metrics_problem))
-        configs.append(
-            None if run.config is None else {k: v for k, v in run.config.items() if k not in IGNORED_KEYS}
-        )
+        configs.append(None if run.config is None else _settings(run.config))
         if run.metrics is not None:
             curves[str(run_dir)] = run.metrics
-    varying, constant, params = _split_settings(configs)
+    varying, constant, params = split_settings(configs)
     frame = pd.concat([params, pd.DataFrame(rows, columns=[*HEADLINE, "test_loss", "folder"])], axis=1)
     frame.insert(0, "run", _short_names(run_dirs))
     unknown = {str(run_dir) for run_dir, config in zip(run_dirs, configs) if config is None}
     return Report(frame, varying, constant, warnings, curves, unknown)
 
 
-def _split_settings(configs: list[dict | None]) -> tuple[list, dict, pd.DataFrame]:
+def split_settings(configs: list[dict | None]) -> tuple[list, dict, pd.DataFrame]:
     """(varying keys, constant settings, the varying columns with one row per run), judged over
     the runs whose config was read (not None): a run whose settings are unknown must not make
     every setting of the others look varied. Its cells stay blank."""

@@ -13,7 +13,7 @@ the folder up, train every group, and return what happened.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -22,8 +22,11 @@ from rich.markup import escape
 
 from dlrun import results
 from dlrun.claims import claimed
+from dlrun.config.loggers import Loggers
+from dlrun.config.schema import plain
 from dlrun.config.validate import check_flag_range
 from dlrun.errors import ConfigError
+from dlrun.export import live
 from dlrun.interrupt import STOP
 from dlrun.sweep import adaptive, driver, executor, folder, memory, pretrain, ray_executor
 from dlrun.sweep.plan import Plan, make_plan
@@ -49,6 +52,7 @@ class SweepSettings:
     cpus_per_group: float | None = None
     init_from: Path | None = None
     dry_run: bool = False
+    loggers: Loggers = field(default_factory=Loggers)  # logger=: besides the run folders
 
     def check(self) -> None:
         """Refuse bad settings in one line (ConfigError), before anything is composed."""
@@ -63,6 +67,7 @@ class SweepSettings:
         check_forced()
         if self.out is not None:  # before composing every trial: the cheaper refusal
             folder.check_sweep_folder(self.out)
+        live.check(self.loggers)
 
 
 @dataclass
@@ -135,7 +140,9 @@ def run_sweep(
             folder.prepare_folder(out, plan, command)
             pretrain.run_stage(plan, overrides, out, console)
         stdout.print(plan_table(plan))
-        index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console, executor=runner)
+        planned = {folder.trial_dir(out, trial): plain(trial.cfg) for trial in plan.trials}
+        with live.following(out, settings.loggers, console, planned):
+            index = executor.run_plan(plan, out, jobs=settings.jobs or 1, console=console, executor=runner)
     return SweepOutcome(index, plan, out)
 
 
@@ -147,15 +154,16 @@ def _adaptive(searched, settings: SweepSettings, command: str, runner, console, 
         return SweepOutcome(None, None, None)
     out = _folder(settings)
     # the search claims the folder itself, only while it sets up and while it asks
-    index, plan = driver.run_search(
-        searched,
-        out,
-        command,
-        jobs=settings.jobs or 1,
-        size_limit=limit,
-        console=console,
-        executor=runner,
-    )
+    with live.following(out, settings.loggers, console):
+        index, plan = driver.run_search(
+            searched,
+            out,
+            command,
+            jobs=settings.jobs or 1,
+            size_limit=limit,
+            console=console,
+            executor=runner,
+        )
     return SweepOutcome(index, plan, out)
 
 
