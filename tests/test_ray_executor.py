@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from conftest import FLOAT32_RTOL
 from ray.cluster_utils import Cluster  # the test extra installs Ray: never skipped
+from test_loggers import tensorboard_steps
 
 OBJECT_STORE = 80 * 2**20  # small: the tests ship kilobytes
 # long enough epochs (batch 8 on the spirals) that a kill lands between the first and the last
@@ -256,6 +257,7 @@ def test_a_sweep_of_the_users_module_imports_it_on_the_worker_from_the_shipped_f
         "data.val_size=100",
         "data.n_test=100",
         "epochs=3",
+        "logger=tensorboard",  # the driver writes the event files, as it does the folders
         "--executor",
         "ray",
         "--address",
@@ -272,6 +274,8 @@ def test_a_sweep_of_the_users_module_imports_it_on_the_worker_from_the_shipped_f
     for trial in trials:  # the worker recorded the driver's folder, for --resume from anywhere
         summary = json.loads((sweep_dir / trial / "summary.json").read_text())
         assert summary["config_dir"] == str(driver / "conf")
+    for trial in trials:  # TensorBoard's own reader: each epoch once
+        assert tensorboard_steps(sweep_dir / trial) == [1, 2, 3]
     lines = [json.loads(line) for line in imports.read_text().splitlines()]
     on_driver = [line for line in lines if line["file"] == str((driver / "nets.py").resolve())]
     elsewhere = [line for line in lines if line not in on_driver]
