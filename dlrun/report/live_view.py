@@ -225,7 +225,7 @@ def title_line(watched: Watched) -> Text:
     what = f"{watched.search} sweep" if watched.kind == "sweep" else "run"
     state = {None: "training", "finished": "ended", "stopped": "stopped before its end"}[watched.ended]
     style = {None: "bold cyan", "finished": "bold green", "stopped": "bold yellow"}[watched.ended]
-    return Text(f"dlrun watch {watched.folder}: {what}, {state}", style=style)
+    return Text(f"{what}, {state}: {watched.folder}", style=style)  # a long path wraps last
 
 
 def notes(watched: Watched) -> list[Text]:
