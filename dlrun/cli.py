@@ -301,16 +301,38 @@ def report(
         "--columns",
         help="Table columns, e.g. run,lr,best_val_accuracy,diagnosis (default: what fits the terminal).",
     ),
+    live: bool = typer.Option(
+        False, "--watch", help="The live screen of one run or sweep while it trains (as dlrun watch)."
+    ),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""
     from dlrun.report.output import ReportRequest, show_report
 
-    show_report(
-        ReportRequest(
-            paths or [], sort, top, where, group, fmt, plot, output, threshold or [], ensemble, columns
-        ),
-        console,
+    request = ReportRequest(
+        paths or [], sort, top, where, group, fmt, plot, output, threshold or [], ensemble, columns
     )
+    if live:
+        from dlrun.report.watch import watch_report
+
+        watch_report(request)
+        return
+    show_report(request, console)
+
+
+@app.command()
+@user_errors
+def watch(
+    folder: Path = typer.Argument(..., help="A run or sweep folder (what --out named).", show_default=False),
+    interval: float = typer.Option(2.0, "--interval", help="Seconds between two refreshes."),
+    wait: float = typer.Option(
+        10.0, "--wait", help="Seconds to wait for a folder that a sweep just started has not written yet."
+    ),
+) -> None:
+    """Watch a run or sweep while it trains: a live screen from its folder, until it ends
+    (q or Ctrl-C leaves; the training goes on). Not on a terminal: the last screen, once."""
+    from dlrun.report.watch import watch_folder
+
+    watch_folder(folder, interval, wait)
 
 
 @app.command()

@@ -16,12 +16,14 @@ or ValueError whose message says what is wrong with it (empty, corrupt, foreign)
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import tempfile
 import zipfile
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -192,6 +194,58 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         return math.nan
+
+
+@dataclass(frozen=True)
+class MetricsTail:
+    """What `read_metrics_tail` has read of a metrics.csv: its header, the rows of its complete
+    lines (floats, NaN for text), how many bytes those lines take and the last of them."""
+
+    header: tuple = ()
+    rows: tuple = ()
+    offset: int = 0
+    last_line: bytes = b""
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The curves as float arrays by column name (what the diagnosis reads)."""
+        table = np.array(self.rows, dtype=float).reshape(len(self.rows), len(self.header))
+        return dict(zip(self.header, table.T))
+
+
+def read_metrics_tail(run_dir: Path, known: MetricsTail | None = None) -> MetricsTail:
+    """Return the run's metrics.csv as a MetricsTail, reading only the bytes after those `known`
+    covers while the file still holds its last line there (rows are only ever added at the end;
+    a file that changed before that point is read whole). A last line without its newline is
+    still being written: it is left for the next call. Raises FileNotFoundError, OSError, or
+    ValueError saying what is wrong (not text, corrupt, ragged), as read_metrics does."""
+    with open(Path(run_dir) / METRICS_FILE, "rb") as stream:
+        if known is not None and known.offset:
+            stream.seek(known.offset - len(known.last_line))
+            if stream.read(len(known.last_line)) == known.last_line:
+                return _tail_of(known, stream.read())
+            stream.seek(0)
+        return _tail_of(MetricsTail(), stream.read())
+
+
+def _tail_of(known: MetricsTail, data: bytes) -> MetricsTail:
+    """`known` with the complete lines of `data` (the bytes after it) added."""
+    complete = data[: data.rfind(b"\n") + 1]
+    if not complete:
+        return known
+    try:
+        lines = list(csv.reader(io.StringIO(complete.decode("utf-8"), newline="")))
+    except UnicodeDecodeError:
+        raise ValueError(f"{METRICS_FILE} is not text (binary data)") from None
+    except csv.Error as error:
+        raise ValueError(f"{METRICS_FILE} is corrupt ({error})") from None
+    header = known.header or tuple(lines.pop(0))
+    if not header:
+        raise ValueError(f"{METRICS_FILE} is empty")
+    if any(len(line) != len(header) for line in lines):
+        raise ValueError(f"{METRICS_FILE} is corrupt (rows of unequal length)")
+    rows = known.rows + tuple(tuple(_number(cell) for cell in line) for line in lines)
+    last = complete.splitlines(keepends=True)[-1]
+    return MetricsTail(header, rows, known.offset + len(complete), last)
 
 
 def read_predictions(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:

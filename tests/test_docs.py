@@ -168,6 +168,8 @@ SMALL = {
             MNIST,
             lambda out: "4 of 4 trials already finished" in out,
         ),
+        ("dlrun watch runs/study", (), lambda out: "grid sweep, ended: runs/study" in out),
+        ("dlrun report runs/study --watch", (), lambda out: "4 trials: 4 completed" in out),
         (
             "dlrun report runs/study --sort best_val_accuracy --top 10 --filter 'status == \"completed\"'",
             (),

@@ -18,4 +18,7 @@ says where things are.
     html.py        the HTML report: one offline page, from what was run to each run's curves
     figures.py     its figures as inline SVG (matplotlib): sensitivity, overlay, per-run grid
     ensemble.py    runs that differ only in their seed, voting on the test set (numpy)
+    live.py        a run or sweep folder followed while it trains, read only where it changed,
+                   and whether it has ended; live_view.py: the watch's screen (pure);
+                   watch.py: `dlrun watch`, its refresh loop and keys
 """

@@ -26,6 +26,7 @@ from dlrun.sweep.search import (
     default_batch,
     default_metric,
     distributions,
+    space_points,
     value_text,
 )
 from dlrun.text import clip
@@ -138,7 +139,9 @@ def write_record(out: Path, search: Search, command: str, study: str) -> None:
                 f"--out {out} holds a different sweep ({previous.get('command')}); use another folder"
             )
         return
-    # `search` and `metric` at the top, where the report's search progress reads them
+    # `search` and `metric` at the top, where the report's search progress reads them; `budget`
+    # (the trials it will run, no more than the space holds) is how `dlrun watch` tells its end
+    points = space_points(search.space)
     record = {
         "id": uuid.uuid4().hex,
         "study": study,
@@ -146,6 +149,7 @@ def write_record(out: Path, search: Search, command: str, study: str) -> None:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "search": search.options.search,
         "metric": search.metric,
+        "budget": search.options.trials if points is None else min(points, search.options.trials),
         "plan": described,
     }
     results.atomic_write_text(Path(out) / SWEEP_FILE, yaml.safe_dump(record, sort_keys=False))
