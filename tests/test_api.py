@@ -122,7 +122,9 @@ def test_bad_input_raises_config_error_in_one_line(tmp_path):
     out = tmp_path / "never"
     assert "lr=abc" in _one_line_error(dlrun.train, ["lr=abc"], out=out)
     assert "choose from" in _one_line_error(dlrun.sweep, ["lr=0.1,0.01"], out=out, trails=4)
-    assert "not an instance" in _one_line_error(dlrun.train, model=nnx.Linear(2, 2, rngs=nnx.Rngs(0)))
+    assert "parameters are drawn already" in _one_line_error(
+        dlrun.train, model=nnx.Linear(2, 2, rngs=nnx.Rngs(0))
+    )
     assert "give one" in _one_line_error(dlrun.train, ["model=mlp"], model=Probe, out=out)
     assert "no array 'z'" in _one_line_error(dlrun.train, data={"x": [[1.0]], "z": [0]}, out=out)
     x, y = _arrays()
