@@ -302,7 +302,10 @@ def report(
         help="Table columns, e.g. run,lr,best_val_accuracy,diagnosis (default: what fits the terminal).",
     ),
     live: bool = typer.Option(
-        False, "--watch", help="The live screen of one run or sweep while it trains (as dlrun watch)."
+        False,
+        "--watch",
+        help="The live screen of one run or sweep while it trains (as dlrun watch); with "
+        "--format html -o PAGE, the page rewritten until it ends, reloading itself.",
     ),
 ) -> None:
     """Compare runs in a table that diagnoses under- and overfitting, with plots."""

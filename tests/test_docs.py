@@ -186,6 +186,14 @@ SMALL = {
             (),
             lambda out: "<svg" in Path("runs/study/report.html").read_text(),
         ),
+        (  # an ended sweep: written once, complete, without the reload
+            "dlrun report runs/study --format html -o runs/study/report.html --watch",
+            (),
+            lambda out: (
+                "wrote runs/study/report.html" in out
+                and "http-equiv" not in Path("runs/study/report.html").read_text()
+            ),
+        ),
         (
             "dlrun export runs/study --to tensorboard tb",
             (),

@@ -42,6 +42,14 @@ class ReportRequest:
 def show_report(request: ReportRequest, console: Console) -> None:
     """Build the report and write it; warnings and notes go to `console`. ConfigError for bad
     input, before anything is written."""
+    text = report_text(request, console)
+    if text is not None:
+        _emit(text, request.output)
+
+
+def report_text(request: ReportRequest, console: Console):
+    """The report in its format, not yet written (None: a table already printed to the
+    terminal); warnings, notes, plots and votes as show_report gives them."""
     paths, output, plot, fmt, group = (
         request.paths,
         request.output,
@@ -70,9 +78,7 @@ def show_report(request: ReportRequest, console: Console) -> None:
         _write_plots(built, frame, targets, plot_folder, console)
     if request.ensemble:  # runs of unknown settings cannot be told to differ only in their seed
         _print_votes(frame[~frame["folder"].isin(built.unknown_settings)], built.varying, fmt, console)
-    text = _render(fmt, built, frame, shown, targets, group is not None, request.columns, output)
-    if text is not None:
-        _emit(text, output)
+    return _render(fmt, built, frame, shown, targets, group is not None, request.columns, output)
 
 
 def _write_plots(built, frame, targets, plot_folder: Path, console: Console) -> None:

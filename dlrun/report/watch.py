@@ -10,99 +10,21 @@ then that last screen once: `dlrun watch DIR > log` waits for the sweep and reco
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import sys
-import termios
-import time
-import tty
 from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
 
-from dlrun.claims import LOCK_FILE
 from dlrun.errors import ConfigError
-from dlrun.interrupt import STOP
-from dlrun.report.build import RUN_FILES
+from dlrun.report.follow import WAIT_S, check_folder, left, pressed_keys
+from dlrun.report.html_watch import watch_html
 from dlrun.report.live import LiveFolder, Watched
 from dlrun.report.live_view import watch_view
 from dlrun.report.options import latest_runs_folder, parse_thresholds
 from dlrun.report.output import ReportRequest
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
-from dlrun.results import SWEEP_FILE
 
-# `dlrun sweep ... &` then `dlrun watch`: the sweep writes its folder only once it has composed
-# every trial and loaded the data, a few seconds; a folder that is not there waits this long.
-WAIT_S = 10.0
 INTERVAL_S = 2.0
-TICK_S = 0.1  # how often a key press and Ctrl-C are looked for between two refreshes
-LEAVE_KEYS = "qQ"
-WHAT = "give a run folder or a sweep folder (what --out named)"
-
-
-def _watchable(folder: Path) -> bool:
-    return any((folder / name).is_file() for name in (SWEEP_FILE, *RUN_FILES))
-
-
-def _being_set_up(folder: Path) -> bool:
-    """Missing, empty, or held by a process setting it up (its claim's note is there)."""
-    if not folder.exists():
-        return True
-    visible = [name for name in os.listdir(folder) if not name.startswith(".")]
-    return not visible or (folder / LOCK_FILE).exists()
-
-
-def check_folder(folder: Path, wait_s: float = WAIT_S) -> None:
-    """Return once `folder` holds a run or a sweep; raise ConfigError, in one line, for a
-    file, a folder of something else, or one that does not hold a run within `wait_s`."""
-    folder = Path(folder)
-    deadline = time.monotonic() + wait_s
-    while not _watchable(folder):
-        if folder.exists() and not folder.is_dir():
-            raise ConfigError(f"{folder} is a file, not a folder; {WHAT}")
-        if not _being_set_up(folder):
-            raise ConfigError(
-                f"{folder} is not a run or sweep folder: it holds no {SWEEP_FILE}, "
-                f"{', '.join(RUN_FILES)}; {WHAT}"
-            )
-        if time.monotonic() >= deadline:
-            what = f"no such folder: {folder}" if not folder.exists() else f"{folder} holds no run yet"
-            raise ConfigError(f"{what} (waited {wait_s:g} s); {WHAT}")
-        time.sleep(TICK_S)
-
-
-@contextlib.contextmanager
-def pressed_keys(stream=None):
-    """A function returning the keys pressed since its last call ('' for none), without
-    waiting: the terminal is in cbreak mode meanwhile (Ctrl-C still signals). Never a key
-    when `stream` is not a terminal."""
-    stream = stream or sys.stdin
-    try:
-        fd = stream.fileno()
-        saved = termios.tcgetattr(fd) if stream.isatty() else None
-    except (OSError, ValueError, termios.error):
-        saved = None
-    if saved is None:
-        yield lambda: ""
-        return
-    tty.setcbreak(fd)
-    try:
-        yield lambda: os.read(fd, 64).decode(errors="replace") if select.select([fd], [], [], 0)[0] else ""
-    finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def _left(seconds: float, keys) -> bool:
-    """Wait `seconds`; True as soon as the user asks to leave (q, or a Ctrl-C or SIGTERM, which
-    dlrun's handler records as a stop request)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if STOP.requested or any(key in LEAVE_KEYS for key in keys()):
-            return True
-        time.sleep(min(TICK_S, max(0.0, deadline - time.monotonic())))
-    return STOP.requested
 
 
 def watch_folder(
@@ -131,7 +53,7 @@ def watch_folder(
 
 def _await(reader: LiveFolder, interval: float) -> Watched:
     watched = reader.refresh()
-    while watched.ended is None and not _left(interval, lambda: ""):
+    while watched.ended is None and not left(interval, lambda: ""):
         watched = reader.refresh()
     return watched
 
@@ -141,15 +63,18 @@ def _follow(reader: LiveFolder, interval: float, screen: Console) -> Watched:
     with pressed_keys() as keys, Live(console=screen, screen=True, auto_refresh=False) as live:
         while True:
             live.update(watch_view(watched, screen.width, screen.height), refresh=True)
-            if watched.ended is not None or _left(interval, keys):
+            if watched.ended is not None or left(interval, keys):
                 return watched
             watched = reader.refresh()
 
 
 def watch_report(request: ReportRequest, interval: float = INTERVAL_S, wait_s: float = WAIT_S) -> Watched:
     """`dlrun report --watch`: the watch of the one folder asked (default the latest sweep),
-    diagnosed with the request's thresholds. ConfigError for options that a live screen of one
+    diagnosed with the request's thresholds; with `--format html`, the page rewritten until the
+    folder ends (dlrun/report/html_watch.py). ConfigError for options that a live screen of one
     folder cannot take."""
+    if request.fmt == "html":
+        return watch_html(request, wait_s=wait_s)
     given = {
         "--format": request.fmt != "table",
         "--output": request.output is not None,
