@@ -47,6 +47,29 @@ def holder(folder: Path) -> str:
         return "another process"
 
 
+def noted_as_held(folder: Path) -> bool:
+    """Whether the folder's note names a process that may still hold its claim, read without
+    probing the lock (a probe takes it for an instant, and a process claiming the folder at
+    that instant would be refused): a note left by a dead process of this host is stale; one
+    of another host, or one that names no process, cannot be judged and counts as held."""
+    try:
+        record = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):  # being written, or unreadable: judged held
+        return True
+    pid = record.get("pid") if isinstance(record, dict) else None
+    if not isinstance(pid, int) or record.get("host") != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def _try_lock(fd: int) -> bool:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

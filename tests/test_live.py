@@ -4,6 +4,9 @@ draws (dlrun/report/live_view.py), on a real search's folder made to look mid-sw
 import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -11,7 +14,7 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from dlrun import results
-from dlrun.claims import LOCK_FILE
+from dlrun.claims import LOCK_FILE, noted_as_held
 from dlrun.cli import app
 from dlrun.report.live import LiveFolder
 from dlrun.report.live_view import sparkline, watch_view
@@ -110,6 +113,23 @@ def test_mid_sweep_it_is_not_ended_until_the_claim_goes_and_the_index_is_written
     assert reader.refresh().ended is None  # trials.csv is older than the last summary
     pd.read_csv(out / "trials.csv").to_csv(out / "trials.csv", index=False)
     assert reader.refresh().ended == "finished"
+
+
+def test_a_note_left_by_a_dead_process_of_this_host_holds_nothing(mid_sweep):
+    out, best = mid_sweep
+    summary = json.loads((out / best / "summary.json").read_text())
+    results.write_summary(out / best, {**summary, "status": "completed"})
+    (out / best / LOCK_FILE).unlink()
+    pd.read_csv(out / "trials.csv").to_csv(out / "trials.csv", index=False)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    note = lambda pid, host: json.dumps({"pid": pid, "host": host, "command": "dlrun sweep"})  # noqa: E731
+    (out / LOCK_FILE).write_text(note(os.getpid(), socket.gethostname()))
+    assert noted_as_held(out) and LiveFolder(out).refresh().ended is None
+    (out / LOCK_FILE).write_text(note(os.getpid(), "another-host"))
+    assert noted_as_held(out)  # another machine's process cannot be asked
+    (out / LOCK_FILE).write_text(note(int(gone.stdout), socket.gethostname()))
+    assert not noted_as_held(out)  # as kill -9 leaves it
+    assert LiveFolder(out).refresh().ended == "finished"
 
 
 def test_an_interrupted_trial_ends_the_watch_as_stopped(mid_sweep):

@@ -13,7 +13,7 @@ import time
 import tty
 from pathlib import Path
 
-from dlrun.claims import LOCK_FILE
+from dlrun.claims import noted_as_held
 from dlrun.errors import ConfigError
 from dlrun.interrupt import STOP
 from dlrun.report.build import RUN_FILES
@@ -36,7 +36,7 @@ def _being_set_up(folder: Path) -> bool:
     if not folder.exists():
         return True
     visible = [name for name in os.listdir(folder) if not name.startswith(".")]
-    return not visible or (folder / LOCK_FILE).exists()
+    return not visible or noted_as_held(folder)
 
 
 def check_folder(folder: Path, wait_s: float = WAIT_S) -> None:

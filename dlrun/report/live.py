@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from dlrun import results
-from dlrun.claims import LOCK_FILE
+from dlrun.claims import noted_as_held
 from dlrun.config.schema import own_fields
 from dlrun.report import diagnose
 from dlrun.report.build import RUN_FILES, flatten
@@ -266,7 +266,7 @@ class LiveFolder:
             return None
         unsettled = [t for t in trials if t.status not in SETTLED]
         held = [self.folder] + ([self.folder / t.name for t in unsettled] if self.kind == "sweep" else [])
-        if any((folder / LOCK_FILE).exists() for folder in held):
+        if any(noted_as_held(folder) for folder in held):  # a kill -9's stale note does not count
             return None
         if self.kind == "run":
             return "finished" if trials[0].status in SETTLED else "stopped"
