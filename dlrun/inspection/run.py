@@ -187,3 +187,31 @@ def inspect_run(folder, request: InspectRequest = InspectRequest()) -> Inspectio
         _gradcam(run, out, done, chosen, preds, probs)
     done.files.append(page.write_page(out / PAGE, run, done))
     return done
+
+
+def parse_index(text: str | None) -> tuple | None:
+    """`--index 3,17,42` as test indices; ConfigError naming the bad item."""
+    if text is None:
+        return None
+    try:
+        return tuple(int(item) for item in text.split(","))
+    except ValueError:
+        raise ConfigError(f"--index {text}: give test indices joined by commas, e.g. 3,17,42") from None
+
+
+def show(done: Inspection, names, console) -> None:
+    """The matrix, the worst pairs and where the files are, for the terminal."""
+    matrix = done.confusion.to_numpy()
+    console.print(confusion.matrix_table(matrix, names))
+    console.print(
+        f"test accuracy {done.accuracy:.2%} of {int(matrix.sum())}; most confused:", highlight=False
+    )
+    for line in confusion.pairs_lines(done.pairs, matrix, names):
+        console.print(f"  {line}", highlight=False, markup=False)
+    for note in done.notes:
+        console.print(f"note: {note}", highlight=False, markup=False)
+    console.print(
+        f"wrote {len(done.files)} files to {done.folder} (open {done.folder / PAGE})",
+        markup=False,
+        soft_wrap=True,
+    )
