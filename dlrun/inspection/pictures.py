@@ -47,7 +47,9 @@ def displayable(image: np.ndarray) -> np.ndarray:
 def _grid(count: int, columns: int = COLUMNS, size: float = 1.4):
     columns = max(1, min(columns, count))
     rows = max(1, math.ceil(count / columns))
-    figure, axes = plt.subplots(rows, columns, figsize=(size * columns, size * rows + 0.3), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(size * columns, size * rows + 0.3), squeeze=False, layout="constrained"
+    )
     for axis in axes.flat:
         axis.axis("off")
     return figure, list(axes.flat)

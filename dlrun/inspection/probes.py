@@ -14,7 +14,10 @@ Grad-CAM for the examples x with classes c, at the conv layer with maps A (numbe
 2. one backward pass of sum_i y^c_i gives dy^c/dA for every example at once (eval mode: the
    examples do not interact);
 3. alpha_k = the mean of dy^c/dA_k over the map's h x w positions;
-4. heatmap = ReLU(sum_k alpha_k A_k), upsampled bilinearly to the input's H x W.
+4. heatmap = ReLU(sum_k alpha_k A_k), upsampled bilinearly to the input's H x W, each map
+   position placed at the centre of its receptive field (`placement`): a plain resize would
+   shift the heatmap wherever the convolutions are unpadded (LeNet's conv2 sees only the
+   central 20 of 28 pixels, at stride 2: a resize put the peaks up to 4 pixels off).
 All of it is one jitted call for all the chosen examples.
 """
 
@@ -102,7 +105,50 @@ def class_scores(model, variables, x, classes, layer: str, delta):
     return scores, seen[0]
 
 
-def _gradcam(model, layer: str, size: tuple, variables, x, classes, delta):
+# Random inputs whose gradients map out the receptive fields: their union over inputs and
+# channels covers each field whole however the ReLUs and max-pools route one gradient.
+FIELD_PROBES = 4
+
+
+def placement(model, variables, layer: str, input_shape: tuple) -> tuple:
+    """Where the layer's map positions sit on the input: (scale, offset) per axis, the map's
+    row i centred on input row scale * i + offset (likewise columns). Measured from the
+    receptive fields of two interior positions per axis (the input gradient's bounding box);
+    (None, None) per axis where they cannot tell (a 1-wide map, fields as large as the input)."""
+    x = jax.random.normal(jax.random.PRNGKey(0), (2 * FIELD_PROBES, *input_shape))
+    shape = module_outputs(model, variables, x)[layer]
+    spots = [(side // 4, side - 1 - side // 4) for side in shape[1:3]]
+    cotangent = np.zeros(shape, np.float32)
+    cotangent[:FIELD_PROBES, spots[0][0], spots[1][0]] = 1.0
+    cotangent[FIELD_PROBES:, spots[0][1], spots[1][1]] = 1.0
+    maps = lambda x: class_scores(model, variables, x, jnp.zeros(len(x), jnp.int32), layer, 0.0)[1]  # noqa: E731
+    _, pullback = jax.vjp(maps, x)
+    (grad,) = jax.jit(pullback)(jnp.asarray(cotangent))
+    touched = np.abs(np.asarray(grad)).sum(axis=-1) > 0  # [n, H, W]
+    placed = []
+    for axis, (first, last) in enumerate(spots):
+        centres = []
+        for probes in (touched[:FIELD_PROBES], touched[FIELD_PROBES:]):
+            hit = np.flatnonzero(probes.any(axis=0).any(axis=1 - axis))
+            centres.append((hit[0] + hit[-1]) / 2 if len(hit) else np.nan)
+        scale = (centres[1] - centres[0]) / (last - first) if last > first else np.nan
+        ok = np.isfinite(scale) and scale > 0
+        placed.append((float(scale), float(centres[0] - scale * first)) if ok else (None, None))
+    return tuple(placed)
+
+
+def _upsample(cams, size: tuple, placed: tuple):
+    """The cams [n, h, w] at the input's size: bilinear, each map position at its field's centre
+    (edges held beyond the outermost ones); a plain resize where the placement is unknown."""
+    if any(scale is None for scale, _ in placed):
+        return jax.image.resize(cams, (cams.shape[0], *size), "bilinear")
+    rows, cols = ((jnp.arange(side) - offset) / scale for side, (scale, offset) in zip(size, placed))
+    grid = jnp.meshgrid(rows, cols, indexing="ij")
+    sample = lambda cam: jax.scipy.ndimage.map_coordinates(cam, grid, order=1, mode="nearest")  # noqa: E731
+    return jax.vmap(sample)(cams)
+
+
+def _gradcam(model, layer: str, size: tuple, placed: tuple, variables, x, classes, delta):
     grad, maps = jax.grad(
         lambda d: (lambda scores, maps: (jnp.sum(scores), maps))(
             *class_scores(model, variables, x, classes, layer, d)
@@ -111,7 +157,7 @@ def _gradcam(model, layer: str, size: tuple, variables, x, classes, delta):
     )(delta)
     weights = jnp.mean(grad, axis=(1, 2))  # alpha: [n, K]
     cams = jax.nn.relu(jnp.einsum("nhwk,nk->nhw", maps, weights))
-    return jax.image.resize(cams, (cams.shape[0], *size), "bilinear"), maps
+    return _upsample(cams, size, placed), maps
 
 
 def gradcam(model, variables, x, classes, layer: str) -> tuple[np.ndarray, np.ndarray]:
@@ -120,8 +166,9 @@ def gradcam(model, variables, x, classes, layer: str) -> tuple[np.ndarray, np.nd
     x = jnp.asarray(x, jnp.float32)
     classes = jnp.asarray(classes, jnp.int32)
     shape = module_outputs(model, variables, x)[layer]
-    run = jax.jit(_gradcam, static_argnums=(0, 1, 2))
-    heatmaps, maps = run(model, layer, tuple(x.shape[1:3]), variables, x, classes, jnp.zeros(shape))
+    placed = placement(model, variables, layer, tuple(x.shape[1:]))
+    run = jax.jit(_gradcam, static_argnums=(0, 1, 2, 3))
+    heatmaps, maps = run(model, layer, tuple(x.shape[1:3]), placed, variables, x, classes, jnp.zeros(shape))
     return np.asarray(heatmaps), np.asarray(maps)
 
 
