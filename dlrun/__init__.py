@@ -1,7 +1,8 @@
 """dlrun: a command-line experiment runner and hyperparameter sweeper for deep learning on JAX.
 
-In Python: `dlrun.train`, `dlrun.sweep`, `dlrun.runs` and `dlrun.Run` (dlrun/api.py, imported on
-first use, so that `import dlrun` and the CLI's start stay quick); bad input raises ConfigError.
+In Python: `dlrun.train`, `dlrun.sweep`, `dlrun.runs`, `dlrun.inspect` and `dlrun.Run`
+(dlrun/api.py, imported on first use, so that `import dlrun` and the CLI's start stay quick);
+bad input raises ConfigError.
 """
 
 import types
@@ -10,7 +11,7 @@ import dlrun.sweep as _sweep_package  # its __init__ imports nothing: only says 
 from dlrun.errors import ConfigError, RunFailed
 from dlrun.version import __version__
 
-API = ("train", "runs", "Run")
+API = ("train", "runs", "Run", "inspect")
 __all__ = ["ConfigError", "RunFailed", "__version__", "sweep", *API]
 
 

@@ -250,6 +250,20 @@ def runs(*folders) -> pd.DataFrame:
     return built.rows
 
 
+def inspect(run, parts=(), layer: str | None = None, examples: int = 16, index=None):
+    """Inspect a classifier's run folder from its best checkpoint (nothing retrains) and write
+    RUN/inspect/: confusion.csv and .png, the worst pairs, misclassified images, first-layer
+    filters, feature maps, Grad-CAM heatmaps (gradcam.npz) and index.html. `parts`: some of
+    confusions, misclassified, filters, feature_maps, gradcam (default: all that apply);
+    `layer`: the conv layer probed (default the last); `index`: the test examples explained
+    (default the misclassified first). Returns the Inspection (its `confusion` a DataFrame)."""
+    from dlrun.inspection.run import InspectRequest, inspect_run
+
+    request = InspectRequest(tuple(parts), layer, int(examples), None if index is None else tuple(index))
+    with _one_line():
+        return inspect_run(Path(run), request)
+
+
 def _overrides(overrides) -> list[str]:
     """A list of override texts; one string is split as a shell splits a command line."""
     if overrides is None:

@@ -366,6 +366,34 @@ def export(
     )
 
 
+def _flag(name: str, what: str):
+    return typer.Option(False, f"--{name}", help=f"Make {what} (the flags given pick the parts; none: all).")
+
+
+@app.command("inspect")
+@user_errors
+def inspect_command(
+    run: Path = typer.Argument(..., help="A classifier's run folder.", show_default=False),
+    confusions: bool = _flag("confusions", "the confusion matrix (printed, CSV, PNG) and worst pairs"),
+    misclassified: bool = _flag("misclassified", "the grid of misclassified test images"),
+    filters: bool = _flag("filters", "the first conv layer's filters as images"),
+    feature_maps: bool = _flag("feature-maps", "feature maps of a few test images at each conv layer"),
+    gradcam: bool = _flag("gradcam", "Grad-CAM heatmaps (gradcam.npz and PNG)"),
+    layer: Optional[str] = typer.Option(None, "--layer", help="The conv layer probed (default: the last)."),
+    examples: int = typer.Option(16, "--examples", help="Grad-CAM examples (the misclassified first)."),
+    index: Optional[str] = typer.Option(
+        None, "--index", help="Test indices to explain instead, e.g. 3,17,42."
+    ),
+) -> None:
+    """Look inside a trained classifier from its best checkpoint: writes RUN/inspect/."""
+    from dlrun.inspection.run import parse_index, show
+
+    given = dict(confusions=confusions, misclassified=misclassified, filters=filters)
+    given.update(feature_maps=feature_maps, gradcam=gradcam)
+    done = api.inspect(run, [part for part, on in given.items() if on], layer, examples, parse_index(index))
+    show(done, list(done.confusion.columns), Console())
+
+
 @config_app.command("show")
 @user_errors
 @in_config_dir
