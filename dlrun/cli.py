@@ -5,9 +5,7 @@ Kept short on purpose; the logic lives in modules that tests import directly.
 
 from __future__ import annotations
 
-import functools
 import sys
-import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -16,8 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from dlrun import api
-from dlrun.errors import ConfigError, InputWarning, RunFailed
-from dlrun.interrupt import STOP, Interrupted, handling_signals
+from dlrun.commands import EXIT_FAILED, EXIT_INTERRUPTED, console, in_config_dir, user_errors
+from dlrun.errors import RunFailed
+from dlrun.interrupt import handling_signals
 from dlrun.text import plural
 
 app = typer.Typer(
@@ -48,75 +47,7 @@ def _options(
 
 app.add_typer(config_app, name="config")
 
-console = Console(stderr=True)
 OVERRIDES_HELP = "Hydra overrides, e.g. model=lenet lr=0.01 model.hidden=[256,128] data.subset=5000"
-EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-
-
-def _showing_input_warnings(show):
-    """`warnings.showwarning` that prints an InputWarning as one `warning:` line, others as `show`."""
-
-    def shown(message, category, *args, **kwargs) -> None:
-        if issubclass(category, InputWarning):
-            console.print(f"[yellow]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
-        else:
-            show(message, category, *args, **kwargs)
-
-    return shown
-
-
-def user_errors(command):
-    """Report bad input as one line on stderr and exit 2, without a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from rich.markup import escape
-
-        from dlrun.errors import DataError
-
-        try:
-            STOP.check()  # a Ctrl-C while the command was starting up
-            with warnings.catch_warnings():
-                warnings.simplefilter("once", InputWarning)  # a sweep's trials say it once
-                warnings.showwarning = _showing_input_warnings(warnings.showwarning)
-                return command(*args, **kwargs)
-        except (ConfigError, DataError) as error:
-            # escaped: a message quoting `dlrun[ray]` or `model.hidden=[8]` is text, not markup
-            console.print(f"[red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
-        except (Interrupted, KeyboardInterrupt):
-            console.print("[yellow]interrupted[/]", highlight=False)
-            raise typer.Exit(EXIT_INTERRUPTED) from None
-
-    return wrapper
-
-
-CONFIG_DIR_OPTION = typer.Option(
-    None,
-    "--config-dir",
-    help="Your config folder: its model/ data/ optim/ schedule/ options and experiments/ studies "
-    "join the built-ins (yours win on a shared name).",
-    show_default=False,
-)
-
-
-def in_config_dir(command):
-    """Give the command Hydra's `--config-dir DIR`, searched before the shipped `conf/`."""
-    import inspect
-
-    from dlrun.layout import using_config_dir
-
-    @functools.wraps(command)
-    def wrapper(*args, config_dir: Optional[Path] = None, **kwargs):
-        with using_config_dir(config_dir):
-            return command(*args, **kwargs)
-
-    signature = inspect.signature(command, eval_str=True)
-    extra = inspect.Parameter(
-        "config_dir", inspect.Parameter.KEYWORD_ONLY, default=CONFIG_DIR_OPTION, annotation=Optional[Path]
-    )
-    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), extra])
-    return wrapper
 
 
 @app.command()
