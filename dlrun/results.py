@@ -45,6 +45,8 @@ CONFIG_FILE, METRICS_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "summary
 # A sweep folder: its record (the command, the space, the plan) and its index of trials
 SWEEP_FILE, INDEX_FILE = "sweep.yaml", "trials.csv"
 PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilities and labels
+# What `dlrun inspect` writes in a run folder; the HTML report links the page from the run's row
+INSPECT_DIR, INSPECT_PAGE = "inspect", "index.html"
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
 # How a summary that is not an object is described: "it holds a list, not an object".

@@ -206,3 +206,12 @@ def test_worst_pairs_and_the_80_column_table():
     console.print(confusion.matrix_table(matrix, names))
     lines = console.export_text().splitlines()
     assert max(map(len, lines)) <= 80 and any(line.strip().startswith("0 T-shirt/top") for line in lines)
+
+
+@pytest.mark.slow
+def test_the_html_report_links_an_inspected_run_to_its_page(inspected, tmp_path):
+    folder, _ = inspected
+    page = tmp_path / "report.html"
+    result = dlrun("report", folder.parent, "--format", "html", "-o", page)
+    assert result.exit_code == 0, result.output
+    assert f"href='{(folder / 'index.html').absolute().as_uri()}'>inspect</a>" in page.read_text()

@@ -18,8 +18,8 @@ from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.inspection import confusion, page, pictures, probes
 from dlrun.inspection.loaded import LoadedRun, load_run, predict
+from dlrun.results import INSPECT_DIR, INSPECT_PAGE
 
-INSPECT_DIR = "inspect"
 PARTS = ("confusions", "misclassified", "filters", "feature_maps", "gradcam")
 IMAGE_PARTS = PARTS[1:]  # the parts that draw the inputs
 CONV_PARTS = ("filters", "feature_maps", "gradcam")  # the parts that read a conv layer
@@ -29,7 +29,7 @@ EXAMPLES = 16
 FEATURE_IMAGES = 4
 # Mistakes drawn in the misclassified grid, the most confident first.
 MISCLASSIFIED = 32
-CONFUSION_CSV, GRADCAM_NPZ, PAGE = "confusion.csv", "gradcam.npz", "index.html"
+CONFUSION_CSV, GRADCAM_NPZ, PAGE = "confusion.csv", "gradcam.npz", INSPECT_PAGE
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import yaml
 from dlrun.report import figures, search
 from dlrun.report.cells import cell_text
 from dlrun.report.figures import value_text
+from dlrun.results import INSPECT_DIR, INSPECT_PAGE
 from dlrun.text import plural
 
 SWEEP_FILE = "sweep.yaml"  # written by `dlrun sweep` beside its trials (dlrun/sweep/executor.py)
@@ -219,13 +220,22 @@ def _table(frame: pd.DataFrame, columns: list, settings: list, css: str = "") ->
                 continue
             raw = "" if _is_blank(value) else value_text(value)
             # a setting is shown as written (3e-05, never 3e-0…); a result in the report's format
-            shown = raw if column in settings else _cell_text(column, value)
-            cells.append(f"<td class='{'w' if column in words else 'n'}' data-v='{_e(raw)}'>{_e(shown)}</td>")
+            shown = _e(raw if column in settings else _cell_text(column, value))
+            if column == "run" and _inspected(row):
+                page = (Path(row["folder"]) / INSPECT_DIR / INSPECT_PAGE).absolute().as_uri()
+                shown += f" <a class='inspect' href='{_e(page)}'>inspect</a>"
+            cells.append(f"<td class='{'w' if column in words else 'n'}' data-v='{_e(raw)}'>{shown}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
     return (
         f"<div class='wide'><table class='{css}'><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table></div>"
     )
+
+
+def _inspected(row: pd.Series) -> bool:
+    """Whether `dlrun inspect` has drawn the row's run (its page is linked from the run's name)."""
+    folder = row.get("folder")
+    return isinstance(folder, str) and (Path(folder) / INSPECT_DIR / INSPECT_PAGE).is_file()
 
 
 def _diagnosis_cell(row: pd.Series) -> str:
