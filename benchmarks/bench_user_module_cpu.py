@@ -1,6 +1,6 @@
 """A user's NNX module against the built-in `model=mlp` of the same architecture, side by side.
 
-    python benchmarks/bench_user_module_cpu.py [--hidden 512,256 64] [--repeats 3]
+    python benchmarks/bench_user_module_cpu.py [--hidden 512,256 64] [--repeats 5]
 
 Workload (issue 23): an 8-trial vectorised group (4 learning rates x 2 seeds) on a 5,000-image
 MNIST subset, 4 epochs, batch 128, Adam, once as `model=mlp model.hidden=[...]` and once as
@@ -9,11 +9,12 @@ with the built-in MLP's layers: dense layers of the same widths, ReLU, He-normal
 `init=auto` picks for ReLU), zero biases. Their parameter counts, read from the run folders'
 summary.json, must be equal (asserted). Each side runs as a whole `dlrun sweep` command in a fresh
 process with a warm compilation cache; the sides alternate (ABBA) so that a noisy neighbour
-hits both. Each run's figure is the median `epoch_time_s` (the group's epoch, compile excluded)
-over epochs 2-4; reported are the best run of each side (a busy neighbour only adds time, so
-the best is the steadiest figure on a shared machine), the median run, and the CPU seconds of
-the whole command. The built-in MLP also sows its units' activity every step (the report's
-dead-unit fraction), which a user's module does not: a few per cent in the user's favour.
+hits both. Each run's figure is the median `epoch_time_s` (the group's epoch, compile
+excluded) over epochs 2-4; reported are the best run of each side (a busy neighbour only adds
+time, so the best is the steadiest figure on a shared machine), the median run, the CPU seconds
+of the whole command, and XLA's FLOP count of each side's training step (the arithmetic, which
+no load blurs). The built-in MLP also sows its units' activity every step (the report's
+dead-unit fraction), which a user's module does not: a little in the user's favour.
 Target: the user's module within 10 % of the built-in per epoch.
 """
 
@@ -56,14 +57,8 @@ class MLP(nnx.Module):
         return self.output(x)
 """
 
-WORKLOAD = [
-    "data=mnist",
-    "data.subset=5000",
-    "epochs=4",
-    "batch_size=128",
-    "lr=0.003,0.001,0.0003,0.0001",
-    "seed=0,1",
-]
+BASE = ["data=mnist", "data.subset=5000", "epochs=4", "batch_size=128"]
+WORKLOAD = [*BASE, "lr=0.003,0.001,0.0003,0.0001", "seed=0,1"]
 
 
 def models(hidden: str) -> dict:
@@ -95,6 +90,25 @@ def sweep(model: list[str], out: Path, scratch: Path) -> tuple[float, float, int
     return float(times[times.epoch > 1].epoch_time_s.median()), cpu, params.pop()
 
 
+def step_flops(model: list[str], scratch: Path) -> float:
+    """XLA's FLOP count of one trial's training step as dlrun builds it: the arithmetic each side
+    does, which the machine's load cannot blur."""
+    from dlrun import data
+    from dlrun.config.load import compose_config
+    from dlrun.training import program as programs
+
+    here = os.getcwd()
+    os.chdir(scratch)  # where bench_nets.py is imported from
+    try:
+        cfg = compose_config([*BASE, *model])
+        dataset = data.load(cfg.data)
+        program = programs.build_program([cfg], dataset)
+        state, _ = programs.initial_state(program, cfg, dataset.spec)
+        return programs.step_flops(program, state, dataset.x_train, dataset.y_train)
+    finally:
+        os.chdir(here)
+
+
 def measure(hidden: str, repeats: int, scratch: Path) -> dict:
     """Every run of both sides for one architecture: {side: [(epoch s, CPU s, params), ...]}."""
     sides = models(hidden)
@@ -124,6 +138,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as scratch:
             (Path(scratch) / "bench_nets.py").write_text(NETS)
             seen = measure(hidden, args.repeats, Path(scratch))
+            flops = {name: step_flops(model, Path(scratch)) for name, model in models(hidden).items()}
         best = {name: min(run[0] for run in runs) for name, runs in seen.items()}
         medians = {name: statistics.median(run[0] for run in runs) for name, runs in seen.items()}
         for name, runs in seen.items():
@@ -133,11 +148,12 @@ def main() -> None:
                 f"{hidden:<10}{runs[0][2]:>10,}{name:>10}{best[name]:>8.3f}{medians[name]:>10.3f}"
                 f"{cpu:>7.1f}  {each}"
             )
-        ratio = best["user NNX"] / best["built-in"]
+        ratio, work = best["user NNX"] / best["built-in"], flops["user NNX"] / flops["built-in"]
         verdict = "within 10 %" if ratio <= 1.10 else "MORE than 10 % slower"
         print(
             f"{hidden:<10}user/built-in per epoch: best {ratio:.3f}x ({verdict}), "
-            f"median {medians['user NNX'] / medians['built-in']:.3f}x"
+            f"median {medians['user NNX'] / medians['built-in']:.3f}x; FLOPs a step "
+            f"{flops['user NNX']:.4g} vs {flops['built-in']:.4g} ({work:.4f}x)"
         )
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
