@@ -109,7 +109,10 @@ def option_file(group: str, option: str) -> Path:
 
 
 def study_files() -> dict[str, tuple[Path, str]]:
-    """{study: (its file, where it comes from)}: shipped, then the user's `experiments/`."""
+    """{study: (its file, where it comes from)}: shipped, then the user's `experiments/`.
+
+    Only a folder's top level: a subfolder of the shipped studies is no study but a worked
+    example of a user's project (experiments/own_code/), whose study needs its --config-dir."""
     user = user_config_dir()
     folders = [(experiments_dir(), "dlrun")]
     if user is not None:

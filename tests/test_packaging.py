@@ -78,6 +78,8 @@ def test_wheel_holds_every_config_and_study(wheel):
     for path in studies:
         assert f"dlrun/experiments/{path.name}" in names
     assert "dlrun/experiments/README.md" in names
+    # the worked example is a user's project, run from a checkout (docs/own-code-example.md)
+    assert not [name for name in names if "own_code" in name]
 
 
 def test_installed_wheel_runs_from_another_folder(installed, tmp_path):
