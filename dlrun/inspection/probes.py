@@ -122,8 +122,8 @@ def placement(model, variables, layer: str, input_shape: tuple) -> tuple:
     cotangent[:FIELD_PROBES, spots[0][0], spots[1][0]] = 1.0
     cotangent[FIELD_PROBES:, spots[0][1], spots[1][1]] = 1.0
     maps = lambda x: class_scores(model, variables, x, jnp.zeros(len(x), jnp.int32), layer, 0.0)[1]  # noqa: E731
-    _, pullback = jax.vjp(maps, x)
-    (grad,) = jax.jit(pullback)(jnp.asarray(cotangent))
+    # one compiled forward and backward: traced op by op, the forward alone took a second
+    grad = jax.jit(lambda x, cotangent: jax.vjp(maps, x)[1](cotangent)[0])(x, jnp.asarray(cotangent))
     touched = np.abs(np.asarray(grad)).sum(axis=-1) > 0  # [n, H, W]
     placed = []
     for axis, (first, last) in enumerate(spots):
