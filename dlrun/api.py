@@ -43,6 +43,10 @@ SEARCH_OPTIONS = (
     "min_epochs",
     "storage",
     "study",
+    "population",
+    "perturb_every",
+    "quantile",
+    "resample",
 )
 SWEEP_OPTIONS = ("name", "jobs", "max_group", "executor", "address", "gpus_per_group", "cpus_per_group")
 SWEEP_OPTIONS += ("init_from", "dry_run")

@@ -351,7 +351,13 @@ class GroupRun:
 
 
 def run_group(
-    cfgs: list, run_dirs: list, *, resume: bool = False, callbacks: tuple = (), compact: bool = True
+    cfgs: list,
+    run_dirs: list,
+    *,
+    resume: bool = False,
+    callbacks: tuple = (),
+    compact: bool = True,
+    make_group=GroupRun,
 ) -> list[dict]:
     """Train the trials of one group into their folders; return their summaries.
 
@@ -359,13 +365,14 @@ def run_group(
     A stop request (dlrun/interrupt.py) ends every live trial as `interrupted` at the next safe
     point; one before the folders were written writes nothing. Raises RunFailed after recording
     status `failed` in every folder if training raises. `compact=False` keeps frozen trials
-    in the stacked state (to compare against compaction).
+    in the stacked state (to compare against compaction). `make_group` builds the group from
+    (cfgs, run dirs, data set, compact): a GroupRun, or a kind of it (a PBT population).
     """
     enable_compilation_cache()
     with handling_signals() as stop:
         try:
             stop.check()
-            group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data), compact)
+            group = make_group(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data), compact)
         except Interrupted:
             return [{"status": "interrupted", "epochs_run": 0} for _ in cfgs]
         try:
