@@ -133,13 +133,20 @@ def train(
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Start from this run's best parameters, layer by layer (sets init_from)."
     ),
+    replay: Optional[Path] = typer.Option(
+        None,
+        "--replay",
+        help="A --search pbt member folder: train its hyperparameter schedule again from scratch.",
+    ),
 ) -> None:
     """Train one model and write its results folder.
 
     Run again with the same --out, it continues an unfinished run there (--resume DIR too).
     """
     try:
-        run = api.train(overrides or [], out=out, resume=resume, init_from=init_from, console=console)
+        run = api.train(
+            overrides or [], out=out, resume=resume, init_from=init_from, replay=replay, console=console
+        )
     except RunFailed as error:  # a continued run's says whether its folder was put back
         console.print(f"[red]run failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -238,7 +245,10 @@ def sweep(
         None, "--population", help="--search pbt: members trained together (default 8).", show_default=False
     ),
     perturb_every: Optional[int] = typer.Option(
-        None, "--perturb-every", help="--search pbt: epochs between perturbations (default 2).", show_default=False
+        None,
+        "--perturb-every",
+        help="--search pbt: epochs between perturbations (default 2).",
+        show_default=False,
     ),
     quantile: Optional[float] = typer.Option(
         None,

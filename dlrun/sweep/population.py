@@ -23,6 +23,7 @@ from omegaconf import OmegaConf
 from dlrun import data, results
 from dlrun.claims import claimed
 from dlrun.config.compose import with_values
+from dlrun.config.load import typed_config
 from dlrun.errors import ConfigError
 from dlrun.sweep import memory, pbt
 from dlrun.sweep.folder import (
@@ -49,7 +50,9 @@ def mutable_keys() -> str:
 def check_keys(swept: dict) -> None:
     """Refuse a key the state does not hold, in one line (ConfigError)."""
     if not swept:
-        raise ConfigError(f"--search pbt needs a key to perturb, e.g. lr='interval(1e-3,1)' ({mutable_keys()})")
+        raise ConfigError(
+            f"--search pbt needs a key to perturb, e.g. lr='interval(1e-3,1)' ({mutable_keys()})"
+        )
     for key in swept:
         if hparams.is_mutable(key):
             continue
@@ -84,7 +87,9 @@ class Population:
         self.space = distributions(swept)
         self.space_text = {key: o.input_line.partition("=")[2] for key, o in swept.items()}
         rng, composed = pbt.step_rng(options.seed, 0), {}
-        draws = [{key: pbt.sample(d, rng) for key, d in self.space.items()} for _ in range(self.pbt.population)]
+        draws = [
+            {key: pbt.sample(d, rng) for key, d in self.space.items()} for _ in range(self.pbt.population)
+        ]
         self.values = draws
         self.members = [
             _plan_trial(i, {k: value_text(v) for k, v in values.items()}, fixed, variants, composed)
@@ -95,9 +100,13 @@ class Population:
         self.pbt.check(self.epochs)
         for key in self.space:
             if not hparams.reached_values(cfg, [key]):
-                raise ConfigError(f"{key} does not reach optim={cfg.optim.name}'s training: PBT cannot perturb it")
+                raise ConfigError(
+                    f"{key} does not reach optim={cfg.optim.name}'s training: PBT cannot perturb it"
+                )
         self.metric = options.metric or default_metric(_task(cfg))
-        self.plan = Plan(fixed, self.space_text, "pbt", self.members, group_trials(self.members), options.seed)
+        self.plan = Plan(
+            fixed, self.space_text, "pbt", self.members, group_trials(self.members), options.seed
+        )
 
     def check_fits(self, max_group: int | None) -> None:
         fits = max_group or memory.trials_that_fit(self.members[0].cfg)
@@ -195,7 +204,9 @@ def run_population(population: Population, out: Path, command: str, console) -> 
                 make_group=partial(PopulationRun, checkpoint=checkpoint),
             )
         statuses = [summary["status"] for summary in summaries]
-        progress.trials_done(len(run_dirs), ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))))
+        progress.trials_done(
+            len(run_dirs), ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses)))
+        )
 
 
 class _claimed_all:
@@ -252,3 +263,39 @@ def _select(config: dict, key: str) -> str:
     for part in key.split("."):
         node = node[part]
     return value_text(node)
+
+
+def replay_config(member: Path, overrides: list[str]):
+    """(the config a replay of `member` starts with, {epoch: values taken after it}): the
+    member's own config with the first values of its schedule, then the overrides."""
+    member = Path(member)
+    keys = swept_keys(member)
+    steps = schedule(member)
+    cfg = with_values(typed_config(results.read_config(member)), updates(steps[0][1]))
+    if overrides:
+        cfg = with_values(cfg, {key: value for key, value in (_parsed(o) for o in overrides)})
+    return cfg, {first - 1: values for first, values in steps[1:]}, keys
+
+
+def _parsed(override: str) -> tuple:
+    parsed = OverridesParser.create().parse_override(override)
+    return parsed.key_or_group, parsed.value()
+
+
+class Replay(EpochCallback):
+    """Writes a schedule's values into a lone run's state after the epochs it names."""
+
+    def __init__(self, changes: dict, keys: list):
+        self.changes, self.keys = changes, keys
+
+    def on_start(self, group, first_epoch: int) -> None:
+        if first_epoch - 1 in self.changes:  # resumed from the epoch before a change
+            self._apply(group, first_epoch - 1)
+
+    def on_epoch(self, group, epoch: int, rows: list) -> None:
+        if epoch in self.changes:
+            self._apply(group, epoch)
+
+    def _apply(self, group, epoch: int) -> None:
+        cfg = with_values(group.trials[0].cfg, updates(self.changes[epoch]))
+        group.exploit({0: 0}, {0: cfg}, self.keys)

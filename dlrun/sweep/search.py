@@ -63,7 +63,11 @@ class SearchOptions:
             if given:
                 raise ConfigError(f"--{given[0].replace('_', '-')} needs --search pbt")
             return
-        for flag, value in (("--trials", self.trials), ("--batch", self.batch), ("--pruner", self.pruner != "none")):
+        for flag, value in (
+            ("--trials", self.trials),
+            ("--batch", self.batch),
+            ("--pruner", self.pruner != "none"),
+        ):
             if value:
                 raise ConfigError(f"{flag} is not an option of --search pbt (it trains --population members)")
         self.pbt.check()

@@ -429,8 +429,17 @@ def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
         trial.status = "completed" if trial.live else trial.status
 
 
-def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Console | None = None) -> dict:
-    """Train one config into `run_dir` (or continue the run there); return its summary."""
+def train_and_evaluate(
+    cfg,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    callbacks: tuple = (),
+    make_group=GroupRun,
+) -> dict:
+    """Train one config into `run_dir` (or continue the run there); return its summary.
+    `callbacks` and `make_group` as for run_group (a PBT replay writes its schedule so)."""
     console = console or Console(stderr=True)
     spec = data.describe(cfg.data)
     label = str(cfg.model.get("_target_") or cfg.model.name)  # a user's module by its own name
@@ -439,7 +448,10 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Con
         f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
         f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}"
     )
-    (summary,) = run_group([cfg], [run_dir], resume=resume, callbacks=[EpochProgress(console, label)])
+    progress = EpochProgress(console, label)
+    (summary,) = run_group(
+        [cfg], [run_dir], resume=resume, callbacks=[progress, *callbacks], make_group=make_group
+    )
     if (Path(run_dir) / results.SUMMARY_FILE).exists():
         console.print(summary_table(summary, run_dir))
     else:
