@@ -43,6 +43,10 @@ SEARCH_OPTIONS = (
     "min_epochs",
     "storage",
     "study",
+    "population",
+    "perturb_every",
+    "quantile",
+    "resample",
 )
 SWEEP_OPTIONS = ("name", "jobs", "max_group", "executor", "address", "gpus_per_group", "cpus_per_group")
 SWEEP_OPTIONS += ("init_from", "dry_run")
@@ -87,10 +91,15 @@ def train(
     out=None,
     resume=None,
     init_from=None,
+    replay=None,
     config_dir=None,
     console: Console | None = None,
 ) -> Run:
     """Train one model (as `dlrun train OVERRIDES`) and return its Run.
+
+    `replay` (`--replay MEMBER`): a member folder of a `--search pbt` sweep, trained again from
+    scratch with its hyperparameter schedule (the values it inherited through each copy, then
+    its own), into `out` or a new run folder; the same call again continues it.
 
     `model`: a Flax module class (NNX or Linen) or a function returning one, in place of
     `model=user model._target_=...`; its arguments are overrides `+model.NAME=VALUE`.
@@ -109,7 +118,11 @@ def train(
     with _one_line(), _searching(config_dir), handling_signals(), ExitStack() as claims:
         overrides, loggers = split_loggers(_overrides(overrides))
         live.check(loggers)
-        start, init = _start(overrides, model, data, out, resume, init_from, claims)
+        replayed = _replayed(replay, overrides, model, data, resume, init_from)
+        if replayed is not None:
+            start, init = _replay_start(replayed[0], out, claims), None
+        else:
+            start, init = _start(overrides, model, data, out, resume, init_from, claims)
         if start.note:
             console.print(start.note, highlight=False, soft_wrap=True, markup=False)
         if start.mode == "done":
@@ -119,9 +132,50 @@ def train(
         keep = kept_on_failure(start.run_dir) if start.mode == "continue" else nullcontext()
         with keep, live.following(start.run_dir, loggers, console):
             summary = train_and_evaluate(
-                start.cfg, start.run_dir, resume=start.mode == "continue", console=console
+                start.cfg,
+                start.run_dir,
+                resume=start.mode == "continue",
+                console=console,
+                **(_replaying(replayed, start.run_dir) if replayed else {}),
             )
         return Run.read(start.run_dir, summary)
+
+
+def _replayed(replay, overrides: list, model, data, resume, init_from):
+    """(config, {epoch: values}, keys) of a PBT member's replay; None without --replay."""
+    if replay is None:
+        return None
+    from dlrun.sweep.population import replay_config
+
+    for flag, value in (("--resume", resume), ("--init-from", init_from), ("model=", model), ("data=", data)):
+        if value is not None:
+            raise ConfigError(f"--replay {replay} trains the member's own config: drop {flag}")
+    return replay_config(Path(replay), overrides)
+
+
+def _replay_start(cfg, out, claims: ExitStack):
+    from dlrun import results
+    from dlrun.claims import claimed
+    from dlrun.sweep.folder import check_run_folder
+    from dlrun.training import resume as resuming
+
+    run_dir = Path(out) if out is not None else results.default_run_dir(f"{cfg.model.name}-replay")
+    check_run_folder(run_dir)
+    claims.enter_context(claimed(run_dir))
+    return resuming.for_out(run_dir, cfg)
+
+
+def _replaying(replayed, run_dir: Path) -> dict:
+    """train_and_evaluate's keywords that write the schedule into the state as it trains."""
+    from functools import partial
+
+    from dlrun import results
+    from dlrun.sweep.population import Replay
+    from dlrun.training.population import PopulationRun
+
+    _, changes, keys = replayed
+    checkpoint = Path(run_dir) / results.POPULATION_CHECKPOINT
+    return {"callbacks": [Replay(changes, keys)], "make_group": partial(PopulationRun, checkpoint=checkpoint)}
 
 
 def _start(overrides: list, model, data, out, resume, init_from, claims: ExitStack):

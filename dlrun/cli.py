@@ -64,13 +64,20 @@ def train(
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Start from this run's best parameters, layer by layer (sets init_from)."
     ),
+    replay: Optional[Path] = typer.Option(
+        None,
+        "--replay",
+        help="A --search pbt member folder: train its hyperparameter schedule again from scratch.",
+    ),
 ) -> None:
     """Train one model and write its results folder.
 
     Run again with the same --out, it continues an unfinished run there (--resume DIR too).
     """
     try:
-        run = api.train(overrides or [], out=out, resume=resume, init_from=init_from, console=console)
+        run = api.train(
+            overrides or [], out=out, resume=resume, init_from=init_from, replay=replay, console=console
+        )
     except RunFailed as error:  # a continued run's says whether its folder was put back
         console.print(f"[red]run failed:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
@@ -134,7 +141,8 @@ def sweep(
     search: Optional[str] = typer.Option(
         None,
         "--search",
-        help="grid, random (the default with --trials), or an Optuna sampler: tpe, cmaes, qmc.",
+        help="grid, random (the default with --trials), an Optuna sampler: tpe, cmaes, qmc, or pbt "
+        "(population-based training).",
     ),
     batch: Optional[int] = typer.Option(
         None,
@@ -163,6 +171,27 @@ def sweep(
     ),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="Start every trial from this run's best parameters (sets init_from)."
+    ),
+    population: Optional[int] = typer.Option(
+        None, "--population", help="--search pbt: members trained together (default 8).", show_default=False
+    ),
+    perturb_every: Optional[int] = typer.Option(
+        None,
+        "--perturb-every",
+        help="--search pbt: epochs between perturbations (default 2).",
+        show_default=False,
+    ),
+    quantile: Optional[float] = typer.Option(
+        None,
+        "--quantile",
+        help="--search pbt: the bottom fraction that copies the top one, in (0, 0.5] (default 0.25).",
+        show_default=False,
+    ),
+    resample: Optional[float] = typer.Option(
+        None,
+        "--resample",
+        help="--search pbt: chance a value is drawn anew instead of scaled by 0.8 or 1.2 (default 0.25).",
+        show_default=False,
     ),
 ) -> None:
     """Train many trials; those that share a program shape train together, vectorised."""

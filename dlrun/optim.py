@@ -167,14 +167,20 @@ def make_schedule(cfg, steps_per_epoch: int):
 
 def make_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
     """Return the Optax transformation: clip -> optimizer (hyperparameters in its state) -> schedule."""
-    build, fields = OPTIMIZERS.get(cfg.optim.name)
-    hyper = {name: float(cfg.optim[name]) for name in fields}
+    build, _ = OPTIMIZERS.get(cfg.optim.name)
     parts = []
     if cfg.optim.clip_norm > 0:
         parts.append(optax.clip_by_global_norm(cfg.optim.clip_norm))
-    parts.append(optax.inject_hyperparams(build)(learning_rate=effective_lr(cfg), **hyper))
+    parts.append(optax.inject_hyperparams(build)(**injected_values(cfg)))
     parts.append(optax.scale_by_schedule(make_schedule(cfg, steps_per_epoch)))
     return optax.chain(*parts)
+
+
+def injected_values(cfg) -> dict:
+    """{name: value} of the hyperparameters make_optimizer injects into the optimizer's state
+    (what population-based training writes there to change a trial's values mid-run)."""
+    _, fields = OPTIMIZERS.get(cfg.optim.name)
+    return {"learning_rate": effective_lr(cfg), **{name: float(cfg.optim[name]) for name in fields}}
 
 
 def injected_hyperparams(opt_state) -> dict:

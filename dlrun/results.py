@@ -49,6 +49,10 @@ PREDICTIONS_FILE = "test_predictions.npz"  # classification: test-set probabilit
 INSPECT_DIR, INSPECT_PAGE = "inspect", "index.html"
 BEST_CHECKPOINT = Path("checkpoints") / "best.msgpack"
 LAST_CHECKPOINT = Path("checkpoints") / "last.msgpack"
+# Population-based training: a member's exploits (epoch, copied from, values before and after),
+# and the population's own checkpoint in the sweep folder (dlrun/training/population.py)
+LINEAGE_FILE = "lineage.csv"
+POPULATION_CHECKPOINT = "population.msgpack"
 # How a summary that is not an object is described: "it holds a list, not an object".
 _JSON_TYPES = {
     list: "a list",
@@ -115,6 +119,24 @@ def write_summary(run_dir: Path, summary: dict) -> None:
 
 def write_metrics(run_dir: Path, rows: list[dict]) -> None:
     atomic_write_text(Path(run_dir) / METRICS_FILE, pd.DataFrame(rows).to_csv(index=False))
+
+
+def write_lineage(run_dir: Path, rows: list[dict]) -> None:
+    """A PBT member's lineage.csv, whole (no rows: none is kept)."""
+    path = Path(run_dir) / LINEAGE_FILE
+    if rows:
+        atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def read_lineage(run_dir: Path) -> list[dict]:
+    """A PBT member's lineage rows, values as text (the space types them); [] when it has none."""
+    path = Path(run_dir) / LINEAGE_FILE
+    if not path.exists():
+        return []
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return [{**row, "epoch": int(row["epoch"])} for row in frame.to_dict("records")]
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -28,7 +28,7 @@ from dlrun.config.validate import check_flag_range
 from dlrun.errors import ConfigError
 from dlrun.export import live
 from dlrun.interrupt import STOP
-from dlrun.sweep import adaptive, driver, executor, folder, memory, pretrain, ray_executor
+from dlrun.sweep import adaptive, driver, executor, folder, memory, population, pretrain, ray_executor
 from dlrun.sweep.plan import Plan, make_plan
 from dlrun.sweep.search import SearchOptions
 from dlrun.sweep.tables import plan_table
@@ -111,6 +111,8 @@ def run_sweep(
         from dlrun.training.transfer import init_override
 
         overrides = [*overrides, init_override(settings.init_from)]
+    if settings.search.search == "pbt":
+        return _population(overrides, settings, command, console, stdout)
     if settings.search.adaptive:
         searched = adaptive.prepare(overrides, settings.search)
         with _runner(settings, [searched.probe.cfg]) as runner:
@@ -165,6 +167,23 @@ def _adaptive(searched, settings: SweepSettings, command: str, runner, console, 
             executor=runner,
         )
     return SweepOutcome(index, plan, out)
+
+
+def _population(overrides: list[str], settings: SweepSettings, command: str, console, stdout):
+    """Population-based training (dlrun/sweep/population.py): one group, on this host."""
+    if settings.executor != "local" or (settings.jobs or 1) > 1:
+        flag = "--executor ray" if settings.executor != "local" else f"--jobs {settings.jobs}"
+        raise ConfigError(f"{flag}: a --search pbt population is one group trained on this host; drop it")
+    members = population.Population(overrides, settings.search)
+    members.check_fits(settings.max_group)
+    STOP.check()
+    if settings.dry_run:
+        stdout.print(plan_table(members.plan))
+        return SweepOutcome(None, members.plan, None)
+    out = _folder(settings)
+    stdout.print(plan_table(members.plan))
+    population.run_population(members, out, command, console)
+    return SweepOutcome(population.index(members, out), members.plan, out)
 
 
 def _folder(settings: SweepSettings) -> Path:

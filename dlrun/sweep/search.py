@@ -16,12 +16,15 @@ from hydra.core.override_parser.types import Glob, RangeSweep
 
 from dlrun.config.validate import SEED_RANGE, check_flag_range
 from dlrun.errors import ConfigError
+from dlrun.sweep.pbt import PbtOptions
 from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_integer_key
 
 # Samplers run through an Optuna study; `grid` and `random` are today's planner.
 SAMPLERS = ("tpe", "cmaes", "qmc")
-SEARCHES = ("grid", "random", *SAMPLERS)
+# `pbt`: population-based training, one vectorised group that copies and perturbs its members
+SEARCHES = ("grid", "random", *SAMPLERS, "pbt")
 PRUNERS = ("none", "median", "sha", "hyperband")  # dlrun/sweep/pruners.py's registry
+PBT_FLAGS = ("population", "perturb_every", "quantile", "resample")
 # What a study can optimise: a summary's numbers that exist after every epoch too.
 METRICS = ("best_val_accuracy", "best_val_loss")
 
@@ -39,10 +42,35 @@ class SearchOptions:
     min_epochs: int = 1
     storage: str | None = None  # None: sqlite:///<out>/study.db
     study: str | None = None  # None: the sweep folder's name
+    # --search pbt (None: dlrun/sweep/pbt.py's defaults, Ray Tune's)
+    population: int | None = None
+    perturb_every: int | None = None
+    quantile: float | None = None
+    resample: float | None = None
 
     @property
     def adaptive(self) -> bool:
         return self.search in SAMPLERS
+
+    @property
+    def pbt(self) -> PbtOptions:
+        given = {name: getattr(self, name) for name in PBT_FLAGS if getattr(self, name) is not None}
+        return PbtOptions(**given)
+
+    def _check_pbt(self) -> None:
+        given = [name for name in PBT_FLAGS if getattr(self, name) is not None]
+        if self.search != "pbt":
+            if given:
+                raise ConfigError(f"--{given[0].replace('_', '-')} needs --search pbt")
+            return
+        for flag, value in (
+            ("--trials", self.trials),
+            ("--batch", self.batch),
+            ("--pruner", self.pruner != "none"),
+        ):
+            if value:
+                raise ConfigError(f"{flag} is not an option of --search pbt (it trains --population members)")
+        self.pbt.check()
 
     def check(self) -> None:
         """Refuse options that contradict each other, in one line each (ConfigError)."""
@@ -58,13 +86,14 @@ class SearchOptions:
             )
         if self.search == "random" and self.trials is None:
             raise ConfigError("--search random draws trials: add --trials N")
+        self._check_pbt()
         if not self.adaptive:
             extra = [
                 flag
                 for flag, value in (
                     ("--pruner", self.pruner != "none"),
                     ("--batch", self.batch),
-                    ("--metric", self.metric),
+                    ("--metric", self.metric and self.search != "pbt"),
                     ("--storage", self.storage),
                     ("--study", self.study),
                 )

@@ -351,7 +351,13 @@ class GroupRun:
 
 
 def run_group(
-    cfgs: list, run_dirs: list, *, resume: bool = False, callbacks: tuple = (), compact: bool = True
+    cfgs: list,
+    run_dirs: list,
+    *,
+    resume: bool = False,
+    callbacks: tuple = (),
+    compact: bool = True,
+    make_group=GroupRun,
 ) -> list[dict]:
     """Train the trials of one group into their folders; return their summaries.
 
@@ -359,13 +365,14 @@ def run_group(
     A stop request (dlrun/interrupt.py) ends every live trial as `interrupted` at the next safe
     point; one before the folders were written writes nothing. Raises RunFailed after recording
     status `failed` in every folder if training raises. `compact=False` keeps frozen trials
-    in the stacked state (to compare against compaction).
+    in the stacked state (to compare against compaction). `make_group` builds the group from
+    (cfgs, run dirs, data set, compact): a GroupRun, or a kind of it (a PBT population).
     """
     enable_compilation_cache()
     with handling_signals() as stop:
         try:
             stop.check()
-            group = GroupRun(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data), compact)
+            group = make_group(cfgs, [Path(d) for d in run_dirs], data.load(cfgs[0].data), compact)
         except Interrupted:
             return [{"status": "interrupted", "epochs_run": 0} for _ in cfgs]
         try:
@@ -422,8 +429,17 @@ def _train(group: GroupRun, resume: bool, callbacks: list, stop) -> None:
         trial.status = "completed" if trial.live else trial.status
 
 
-def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Console | None = None) -> dict:
-    """Train one config into `run_dir` (or continue the run there); return its summary."""
+def train_and_evaluate(
+    cfg,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    callbacks: tuple = (),
+    make_group=GroupRun,
+) -> dict:
+    """Train one config into `run_dir` (or continue the run there); return its summary.
+    `callbacks` and `make_group` as for run_group (a PBT replay writes its schedule so)."""
     console = console or Console(stderr=True)
     spec = data.describe(cfg.data)
     label = str(cfg.model.get("_target_") or cfg.model.name)  # a user's module by its own name
@@ -432,7 +448,10 @@ def train_and_evaluate(cfg, run_dir: Path, *, resume: bool = False, console: Con
         f"{models.param_count(cfg, spec):,} parameters, {spec.n_train:,} training "
         f"examples, {jax.default_backend()} backend -> {escape(str(run_dir))}"
     )
-    (summary,) = run_group([cfg], [run_dir], resume=resume, callbacks=[EpochProgress(console, label)])
+    progress = EpochProgress(console, label)
+    (summary,) = run_group(
+        [cfg], [run_dir], resume=resume, callbacks=[progress, *callbacks], make_group=make_group
+    )
     if (Path(run_dir) / results.SUMMARY_FILE).exists():
         console.print(summary_table(summary, run_dir))
     else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from omegaconf import OmegaConf
 
+from dlrun import optim
 from dlrun.config.schema import plain
 from dlrun.targets import names_code
 
@@ -116,3 +117,30 @@ def injected_names() -> frozenset:
     return frozenset(
         entry.name for entry in TRIAL_HPARAMS if entry.reaches == OPTIMIZER and entry.name != "learning_rate"
     )
+
+
+# The ways by which a value can change while a trial trains (population-based training): the
+# others fix how it starts (init, random keys, batch order) or live on the host.
+MUTABLE = (OPTIMIZER, STATE)
+
+
+def entry_for(key: str) -> TrialHparam | None:
+    return next((entry for entry in TRIAL_HPARAMS if entry.key == key), None)
+
+
+def is_mutable(key: str) -> bool:
+    """Whether a key's value can change mid-run by a write into the state."""
+    entry = entry_for(key)
+    return entry is not None and entry.reaches in MUTABLE
+
+
+def reached_values(cfg, keys) -> dict:
+    """{(OPTIMIZER or STATE, name in the state): value} that `keys` give this config: what a
+    write into the state must hold for the trial to train on as if it had started with `cfg`."""
+    injected, numbers = optim.injected_values(cfg), state_hparams(cfg)
+    reached = {}
+    for entry in (entry_for(key) for key in keys):
+        held = injected if entry.reaches == OPTIMIZER else numbers
+        if entry.name in held:
+            reached[(entry.reaches, entry.name)] = float(held[entry.name])
+    return reached
