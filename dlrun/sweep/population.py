@@ -91,8 +91,17 @@ class Population:
             {key: pbt.sample(d, rng) for key, d in self.space.items()} for _ in range(self.pbt.population)
         ]
         self.values = draws
+        base = int(_plan_trial(0, {}, fixed, variants, composed).cfg.seed)
+        # a population of randomly initialised networks (Jaderberg et al.): member i draws its
+        # weights, dropout and batch order from seed + i, as `seed=` would give a grid's trials
         self.members = [
-            _plan_trial(i, {k: value_text(v) for k, v in values.items()}, fixed, variants, composed)
+            _plan_trial(
+                i,
+                {**{k: value_text(v) for k, v in values.items()}, "seed": str(base + i)},
+                fixed,
+                variants,
+                composed,
+            )
             for i, values in enumerate(draws)
         ]
         cfg = self.members[0].cfg
