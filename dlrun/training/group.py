@@ -91,7 +91,10 @@ class GroupRun:
         if not resume:
             self.begun = True
             self.writes.submit(
-                [trial.start(self.dataset.spec, params, len(self.trials)) for trial in self.trials]
+                [
+                    trial.start(self.dataset.spec, params, len(self.trials), self.program.task)
+                    for trial in self.trials
+                ]
             )
             self.state = self._place(self.states)
             return 1
