@@ -249,6 +249,33 @@ CASES = [
     case("config-show-unknown-option", ["config", "show", "--bogus"], "No such option: --bogus"),
     case("list-extra-argument", ["list", "extra-arg"], "unexpected extra argument", "extra-arg"),
     case("list-unknown-option", ["list", "--bogus"], "No such option: --bogus"),
+    # train: the image tasks (dlrun/models/tasks.py) and the decoder's geometry
+    case(
+        "train-denoise-without-noise",
+        ["train", "model=autoencoder", "task=denoise"],
+        "task=denoise needs augment.noise_std > 0",
+    ),
+    case(
+        "train-unknown-upsample",
+        ["train", "model=autoencoder", "model.upsample=pixelshuffle"],
+        "model.upsample=pixelshuffle is not one of: transposed, nearest, bilinear",
+    ),
+    case(
+        "train-transposed-size",
+        ["train", "model=autoencoder", "model.padding=3"],
+        "(7 - 1) * 2 - 2 * 3 + 4 = 10",
+        "its encoder twin's side is 14",
+    ),
+    case(
+        "train-reconstruct-with-a-classifier",
+        ["train", "model=cnn", "task=reconstruct"],
+        "task=reconstruct needs a model whose output is an image: model=autoencoder",
+    ),
+    case(
+        "train-pixel-bce-standardized",
+        ["train", "model=autoencoder", "loss=binary_cross_entropy_with_logits"],
+        "needs targets in [0, 1]: set data.scaling=unit",
+    ),
     # sweep: the output folder, and running again into one
     case("sweep-out-is-a-file", [*SWEEP, "lr=0.1,0.01", "--out", "afile"], "afile is a file", setup=a_file),
     case("sweep-out-under-a-file", [*SWEEP, "--out", "afile/s"], "afile is a file", setup=a_file),

@@ -47,7 +47,10 @@ def test_the_issue_commands_compose_literally():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("model=unet", "unknown model 'unet' (choose from: alexnet, cnn, lenet, mlp, resnet, user, vgg)"),
+        (
+            "model=unet",
+            "unknown model 'unet' (choose from: alexnet, autoencoder, cnn, lenet, mlp, resnet, user, vgg)",
+        ),
         ("data=cifar", "unknown data 'cifar'"),
         ("optim=lion", "unknown optim 'lion'"),
         ("init=magic", "unknown init 'magic'"),

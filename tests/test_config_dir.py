@@ -126,7 +126,7 @@ def test_an_unknown_option_lists_the_users_choices_too(project):
     root, cwd = project
     result = dlrun(cwd, "train", "--config-dir", str(root / "conf"), "model=wider")
     assert result.returncode == 2
-    assert "choose from: alexnet, cnn, lenet, mlp, resnet, user, vgg, wide" in result.stderr
+    assert "choose from: alexnet, autoencoder, cnn, lenet, mlp, resnet, user, vgg, wide" in result.stderr
 
 
 @pytest.mark.slow

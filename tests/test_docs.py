@@ -342,6 +342,26 @@ SLOW = {
             lambda out: completed(latest("runs/vgg-mnist/*")),
         ),
     ],
+    "autoencoder": [
+        (
+            "dlrun train model=autoencoder data.scaling=unit lr=0.01 --out runs/ae",
+            MNIST,
+            lambda out: summary("runs/ae")["test_psnr"] > 0 and "test_psnr" in out,
+        ),
+        (
+            "dlrun train model=autoencoder data=mnist augment.noise_std=0.5 task=denoise --out runs/denoise",
+            MNIST,
+            # std 0.5 of standardised MNIST pixels (their std is 0.31 of full scale): about 16 dB
+            lambda out: 15 < summary("runs/denoise")["test_psnr_noisy_input"] < 17.5,
+        ),
+        ("dlrun report runs/ae", (), lambda out: "test PSNR" in out and "val acc" not in out),
+        (
+            "dlrun sweep model=autoencoder model.upsample=transposed,nearest,bilinear model.kernel=3,4 "
+            "--dry-run",
+            (),
+            lambda out: "6 trials" in out and "6 groups" in out,
+        ),
+    ],
     "transfer": [
         (
             "dlrun train model=lenet data=mnist data.classes=[0,1,2,3,4] --out runs/pre",

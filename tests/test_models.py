@@ -215,9 +215,10 @@ def test_every_model_option_has_a_check_in_its_family():
         assert set(module.OPTIONS) == set(fields_of("model", name)) - unchecked
     assert models.MODELS.names == (
         "alexnet",
+        "autoencoder",
         "cnn",
         "lenet",
         "mlp",
         "resnet",
         "vgg",
-    )  # resnet: tests/test_resnet.py
+    )  # resnet: tests/test_resnet.py, autoencoder: tests/test_autoencoder.py

@@ -32,6 +32,11 @@ LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt
 DataTask = Choice("DataTask", {name: name for name in ("auto", "classification", "regression")})
 Color = Choice("Color", {name: name for name in ("grey", "rgb")})
 StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "val_accuracy")})
+# auto: what the data says (classification or regression), or reconstruct for a model whose
+# output is an image (dlrun/models/tasks.py)
+Task = Choice("Task", {name: name for name in ("auto", "reconstruct", "denoise")})
+Upsample = Choice("Upsample", {name: name for name in ("transposed", "nearest", "bilinear")})
+Encoder = Choice("Encoder", {name: name for name in ("conv", "mlp")})
 
 
 # Each option of a config group has its own schema, so a run's config holds only what means
@@ -103,6 +108,22 @@ class ResNetConfig(ModelConfig):
     shortcut: Shortcut = Shortcut.projection  # where the shape changes: 1x1 conv + BN, or zero-pad
     dropout: float = 0.0  # drop probability on the pooled features, before the output layer
     conv_lowering: ConvLowering = ConvLowering.auto  # auto: the fastest for the backend
+
+
+@dataclass
+class AutoencoderConfig(ModelConfig):  # dlrun/models/autoencoder.py
+    encoder: Encoder = Encoder.conv  # conv: one 3x3 conv per `channels` entry; mlp: dense layers
+    channels: List[int] = field(default_factory=lambda: [16, 32])  # widths of the maps, input side first
+    hidden: List[int] = field(default_factory=lambda: [256])  # encoder=mlp: dense widths before the code
+    # each encoder conv shrinks the map by `stride`; each decoder layer grows it back by as much
+    upsample: Upsample = Upsample.transposed  # how the decoder grows a map (dlrun/models/upsample.py)
+    kernel: int = 4  # the decoder's kernel: a multiple of the stride avoids the checkerboard
+    stride: int = 2
+    padding: int = 1  # the transposed conv's crop on each border
+    # added at the bottom and right of a transposed conv's output; null: what makes each map the
+    # size of its encoder twin, if a value in [0, stride) does
+    output_padding: Optional[int] = None
+    dropout: float = 0.0  # drop probability on the code (the encoder's output)
 
 
 # A model node with `_target_` (dlrun/targets.py) is this option, whatever else it holds; the
@@ -296,6 +317,7 @@ OPTION_SCHEMAS = {
         "alexnet": AlexNetConfig,
         "vgg": VGGConfig,
         "resnet": ResNetConfig,
+        "autoencoder": AutoencoderConfig,
         USER_MODEL: UserModelConfig,
     },
     "data": {

@@ -23,6 +23,7 @@ from dlrun.config.options import (
     OptimConfig,
     ScheduleConfig,
     StoppingMetric,
+    Task,
 )
 from dlrun.plugins import entry_options
 from dlrun.targets import names_code
@@ -71,6 +72,10 @@ class Config:
     activation: str = "relu"
     activation_slope: float = 0.01  # leaky_relu's slope, prelu's initial slope
     maxout_pieces: int = 2  # maxout: linear pieces per unit
+    # what the outputs are trained to be: auto = the data's task (classification, regression);
+    # reconstruct: the input image itself; denoise: the clean image from a noisy one (the noise
+    # drawn on the device from augment.noise_std). The image tasks need model=autoencoder.
+    task: Task = Task.auto
     loss: str = "auto"  # auto = softmax cross-entropy for classification, mse for regression
     huber_delta: float = 1.0
     eval_batch_size: int = 1000

@@ -117,7 +117,7 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     passed, so only they are checked against the schema.
     """
     from dlrun import data, models, optim
-    from dlrun.models import activations, inits, losses, trainable
+    from dlrun.models import activations, inits, losses, tasks, trainable
 
     names = names_of(cfg)
     _check_schema(cfg, names, changed)
@@ -140,6 +140,7 @@ def validate(cfg: DictConfig, changed: dict | None = None) -> None:
     except DataError as error:
         raise ConfigError(str(error)) from None
     models.check(cfg, spec)
+    tasks.check(cfg, spec)
     trainable.check_trainable(cfg, spec)
     losses.check(cfg, spec)
     fit_batch(cfg, spec.n_train)

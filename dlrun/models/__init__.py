@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dlrun.models import alexnet, cnn, lenet, losses, mlp, resnet, user, vgg
+from dlrun.models import alexnet, autoencoder, cnn, lenet, losses, mlp, resnet, tasks, user, vgg
 from dlrun.models.inits import make_bias_init, make_kernel_init
 from dlrun.models.layers import ActivationSpec
 from dlrun.registry import Check, Registry, check_options
@@ -29,6 +29,8 @@ class Family(NamedTuple):
     # (cfg.model, DataSpec) -> values per example a step builds beyond the layers' outputs
     # (a lowering's im2col patches); the memory estimate that sizes groups adds them
     workspace: Callable = lambda model, spec: 0
+    # whether `build` also takes the DataSpec (a decoder sized to give back the input's shape)
+    shaped: bool = False
 
 
 MODELS = Registry(
@@ -40,6 +42,7 @@ MODELS = Registry(
         "alexnet": Family(alexnet.build, alexnet.OPTIONS, alexnet.check_fits, alexnet.workspace),
         "vgg": Family(vgg.build, vgg.OPTIONS, vgg.check_fits, vgg.workspace),
         "resnet": Family(resnet.build, resnet.OPTIONS, resnet.check_fits, resnet.workspace),
+        "autoencoder": Family(autoencoder.build, autoencoder.OPTIONS, autoencoder.check_fits, shaped=True),
     },
 )
 
@@ -74,12 +77,13 @@ def build_model(cfg, spec) -> nn.Module:
         kernel_init=make_kernel_init(cfg),
         bias_init=make_bias_init(cfg),
     )
-    return MODELS.get(cfg.model.name).build(cfg.model, outputs, common)
+    family = MODELS.get(cfg.model.name)
+    return family.build(cfg.model, outputs, common, *([spec] if family.shaped else []))
 
 
 def output_units(cfg, spec) -> int:
     """The units of the model's output layer: as many as the loss and the data ask for."""
-    return losses.output_units(losses.resolve_loss(cfg.loss, spec), spec)
+    return losses.output_units(losses.resolve_loss(cfg.loss, spec, tasks.resolve_task(cfg, spec)), spec)
 
 
 def param_count(cfg, spec) -> int:

@@ -36,6 +36,9 @@ HEADLINE = [
     "val_accuracy",
     "best_val_accuracy",
     "test_accuracy",
+    # the image tasks' (dlrun/models/tasks.py): the output's PSNR, and denoise's noisy input's
+    "test_psnr",
+    "test_psnr_noisy_input",
     "gap",
     "time_s",
     "pruned_epoch",
@@ -240,6 +243,8 @@ def run_row(
         "best_val_accuracy",
         "test_loss",
         "test_accuracy",
+        "test_psnr",
+        "test_psnr_noisy_input",
     ):
         row[name] = _number(summary.get(name))
     if math.isnan(row["epochs_run"]) and metrics is not None:
@@ -347,6 +352,7 @@ def group_by(frame: pd.DataFrame, key: str) -> pd.DataFrame:
             "best_val_loss",
             "best_val_accuracy",
             "test_accuracy",
+            "test_psnr",
             "test_loss",
             "gap",
             "epochs_run",

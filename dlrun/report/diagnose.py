@@ -79,6 +79,7 @@ class _Run:
     status: str
     num_classes: int | None
     test_accuracy: float | None
+    val_psnr: np.ndarray | None = None  # the image tasks' (dlrun/models/tasks.py), in dB
 
     @property
     def epochs(self) -> int:
@@ -108,6 +109,7 @@ def _read(metrics: pd.DataFrame | None, summary: dict | None) -> _Run:
         status=str(summary.get("status", "")),
         num_classes=int(num_classes) if _is_number(num_classes) and num_classes > 1 else None,
         test_accuracy=float(test_accuracy) if _is_number(test_accuracy) else None,
+        val_psnr=column(metrics, "val_psnr"),
     )
 
 
@@ -347,6 +349,8 @@ def _good_fit(run: _Run) -> str:
         accuracies.append(("test", run.test_accuracy))
     if accuracies:
         parts.append("accuracy " + ", ".join(f"{name} {value:.3f}" for name, value in accuracies))
+    if run.val_psnr is not None and math.isfinite(run.val_psnr[-1]):
+        parts.append(f"val PSNR {run.val_psnr[-1]:.2f} dB")
     return "; ".join(parts)
 
 

@@ -23,6 +23,8 @@ HEADERS = {
     "best_val_accuracy": "val acc",
     "test_accuracy": "test acc",
     "test_loss": "test loss",
+    "test_psnr": "test PSNR",
+    "test_psnr_noisy_input": "noisy PSNR",
     "train_loss": "train loss",
     "val_loss": "last val loss",
     "train_accuracy": "train acc",
@@ -44,15 +46,20 @@ DISPLAY_ORDER = [
     "train_accuracy",
     "best_val_accuracy",
     "test_accuracy",
+    "test_psnr",
+    "test_psnr_noisy_input",
     "gap",
     "time_s",
     "diagnosis",
     "flags",
 ]
-# Which optional columns a wider console gains first: the test accuracy answers "which is best",
-# the loss tells apart runs at the same accuracy, the gap says over- or underfit.
+# Which optional columns a wider console gains first: the test accuracy answers "which is best"
+# (an image task's PSNR, in dB, beside the noisy input's), the loss tells apart runs at the
+# same accuracy, the gap says over- or underfit.
 OPTIONAL = [
     "test_accuracy",
+    "test_psnr",
+    "test_psnr_noisy_input",
     "best_val_loss",
     "epochs_run",
     "gap",

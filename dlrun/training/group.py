@@ -91,7 +91,10 @@ class GroupRun:
         if not resume:
             self.begun = True
             self.writes.submit(
-                [trial.start(self.dataset.spec, params, len(self.trials)) for trial in self.trials]
+                [
+                    trial.start(self.dataset.spec, params, len(self.trials), self.program.task)
+                    for trial in self.trials
+                ]
             )
             self.state = self._place(self.states)
             return 1
@@ -145,7 +148,8 @@ class GroupRun:
                         workers,
                     )
                     self.compile_s += seconds
-                    return runner.epoch, runner.assess, runner.assess, runner.predict, runner
+                    # the third is the test pass's: the validation's executable has its shapes
+                    return runner.epoch, runner.assess, runner.test, runner.predict, runner
                 epoch_fn, assess_fn, predict_fn = compiled_functions(
                     self.program, batched, batched and self.shares_batches, per_pass
                 )

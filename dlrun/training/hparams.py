@@ -75,7 +75,10 @@ def _value(cfg, key: str):
 
 def _reaches(entry: TrialHparam, cfg) -> bool:
     """Whether an entry reaches this config's training as the table says: a user's module
-    takes its fields (a `model.dropout` among them) as arguments, compiled into the program."""
+    takes its fields (a `model.dropout` among them) as arguments, compiled into the program;
+    task=denoise compiles its noise in, since the evaluation's inputs carry it too."""
+    if entry.key == "augment.noise_std" and str(cfg.get("task", "auto")) == "denoise":
+        return False
     return not (entry.key.startswith("model.") and names_code(cfg["model"]))
 
 

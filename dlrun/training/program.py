@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dlrun import data, models, optim
-from dlrun.models import losses, trainable
+from dlrun.models import losses, tasks, trainable
 from dlrun.training import hparams, transfer
 from dlrun.training.step import Program, create_state, evaluate, init_variables, train_epoch, train_step
 from dlrun.training.trial import init_key
@@ -34,12 +34,13 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
     flags = hparams.compiled_flags(cfgs)
     model = models.build_model(cfg, spec).clone(use_dropout=flags["use_dropout"])
     frozen = trainable.frozen_modules(cfg, spec)  # model.trainable splits groups: one per group
+    task = tasks.resolve_task(cfg, spec)
     return Program(
         model=model,
         optimizer=transfer.freeze(optim.make_optimizer(cfg, steps_per_epoch), frozen),
         schedule=optim.make_schedule(cfg, steps_per_epoch),
-        loss_name=losses.resolve_loss(cfg.loss, spec),
-        task=spec.task,
+        loss_name=losses.resolve_loss(cfg.loss, spec, task),
+        task=task,
         input_shape=tuple(spec.input_shape),
         batch_size=cfg.batch_size,
         steps_per_epoch=steps_per_epoch,
@@ -51,7 +52,21 @@ def build_program(cfgs: list, dataset: data.Dataset) -> Program:
         use_noise=flags["use_noise"],
         mask_updates=len(cfgs) > 1,
         frozen=frozen,
+        pixel_peak=pixel_peak(dataset),
+        # a program constant, not a per-trial value: it noises the evaluation's inputs too
+        # (dlrun/training/hparams.py splits groups by it for denoise)
+        denoise_std=float(cfg.augment.noise_std) if task == "denoise" else 0.0,
+        noise_seed=int(cfg.data.get("seed", 0)),
     )
+
+
+def pixel_peak(dataset: data.Dataset) -> float:
+    """The value of a full-scale pixel above a black one, in the model's units: 255 steps of
+    x_scale for 8-bit images, else the range of the training inputs (already scaled)."""
+    if dataset.x_train.dtype == np.uint8:
+        return 255.0 * float(dataset.x_scale)
+    spread = float(np.max(dataset.x_train) - np.min(dataset.x_train)) if dataset.x_train.size else 1.0
+    return spread if spread > 0 else 1.0
 
 
 def eval_batches(x: np.ndarray, y: np.ndarray, batch_size: int):

@@ -50,6 +50,8 @@ class EpochProgress(EpochCallback):
         text = f"loss {row['train_loss']:.4f} val {row['val_loss']:.4f}"
         if not math.isnan(row.get("val_accuracy", math.nan)):
             text += f" acc {row['train_accuracy']:.2%} val {row['val_accuracy']:.2%}"
+        if "val_psnr" in row:
+            text += f" PSNR {row['train_psnr']:.2f} val {row['val_psnr']:.2f} dB"
         self.progress.update(self.task, completed=epoch, metrics=text)
 
     def on_end(self, group) -> None:
@@ -69,6 +71,8 @@ def summary_table(summary: dict, run_dir) -> Table:
         "best_val_accuracy",
         "test_loss",
         "test_accuracy",
+        "test_psnr",
+        "test_psnr_noisy_input",
         "params",
         "train_time_s",
         "compile_time_s",
@@ -78,6 +82,12 @@ def summary_table(summary: dict, run_dir) -> Table:
         if value is None or (isinstance(value, float) and math.isnan(value)):
             continue  # e.g. no accuracy for a regression
         if isinstance(value, float):
-            value = f"{value:.2%}" if "accuracy" in key else f"{value:.4g}"
+            value = (
+                f"{value:.2%}"
+                if "accuracy" in key
+                else f"{value:.2f} dB"
+                if "psnr" in key
+                else f"{value:.4g}"
+            )
         table.add_row(key, escape(str(value)))
     return table

@@ -73,6 +73,11 @@ class SideBySide:
         """Evaluate the `tested` rows (zeros for the others)."""
         return self._each(self.assess_exe, self.assess_fn, tested, params, batch_stats, batches)
 
+    def test(self, tested, params, batch_stats, *batches):
+        """`assess` over other batches than the validation's (the test pass of a task without
+        class probabilities), compiled for their shapes on the call."""
+        return self._each(self.assess_fn, self.assess_fn, tested, params, batch_stats, batches)
+
     def predict(self, tested, params, batch_stats, *batches):
         """`assess` with the class probabilities too (the test pass)."""
         return self._each(self.predict_fn, self.predict_fn, tested, params, batch_stats, batches)

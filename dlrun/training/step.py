@@ -20,6 +20,7 @@ import optax
 
 from dlrun import optim
 from dlrun.models import layer_of, losses
+from dlrun.models.tasks import IMAGE_TASKS
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -55,6 +56,13 @@ class Program:
     # the whole state every step cost more than the step's own elementwise work.
     mask_updates: bool = False
     frozen: frozenset = frozenset()  # top-level parameter modules that never train (model.trainable)
+    # the image tasks: a pixel of peak value in the model's units is this many of them (255 of
+    # 0..255 pixels scaled by x_scale), so errors divided by it are on the [0, 1] scale of PSNR
+    pixel_peak: float = 1.0
+    # task=denoise: the noise std of every input, validation and test too (one noisy copy of
+    # those, drawn from `noise_seed`, so each epoch and each trial sees the same)
+    denoise_std: float = 0.0
+    noise_seed: int = 0
 
 
 def init_variables(program: Program, key: jax.Array) -> dict:
@@ -105,7 +113,20 @@ def flip_mask(key, n: int):
 def augment(program: Program, x, key, noise_std):
     """Random translations by up to `augment_shift` pixels (a random crop of the zero-padded
     image, per channel alike), left-right mirror images, and additive gaussian noise."""
-    shift_key, noise_key = jax.random.split(key)
+    x = transform(program, x, key)
+    if program.use_noise:
+        x = noisy(x, jax.random.split(key)[1], noise_std)
+    return x
+
+
+def noisy(x, key, noise_std):
+    """`x` plus gaussian noise of std `noise_std`, drawn on the device from `key`."""
+    return x + noise_std * jax.random.normal(key, x.shape)
+
+
+def transform(program: Program, x, key):
+    """The geometric part of `augment`: shifts and mirror images (the target of an image task)."""
+    shift_key = jax.random.split(key)[0]
     if program.augment_shift:
         s = program.augment_shift
         padded = jnp.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
@@ -114,9 +135,19 @@ def augment(program: Program, x, key, noise_std):
         x = jax.vmap(crop)(padded, offsets)
     if program.augment_flip:
         x = jnp.where(flip_mask(key, x.shape[0])[:, None, None, None], x[:, :, ::-1, :], x)
-    if program.use_noise:
-        x = x + noise_std * jax.random.normal(noise_key, x.shape)
     return x
+
+
+def training_pair(program: Program, x, y, key, noise_std):
+    """(the model's input, its target) of one step: the augmented images and their labels, or
+    for the image tasks the clean image as target, the input noisy for denoise."""
+    x = prepare_inputs(program, x)
+    if program.task not in IMAGE_TASKS:
+        return augment(program, x, key, noise_std), y
+    clean = transform(program, x, key)
+    return (
+        noisy(clean, jax.random.split(key)[1], program.denoise_std) if program.denoise_std else clean
+    ), clean
 
 
 def l2_penalty(params, frozen=frozenset()):
@@ -136,13 +167,25 @@ def _forward(program, params, batch_stats, x, train, dropout_rate, key):
 
 
 def batch_metrics(program: Program, outputs, y):
-    """Return per-example loss values and correctness (NaN correctness for regression)."""
+    """Return per-example measures: `loss` and `accuracy` (correctness; NaN but for
+    classification), and for the image tasks `pixel_mse`, the squared error on [0, 1] pixels."""
+    if program.task in IMAGE_TASKS:  # a value per pixel: [n, H, W, C] as [n, pixels]
+        outputs, y = outputs.reshape(outputs.shape[0], -1), y.reshape(y.shape[0], -1)
     per_example = losses.LOSSES[program.loss_name].fn(outputs, y, {"huber_delta": program.huber_delta})
     if program.task == "classification":
         correct = (losses.predict_classes(program.loss_name, outputs) == y).astype(jnp.float32)
     else:
         correct = jnp.full(per_example.shape, jnp.nan)
-    return per_example, correct
+    measures = {"loss": per_example, "accuracy": correct}
+    if program.task in IMAGE_TASKS:
+        measures["pixel_mse"] = pixel_mse(program, losses.reconstruction(program.loss_name, outputs), y)
+    return measures
+
+
+def pixel_mse(program: Program, images, clean):
+    """Per example, the mean squared error of `images` against `clean` on [0, 1] pixels."""
+    error = (images - clean).reshape(images.shape[0], -1) / program.pixel_peak
+    return jnp.mean(jnp.square(error), axis=-1)
 
 
 def layer_grad_norms(grads) -> dict:
@@ -157,18 +200,18 @@ def layer_grad_norms(grads) -> dict:
 def train_step(program: Program, state: TrainState, x, y, key):
     """One update on one mini-batch. Returns the new state and this step's metrics."""
     augment_key, dropout_key = jax.random.split(key)
-    x = augment(program, prepare_inputs(program, x), augment_key, state.hparams["noise_std"])
+    x, y = training_pair(program, x, y, augment_key, state.hparams["noise_std"])
 
     def objective(params):
         outputs, updates = _forward(
             program, params, state.batch_stats, x, True, state.hparams["dropout"], dropout_key
         )
-        per_example, correct = batch_metrics(program, outputs, y)
-        data_loss = jnp.mean(per_example)
+        measures = batch_metrics(program, outputs, y)
+        data_loss = jnp.mean(measures["loss"])
         penalty = state.hparams["l2"] * l2_penalty(params, program.frozen)
-        return data_loss + penalty, (data_loss, correct, updates)
+        return data_loss + penalty, (data_loss, measures, updates)
 
-    grads, (data_loss, correct, updates) = jax.grad(objective, has_aux=True)(state.params)
+    grads, (data_loss, measures, updates) = jax.grad(objective, has_aux=True)(state.params)
     step_updates, opt_state = program.optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(
         step=state.step + 1,
@@ -179,8 +222,8 @@ def train_step(program: Program, state: TrainState, x, y, key):
     layer_norms = layer_grad_norms(grads)
     grad_norm = jnp.sqrt(sum(jnp.square(norm) for norm in layer_norms.values()))
     metrics = {
+        **{name: jnp.mean(values) for name, values in measures.items()},
         "loss": data_loss,
-        "accuracy": jnp.mean(correct),
         "grad_norm": grad_norm,
         "layer_grad_norms": layer_norms,
         # sow() stores a tuple per name; each layer sows once per call
@@ -245,20 +288,40 @@ def evaluate(program: Program, params, batch_stats, x_batches, y_batches, mask, 
     """
 
     def body(totals, inputs):
-        x, y, valid = inputs
-        outputs, _ = _forward(
-            program, params, batch_stats, prepare_inputs(program, x), False, 0.0, jax.random.PRNGKey(0)
-        )
-        per_example, correct = batch_metrics(program, outputs, y)
-        loss_sum = jnp.sum(jnp.where(valid, per_example, 0.0))
-        correct_sum = jnp.sum(jnp.where(valid, correct, 0.0))
+        index, x, y, valid = inputs
+        x, y, measures = eval_pair(program, x, y, index)
+        outputs, _ = _forward(program, params, batch_stats, x, False, 0.0, jax.random.PRNGKey(0))
+        measures.update(batch_metrics(program, outputs, y))
+        sums = {name: jnp.sum(jnp.where(valid, values, 0.0)) for name, values in measures.items()}
         kept = class_probabilities(program, outputs) if probabilities else None
-        return (totals[0] + loss_sum, totals[1] + correct_sum), kept
+        return jax.tree_util.tree_map(jnp.add, totals, sums), kept
 
-    (loss_sum, correct_sum), kept = jax.lax.scan(body, (0.0, 0.0), (x_batches, y_batches, mask))
+    names = ["loss", "accuracy", *IMAGE_MEASURES.get(program.task, ())]
+    totals = {name: jnp.zeros((), jnp.float32) for name in names}
+    indices = jnp.arange(x_batches.shape[0])
+    sums, kept = jax.lax.scan(body, totals, (indices, x_batches, y_batches, mask))
     count = jnp.sum(mask)
-    metrics = {"loss": loss_sum / count, "accuracy": correct_sum / count}
+    metrics = {name: total / count for name, total in sums.items()}
     return (metrics, kept) if probabilities else metrics
+
+
+# what the evaluation of an image task measures besides the loss: the output's error on pixels,
+# and for denoise the noisy input's own (what the model has to improve on)
+IMAGE_MEASURES = {"reconstruct": ("pixel_mse",), "denoise": ("pixel_mse", "noisy_input_mse")}
+
+
+def eval_pair(program: Program, x, y, index):
+    """(the model's input, its target, measures of the input) for evaluation batch `index`: the
+    batch and its labels, or the clean image as target, its input noisy for denoise (drawn from
+    the program's noise seed and the batch index: the same noisy copy every epoch)."""
+    x = prepare_inputs(program, x)
+    if program.task not in IMAGE_TASKS:
+        return x, y, {}
+    if program.task == "reconstruct":
+        return x, x, {}
+    key = jax.random.fold_in(jax.random.PRNGKey(program.noise_seed), index)
+    inputs = noisy(x, key, program.denoise_std)
+    return inputs, x, {"noisy_input_mse": pixel_mse(program, inputs, x)}
 
 
 def class_probabilities(program: Program, outputs):

@@ -21,6 +21,7 @@ from dlrun import results
 from dlrun.config.compose import to_yaml
 from dlrun.config.schema import plain
 from dlrun.layout import user_config_dir
+from dlrun.models.tasks import IMAGE_TASKS, psnr
 from dlrun.training.resume import changed_values
 from dlrun.version import __version__
 
@@ -62,7 +63,20 @@ def epoch_row(epoch: int, metrics: dict, val: dict, seconds: float) -> dict:
         row[f"grad_norm_{layer}"] = float(norm)
     row["dead_fraction"] = float(metrics["dead_fraction"])
     row["saturated_fraction"] = float(metrics["saturated_fraction"])
+    if "pixel_mse" in metrics:  # an image task: the PSNR of the epoch's mean squared error
+        row["train_psnr"] = psnr(float(metrics["pixel_mse"]))
+        row["val_psnr"] = psnr(float(val["pixel_mse"]))
     return row
+
+
+def image_summary(test: dict, task: str) -> dict:
+    """An image task's test PSNR, and for denoise its noisy input's own (what it improved on)."""
+    if task not in IMAGE_TASKS:
+        return {}
+    fields = {"test_psnr": psnr(float(test.get("pixel_mse", math.nan)))}
+    if task == "denoise":
+        fields["test_psnr_noisy_input"] = psnr(float(test.get("noisy_input_mse", math.nan)))
+    return fields
 
 
 def epoch_key(cfg, epoch: int) -> jax.Array:
@@ -124,12 +138,12 @@ class Trial:
     def live(self) -> bool:
         return self.status == "running"
 
-    def start(self, spec, params: int, group_size: int) -> Callable[[], None]:
-        """Begin the summary; return the function that writes config.yaml and a `running`
-        summary.json, to run later."""
+    def start(self, spec, params: int, group_size: int, task: str | None = None) -> Callable[[], None]:
+        """Begin the summary (`task`: the run's, default the data's); return the function that
+        writes config.yaml and a `running` summary.json, to run later."""
         self.summary = {
             "status": "running",
-            "task": spec.task,
+            "task": task or spec.task,
             "model": self.cfg.model.name,
             "data": spec.name,
             "params": params,
@@ -248,6 +262,7 @@ class Trial:
             final_val_loss=last.get("val_loss"),
             test_loss=float(test["loss"]),
             test_accuracy=float(test["accuracy"]) if task == "classification" else None,
+            **image_summary(test, task),
             test_params="best" if self.uses_best() else "final",
             train_time_s=sum(row["epoch_time_s"] for row in self.rows),
             compile_time_s=compile_s,
