@@ -153,7 +153,10 @@ def sweep(
         "what fits one group in memory).",
     ),
     metric: Optional[str] = typer.Option(
-        None, "--metric", help="Adaptive search: what is optimised, best_val_accuracy or best_val_loss."
+        None,
+        "--metric",
+        help="Adaptive search: what is optimised (best_val_accuracy, best_val_loss); several, "
+        "comma-separated, for a Pareto front (params, train_time_s too).",
     ),
     pruner: str = typer.Option(
         "none",

@@ -275,6 +275,15 @@ SLOW = {
             lambda out: "<svg" in Path("runs/tpe/report.html").read_text(),
         ),
     ],
+    "pareto": [
+        (
+            "dlrun sweep model.hidden='choice([16],[64],[256])' lr='interval(1e-3,1e-1)' --search tpe "
+            "--trials 64 --metric best_val_accuracy,params --out runs/pareto",
+            (*MNIST, *TRIALS),
+            lambda out: len(trials("runs/pareto")) == 2 and trials("runs/pareto")["params"].notna().all(),
+        ),
+        ("dlrun report runs/pareto", (), lambda out: "Pareto front:" in out),
+    ],
     "grid": [
         (
             "dlrun sweep lr=0.1,0.01,0.001 seed=0,1,2",

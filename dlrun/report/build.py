@@ -41,6 +41,7 @@ HEADLINE = [
     "test_psnr_noisy_input",
     "gap",
     "time_s",
+    "params",  # the parameter count: a cost a Pareto search trades accuracy against
     "pruned_epoch",
     "diagnosis",
     "flags",
@@ -254,6 +255,7 @@ def run_row(
         row["train_accuracy"] - row["val_accuracy"] if classification else row["val_loss"] - row["train_loss"]
     )
     row["time_s"] = _number(summary.get("train_time_s"))
+    row["params"] = _number(summary.get("params"))
     row["status"] = summary.get("status", "unknown")
     row["pruned_epoch"] = _number(summary.get("pruned_epoch"))  # NaN unless the search pruned it
     diagnosis = diagnose.diagnose(metrics, summary, thresholds)

@@ -20,6 +20,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FixedLocator, MaxNLocator, NullLocator  # noqa: E402
 
+from dlrun.report import pareto  # noqa: E402
 from dlrun.report.plots import is_numeric, log_scale  # noqa: E402
 
 # Sensitivity: one line per setting of the other swept keys up to this many; past it the lines
@@ -252,4 +253,12 @@ def search_svg(series: pd.DataFrame, metric: str, title: str) -> str:
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharey=True)
     search.draw(axes, series, metric, title)
+    return to_svg(figure)
+
+
+def pareto_svg(columns: list, trials: pd.DataFrame, title: str) -> str:
+    """The trials against the first two metrics, the Pareto front joined (report/pareto.py)."""
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    pareto.draw(axis, columns, trials)
+    axis.set_title(title, fontsize=9)
     return to_svg(figure)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dlrun.report import figures, search
+from dlrun.report import figures, pareto, search
 from dlrun.report.cells import cell_text
 from dlrun.report.figures import value_text
 from dlrun.results import INSPECT_DIR, INSPECT_PAGE
@@ -71,6 +71,7 @@ NOT_SETTINGS = {
     "test_loss",
     "gap",
     "time_s",
+    "params",
     "pruned_epoch",
     "diagnosis",
     "flags",
@@ -318,6 +319,22 @@ def search_section(rows: pd.DataFrame, sweeps: list) -> str:
     return _section("search", "Search progress", _figure(svg, caption))
 
 
+def pareto_section(rows: pd.DataFrame, sweeps: list) -> str:
+    """For a search of several metrics: every finished trial against the first two, the Pareto
+    front highlighted (report/pareto.py); nothing otherwise."""
+    found = pareto.front(rows, sweeps)
+    if found is None:
+        return ""
+    columns, trials = found
+    count = int(trials["on_front"].sum())
+    svg = figures.pareto_svg(columns, trials, f"Pareto front ({pareto.describe(columns)})")
+    caption = (
+        f"{plural(count, 'trial')} of {len(trials)} finished on the Pareto front: no other trial is "
+        f"as good on every metric and better on one ({pareto.describe(columns)}); a dot per trial."
+    )
+    return _section("pareto", "Pareto front", _figure(svg, caption))
+
+
 def curves_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
     """Every run's validation curves overlaid, once coloured by each swept key (the seed only
     when nothing else was swept)."""
@@ -384,6 +401,7 @@ def report_page(
         what_was_run(frame, varying, shared or {}, sweeps or [], sources or ["-"], warnings or []),
         best_trials(frame, varying),
         search_section(frame if rows is None else rows, sweeps or []),
+        pareto_section(frame if rows is None else rows, sweeps or []),
         sensitivity_section(frame, varying),
         curves_section(frame, varying, curves),
         runs_section(frame, varying, grouped),

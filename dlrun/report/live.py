@@ -30,6 +30,7 @@ import yaml
 from dlrun import results
 from dlrun.claims import noted_as_held
 from dlrun.config.schema import own_fields
+from dlrun.objectives import direction, metric_names
 from dlrun.report import diagnose
 from dlrun.report.build import RUN_FILES, flatten
 from dlrun.report.thresholds import DEFAULT_THRESHOLDS, Thresholds
@@ -112,7 +113,7 @@ class Watched:
 
     @property
     def maximise(self) -> bool:
-        return not self.metric.endswith("loss")
+        return direction(self.metric) == "maximize"
 
 
 class LiveFolder:
@@ -139,6 +140,7 @@ class LiveFolder:
         trials = sorted(self.trials.values(), key=lambda trial: trial.name)
         plan = self.record.get("plan") if isinstance(self.record.get("plan"), dict) else {}
         metric = self.record.get("metric") or plan.get("metric") or _default_metric(trials)
+        metric = metric_names(metric)[0]  # a Pareto search's bests are shown by its first metric
         watched = Watched(
             self.folder,
             self.kind,

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from dlrun.errors import ConfigError
-from dlrun.report import options, render
+from dlrun.report import options, pareto, render
 from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
 from dlrun.report.settings import non_default
 from dlrun.results import atomic_write_text
@@ -98,6 +98,7 @@ def _render(fmt: str, built, frame, shown, targets, grouped: bool, columns, outp
     if fmt == "table":
         title = render.report_title(len(frame), len(shown) if grouped else None, targets)
         parts = _table_parts(shown, built, title, columns, output)
+        parts += _front_part(built, targets, 200 if output else Console().width)
         return render.plain_text(parts) if output else _print_parts(parts)
     if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
         from dlrun.report.html import report_html
@@ -122,6 +123,14 @@ def _table_parts(shown, built, title: str, columns: str | None, output) -> list:
         )
     except ValueError as error:
         raise ConfigError(str(error)) from None
+
+
+def _front_part(built, targets, width: int) -> list:
+    """A search of several metrics: its Pareto front over all its trials (report/pareto.py)."""
+    from dlrun.report.html import read_sweeps
+
+    found = pareto.front(built.rows, read_sweeps(targets))
+    return [] if found is None else [pareto.front_table(*found, built.varying, width)]
 
 
 def _print_parts(parts: list) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dlrun.objectives import direction, metric_names
+
 # Searches whose progress is worth a plot: every sampler's but the grid's, whose order is fixed.
 NOT_ADAPTIVE = ("grid",)
 
@@ -31,13 +33,15 @@ def objective(frame: pd.DataFrame, records: list[dict]) -> tuple[str, bool]:
     """(column, maximise): the sweep's recorded `metric` when the rows have it, else the
     validation accuracy for classifiers and the validation loss otherwise."""
     recorded = next((r.get("metric") for r in records if r.get("metric")), None)
+    # several metrics (a Pareto search, report/pareto.py): its progress is the first one's
+    recorded = metric_names(recorded)[0] if recorded else None
     if recorded in frame:
         metric = recorded
     elif "best_val_accuracy" in frame and frame["best_val_accuracy"].notna().any():
         metric = "best_val_accuracy"
     else:
         metric = "best_val_loss"
-    return metric, not metric.endswith("loss")
+    return metric, direction(metric) == "maximize"
 
 
 def best_so_far(frame: pd.DataFrame, metric: str, maximise: bool) -> pd.DataFrame:

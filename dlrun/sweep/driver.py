@@ -39,7 +39,7 @@ from dlrun.sweep.progress import SweepProgress
 from dlrun.sweep.pruners import make_pruner
 from dlrun.sweep.pruning import StudyLink
 from dlrun.sweep.rebuild import reconcile
-from dlrun.sweep.search import direction, make_sampler, space_points, value_text
+from dlrun.sweep.search import directions, make_sampler, space_points, value_text
 from dlrun.sweep.workers import SETUP_WAIT_S, Deferred, Waiting
 
 # An asked trial whose config is refused (say, a sampled width the model cannot take) is told
@@ -390,7 +390,7 @@ def _open(search: Search, out: Path, command: str, storage, url: str, executor) 
             name,
             search.space,
             search.metric,
-            direction(search.metric),
+            directions(search.metric),
             make_sampler(options.search, options.seed),
             make_pruner(options.pruner, options.min_epochs, int(search.probe.cfg.epochs)),
         )

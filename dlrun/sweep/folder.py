@@ -210,6 +210,7 @@ def write_index(out: Path, plan: Plan) -> pd.DataFrame:
                 "test_loss",
                 "test_accuracy",
                 "train_time_s",
+                "params",
                 "pruned_epoch",
             ):
                 row[key] = summary.get(key)

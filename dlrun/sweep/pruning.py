@@ -31,13 +31,27 @@ class StudyLink:
     trials: dict = field(default_factory=dict)  # run folder name -> Optuna trial id
 
 
+class FirstObjective:
+    """A study of several metrics as its pruner sees it: Optuna's pruners read `study.direction`,
+    which such a study refuses (Optuna has no pruning for several: its issue #3450). The epochs
+    report the first metric, so the pruner judges them by the first metric's direction; the rest
+    (trials, storage, rungs) is the study's own."""
+
+    def __init__(self, study, direction):
+        self._study, self.direction = study, direction
+
+    def __getattr__(self, name):
+        return getattr(self._study, name)
+
+
 class StudyPruning(EpochCallback):
     """Report each live trial's epoch value to its Optuna trial; prune the ones it says to."""
 
     def __init__(self, link: StudyLink):
         self.link = link
         self.study = None
-        self.best_first = True  # the study's direction, once loaded
+        self.best_first = True  # the study's (first) direction, once loaded
+        self.judged = None  # what the pruner is shown: the study, or its first objective
         # reports go to the storage from a thread of their own: each is a committed (fsynced)
         # transaction, ~10 ms while the epoch's checkpoints are written; only a pruning
         # decision waits for them
@@ -54,7 +68,10 @@ class StudyPruning(EpochCallback):
                 storage=open_storage(self.link.storage),
                 pruner=make_pruner(self.link.pruner, self.link.min_epochs, self.link.max_epochs),
             )
-        self.best_first = self.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        # the values reported are the first metric's, so its direction is the one they rank by
+        first = self.study.directions[0]
+        self.best_first = first == optuna.study.StudyDirection.MAXIMIZE
+        self.judged = FirstObjective(self.study, first) if len(self.study.directions) > 1 else self.study
 
     def on_epoch(self, group, epoch: int, rows: list) -> None:
         """1. report every live trial (the group's trials then compete with each other too),
@@ -84,7 +101,7 @@ class StudyPruning(EpochCallback):
         # a better one of the same epoch is pruned (the worse one, judged first, had fewer rivals).
         for _, index, trial_id in sorted(reported, key=lambda r: r[0], reverse=self.best_first):
             frozen = storage.get_trial(trial_id)
-            if self.study.pruner.prune(self.study, frozen):
+            if self.study.pruner.prune(self.judged, frozen):
                 group.stop_trial(index, "pruned", pruned_epoch=epoch)
                 # told now, not when the group ends: a dashboard on the study sees it stop
                 summary = results.read_summary(Path(group.trials[index].run_dir))

@@ -24,7 +24,7 @@ from dlrun import results
 from dlrun.errors import ConfigError
 from dlrun.sweep import study_store as store
 from dlrun.sweep.folder import FINAL_STATUSES, same_value, trained_value, trial_status
-from dlrun.sweep.search import epoch_value, value_text
+from dlrun.sweep.search import epoch_value, summary_values, value_text
 
 TRIAL_FOLDER = re.compile(r"trial-(\d{3,})")
 
@@ -141,13 +141,12 @@ def _from_folder(run_dir: Path, space: dict, metric: str, identity: dict):
             value = epoch_value(metric, row)
             if value is not None and math.isfinite(value):
                 curve[int(row["epoch"])] = value
-    value = summary.get(metric)
+    values = summary_values(metric, summary)
     state, told = TrialState.RUNNING, None  # unfinished: no owner, so the driver resumes it
     if status == "pruned":
         state = TrialState.PRUNED
     elif status in FINAL_STATUSES:
-        finite = value is not None and math.isfinite(value)
-        state, told = (TrialState.COMPLETE, float(value)) if finite else (TrialState.FAIL, None)
+        state, told = (TrialState.COMPLETE, values) if values else (TrialState.FAIL, None)
     elif status == "failed":
         state = TrialState.FAIL
     attrs = {
@@ -161,7 +160,7 @@ def _from_folder(run_dir: Path, space: dict, metric: str, identity: dict):
     }
     return optuna.trial.create_trial(
         state=state,
-        value=told,
+        values=told,
         params=folder_params(run_dir, space),
         distributions=space,
         user_attrs=attrs,

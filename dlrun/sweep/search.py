@@ -10,12 +10,14 @@ named in SAMPLERS go through Optuna.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from hydra.core.override_parser.types import Glob, RangeSweep
 
 from dlrun.config.validate import SEED_RANGE, check_flag_range
 from dlrun.errors import ConfigError
+from dlrun.objectives import direction, directions, metric_names  # noqa: F401 (re-exported)
 from dlrun.sweep.pbt import PbtOptions
 from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_integer_key
 
@@ -25,8 +27,15 @@ SAMPLERS = ("tpe", "cmaes", "qmc")
 SEARCHES = ("grid", "random", *SAMPLERS, "pbt")
 PRUNERS = ("none", "median", "sha", "hyperband")  # dlrun/sweep/pruners.py's registry
 PBT_FLAGS = ("population", "perturb_every", "quantile", "resample")
-# What a study can optimise: a summary's numbers that exist after every epoch too.
-METRICS = ("best_val_accuracy", "best_val_loss")
+# What a study can optimise: a summary's numbers that exist after every epoch too (so a pruner
+# can judge them), and the costs a multi-objective search trades them against.
+EPOCH_METRICS = ("best_val_accuracy", "best_val_loss")
+METRICS = (*EPOCH_METRICS, "params", "train_time_s")
+# Samplers that optimise several metrics at once (CMA-ES adapts one objective's covariance).
+MULTI_OBJECTIVE = ("tpe", "qmc")
+# Hyperband's bracket studies load the study's directions afresh from the storage, which a
+# study of several directions refuses (Optuna has no pruning for several: its issue #3450).
+SINGLE_OBJECTIVE_PRUNERS = ("hyperband",)
 
 
 @dataclass
@@ -37,7 +46,8 @@ class SearchOptions:
     trials: int | None = None
     seed: int = 0
     batch: int | None = None  # trials asked at a time (None: what fits memory)
-    metric: str | None = None  # None: best_val_accuracy, or best_val_loss for regression
+    # None: best_val_accuracy, or best_val_loss for regression; "a,b": a multi-objective search
+    metric: str | None = None
     pruner: str = "none"
     min_epochs: int = 1
     storage: str | None = None  # None: sqlite:///<out>/study.db
@@ -72,6 +82,34 @@ class SearchOptions:
                 raise ConfigError(f"{flag} is not an option of --search pbt (it trains --population members)")
         self.pbt.check()
 
+    def _check_metrics(self) -> None:
+        names = metric_names(self.metric)
+        for name in names:
+            if name not in METRICS:
+                raise ConfigError(f"unknown --metric '{name}' (choose from: {', '.join(METRICS)})")
+        repeated = next((name for name in names if names.count(name) > 1), None)
+        if repeated:
+            raise ConfigError(f"--metric {self.metric} names {repeated} twice; give each metric once")
+        if self.pruner != "none" and names[0] not in EPOCH_METRICS:
+            raise ConfigError(
+                f"--pruner {self.pruner} judges the first --metric each epoch, and {names[0]} has no "
+                f"per-epoch value: put one of {', '.join(EPOCH_METRICS)} first"
+            )
+        if len(names) == 1:
+            return
+        if self.search == "pbt":
+            raise ConfigError(f"--search pbt ranks its members by one metric, got --metric {self.metric}")
+        if self.search not in MULTI_OBJECTIVE:
+            raise ConfigError(
+                f"--search {self.search} optimises one metric; for --metric {self.metric} "
+                f"use --search {'|'.join(MULTI_OBJECTIVE)}"
+            )
+        if self.pruner in SINGLE_OBJECTIVE_PRUNERS:
+            raise ConfigError(
+                f"--pruner {self.pruner} cannot judge a study of several metrics; use --pruner "
+                f"{'|'.join(p for p in PRUNERS if p not in SINGLE_OBJECTIVE_PRUNERS)} (they judge the first)"
+            )
+
     def check(self) -> None:
         """Refuse options that contradict each other, in one line each (ConfigError)."""
         if self.search is not None and self.search not in SEARCHES:
@@ -101,8 +139,8 @@ class SearchOptions:
             ]
             if extra:
                 raise ConfigError(f"{extra[0]} needs an adaptive search: add --search {'|'.join(SAMPLERS)}")
-        if self.metric is not None and self.metric not in METRICS:
-            raise ConfigError(f"unknown --metric '{self.metric}' (choose from: {', '.join(METRICS)})")
+        if self.metric is not None:
+            self._check_metrics()
         counts = (("--trials", self.trials), ("--batch", self.batch), ("--min-epochs", self.min_epochs))
         for flag, value in counts:
             if value is not None and value < 1:
@@ -207,13 +245,18 @@ def default_metric(task: str) -> str:
     return "best_val_accuracy" if task == "classification" else "best_val_loss"
 
 
-def direction(metric: str) -> str:
-    """Losses and errors are minimised, everything else (accuracies) maximised."""
-    return "minimize" if ("loss" in metric or "error" in metric) else "maximize"
+def summary_values(metric: str, summary: dict) -> list[float] | None:
+    """The values a study is told for a finished trial's summary; None when one is missing or
+    not finite (the trial is told FAILed: a dominance test cannot rank a NaN)."""
+    values = [summary.get(name) for name in metric_names(metric)]
+    if any(v is None or not math.isfinite(float(v)) for v in values):
+        return None
+    return [float(v) for v in values]
 
 
 def epoch_value(metric: str, row: dict) -> float | None:
-    """The per-epoch value reported for `metric` (best_val_accuracy -> that epoch's val_accuracy)."""
-    name = metric.removeprefix("best_")
+    """The per-epoch value reported for `metric`'s first metric (best_val_accuracy -> that
+    epoch's val_accuracy): several metrics are pruned on the first."""
+    name = metric_names(metric)[0].removeprefix("best_")
     value = row.get(name)
     return None if value is None else float(value)

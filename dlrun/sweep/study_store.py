@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dlrun import results
 from dlrun.errors import ConfigError
+from dlrun.sweep.search import epoch_value, summary_values
 
 DB_FILE = "study.db"
 # A live sweep beats every HEARTBEAT_S; a trial unheard of for GRACE_S belongs to a dead one.
@@ -89,14 +90,15 @@ def space_record(space: dict) -> dict:
     return {key: distribution_to_json(dist) for key, dist in space.items()}
 
 
-def open_study(storage, name: str, space: dict, metric: str, direction: str, sampler, pruner):
-    """Load the study `name` or create it; refuse one made for another space or metric."""
+def open_study(storage, name: str, space: dict, metric: str, directions: list, sampler, pruner):
+    """Load the study `name` or create it (one direction per metric of `metric`, "a,b" for
+    several); refuse one made for another space or metric."""
     import optuna
 
     study = optuna.create_study(
         storage=storage,
         study_name=name,
-        direction=direction,
+        directions=directions,
         sampler=sampler,
         pruner=pruner,
         load_if_exists=True,
@@ -183,8 +185,6 @@ def orphans(study, belongs) -> list:
 
 def sync_intermediates(study, trial, run_dir: Path, metric: str) -> None:
     """Report the epochs the folder holds but the study missed (a kill between the two)."""
-    from dlrun.sweep.search import epoch_value
-
     if not (run_dir / results.METRICS_FILE).exists():
         return
     for row in results.read_metrics(run_dir).to_dict("records"):
@@ -207,13 +207,13 @@ def tell(study, number: int, summary: dict, metric: str) -> None:
     for key in ("status", "epochs_run", "pruned_epoch", "test_accuracy"):
         if summary.get(key) is not None:
             study._storage.set_trial_user_attr(trial_id, key, summary[key])
-    value = summary.get(metric)
+    values = summary_values(metric, summary)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if status == "pruned":
             study.tell(number, state=TrialState.PRUNED)
-        elif status in ("completed", "diverged") and value is not None and math.isfinite(value):
-            study.tell(number, float(value))
+        elif status in ("completed", "diverged") and values is not None:
+            study.tell(number, values)
         else:
             study.tell(number, state=TrialState.FAIL)
 
