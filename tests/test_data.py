@@ -20,8 +20,15 @@ import pytest
 from dlrun.data import DATASETS, DataError, describe, generated, load, mnist
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
-# a user's file (npz, csv) has neither fixed sizes nor generated ones: tests/test_data_files.py
-GENERATED = [name for name in DATASETS if DATASETS[name].fixed_sizes is None and not DATASETS[name].prepare]
+# a user's file (npz, csv) has neither fixed sizes nor generated ones: tests/test_data_files.py;
+# the generated images (data=patches) have their own: tests/test_patches.py
+GENERATED = [
+    name
+    for name in DATASETS
+    if DATASETS[name].fixed_sizes is None
+    and not DATASETS[name].prepare
+    and len(DATASETS[name].input_shape) == 1
+]
 CLASSIFIERS = [name for name in GENERATED if DATASETS[name].task == "classification"]
 # Port 9 (discard) is closed on any sane machine: connections fail at once.
 NOWHERE = "http://127.0.0.1:9/"

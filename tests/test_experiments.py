@@ -22,7 +22,7 @@ def test_every_study_plans_and_says_what_it_shows(name):
     assert len(experiments.load_experiment(name).summary) > 40
 
 
-def test_there_are_the_fourteen_studies_of_the_lessons():
+def test_there_are_the_fifteen_studies_of_the_lessons():
     assert set(experiments.list_experiments()) == {
         "activations",
         "init",
@@ -38,6 +38,7 @@ def test_there_are_the_fourteen_studies_of_the_lessons():
         "architectures",
         "skip_connections",
         "transfer",
+        "what_cnns_see",
     }
 
 

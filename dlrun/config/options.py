@@ -31,6 +31,7 @@ TargetScaling = Choice("TargetScaling", {name: name for name in ("standardize", 
 LrScaling = Choice("LrScaling", {name: name for name in ("none", "linear", "sqrt")})
 DataTask = Choice("DataTask", {name: name for name in ("auto", "classification", "regression")})
 Color = Choice("Color", {name: name for name in ("grey", "rgb")})
+Cue = Choice("Cue", {name: name for name in ("none", "corner")})
 StoppingMetric = Choice("StoppingMetric", {name: name for name in ("val_loss", "val_accuracy")})
 # auto: what the data says (classification or regression), or reconstruct for a model whose
 # output is an image (dlrun/models/tasks.py)
@@ -173,6 +174,13 @@ class BlobsConfig(GeneratedConfig):
     classes: int = 3  # number of clusters
     val_size: int = 500  # a quarter of the pool: 2-D sets need no 5,000 to read a curve
     noise: float = 1.0  # cluster std: neighbouring clusters overlap a little
+
+
+@dataclass
+class PatchesConfig(GeneratedConfig):  # dlrun/data/patches.py: what decides the class, and the cue
+    val_size: int = 500
+    noise: float = 0.4  # the background: pixels uniform in 0..noise*255 (the patch is 130)
+    cue: Cue = Cue.none  # corner: a mark giving the class away, on the training pool only
 
 
 @dataclass
@@ -326,6 +334,7 @@ OPTION_SCHEMAS = {
         "cifar10": ImageDataConfig,
         **{name: GeneratedConfig for name in ("xor", "moons", "circles", "spirals")},
         "blobs": BlobsConfig,
+        "patches": PatchesConfig,
         "rosenbrock": RegressionDataConfig,
         "poly1d": RegressionDataConfig,
         "npz": FileDataConfig,

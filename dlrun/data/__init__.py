@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dlrun.data import cifar10, classes, fields, files, generated, images, loader, mnist
+from dlrun.data import cifar10, classes, fields, files, generated, images, loader, mnist, patches
 from dlrun.data.generated import Arrays
 from dlrun.errors import DataError
 from dlrun.registry import Registry
@@ -86,6 +86,7 @@ class Source:
     class_names: tuple = ()
     class_counts: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     prepare: Callable[[Any], files.Prepared] | None = None
+    check: Callable[[Any], None] | None = None  # the set's own fields, checked by describe()
 
 
 def file_source(read: Callable) -> Source:
@@ -169,6 +170,8 @@ def describe(cfg: Any) -> DataSpec:
     if src.task == "regression" or hasattr(cfg, "target_scaling"):
         fields.choice_field(cfg, "target_scaling", TARGET_SCALINGS)
     fields.int_field(cfg, "seed", 0)
+    if src.check is not None:
+        src.check(cfg)
     return DataSpec(
         name=cfg.name,
         task=src.task,
@@ -361,6 +364,14 @@ DATASETS = Registry(
             "regression", (2,), generated.loader(generated.rosenbrock_points), 0, targets_nonnegative=True
         ),
         "poly1d": Source("regression", (1,), generated.loader(generated.poly1d_points), 0),
+        "patches": Source(
+            "classification",
+            (patches.SIDE, patches.SIDE, 1),
+            patches.arrays,
+            5,
+            class_names=patches.CLASS_NAMES,
+            check=patches.check,
+        ),
         "npz": file_source(files.read_npz),
         "csv": file_source(files.read_csv),
         "image_folder": Source("classification", (), _no_arrays, prepare=images.prepare),
