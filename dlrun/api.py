@@ -305,12 +305,15 @@ def runs(*folders) -> pd.DataFrame:
 
 
 def inspect(run, parts=(), layer: str | None = None, examples: int = 16, index=None):
-    """Inspect a classifier's run folder from its best checkpoint (nothing retrains) and write
-    RUN/inspect/: confusion.csv and .png, the worst pairs, misclassified images, first-layer
-    filters, feature maps, Grad-CAM heatmaps (gradcam.npz) and index.html. `parts`: some of
+    """Inspect a run folder from its best checkpoint (nothing retrains) and write RUN/inspect/.
+    A classifier's: confusion.csv and .png, the worst pairs, misclassified images, first-layer
+    filters, feature maps, Grad-CAM heatmaps (gradcam.npz) and index.html; `parts`: some of
     confusions, misclassified, filters, feature_maps, gradcam (default: all that apply);
     `layer`: the conv layer probed (default the last); `index`: the test examples explained
-    (default the misclassified first). Returns the Inspection (its `confusion` a DataFrame)."""
+    (default the misclassified first). An autoencoder's (task=reconstruct|denoise):
+    reconstructions.png (`examples` or `index` the test images shown), checkerboard.json and
+    index.html; `parts`: some of reconstructions, checkerboard. Returns the Inspection (its
+    `confusion` a DataFrame, or its `psnr` and `checkerboard` dicts)."""
     from dlrun.inspection.run import InspectRequest, inspect_run
 
     request = InspectRequest(tuple(parts), layer, int(examples), None if index is None else tuple(index))

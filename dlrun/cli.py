@@ -336,25 +336,32 @@ def _flag(name: str, what: str):
 @app.command("inspect")
 @user_errors
 def inspect_command(
-    run: Path = typer.Argument(..., help="A classifier's run folder.", show_default=False),
+    run: Path = typer.Argument(..., help="A classifier's or autoencoder's run folder.", show_default=False),
     confusions: bool = _flag("confusions", "the confusion matrix (printed, CSV, PNG) and worst pairs"),
     misclassified: bool = _flag("misclassified", "the grid of misclassified test images"),
     filters: bool = _flag("filters", "the first conv layer's filters as images"),
     feature_maps: bool = _flag("feature-maps", "feature maps of a few test images at each conv layer"),
     gradcam: bool = _flag("gradcam", "Grad-CAM heatmaps (gradcam.npz and PNG)"),
+    reconstructions: bool = _flag(
+        "reconstructions", "an autoencoder's grid of test inputs, noisy inputs (denoise) and outputs"
+    ),
+    checkerboard: bool = _flag("checkerboard", "an autoencoder's checkerboard energy on a flat image"),
     layer: Optional[str] = typer.Option(None, "--layer", help="The conv layer probed (default: the last)."),
-    examples: int = typer.Option(16, "--examples", help="Grad-CAM examples (the misclassified first)."),
+    examples: int = typer.Option(
+        16, "--examples", help="Grad-CAM examples (the misclassified first), or reconstructions shown."
+    ),
     index: Optional[str] = typer.Option(
         None, "--index", help="Test indices to explain instead, e.g. 3,17,42."
     ),
 ) -> None:
-    """Look inside a trained classifier from its best checkpoint: writes RUN/inspect/."""
+    """Look inside a trained classifier or autoencoder from its best checkpoint: writes RUN/inspect/."""
     from dlrun.inspection.run import parse_index, show
 
     given = dict(confusions=confusions, misclassified=misclassified, filters=filters)
     given.update(feature_maps=feature_maps, gradcam=gradcam)
+    given.update(reconstructions=reconstructions, checkerboard=checkerboard)
     done = api.inspect(run, [part for part, on in given.items() if on], layer, examples, parse_index(index))
-    show(done, list(done.confusion.columns), Console())
+    show(done, Console())
 
 
 @config_app.command("show")

@@ -7,6 +7,7 @@ import pytest
 from conftest import needs_mnist
 from rich.console import Console
 
+from dlrun import api
 from dlrun.errors import ConfigError
 from dlrun.report.build import build_report
 from dlrun.report.ensemble import ensembles
@@ -22,7 +23,7 @@ def test_every_study_plans_and_says_what_it_shows(name):
     assert len(experiments.load_experiment(name).summary) > 40
 
 
-def test_there_are_the_fifteen_studies_of_the_lessons():
+def test_there_are_the_seventeen_studies_of_the_lessons():
     assert set(experiments.list_experiments()) == {
         "activations",
         "init",
@@ -39,6 +40,8 @@ def test_there_are_the_fifteen_studies_of_the_lessons():
         "skip_connections",
         "transfer",
         "what_cnns_see",
+        "upsampling",
+        "denoising",
     }
 
 
@@ -278,3 +281,32 @@ def test_transfer_with_few_labels_beats_training_from_scratch(tmp_path):
     head = json.loads(open(f"{rows.folder['head']}/summary.json").read())
     assert head["init_from"]["source"] == str(source.absolute())
     assert head["init_from"]["reinitialised"] == ["output"]  # digits 5-9: a new head
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_denoising_beats_the_noisy_input_by_decibels(tmp_path):
+    rows, _ = run_study(tmp_path, "denoising")
+    for noise, row in rows.iterrows():
+        summary = pd.read_json(f"{row.folder}/summary.json", typ="series")
+        # measured gains 3.3-7.3 dB over seeds 0-2 (experiments/denoising.yaml)
+        assert summary.test_psnr > summary.test_psnr_noisy_input + 2, (noise, dict(summary))
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_upsampling_nearest_leaves_less_checkerboard_than_transposed_convs(tmp_path):
+    rows = run_study(tmp_path, "upsampling")[0].reset_index()
+    energy = {
+        (row.variant, str(row.seed)): api.inspect(row.folder, ["checkerboard"]).checkerboard["energy"]
+        for row in rows.itertuples()
+    }
+    mean = lambda variant: sum(v for (name, _), v in energy.items() if name == variant) / 3
+    # measured means: transposed_k3 0.39, transposed_k4 0.43, nearest 0.047 (the yaml's table);
+    # k3 against k4 is not asserted: a trained kernel 4 sums its phases unevenly too
+    assert mean("nearest") < 0.3 * min(mean("transposed_k3"), mean("transposed_k4")), energy
+    for seed in ("0", "1", "2"):
+        assert energy["nearest", seed] < energy["transposed_k3", seed], energy
+    for row in rows.itertuples():
+        summary = pd.read_json(f"{row.folder}/summary.json", typ="series")
+        assert summary.test_psnr > summary.test_psnr_noisy_input + 2, (row.variant, row.seed)

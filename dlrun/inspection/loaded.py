@@ -22,7 +22,8 @@ from omegaconf import DictConfig
 from dlrun import data, models, results
 from dlrun.config.load import load_run_config
 from dlrun.errors import ConfigError, DataError
-from dlrun.models import losses
+from dlrun.models import losses, tasks
+from dlrun.training.program import pixel_peak
 from dlrun.training.resume import in_recorded_config_dir
 
 # Test examples per compiled forward pass: one program for the whole split, small enough that
@@ -43,6 +44,8 @@ class LoadedRun:
     y_test: np.ndarray
     x_offset: float
     x_scale: float
+    task: str = "classification"  # or an image task's (tasks.IMAGE_TASKS): an autoencoder
+    pixel_peak: float = 1.0  # a full-scale pixel in the model's units (PSNR's peak)
 
     @property
     def class_names(self) -> tuple:
@@ -55,6 +58,9 @@ class LoadedRun:
 
     def is_image(self) -> bool:
         return len(self.spec.input_shape) == 3
+
+    def outputs_images(self) -> bool:
+        return self.task in tasks.IMAGE_TASKS
 
 
 def _refuse(folder, why: str) -> ConfigError:
@@ -91,7 +97,8 @@ def _check_fits(folder: Path, model, spec, variables: dict) -> None:
 
 
 def load_run(folder) -> LoadedRun:
-    """The run in `folder` rebuilt: ConfigError in one line for a folder that is no classifier's run."""
+    """The run in `folder` rebuilt: ConfigError in one line for a folder that is no classifier's
+    or autoencoder's run."""
     folder = Path(folder)
     if not (folder / results.CONFIG_FILE).is_file():
         what = "no such folder" if not folder.is_dir() else f"not a run folder (no {results.CONFIG_FILE})"
@@ -102,11 +109,12 @@ def load_run(folder) -> LoadedRun:
         except (OSError, ValueError) as error:
             raise _refuse(folder, f"its {results.CONFIG_FILE} cannot be read ({error})") from None
         spec = data.describe(cfg.data)
-        if spec.task != "classification":
+        task = tasks.resolve_task(cfg, spec)
+        if task not in ("classification", *tasks.IMAGE_TASKS):
             raise _refuse(
                 folder,
-                f"a {spec.task} run (data {spec.name}); inspect reads classifiers: "
-                "its confusions and heatmaps are of classes",
+                f"a {task} run (data {spec.name}); inspect reads classifiers (confusions and "
+                f"heatmaps are of classes) and autoencoders ({'|'.join(tasks.IMAGE_TASKS)})",
             )
         model = models.build_model(_nhwc(cfg), spec)
         variables = _checkpoint(folder)
@@ -125,6 +133,8 @@ def load_run(folder) -> LoadedRun:
         np.asarray(dataset.y_test),
         float(dataset.x_offset),
         float(dataset.x_scale),
+        task,
+        pixel_peak(dataset),
     )
 
 

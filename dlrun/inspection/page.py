@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dlrun import results
 from dlrun.inspection.confusion import pairs_lines
+from dlrun.inspection.reconstructions import CHECKERBOARD_JSON, measure_lines
 
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;padding:1em 2em 4em;max-width:1100px;color:#222}
@@ -27,6 +28,12 @@ SECTIONS = (
     ("filters_", "First-layer filters", "Each filter scaled to its own range."),
     ("feature_maps_", "Feature maps", "The layer's output (before batch norm and the activation)."),
     ("gradcam.png", "Grad-CAM", "Where the predicted class's evidence lies; the numbers are gradcam.npz."),
+    (
+        "reconstructions.png",
+        "Reconstructions",
+        "Rows: the clean test image, the noisy input (denoise), the model's output; each "
+        "image's PSNR against the clean one.",
+    ),
 )
 
 
@@ -41,12 +48,8 @@ def _matrix(frame) -> str:
     return f"<table><tr><th>true \\ predicted</th>{head}</tr>{rows}</table>"
 
 
-def page_text(run, done) -> str:
-    """The page: the run, the matrix, the worst pairs, then every picture written."""
-    names = [path.name for path in done.files]
-    title = f"inspect {run.folder}"
-    parts = [
-        f"<h1>{html.escape(title)}</h1>",
+def _classifier(run, done) -> list[str]:
+    return [
         f"<p>model {html.escape(run.cfg.model.name)} on {html.escape(run.spec.name)}, best checkpoint: "
         f"test accuracy {done.accuracy:.2%} on {len(run.y_test)} examples.</p>",
         *(f"<p class=hint>{html.escape(note)}</p>" for note in done.notes),
@@ -59,6 +62,33 @@ def page_text(run, done) -> str:
         )
         + "</ul>",
     ]
+
+
+def _autoencoder(run, done) -> list[str]:
+    lines = measure_lines(done.psnr, done.checkerboard)
+    parts = [
+        f"<p>model {html.escape(run.cfg.model.name)} (upsample={html.escape(str(run.cfg.model.upsample))}) "
+        f"on {html.escape(run.spec.name)}, task={html.escape(run.task)}, best checkpoint, "
+        f"{len(run.y_test)} test images.</p>",
+        *(f"<p class=hint>{html.escape(note)}</p>" for note in done.notes),
+        "<h2>Measures</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines) + "</ul>",
+    ]
+    if done.checkerboard is not None:
+        parts.append(
+            "<p class=hint>The checkerboard is the output for a flat image (every pixel the test "
+            "images' mean): the share of its variance in a pattern repeating every 2 pixels; "
+            f"the numbers are {CHECKERBOARD_JSON}.</p>"
+        )
+    return parts
+
+
+def page_text(run, done) -> str:
+    """The page: the run and its measures (a classifier's matrix and worst pairs, an
+    autoencoder's PSNRs and checkerboard), then every picture written."""
+    names = [path.name for path in done.files]
+    title = f"inspect {run.folder}"
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    parts += _classifier(run, done) if done.confusion is not None else _autoencoder(run, done)
     for start, heading, hint in SECTIONS:
         shown = [name for name in names if name.startswith(start) and name.endswith(".png")]
         if shown:

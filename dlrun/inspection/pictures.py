@@ -155,3 +155,29 @@ def gradcam_png(images, heatmaps: np.ndarray, titles: list[str], layer: str, pat
         axis.set_title(title, fontsize=7)
     figure.suptitle(f"Grad-CAM at {layer} for the predicted class", fontsize=9)
     return save(figure, path)
+
+
+def reconstructions_png(rows: list, path: Path, heading: str) -> Path:
+    """Rows of images, one row per kind (input, noisy input, output), each image under its
+    title: `rows` is [(kind, images, titles)]; past COLUMNS images the rows wrap in blocks."""
+    count = len(rows[0][1])
+    columns = max(1, min(COLUMNS, count))
+    blocks = math.ceil(count / columns)
+    figure, axes = plt.subplots(
+        blocks * len(rows),
+        columns,
+        figsize=(1.4 * columns + 0.6, 1.5 * blocks * len(rows) + 0.3),
+        squeeze=False,
+        layout="constrained",
+    )
+    for axis in axes.flat:
+        axis.axis("off")
+    for kind_row, (kind, images, titles) in enumerate(rows):
+        for k, (image, title) in enumerate(zip(images, titles)):
+            axis = axes[(k // columns) * len(rows) + kind_row][k % columns]
+            _show(axis, image)
+            axis.set_title(title, fontsize=7)
+            if k % columns == 0:
+                axis.text(-0.08, 0.5, kind, transform=axis.transAxes, ha="right", va="center", fontsize=8)
+    figure.suptitle(heading, fontsize=9)
+    return save(figure, path)

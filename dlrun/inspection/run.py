@@ -1,5 +1,6 @@
-"""`dlrun inspect RUN`: the run's confusions, mistakes, filters, feature maps and Grad-CAM
-heatmaps as files in `RUN/inspect/`, from its best checkpoint (nothing retrains).
+"""`dlrun inspect RUN`: a classifier's confusions, mistakes, filters, feature maps and Grad-CAM
+heatmaps, or an autoencoder's reconstructions and checkerboard, as files in `RUN/inspect/`,
+from its best checkpoint (nothing retrains).
 
 Every request is checked (the run, the parts, the layer, the examples) before anything is
 computed or written, so bad input is one line and an untouched folder.
@@ -16,12 +17,14 @@ import pandas as pd
 
 from dlrun import results
 from dlrun.errors import ConfigError
-from dlrun.inspection import confusion, page, pictures, probes
+from dlrun.inspection import confusion, page, pictures, probes, reconstructions
 from dlrun.inspection.loaded import LoadedRun, load_run, predict
 from dlrun.results import INSPECT_DIR, INSPECT_PAGE
 
-PARTS = ("confusions", "misclassified", "filters", "feature_maps", "gradcam")
-IMAGE_PARTS = PARTS[1:]  # the parts that draw the inputs
+CLASSIFIER_PARTS = ("confusions", "misclassified", "filters", "feature_maps", "gradcam")
+AUTOENCODER_PARTS = ("reconstructions", "checkerboard")  # the runs of an image task
+PARTS = CLASSIFIER_PARTS + AUTOENCODER_PARTS
+IMAGE_PARTS = CLASSIFIER_PARTS[1:]  # the parts that draw a classifier's inputs
 CONV_PARTS = ("filters", "feature_maps", "gradcam")  # the parts that read a conv layer
 # Grad-CAM examples by default: a grid that shows a pattern and stays one cheap call.
 EXAMPLES = 16
@@ -45,16 +48,19 @@ class InspectRequest:
 
 @dataclass
 class Inspection:
-    """What `inspect_run` found and wrote: `folder` is RUN/inspect."""
+    """What `inspect_run` found and wrote: `folder` is RUN/inspect. A classifier's run fills
+    `accuracy`, `confusion` and `pairs`; an autoencoder's `psnr` and `checkerboard`."""
 
     folder: Path
-    accuracy: float
-    confusion: pd.DataFrame
-    pairs: list
+    accuracy: float | None = None
+    confusion: pd.DataFrame | None = None
+    pairs: list = field(default_factory=list)
     layer: str | None = None
     files: list = field(default_factory=list)
     notes: list = field(default_factory=list)  # the parts left out and why
     gradcam: dict | None = None  # what gradcam.npz holds
+    psnr: dict | None = None  # test PSNR in dB: {"output": ..., "noisy_input": ... (denoise)}
+    checkerboard: dict | None = None  # what checkerboard.json holds
 
 
 def _check_parts(request: InspectRequest) -> None:
@@ -67,8 +73,18 @@ def _check_parts(request: InspectRequest) -> None:
 
 def _plan(run: LoadedRun, request: InspectRequest) -> tuple[list, list, str | None, list]:
     """(the parts to make, the notes on those left out, the probed layer, the conv layers)."""
-    asked, parts = bool(request.parts), list(request.parts or PARTS)
+    mine = AUTOENCODER_PARTS if run.outputs_images() else CLASSIFIER_PARTS
+    foreign = [part for part in request.parts if part not in mine]
+    if foreign:
+        kind = f"a task={run.task} run" if run.outputs_images() else "a classifier's run"
+        raise ConfigError(
+            f"inspect {foreign[0]}: not a part of {kind} (model {run.cfg.model.name}); "
+            f"its parts: {', '.join(mine)}"
+        )
+    asked, parts = bool(request.parts), list(request.parts or mine)
     notes, layers, model = [], [], run.cfg.model.name
+    if run.outputs_images():
+        return parts, notes, None, layers
     if not run.is_image() and any(part in IMAGE_PARTS for part in parts):
         why = f"data {run.spec.name} has inputs of shape {tuple(run.spec.input_shape)}, not images (H, W, C)"
         if asked:
@@ -84,15 +100,16 @@ def _plan(run: LoadedRun, request: InspectRequest) -> tuple[list, list, str | No
     return parts, notes, layer, layers
 
 
-def _examples(run: LoadedRun, request: InspectRequest, wrong: np.ndarray) -> np.ndarray:
-    """The test indices to explain: `index`, or the misclassified, then the rest, in test order."""
+def _examples(run: LoadedRun, request: InspectRequest, first: np.ndarray) -> np.ndarray:
+    """The test indices to show: `index`, or those `first` marks (the misclassified), then the
+    rest, in test order."""
     count = len(run.y_test)
     if request.index is not None:
         bad = [i for i in request.index if not 0 <= i < count]
         if bad:
             raise ConfigError(f"--index {bad[0]}: the test split has {count} examples (give 0..{count - 1})")
         return np.asarray(request.index, np.int64)
-    order = np.concatenate([np.flatnonzero(wrong), np.flatnonzero(~wrong)])
+    order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
     return order[: request.examples]
 
 
@@ -155,10 +172,22 @@ def inspect_run(folder, request: InspectRequest = InspectRequest()) -> Inspectio
     _check_parts(request)
     run = load_run(folder)
     parts, notes, layer, layers = _plan(run, request)
+    out = Path(folder) / INSPECT_DIR
+    if run.outputs_images():
+        chosen = _examples(run, request, np.zeros(len(run.y_test), bool))
+        out.mkdir(exist_ok=True)
+        done = Inspection(out, notes=notes)
+        _autoencoder(run, out, done, parts, chosen)
+    else:
+        done = _classifier(run, request, out, parts, notes, layer, layers)
+    done.files.append(page.write_page(out / PAGE, run, done))
+    return done
+
+
+def _classifier(run, request: InspectRequest, out: Path, parts, notes, layer, layers) -> Inspection:
     probs = predict(run)
     preds = probs.argmax(axis=1)
     chosen = _examples(run, request, preds != run.y_test)
-    out = Path(folder) / INSPECT_DIR
     out.mkdir(exist_ok=True)
     matrix = confusion.confusion_matrix(run.y_test, preds, len(run.class_names))
     done = Inspection(
@@ -185,8 +214,37 @@ def inspect_run(folder, request: InspectRequest = InspectRequest()) -> Inspectio
             done.files.append(pictures.feature_maps_png(run.x_test[shown], maps[name], name, path))
     if "gradcam" in parts:
         _gradcam(run, out, done, chosen, preds, probs)
-    done.files.append(page.write_page(out / PAGE, run, done))
     return done
+
+
+def _autoencoder(run, out: Path, done: Inspection, parts, chosen: np.ndarray) -> None:
+    """The test PSNRs always (one pass), the grid and the checkerboard as asked."""
+    passed = reconstructions.reconstruct_test_split(run)
+    done.psnr = {"output": reconstructions.split_psnr(run, passed.outputs, passed.clean)}
+    if run.task == "denoise":
+        done.psnr["noisy_input"] = reconstructions.split_psnr(run, passed.inputs, passed.clean)
+    if "reconstructions" in parts:
+        done.files.append(_reconstructions_png(run, out, passed, chosen))
+    if "checkerboard" in parts:
+        done.checkerboard = reconstructions.checkerboard(run)
+        path = out / reconstructions.CHECKERBOARD_JSON
+        done.files.append(reconstructions.write_checkerboard(path, done.checkerboard))
+
+
+def _reconstructions_png(run, out: Path, passed, chosen: np.ndarray) -> Path:
+    clean = passed.clean[chosen]
+    kinds = [("input", passed.clean)]
+    if run.task == "denoise":
+        kinds.append(("noisy input", passed.inputs))
+    kinds.append(("output", passed.outputs))
+    rows = []
+    for kind, images in kinds:
+        shown = images[chosen]
+        db = reconstructions.pixel_psnr(run, shown, clean)
+        titles = [f"#{i}" if kind == "input" else f"{v:.1f} dB" for i, v in zip(chosen, db)]
+        rows.append((kind, reconstructions.as_pixels(run, shown), titles))
+    heading = f"task={run.task}: test images, PSNR against the clean input"
+    return pictures.reconstructions_png(rows, out / "reconstructions.png", heading)
 
 
 def parse_index(text: str | None) -> tuple | None:
@@ -199,15 +257,14 @@ def parse_index(text: str | None) -> tuple | None:
         raise ConfigError(f"--index {text}: give test indices joined by commas, e.g. 3,17,42") from None
 
 
-def show(done: Inspection, names, console) -> None:
-    """The matrix, the worst pairs and where the files are, for the terminal."""
-    matrix = done.confusion.to_numpy()
-    console.print(confusion.matrix_table(matrix, names))
-    console.print(
-        f"test accuracy {done.accuracy:.2%} of {int(matrix.sum())}; most confused:", highlight=False
-    )
-    for line in confusion.pairs_lines(done.pairs, matrix, names):
-        console.print(f"  {line}", highlight=False, markup=False)
+def show(done: Inspection, console) -> None:
+    """What was measured and where the files are, for the terminal: a classifier's matrix and
+    worst pairs, an autoencoder's PSNRs and checkerboard."""
+    if done.confusion is not None:
+        _show_classifier(done, console)
+    if done.psnr is not None:
+        for line in reconstructions.measure_lines(done.psnr, done.checkerboard):
+            console.print(line, highlight=False, markup=False)
     for note in done.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     console.print(
@@ -215,3 +272,14 @@ def show(done: Inspection, names, console) -> None:
         markup=False,
         soft_wrap=True,
     )
+
+
+def _show_classifier(done: Inspection, console) -> None:
+    names = list(done.confusion.columns)
+    matrix = done.confusion.to_numpy()
+    console.print(confusion.matrix_table(matrix, names))
+    console.print(
+        f"test accuracy {done.accuracy:.2%} of {int(matrix.sum())}; most confused:", highlight=False
+    )
+    for line in confusion.pairs_lines(done.pairs, matrix, names):
+        console.print(f"  {line}", highlight=False, markup=False)
