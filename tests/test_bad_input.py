@@ -72,7 +72,7 @@ def a_study_of_lr_alone(tmp):
         "s",
         {"lr": FloatDistribution(1e-3, 1, log=True)},
         "best_val_accuracy",
-        "maximize",
+        ["maximize"],
         None,
         None,
     )
