@@ -14,11 +14,13 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from flax import nnx
 from rich.console import Console
 from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.inspection import confusion, probes
+from dlrun.models import user
 
 runner = CliRunner()
 SIDE, PATCH, JITTER = 28, 6, 3
@@ -167,6 +169,43 @@ def test_gradcam_equals_its_definition_with_finite_difference_gradients():
     assert cams.max() > 0
     # conv1 keeps the 8x8 size: the upsampling is the identity, the heatmap the cam itself
     np.testing.assert_allclose(heatmaps, cams, rtol=1e-4, atol=1e-6 * cams.max())
+
+
+class NnxTiny(nnx.Module):
+    """Tiny's twin in NNX, as a user writes one (layers by attribute names)."""
+
+    def __init__(self, rngs):
+        self.conv1 = nnx.Conv(1, 4, (3, 3), rngs=rngs)
+        self.conv2 = nnx.Conv(4, 3, (3, 3), padding="VALID", rngs=rngs)
+        self.output = nnx.Linear(3, 2, rngs=rngs)
+
+    def __call__(self, x):
+        x = nnx.relu(self.conv1(x))
+        x = nnx.relu(self.conv2(x))
+        return self.output(x.mean(axis=(1, 2)))
+
+
+def test_a_users_nnx_module_shows_its_conv_layers_and_the_same_gradcam_as_its_linen_twin():
+    """Inside the bridge the NNX layers are observed by their attribute names: the conv layers
+    are found, and with the Linen twin's weights the maps and heatmaps are the twin's."""
+    x, classes = jax.random.normal(jax.random.PRNGKey(1), (3, 8, 8, 1)), jnp.asarray([0, 1, 1])
+    linen = Tiny()
+    weights = linen.init(jax.random.PRNGKey(0), x)
+    bridged = user.UserModel(nnx.bridge.ToLinen(NnxTiny), bridged=True, takes_train=True, label="NnxTiny")
+    variables = bridged.init({"params": jax.random.PRNGKey(2)}, x)
+    assert probes.conv_layers(bridged, variables, (8, 8, 1)) == ["conv1", "conv2"]
+    assert jax.tree_util.tree_structure(variables["params"]) == jax.tree_util.tree_structure(
+        weights["params"]
+    )
+    for layer in ("conv1", "conv2"):
+        expected = probes.gradcam(linen, weights, x, classes, layer)
+        got = probes.gradcam(bridged, {"params": weights["params"]}, x, classes, layer)
+        for ours, theirs in zip(got, expected):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    maps = probes.feature_maps(bridged, {"params": weights["params"]}, x, ["conv1", "conv2"])
+    assert {name: m.shape for name, m in maps.items()} == {"conv1": (3, 8, 8, 4), "conv2": (3, 6, 6, 3)}
+    plain = bridged.apply({"params": weights["params"]}, x)  # nothing observed: as trained
+    np.testing.assert_allclose(plain, linen.apply(weights, x), rtol=1e-5, atol=1e-6)
 
 
 def test_an_mlp_has_no_conv_layer_to_probe():

@@ -2,11 +2,12 @@
 
 No model is changed for this: `nn.intercept_methods` sees every submodule's call, so a
 top-level module's output can be recorded (`capture_intermediates`) or shifted by a zero
-`delta`, whose gradient is the gradient with respect to that output. A model's conv layers
-are its top-level modules that own a 4-D kernel and return 4-D maps [batch, H, W, channels]:
-the maps are the convolution's output, before its batch norm and activation (which the
-built-in families apply outside the module). An NNX module of the user's reaches dlrun through
-one bridge module, so its inner layers are not seen and it has no conv layers here.
+`delta`, whose gradient is the gradient with respect to that output. An NNX module of the
+user's runs inside one bridge module, which Linen's interceptors do not see into: its
+top-level layers (its attributes) are observed by dlrun/models/user.py's `observing` instead.
+A model's conv layers are its top-level modules that own a 4-D kernel and return 4-D maps
+[batch, H, W, channels]: the maps are the convolution's output, before its batch norm and
+activation (which the built-in families apply outside the module).
 
 Grad-CAM for the examples x with classes c, at the conv layer with maps A (numbered steps):
 1. one forward pass records A [n, h, w, K] and the class scores y^c (the logits, before the
@@ -23,12 +24,15 @@ All of it is one jitted call for all the chosen examples.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from dlrun.errors import ConfigError
+from dlrun.models import user
 
 
 def _top_level(context) -> str | None:
@@ -36,19 +40,31 @@ def _top_level(context) -> str | None:
     return path[0] if len(path) == 1 and context.method_name == "__call__" else None
 
 
+@contextmanager
+def _layers_seen(hook):
+    """`hook(name, output) -> output` on each top-level layer's output: a Linen model's by
+    `nn.intercept_methods`, a user's NNX module's (inside its bridge) by `user.observing`."""
+
+    def linen(next_fun, args, kwargs, context):
+        out = next_fun(*args, **kwargs)
+        name = _top_level(context)
+        return hook(name, out) if name is not None else out
+
+    with nn.intercept_methods(linen), user.observing(hook):
+        yield
+
+
 def module_outputs(model, variables, x) -> dict:
     """{top-level module: the shape of its output}, in network order (no compute)."""
     order: list = []
 
-    def record(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        name = _top_level(context)
-        if name is not None and name not in dict(order):
+    def record(name, out):
+        if name not in dict(order):
             order.append((name, out.shape if hasattr(out, "shape") else None))
         return out
 
     def forward(x):
-        with nn.intercept_methods(record):
+        with _layers_seen(record):
             return model.apply(variables, x, train=False)
 
     jax.eval_shape(forward, jax.ShapeDtypeStruct(x.shape, jnp.float32))
@@ -89,14 +105,13 @@ def class_scores(model, variables, x, classes, layer: str, delta):
     """(y^c of each example, the layer's maps) with `delta` added to those maps on the way."""
     seen: list = []
 
-    def shift(next_fun, args, kwargs, context):
-        out = next_fun(*args, **kwargs)
-        if _top_level(context) == layer:
+    def shift(name, out):
+        if name == layer:
             out = out + delta
             seen.append(out)
         return out
 
-    with nn.intercept_methods(shift):
+    with _layers_seen(shift):
         logits = model.apply(variables, x, train=False)
     if logits.shape[-1] == 1:  # one logit: p(class 1) = sigmoid(logit)
         scores = jnp.where(classes == 1, logits[:, 0], -logits[:, 0])
@@ -179,13 +194,12 @@ def feature_maps(model, variables, x, layers: list[str]) -> dict:
     def forward(x):
         kept: dict = {}
 
-        def keep(next_fun, args, kwargs, context):
-            out = next_fun(*args, **kwargs)
-            if _top_level(context) in wanted:
-                kept[_top_level(context)] = out
+        def keep(name, out):
+            if name in wanted:
+                kept[name] = out
             return out
 
-        with nn.intercept_methods(keep):
+        with _layers_seen(keep):
             model.apply(variables, x, train=False)
         return kept
 

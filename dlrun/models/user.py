@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -109,7 +110,60 @@ class UserModel:
 
 def _call_nnx(module, x, train=False):
     # an NNX factory's module is not known until the bridge makes it: its __call__ is read here
-    return module(x, train=train) if _takes_train(type(module)) else module(x)
+    with _observed_layers(module):
+        return module(x, train=train) if _takes_train(type(module)) else module(x)
+
+
+# hook(layer name, output) -> output, for each call of a top-level layer of a bridged NNX
+# module while `observing` holds it: what `nn.intercept_methods` gives for Linen submodules,
+# which never sees inside the bridge (dlrun inspect reads and shifts a layer's maps with it)
+_OBSERVERS: list = []
+
+
+@contextmanager
+def observing(hook):
+    """Call `hook(name, output)` on every top-level layer's output of a user's NNX module while
+    it runs (traced or not), the layer named by its attribute; the hook returns the output."""
+    _OBSERVERS.append(hook)
+    try:
+        yield
+    finally:
+        _OBSERVERS.pop()
+
+
+@contextmanager
+def _observed_layers(module):
+    """While the module runs, its top-level layers' calls go through the observer. By their
+    classes' `__call__`, patched for the call and told apart by identity: setting attributes
+    on the merged module would change its graph, which the bridge splits again afterwards."""
+    if not _OBSERVERS:
+        yield
+        return
+    hook = _OBSERVERS[-1]
+    names = {id(sub): name for name, sub in vars(module).items() if isinstance(sub, nnx.Module)}
+    classes = {type(sub) for sub in vars(module).values() if isinstance(sub, nnx.Module)}
+    originals = {cls: cls.__dict__.get("__call__") for cls in classes}
+    # each read before any is patched: a subclass must not wrap its base's observed call
+    calls = {cls: cls.__call__ for cls in classes}
+
+    def observed(call):
+        def observed_call(self, *args, **kwargs):
+            out = call(self, *args, **kwargs)
+            name = names.get(id(self))
+            return hook(name, out) if name is not None else out
+
+        return observed_call
+
+    try:
+        for cls in classes:
+            cls.__call__ = observed(calls[cls])
+        yield
+    finally:
+        for cls, original in originals.items():
+            if original is None:  # inherited: the class's own attribute goes again
+                del cls.__call__
+            else:
+                cls.__call__ = original
 
 
 def _takes_train(cls) -> bool:
