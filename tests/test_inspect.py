@@ -254,3 +254,25 @@ def test_the_html_report_links_an_inspected_run_to_its_page(inspected, tmp_path)
     result = dlrun("report", folder.parent, "--format", "html", "-o", page)
     assert result.exit_code == 0, result.output
     assert f"href='{(folder / 'index.html').absolute().as_uri()}'>inspect</a>" in page.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "train, args, message",
+    [
+        (["model=mlp", "data=rosenbrock"], [], "a regression run (data rosenbrock)"),
+        (
+            ["model=mlp", "model.hidden=[8]", "data=mnist", "data.subset=300"],
+            ["--gradcam"],
+            "has no conv layer",
+        ),
+    ],
+    ids=["regression", "mlp-gradcam"],
+)
+def test_runs_it_cannot_look_inside_are_one_line_exit_2_and_nothing_written(tmp_path, train, args, message):
+    trained = dlrun("train", *train, "data.val_size=100", "epochs=1", "--out", tmp_path / "run")
+    assert trained.exit_code == 0, trained.output
+    result = dlrun("inspect", tmp_path / "run", *args)
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not (tmp_path / "run" / "inspect").exists()
