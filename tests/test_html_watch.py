@@ -21,7 +21,9 @@ def dlrun(*args, **kwargs):
 @pytest.mark.slow
 def test_the_page_reloads_itself_while_the_sweep_trains_and_ends_complete(tmp_path):
     log = open(tmp_path / "sweep.log", "w")
-    sweep = dlrun("sweep", *SWEEP, "--out", "study", cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+    # epochs three times as long as the terminal watch's sweep: a page every 5 s sees it train
+    longer = [*SWEEP, "data.n_samples=60000"]
+    sweep = dlrun("sweep", *longer, "--out", "study", cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
     page = tmp_path / "page.html"
     watch = dlrun(
         "report", "study", "--format", "html", "-o", str(page), "--watch",
@@ -29,7 +31,7 @@ def test_the_page_reloads_itself_while_the_sweep_trains_and_ends_complete(tmp_pa
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while not (page.exists() and "tpe" in page.read_text()) and time.monotonic() < deadline:
+        while not page.exists() and time.monotonic() < deadline:  # its first write: live
             time.sleep(0.1)
         live = page.read_text()
         assert REFRESH.search(live) and "reloads every 5 s until study ends" in live

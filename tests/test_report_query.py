@@ -103,7 +103,7 @@ BAD_OPTIONS = [
     (["--filter", "model.lambda > 1"], ["`model.lambda` > 0.1"]),
     (["--filter", "status > 1"], ["cannot compare", "status > 1"]),
     (["--filter", "lr"], ["not a condition", ": lr"]),
-    (["--sort", "colour"], ["unknown --sort column 'colour'", "test_accuracy", "... (2 more)"]),
+    (["--sort", "colour"], ["unknown --sort column 'colour'", "test_accuracy", "more))"]),
     (["--group-by", "flags"], ["--group-by column 'flags' holds lists", "choose from: run, lr,"]),
     (["--group-by", "colour"], ["unknown --group-by column 'colour'", "model.hidden"]),
     (["--columns", "run,lrr"], ["unknown --columns column 'lrr'", "choose from: run, lr,"]),

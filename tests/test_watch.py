@@ -52,17 +52,21 @@ class Terminal:
         return done.stdout
 
     def start(self, window: str, *args) -> None:
+        # the exit status through a file: tmux 3.3 leaves #{pane_dead_status} blank for some
+        # commands that exit, so a shell records it once the command has ended
         command = " ".join([sys.executable, "-m", "dlrun", *args])
-        self("new-window", "-d", "-t", "t", "-n", window, "-c", str(self.cwd), command)
+        status = self.cwd / f"{window}.status"
+        status.unlink(missing_ok=True)
+        shell = f"{command}; echo $? > {status}.part && mv {status}.part {status}"
+        self("new-window", "-d", "-t", "t", "-n", window, "-c", str(self.cwd), shell)
 
     def screen(self, window: str) -> str:
         return self("capture-pane", "-p", "-S", "-", "-t", f"t:{window}")
 
     def exit_status(self, window: str) -> int | None:
-        shown = "#{pane_dead} #{pane_dead_status}"
-        dead, *status = self("display", "-p", "-t", f"t:{window}", shown).split()
-        # no status while it runs, nor for an instant after it died (tmux records it later)
-        return int(status[0]) if dead == "1" and status else None
+        """The command's exit status once it has ended; None while it runs."""
+        status = self.cwd / f"{window}.status"
+        return int(status.read_text()) if status.exists() else None
 
     def wait_exit(self, window: str, seconds: float) -> int | None:
         deadline = time.monotonic() + seconds
