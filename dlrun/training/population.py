@@ -125,14 +125,6 @@ def _bookkeeping(trial) -> dict:
 
 def _restore(trial, saved: dict, epoch: int, template_state) -> None:
     """A member's host bookkeeping as it was after `epoch` (its curve cut there)."""
-    trial.tracker.best_value = float(saved["best_value"])
-    trial.tracker.best_epoch = int(saved["best_epoch"])
-    trial.tracker.bad_epochs = int(saved["bad_epochs"])
-    trial.rows = results.read_metrics(trial.run_dir).iloc[:epoch].to_dict("records")
-    trial.summary = results.read_summary(trial.run_dir)
-    best_file = trial.run_dir / results.BEST_CHECKPOINT
-    if best_file.exists():
-        variables = {"params": template_state.params, "batch_stats": template_state.batch_stats}
-        trial.best_variables = flax.serialization.from_bytes(variables, best_file.read_bytes())
+    trial.restore_bookkeeping(saved, epoch, template_state)
     trial.mark_resumed(epoch)
     trial.status = STATUSES[int(saved["status"])]

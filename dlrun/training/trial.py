@@ -216,16 +216,21 @@ class Trial:
             template, (self.run_dir / results.LAST_CHECKPOINT).read_bytes()
         )
         epoch = int(payload["epoch"])
-        self.tracker.best_value = float(payload["best_value"])
-        self.tracker.best_epoch = int(payload["best_epoch"])
-        self.tracker.bad_epochs = int(payload["bad_epochs"])
+        self.restore_bookkeeping(payload, epoch, template_state)
+        return payload["state"], epoch
+
+    def restore_bookkeeping(self, saved, epoch: int, template_state) -> None:
+        """The host side as it was after `epoch`: the tracker from `saved` (a checkpoint's
+        best_value, best_epoch, bad_epochs), the curve cut there, the summary, the best weights."""
+        self.tracker.best_value = float(saved["best_value"])
+        self.tracker.best_epoch = int(saved["best_epoch"])
+        self.tracker.bad_epochs = int(saved["bad_epochs"])
         self.rows = results.read_metrics(self.run_dir).iloc[:epoch].to_dict("records")
         self.summary = results.read_summary(self.run_dir)
         best_file = self.run_dir / results.BEST_CHECKPOINT
         if best_file.exists():
             variables = {"params": template_state.params, "batch_stats": template_state.batch_stats}
             self.best_variables = flax.serialization.from_bytes(variables, best_file.read_bytes())
-        return payload["state"], epoch
 
     def mark_resumed(self, epoch: int) -> None:
         """Record the config it goes on with and the resume in the folder; status `running`."""
