@@ -74,3 +74,21 @@ def local_mnist():
 
 # Tests that read MNIST: without a local copy they would need the network, which tests never use.
 needs_mnist = pytest.mark.usefixtures("local_mnist")
+
+
+# A user's NNX module file (`Tiny`: one hidden layer `hidden`, then `output`), which tests write
+# into the folder a command runs in
+TINY_NNX_MODULE = """
+import math
+
+from flax import nnx
+
+
+class Tiny(nnx.Module):
+    def __init__(self, width, outputs, input_shape, rngs):
+        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
+        self.output = nnx.Linear(width, outputs, rngs=rngs)
+
+    def __call__(self, x):
+        return self.output(nnx.relu(self.hidden(x)))
+"""

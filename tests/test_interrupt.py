@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TINY_NNX_MODULE
 
 from dlrun import results
 from dlrun.training.resume import finished_epoch
@@ -40,20 +41,7 @@ SWEEP = [
     "batch_size=16,32",
 ]
 # the sweep above with a module of the user's own (NNX), imported from the sweep's cwd
-NETS = """
-import math
-
-from flax import nnx
-
-
-class Tiny(nnx.Module):
-    def __init__(self, width, outputs, input_shape, rngs):
-        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
-        self.output = nnx.Linear(width, outputs, rngs=rngs)
-
-    def __call__(self, x):
-        return self.output(nnx.relu(self.hidden(x)))
-"""
+NETS = TINY_NNX_MODULE
 USER_SWEEP = [
     *(arg for arg in SWEEP if not arg.startswith("model.")),
     "model=user",

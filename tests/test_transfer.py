@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import TINY_NNX_MODULE
 from typer.testing import CliRunner
 
 from dlrun import data, optim
@@ -283,20 +284,7 @@ def test_resume_cannot_change_where_a_run_started_from(source, tmp_path):
 
 # A module of the user's own (NNX) in the working directory; a name of its own, since this
 # process keeps each imported module and other tests import other `nets`
-TRANSFER_NETS = """
-import math
-
-from flax import nnx
-
-
-class Tiny(nnx.Module):
-    def __init__(self, width, outputs, input_shape, rngs):
-        self.hidden = nnx.Linear(math.prod(input_shape), width, rngs=rngs)
-        self.output = nnx.Linear(width, outputs, rngs=rngs)
-
-    def __call__(self, x):
-        return self.output(nnx.relu(self.hidden(x)))
-"""
+TRANSFER_NETS = TINY_NNX_MODULE
 USER = [
     "data=blobs",
     "model=user",
