@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from dlrun.sweep import study_store as store
 from dlrun.sweep.folder import same_value, trained_value
 from dlrun.sweep.search import default_batch
 
@@ -258,3 +260,25 @@ def test_after_each_fault_the_same_command_finishes_the_search_exactly_once(tmp_
     assert_trained_once(where, trials=4, epochs=EPOCHS)
     assert_study_mirrors(where, trials=4)
     assert not no_process_left(where)
+
+
+def test_a_trial_asked_by_a_process_killed_before_it_named_a_folder_frees_its_place(tmp_path):
+    """A kill between `study.ask` and naming the trial's folder leaves a RUNNING trial with no
+    folder; the next run gives its place in the budget back instead of counting it forever."""
+    out = tmp_path / "s"
+    finish(dlrun("sweep", *SPACE, *TPE, "--trials", "2", "--batch", "2", "epochs=1", "--out", str(out)))
+    record = yaml.safe_load((out / "sweep.yaml").read_text())
+    study = optuna.load_study(study_name=record["study"], storage=f"sqlite:///{out / 'study.db'}")
+    lost = study.ask()
+    study._storage.set_trial_system_attr(lost._trial_id, store.OWNER, f"{socket.gethostname()}:999999999")
+    for key, value in (("sweep_id", record["id"]), ("sweep_folder", str(out.resolve()))):
+        study._storage.set_trial_user_attr(lost._trial_id, key, value)
+    finish(search(out, "epochs=1"))
+    assert_trained_once(out, trials=4, epochs=1)
+    assert_study_mirrors(out, trials=4)
+    assert (
+        optuna.load_study(study_name=record["study"], storage=f"sqlite:///{out / 'study.db'}")
+        .trials[lost.number]
+        .system_attrs[store.SURPLUS]
+        .startswith("asked by a process that died")
+    )

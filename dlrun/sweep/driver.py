@@ -115,6 +115,10 @@ class Driver:
         """Claim this folder's orphaned RUNNING trials; tell the finished ones from their folders
         and return the others, to resume."""
         resumed = []
+        for lost in store.lost_asks(self.study, self.belongs):
+            # asked by a process killed before it named a folder: nothing trained it, and left
+            # RUNNING it would hold a place in the budget that no process ever trains
+            self._discard(lost, "asked by a process that died before naming its folder")
         for frozen in store.orphans(self.study, self.belongs):
             # a folder still held is trained by a live process (or a killed one's worker, for
             # the seconds it takes to notice): not an orphan, yet
@@ -157,13 +161,15 @@ class Driver:
                 self.exhausted = duplicates >= MAX_DUPLICATES
                 continue
             duplicates = 0
+            # whose it is first: a kill before the folder is named leaves a trial that the
+            # next take_over can tell is this sweep's lost ask (see lost_asks)
             storage.set_trial_system_attr(trial_id, store.OWNER, store.me())
+            for key, value in self.identity.items():
+                storage.set_trial_user_attr(trial_id, key, value)
             storage.record_heartbeat(trial_id)
             # named before composing: a kill from here on leaves an orphan the next run finds
             run_dir = f"trial-{trial.number:03d}"
             storage.set_trial_user_attr(trial_id, "run_dir", run_dir)
-            for key, value in self.identity.items():
-                storage.set_trial_user_attr(trial_id, key, value)
             if (self.out / run_dir / results.CONFIG_FILE).exists():
                 # a folder the study did not know (another storage's numbering): never pair
                 # new values with what it trained
@@ -204,7 +210,7 @@ class Driver:
         from optuna.trial import TrialState
 
         self.study._storage.set_trial_system_attr(trial._trial_id, store.SURPLUS, why)
-        self.study.tell(trial, state=TrialState.FAIL)
+        self.study.tell(trial.number, state=TrialState.FAIL)
 
     def _refuse(self, trial, error: ConfigError) -> None:
         self._discard(trial, f"refused: {error}")

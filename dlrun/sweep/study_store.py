@@ -183,6 +183,19 @@ def orphans(study, belongs) -> list:
     ]
 
 
+def lost_asks(study, belongs) -> list:
+    """RUNNING trials of this sweep folder that no folder was named for, whose asking process
+    is dead: a kill between `study.ask` and naming the folder. Called holding the folder's
+    claim, under which every ask of this folder happens, so none of them is being asked now."""
+    from optuna.trial import TrialState
+
+    return [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if "run_dir" not in t.user_attrs and belongs(t) and owner_dead(t.system_attrs.get(OWNER))
+    ]
+
+
 def sync_intermediates(study, trial, run_dir: Path, metric: str) -> None:
     """Report the epochs the folder holds but the study missed (a kill between the two)."""
     if not (run_dir / results.METRICS_FILE).exists():
