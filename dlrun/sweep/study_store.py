@@ -171,28 +171,25 @@ def claim(study, trial_id: int) -> bool:
 def orphans(study, belongs) -> list:
     """RUNNING trials of this sweep folder (`belongs`) whose owner is dead or silent: to take
     over. A trial rebuilt from its folder has no owner."""
+    return [t for t in _abandoned(study, belongs) if "run_dir" in t.user_attrs]
+
+
+def lost_asks(study, belongs) -> list:
+    """Abandoned RUNNING trials of this sweep folder that no folder was named for: a kill
+    between `study.ask` and naming the folder. Called holding the folder's claim, under which
+    every ask of this folder happens, so none of them is being asked now."""
+    return [t for t in _abandoned(study, belongs) if "run_dir" not in t.user_attrs]
+
+
+def _abandoned(study, belongs) -> list:
+    """RUNNING trials of this sweep folder whose owner is dead or whose heartbeat went stale."""
     from optuna.trial import TrialState
 
     stale = set(study._storage._get_stale_trial_ids(study._study_id))
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if "run_dir" in t.user_attrs
-        and belongs(t)
-        and (owner_dead(t.system_attrs.get(OWNER)) or t._trial_id in stale)
-    ]
-
-
-def lost_asks(study, belongs) -> list:
-    """RUNNING trials of this sweep folder that no folder was named for, whose asking process
-    is dead: a kill between `study.ask` and naming the folder. Called holding the folder's
-    claim, under which every ask of this folder happens, so none of them is being asked now."""
-    from optuna.trial import TrialState
-
-    return [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if "run_dir" not in t.user_attrs and belongs(t) and owner_dead(t.system_attrs.get(OWNER))
+        if belongs(t) and (owner_dead(t.system_attrs.get(OWNER)) or t._trial_id in stale)
     ]
 
 
