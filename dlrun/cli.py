@@ -141,15 +141,15 @@ def sweep(
     search: Optional[str] = typer.Option(
         None,
         "--search",
-        help="grid, random (the default with --trials), an Optuna sampler: tpe, cmaes, qmc, or pbt "
-        "(population-based training).",
+        help="grid, random (the default with --trials), an Optuna sampler: tpe, cmaes, qmc, nsga2 "
+        "(several --metric), or pbt (population-based training).",
     ),
     batch: Optional[int] = typer.Option(
         None,
         "--batch",
         help="Adaptive search: trials asked at "
-        "a time (default: tpe/cmaes a quarter of --trials, so "
-        "the sampler learns between rounds; qmc all; at most "
+        "a time (default: tpe/cmaes/nsga2 a quarter of --trials, so "
+        "the sampler learns between rounds (nsga2: one generation); qmc all; at most "
         "what fits one group in memory).",
     ),
     metric: Optional[str] = typer.Option(

@@ -434,7 +434,7 @@ CASES = [
         "sweep-unknown-sampler",
         [*SWEEP, "lr=interval(1e-3,1)", "--search", "bayes", "--trials", "2"],
         "unknown --search 'bayes'",
-        "grid, random, tpe, cmaes, qmc",
+        "grid, random, tpe, cmaes, qmc, nsga2, pbt",
     ),
     case(
         "sweep-unknown-pruner",

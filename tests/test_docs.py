@@ -277,7 +277,7 @@ SLOW = {
     ],
     "pareto": [
         (
-            "dlrun sweep model.hidden='choice([16],[64],[256])' lr='interval(1e-3,1e-1)' --search tpe "
+            "dlrun sweep model.hidden='choice([16],[64],[256])' lr='interval(1e-3,1e-1)' --search nsga2 "
             "--trials 64 --metric best_val_accuracy,params --out runs/pareto",
             (*MNIST, *TRIALS),
             lambda out: len(trials("runs/pareto")) == 2 and trials("runs/pareto")["params"].notna().all(),

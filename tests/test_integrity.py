@@ -164,6 +164,8 @@ def test_the_default_batch_lets_a_model_based_sampler_learn():
     assert default_batch("tpe", 256, fits=16) == 16  # never past one group's memory
     assert default_batch("qmc", 16, fits=64) == 16  # a fixed sequence learns nothing
     assert default_batch("tpe", 2, fits=64) == 1
+    assert default_batch("nsga2", 2, fits=64) == 2  # a generation breeds from two parents at least
+    assert default_batch("nsga2", 32, fits=4) == 4  # a generation asked over two rounds
 
 
 def test_a_second_train_into_a_folder_in_use_is_refused_and_says_by_whom(tmp_path):

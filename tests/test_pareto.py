@@ -53,7 +53,8 @@ def test_the_front_of_hand_made_points():
         ),
         (
             ["--search", "cmaes", "--metric", "best_val_accuracy,params"],
-            "--search cmaes optimises one metric; for --metric best_val_accuracy,params use --search tpe|qmc",
+            "--search cmaes optimises one metric; for --metric best_val_accuracy,params "
+            "use --search nsga2|tpe|qmc",
         ),
         (
             ["--search", "tpe", "--metric", "best_val_accuracy,params", "--pruner", "hyperband"],
@@ -157,3 +158,17 @@ def test_the_pruner_judges_a_study_of_several_metrics_by_the_first():
         assert bool(pruner.prune(judged, frozen)) is pruned
     with pytest.raises(RuntimeError):
         pruner.prune(study, frozen)
+
+
+def test_nsga2_breeds_one_generation_per_round_of_batch_trials(tmp_path):
+    """NSGA-II's population is --batch: six trials asked three at a time are two generations of
+    three, each a round (with Optuna's default of 50, all six would be generation 0)."""
+    out = tmp_path / "nsga2"
+    space = ["data=spirals", "data.n_samples=600", "model.hidden=choice([4],[16])", "epochs=1"]
+    flags = ["--search", "nsga2", "--trials", "6", "--batch", "3", "--metric", "best_val_accuracy,params"]
+    result = dlrun("sweep", *space, "lr=interval(1e-3,1e-1)", *flags, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name=out.name, storage=f"sqlite:///{out / 'study.db'}")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert [t.system_attrs["NSGAIISampler:generation"] for t in done] == [0, 0, 0, 1, 1, 1]
+    assert set(pd.read_csv(out / "trials.csv")["status"]) == {"completed"}

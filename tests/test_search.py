@@ -60,7 +60,7 @@ def test_what_a_sampler_cannot_use_is_refused_in_one_line(override, message):
     [
         (
             dict(search="bayes", trials=4),
-            "unknown --search 'bayes' (choose from: grid, random, tpe, cmaes, qmc, pbt)",
+            "unknown --search 'bayes' (choose from: grid, random, tpe, cmaes, qmc, nsga2, pbt)",
         ),
         (dict(search="tpe"), "--search tpe needs a budget: add --trials N"),
         (dict(search="tpe", trials=4, pruner="asha"), "unknown --pruner 'asha' (choose from: none, median"),

@@ -39,7 +39,7 @@ from dlrun.sweep.progress import SweepProgress
 from dlrun.sweep.pruners import make_pruner
 from dlrun.sweep.pruning import StudyLink
 from dlrun.sweep.rebuild import reconcile
-from dlrun.sweep.search import directions, make_sampler, space_points, value_text
+from dlrun.sweep.search import directions, sampler_for, space_points, value_text
 from dlrun.sweep.workers import SETUP_WAIT_S, Deferred, Waiting
 
 # An asked trial whose config is refused (say, a sampled width the model cannot take) is told
@@ -191,7 +191,7 @@ class Driver:
         A lone process never reseeds, so its search stays the one its seed gives."""
         count = len(self.study.get_trials(deepcopy=False))
         if count != self.seen:
-            self.study.sampler = make_sampler(self.search.options.search, self.search.options.seed, count)
+            self.study.sampler = sampler_for(self.search.options, count)
             self.seen = count
 
     def _duplicate_of(self, trial) -> int | None:
@@ -360,7 +360,7 @@ def run_search(
         driver.hold_to_folders(console)  # before counting: a rebuilt study's trials count
         driver.seen = before = len(driver.study.get_trials(deepcopy=False))
     if before:  # a continued study: fresh draws, not the first run's again
-        driver.study.sampler = make_sampler(options.search, options.seed, before)
+        driver.study.sampler = sampler_for(options, before)
     console.print(search.describe(size_limit), highlight=False)
     if driver.budget < options.trials:
         console.print(
@@ -397,7 +397,7 @@ def _open(search: Search, out: Path, command: str, storage, url: str, executor) 
             search.space,
             search.metric,
             directions(search.metric),
-            make_sampler(options.search, options.seed),
+            sampler_for(options),
             make_pruner(options.pruner, options.min_epochs, int(search.probe.cfg.epochs)),
         )
     return Driver(search, study, url, out, None, None, executor, sweep_id, own_storage=not options.storage)

@@ -22,7 +22,7 @@ from dlrun.sweep.pbt import PbtOptions
 from dlrun.sweep.space import _check_interval, _discrete_values, _is_log, is_integer_key
 
 # Samplers run through an Optuna study; `grid` and `random` are today's planner.
-SAMPLERS = ("tpe", "cmaes", "qmc")
+SAMPLERS = ("tpe", "cmaes", "qmc", "nsga2")
 # `pbt`: population-based training, one vectorised group that copies and perturbs its members
 SEARCHES = ("grid", "random", *SAMPLERS, "pbt")
 PRUNERS = ("none", "median", "sha", "hyperband")  # dlrun/sweep/pruners.py's registry
@@ -32,7 +32,7 @@ PBT_FLAGS = ("population", "perturb_every", "quantile", "resample")
 EPOCH_METRICS = ("best_val_accuracy", "best_val_loss")
 METRICS = (*EPOCH_METRICS, "params", "train_time_s")
 # Samplers that optimise several metrics at once (CMA-ES adapts one objective's covariance).
-MULTI_OBJECTIVE = ("tpe", "qmc")
+MULTI_OBJECTIVE = ("nsga2", "tpe", "qmc")
 # Hyperband's bracket studies load the study's directions afresh from the storage, which a
 # study of several directions refuses (Optuna has no pruning for several: its issue #3450).
 SINGLE_OBJECTIVE_PRUNERS = ("hyperband",)
@@ -203,8 +203,11 @@ def value_text(value) -> str:
     return str(value) if isinstance(value, int) else repr(float(value))
 
 
-def make_sampler(name: str, seed: int, trials_before: int = 0):
+def make_sampler(name: str, seed: int, trials_before: int = 0, population: int | None = None):
     """The Optuna sampler `name`, seeded by the sweep's seed.
+
+    `population`: NSGA-II's generation size (`generation_size`), so that a generation is a
+    round of asked trials, trained as one vectorised group where it fits.
 
     A sweep that continues a study of `trials_before` trials draws from a stream of its own:
     seeded as the first run was, TPE's and CMA-ES's random draws would repeat the trials the
@@ -224,6 +227,8 @@ def make_sampler(name: str, seed: int, trials_before: int = 0):
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False)
     if name == "qmc":
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population or 2))
     raise ConfigError(f"unknown --search '{name}' (choose from: {', '.join(SEARCHES)})")
 
 
@@ -238,7 +243,22 @@ def default_batch(search: str, trials: int, fits: int) -> int:
     """Trials asked at a time when --batch is not given; `fits`: one group's memory limit."""
     if search == "qmc":  # a fixed low-discrepancy sequence: nothing to learn between rounds
         return max(1, min(fits, trials))
+    if search == "nsga2":  # a generation at a time (generation_size, at least two parents)
+        return max(1, min(fits, max(2, -(-trials // LEARNING_ROUNDS))))
     return max(1, min(fits, -(-trials // LEARNING_ROUNDS)))
+
+
+def generation_size(options: SearchOptions) -> int:
+    """NSGA-II's population: a round of the search (--batch, else a quarter of --trials, as for
+    the other samplers), never what memory fits, so the same command gives the same generations
+    on a laptop and on a GPU. A generation ends when that many of its trials have completed:
+    pruned ones are replaced, as Optuna's GA samplers do."""
+    return options.batch or max(2, -(-(options.trials or 2) // LEARNING_ROUNDS))
+
+
+def sampler_for(options: SearchOptions, trials_before: int = 0):
+    """The sampler a sweep's options ask for (make_sampler)."""
+    return make_sampler(options.search, options.seed, trials_before, generation_size(options))
 
 
 def default_metric(task: str) -> str:
