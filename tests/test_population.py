@@ -5,6 +5,7 @@ and `dlrun train --replay` retraining the winner's schedule."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -179,3 +180,48 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, extra, message):
 def test_no_mutable_key_is_refused(tmp_path):
     done = dlrun("sweep", "model=mlp", "data=spirals", "--search", "pbt", "epochs=4", check=False)
     assert done.returncode == 2 and "--search pbt needs a key to perturb" in done.stderr
+
+
+def _owners(reference: Path, winner: Path) -> dict:
+    """{epoch: the member whose state the winner's weights were at that epoch}, walked back
+    through lineage.csv as in the replay test above."""
+    owner, owners = winner, {}
+    for epoch in range(EPOCHS, 0, -1):
+        owners[epoch] = owner.name
+        copies = [row for row in results.read_lineage(owner) if row["epoch"] == epoch - 1]
+        owner = reference / copies[0]["copied_from"] if copies else owner
+    return owners
+
+
+def test_the_report_shows_the_winners_chain_and_the_lineage_tree_at_80_columns(reference, tmp_path):
+    best = lambda m: results.read_summary(reference / m)["best_val_accuracy"]  # noqa: E731
+    winner = max(MEMBERS, key=best)
+    shown = subprocess.run(
+        [sys.executable, "-m", "dlrun", "report", str(reference)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "80"},
+    )
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert all(len(line) <= 80 for line in lines)
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"PBT winner {winner} "))
+    chain = []
+    for line in lines[start + 2 :]:
+        if not line.strip():
+            break
+        span, member = line.split()[:2]
+        first, _, last = span.partition("-")
+        chain += [(epoch, member) for epoch in range(int(first), int(last or first) + 1)]
+    assert dict(chain) == _owners(reference, Path(reference) / winner)
+    # the tree: one line per stretch that reached the end, the winner's chain starred
+    tree = [line for line in lines if "trial-" in line and ": lr " in line]
+    owners = [member for _, member in sorted(_owners(reference, Path(reference) / winner).items())]
+    stretches = 1 + sum(a != b for a, b in zip(owners, owners[1:]))
+    assert sum("* trial-" in line for line in tree) == stretches
+    # every member's last state reached the end: each member's name starts some node's label
+    assert {line.split("── ")[-1].removeprefix("* ").split()[0] for line in tree} >= set(MEMBERS)
+    page = tmp_path / "report.html"
+    dlrun("report", str(reference), "--format", "html", "-o", str(page))
+    section = page.read_text().split("<section id='population'>")[1].split("</section>")[0]
+    assert section.count("<svg") == 2 and f"the winner {winner}" in section

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from dlrun.cli import app
 from dlrun.report.build import build_report
-from dlrun.report.html import read_sweeps
 from dlrun.report.search import best_so_far, objective, progress, search_kind
+from dlrun.report.sweeps import read_sweeps
 
 FRAME = pd.DataFrame(
     {

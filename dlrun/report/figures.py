@@ -262,3 +262,24 @@ def pareto_svg(columns: list, trials: pd.DataFrame, title: str) -> str:
     pareto.draw(axis, columns, trials)
     axis.set_title(title, fontsize=9)
     return to_svg(figure)
+
+
+def population_svgs(population) -> tuple[str, str]:
+    """A PBT sweep's schedules (a panel per perturbed key) and its lineage (report/lineage.py)."""
+    from dlrun.report import lineage
+
+    keys = population.keys
+    tables = [population.value_table(name) for name in population.members]
+    log_keys = {
+        key
+        for key in keys
+        if all(is_numeric(t[key]) for t in tables) and log_scale(pd.concat([t[key] for t in tables]))
+    }
+    figure, axes = plt.subplots(len(keys), 1, figsize=(7, 1.2 + 1.8 * len(keys)), sharex=True, squeeze=False)
+    lineage.draw_schedules(list(axes[:, 0]), population, log_keys)
+    epoch_axis(axes[-1, 0])
+    schedules = to_svg(figure)
+    figure, axis = plt.subplots(figsize=(7, 0.8 + 0.28 * len(population.members)))
+    lineage.draw_lineage(axis, population)
+    epoch_axis(axis)
+    return schedules, to_svg(figure)

@@ -10,20 +10,22 @@ only script is the table sort, a few lines inline: no network, no CDN.
 
 from __future__ import annotations
 
-import html
 import math
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from dlrun.report import figures, pareto, search
+from dlrun.report import figures
 from dlrun.report.cells import cell_text
 from dlrun.report.figures import value_text
+from dlrun.report.html_parts import escape as _e
+from dlrun.report.html_parts import figure as _figure
+from dlrun.report.html_parts import section as _section
+from dlrun.report.html_searches import pareto_section, population_sections, search_section
+from dlrun.report.sweeps import read_sweeps
 from dlrun.results import INSPECT_DIR, INSPECT_PAGE
 from dlrun.text import plural
 
-SWEEP_FILE = "sweep.yaml"  # written by `dlrun sweep` beside its trials (dlrun/sweep/executor.py)
 # The best trials listed at the top: enough to see whether the winner is a fluke of one seed.
 BEST_SHOWN = 5
 # The table's columns after the run and its swept keys; one that is blank in every run is dropped.
@@ -111,24 +113,6 @@ document.querySelectorAll("table.sortable th").forEach((th, i) => th.addEventLis
   body.append(...[...body.rows].sort(order));
 }));
 """
-
-
-def read_sweeps(paths: list[Path]) -> list[dict]:
-    """The sweep.yaml of each given folder that has one (command, created_at, plan); a file that
-    cannot be read as a mapping is left out: the report shows the runs either way."""
-    records = []
-    for path in paths:
-        try:
-            record = yaml.safe_load((Path(path) / SWEEP_FILE).read_text())
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def _cell_text(column: str, value) -> str:
@@ -271,14 +255,6 @@ def best_trials(frame: pd.DataFrame, varying: list) -> str:
     )
 
 
-def _section(anchor: str, title: str, body: str) -> str:
-    return f"<section id='{anchor}'><h2>{title}</h2>{body}</section>"
-
-
-def _figure(svg: str, caption: str) -> str:
-    return f"<figure>{svg}<figcaption>{_e(caption)}</figcaption></figure>" if svg else ""
-
-
 def sensitivity_section(frame: pd.DataFrame, varying: list) -> str:
     keys = [
         k
@@ -301,38 +277,6 @@ def sensitivity_section(frame: pd.DataFrame, varying: list) -> str:
         or "<p>No setting other than the seed was varied.</p>"
     )
     return _section("sensitivity", "Sensitivity", body)
-
-
-def search_section(rows: pd.DataFrame, sweeps: list) -> str:
-    """For a random or adaptive search over all its trials: the best so far against trials and
-    trial-epochs (report/search.py); nothing for a grid or plain runs."""
-    found = search.progress(rows, sweeps)
-    if found is None:
-        return ""
-    kind, metric, series = found
-    svg = figures.search_svg(series, metric, f"{kind} search: the best so far")
-    caption = (
-        f"The best {metric} so far over {plural(len(series), 'trial')} in the order they "
-        f"started, and over the {int(series['trial_epochs'].iloc[-1])} trial-epochs they "
-        "ran (a pruned trial counts the epochs it ran); a dot per trial."
-    )
-    return _section("search", "Search progress", _figure(svg, caption))
-
-
-def pareto_section(rows: pd.DataFrame, sweeps: list) -> str:
-    """For a search of several metrics: every finished trial against the first two, the Pareto
-    front highlighted (report/pareto.py); nothing otherwise."""
-    found = pareto.front(rows, sweeps)
-    if found is None:
-        return ""
-    columns, trials = found
-    count = int(trials["on_front"].sum())
-    svg = figures.pareto_svg(columns, trials, f"Pareto front ({pareto.describe(columns)})")
-    caption = (
-        f"{plural(count, 'trial')} of {len(trials)} finished on the Pareto front: no other trial is "
-        f"as good on every metric and better on one ({pareto.describe(columns)}); a dot per trial."
-    )
-    return _section("pareto", "Pareto front", _figure(svg, caption))
 
 
 def curves_section(frame: pd.DataFrame, varying: list, curves: dict) -> str:
@@ -402,6 +346,7 @@ def report_page(
         best_trials(frame, varying),
         search_section(frame if rows is None else rows, sweeps or []),
         pareto_section(frame if rows is None else rows, sweeps or []),
+        population_sections(frame if rows is None else rows),
         sensitivity_section(frame, varying),
         curves_section(frame, varying, curves),
         runs_section(frame, varying, grouped),

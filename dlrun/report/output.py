@@ -15,9 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from dlrun.errors import ConfigError
-from dlrun.report import options, pareto, render
+from dlrun.report import lineage, options, pareto, render
 from dlrun.report.build import PLOTS_FOLDER, build_report, group_by, select
 from dlrun.report.settings import non_default
+from dlrun.report.sweeps import read_sweeps
 from dlrun.results import atomic_write_text
 from dlrun.text import plural
 
@@ -83,7 +84,6 @@ def report_text(request: ReportRequest, console: Console):
 
 def _write_plots(built, frame, targets, plot_folder: Path, console: Console) -> None:
     from dlrun.report import plots
-    from dlrun.report.html import read_sweeps
 
     images = plots.write_plots(frame, built.varying, plot_folder, built.curves)
     # every trial of the search, not only those --filter/--top show
@@ -99,6 +99,7 @@ def _render(fmt: str, built, frame, shown, targets, grouped: bool, columns, outp
         title = render.report_title(len(frame), len(shown) if grouped else None, targets)
         parts = _table_parts(shown, built, title, columns, output)
         parts += _front_part(built, targets, 200 if output else Console().width)
+        parts += [part for found in lineage.populations(built.rows) for part in lineage.terminal_parts(found)]
         return render.plain_text(parts) if output else _print_parts(parts)
     if fmt == "html":  # its figures are inline SVG, drawn whether or not --plot wrote PNGs
         from dlrun.report.html import report_html
@@ -127,8 +128,6 @@ def _table_parts(shown, built, title: str, columns: str | None, output) -> list:
 
 def _front_part(built, targets, width: int) -> list:
     """A search of several metrics: its Pareto front over all its trials (report/pareto.py)."""
-    from dlrun.report.html import read_sweeps
-
     found = pareto.front(built.rows, read_sweeps(targets))
     return [] if found is None else [pareto.front_table(*found, built.varying, width)]
 

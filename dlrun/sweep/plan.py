@@ -55,6 +55,8 @@ class Plan:
     groups: list
     seed: int = 0
     notes: list = field(default_factory=list)  # one line each, for the user: duplicates dropped
+    # what the search was asked for beyond its space (PBT: its metric and schedule), for the report
+    settings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -62,6 +64,7 @@ class Plan:
             "seed": self.seed,
             "base": self.base,
             "space": self.space,
+            **({"settings": self.settings} if self.settings else {}),
             "trials": [{"id": t.id, "params": t.params} for t in self.trials],
             "groups": [
                 {"id": g.id, "trials": [t.id for t in g.trials], "shape": g.shape} for g in self.groups

@@ -14,6 +14,7 @@ replay of a member's hyperparameter schedule (`dlrun train --replay MEMBER`).
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -114,7 +115,13 @@ class Population:
                 )
         self.metric = options.metric or default_metric(_task(cfg))
         self.plan = Plan(
-            fixed, self.space_text, "pbt", self.members, group_trials(self.members), options.seed
+            fixed,
+            self.space_text,
+            "pbt",
+            self.members,
+            group_trials(self.members),
+            options.seed,
+            settings={"metric": self.metric, **asdict(self.pbt)},
         )
 
     def check_fits(self, max_group: int | None) -> None:
